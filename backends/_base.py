@@ -1,0 +1,129 @@
+"""What every backend adapter provides.
+
+An adapter is cheap to construct and imports its array library only when it is
+first used, so listing or registering backends never imports a framework the
+user did not ask for.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+
+
+class BackendUnavailableError(RuntimeError):
+    """The backend's library is missing, or it cannot run on this machine."""
+
+
+class Backend:
+    """Base adapter.  Subclasses set ``name`` and ``library`` and override hooks.
+
+    ``device`` is whatever the user named (``None`` for the backend's default);
+    :meth:`resolve_device` turns it into the library's own device object.
+    """
+
+    name: str = ""
+    library: str = ""  # importable module that must exist
+    install_hint: str = ""
+    is_gpu_capable: bool = False
+
+    def __init__(self, device=None):
+        self.requested_device = device
+        self._xp = None
+        self._device = None
+
+    # -- availability and namespace -------------------------------------------------
+    def _import(self):
+        try:
+            return importlib.import_module(self.library)
+        except ImportError as exc:
+            raise BackendUnavailableError(
+                f"backend {self.name!r} needs the {self.library!r} package, which is not "
+                f"installed here ({exc}); install it with: {self.install_hint}"
+            ) from None
+
+    def check_available(self) -> None:
+        """Raise :class:`BackendUnavailableError` saying why this backend cannot run."""
+        self._import()
+
+    def availability(self) -> tuple[bool, str]:
+        try:
+            self.check_available()
+            self.device  # noqa: B018 - resolving the device probes it
+        except BackendUnavailableError as exc:
+            return False, str(exc)
+        return True, "ok"
+
+    @property
+    def xp(self):
+        """The Array API namespace (array-api-compat's wrapper where needed)."""
+        if self._xp is None:
+            self.check_available()
+            self._xp = self._namespace()
+        return self._xp
+
+    def _namespace(self):
+        raise NotImplementedError
+
+    @property
+    def device(self):
+        if self._device is None:
+            self.check_available()
+            self._device = self.resolve_device(self.requested_device)
+        return self._device
+
+    def resolve_device(self, spec):
+        raise NotImplementedError
+
+    def version(self) -> str:
+        return getattr(self._import(), "__version__", "unknown")
+
+    def devices(self) -> list[str]:
+        """Names of the devices this backend could use here."""
+        return [str(self.device)]
+
+    @property
+    def on_gpu(self) -> bool:
+        return False
+
+    @property
+    def default_dtype(self) -> str:
+        return "float32" if self.on_gpu else "float64"
+
+    # -- moving data ---------------------------------------------------------------
+    def dtype(self, name: str):
+        return getattr(self.xp, name)
+
+    def asarray(self, host, dtype: str):
+        """Copy a host (NumPy) array onto this backend's device with ``dtype``."""
+        return self.xp.asarray(host, dtype=self.dtype(dtype), device=self.device)
+
+    def to_numpy(self, x):
+        """Copy an array of this backend back to a NumPy array on the host."""
+        import numpy as np
+
+        return np.asarray(x)
+
+    def owns(self, x) -> bool:
+        """Is ``x`` an array of this backend's library?"""
+        raise NotImplementedError
+
+    def device_of(self, x):
+        from array_api_compat import device
+
+        return device(x)
+
+    # -- running -------------------------------------------------------------------
+    def synchronize(self) -> None:
+        """Wait for all queued work (for timing)."""
+
+    def compile(self, fn):
+        """Optionally compile a pure step function; the default runs it eagerly."""
+        return fn
+
+    def context(self):
+        """A context manager that makes this backend's device current."""
+        return contextlib.nullcontext()
+
+    def __repr__(self) -> str:
+        return f"<backend {self.name} device={self.requested_device!r}>"

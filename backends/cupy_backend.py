@@ -1,0 +1,72 @@
+"""CuPy on an NVIDIA GPU.
+
+Devices: ``None`` or a GPU index (``0``, ``"cuda:1"``).  ``import cupy`` succeeds on
+machines without a GPU, so availability is decided by probing the driver.
+"""
+
+from __future__ import annotations
+
+from ._base import Backend, BackendUnavailableError
+
+
+class CupyBackend(Backend):
+    name = "cupy"
+    library = "cupy"
+    install_hint = "pip install 'backprop-core[cupy]' (a CuPy build matching your CUDA)"
+    is_gpu_capable = True
+
+    def check_available(self):
+        cupy = self._import()
+        try:
+            count = cupy.cuda.runtime.getDeviceCount()
+        except Exception as exc:  # CUDARuntimeError, or a missing driver library
+            raise BackendUnavailableError(f"cupy is installed but no usable GPU was found: {exc}") from None
+        if count == 0:
+            raise BackendUnavailableError("cupy is installed but this machine has no GPU")
+
+    def _namespace(self):
+        import array_api_compat.cupy as xp
+
+        return xp
+
+    def resolve_device(self, spec):
+        cupy = self._import()
+        if spec is None:
+            index = 0
+        elif isinstance(spec, int):
+            index = spec
+        else:
+            kind, _, index = str(spec).partition(":")
+            if kind not in ("cuda", "gpu") and not kind.isdigit():
+                raise BackendUnavailableError(f"cupy runs on GPUs only, not on device {spec!r}")
+            index = int(kind) if kind.isdigit() else int(index or 0)
+        count = cupy.cuda.runtime.getDeviceCount()
+        if not 0 <= index < count:
+            raise BackendUnavailableError(f"cupy sees {count} GPU(s); there is no device {spec!r}")
+        return cupy.cuda.Device(index)
+
+    def devices(self):
+        cupy = self._import()
+        return [f"cuda:{i}" for i in range(cupy.cuda.runtime.getDeviceCount())]
+
+    @property
+    def on_gpu(self):
+        return True
+
+    def asarray(self, host, dtype):
+        with self.device:
+            return self._import().asarray(host, dtype=dtype)
+
+    def owns(self, x):
+        from array_api_compat import is_cupy_array
+
+        return is_cupy_array(x)
+
+    def to_numpy(self, x):
+        return x.get()
+
+    def synchronize(self):
+        self._import().cuda.Device(self.device.id).synchronize()
+
+    def context(self):
+        return self.device

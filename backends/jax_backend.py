@@ -1,0 +1,78 @@
+"""JAX, with the training step compiled by ``jax.jit``.
+
+Devices: ``None`` (JAX's default device), ``"cpu"``, ``"gpu"``, ``"gpu:1"`` or an
+index into ``jax.devices()``.  float64 needs ``jax.config.update("jax_enable_x64", True)``
+before any array is made; the default dtype is float32, as in JAX itself.
+"""
+
+from __future__ import annotations
+
+from ._base import Backend, BackendUnavailableError
+
+
+class JaxBackend(Backend):
+    name = "jax"
+    library = "jax"
+    install_hint = "pip install 'backprop-core[jax]'"
+    is_gpu_capable = True
+
+    def _namespace(self):
+        import jax.numpy as jnp  # JAX's numpy is itself an Array API namespace
+
+        return jnp
+
+    def resolve_device(self, spec):
+        jax = self._import()
+        if spec is None:
+            return jax.devices()[0]
+        if isinstance(spec, int):
+            devices, index = jax.devices(), spec
+        else:
+            platform, _, index = str(spec).partition(":")
+            try:
+                devices = jax.devices(platform)
+            except RuntimeError as exc:
+                raise BackendUnavailableError(f"jax has no {platform!r} device here: {exc}") from None
+            index = int(index or 0)
+        if index >= len(devices):
+            raise BackendUnavailableError(f"jax has {len(devices)} device(s); there is no {spec!r}")
+        return devices[index]
+
+    def devices(self):
+        return [str(d) for d in self._import().devices()]
+
+    @property
+    def on_gpu(self):
+        return self.device.platform == "gpu"
+
+    @property
+    def default_dtype(self):
+        return "float32"
+
+    def dtype(self, name):
+        if name == "float64" and not self._import().config.jax_enable_x64:
+            raise BackendUnavailableError(
+                "jax computes in float32 unless 64-bit mode is on; call "
+                'jax.config.update("jax_enable_x64", True) first, or use dtype="float32"'
+            )
+        return super().dtype(name)
+
+    def asarray(self, host, dtype):
+        jax = self._import()
+        return jax.device_put(self.xp.asarray(host, dtype=self.dtype(dtype)), self.device)
+
+    def owns(self, x):
+        from array_api_compat import is_jax_array
+
+        return is_jax_array(x)
+
+    def device_of(self, x):
+        return next(iter(x.devices()))
+
+    def synchronize(self):
+        # jax has no global synchronise; block_until_ready is applied by callers
+        # to the arrays they time.
+        pass
+
+    def compile(self, fn):
+        return self._import().jit(fn)

@@ -1,0 +1,39 @@
+"""NumPy on the CPU: the default backend, always available."""
+
+from __future__ import annotations
+
+from ._base import Backend, BackendUnavailableError
+
+
+class NumpyBackend(Backend):
+    name = "numpy"
+    library = "numpy"
+    install_hint = "pip install numpy"
+
+    def _namespace(self):
+        import array_api_compat.numpy as xp
+
+        return xp
+
+    def resolve_device(self, spec):
+        if spec not in (None, "cpu", 0):
+            raise BackendUnavailableError(f"backend 'numpy' runs on the CPU only, not on device {spec!r}")
+        return "cpu"
+
+    def version(self):
+        import numpy
+
+        return numpy.__version__
+
+    def owns(self, x):
+        from array_api_compat import is_numpy_array
+
+        return is_numpy_array(x)
+
+    def device_of(self, x):
+        return "cpu"
+
+    def asarray(self, host, dtype):
+        import numpy as np
+
+        return np.asarray(host, dtype=dtype)

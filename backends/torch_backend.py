@@ -1,0 +1,65 @@
+"""PyTorch, eager, through array-api-compat's torch namespace.
+
+Devices: ``None`` (CUDA if present, else CPU), ``"cpu"``, ``"cuda"``, ``"cuda:1"``
+or a GPU index.  TF32 matmuls follow PyTorch's default (off).
+"""
+
+from __future__ import annotations
+
+from ._base import Backend, BackendUnavailableError
+
+
+class TorchBackend(Backend):
+    name = "torch"
+    library = "torch"
+    install_hint = "pip install 'backprop-core[torch]'"
+    is_gpu_capable = True
+
+    def _namespace(self):
+        import array_api_compat.torch as xp
+
+        return xp
+
+    def resolve_device(self, spec):
+        torch = self._import()
+        if spec is None:
+            spec = "cuda" if torch.cuda.is_available() else "cpu"
+        if isinstance(spec, int):
+            spec = f"cuda:{spec}"
+        try:
+            dev = torch.device(spec)
+        except (RuntimeError, TypeError) as exc:
+            raise BackendUnavailableError(f"torch cannot use device {spec!r}: {exc}") from None
+        if dev.type == "cuda":
+            if not torch.cuda.is_available():
+                raise BackendUnavailableError(
+                    "torch was asked for a CUDA device but no GPU is usable here "
+                    "(torch.cuda.is_available() is False)"
+                )
+            index = dev.index or 0
+            if index >= torch.cuda.device_count():
+                raise BackendUnavailableError(
+                    f"torch has {torch.cuda.device_count()} CUDA device(s); there is no {spec!r}"
+                )
+            dev = torch.device("cuda", index)
+        return dev
+
+    def devices(self):
+        torch = self._import()
+        return ["cpu"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+
+    @property
+    def on_gpu(self):
+        return self.device.type == "cuda"
+
+    def owns(self, x):
+        from array_api_compat import is_torch_array
+
+        return is_torch_array(x)
+
+    def to_numpy(self, x):
+        return x.detach().cpu().numpy()
+
+    def synchronize(self):
+        if self.on_gpu:
+            self._import().cuda.synchronize(self.device)

@@ -1,0 +1,38 @@
+"""backprop-core: a one-hidden-layer network trained from its derived equations.
+
+The functional API follows the lecture (examples as columns); the estimator
+:class:`BackpropClassifier` follows scikit-learn (samples as rows).
+"""
+
+from .activations import ACTIVATIONS, Activation, get_activation
+from .backends import (
+    Backend,
+    BackendUnavailableError,
+    backend_names,
+    get_backend,
+    register_backend,
+    unregister_backend,
+)
+from .errors import TrainingDivergedError, TrainingInterrupted
+from .estimator import BackpropClassifier, NotFittedError
+from .functional import (
+    backward_propagation,
+    compute_cost,
+    forward_propagation,
+    initialize_parameters,
+    layer_sizes,
+    nn_model,
+    predict,
+    update_parameters,
+)
+from .training import TrainResult, train
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ACTIVATIONS", "Activation", "Backend", "BackendUnavailableError", "BackpropClassifier",
+    "NotFittedError", "TrainResult", "TrainingDivergedError", "TrainingInterrupted",
+    "backend_names", "backward_propagation", "compute_cost", "forward_propagation",
+    "get_activation", "get_backend", "initialize_parameters", "layer_sizes", "nn_model",
+    "predict", "register_backend", "train", "unregister_backend", "update_parameters",
+]

@@ -1,0 +1,27 @@
+"""Exceptions that carry what was trained, so a failure loses nothing."""
+
+from __future__ import annotations
+
+
+class TrainingDivergedError(FloatingPointError):
+    """The cost became NaN or infinite.
+
+    ``parameters`` holds the last parameters whose cost was finite, ``iteration``
+    the iteration at which they were checked, ``history`` the costs recorded.
+    """
+
+    def __init__(self, message, parameters, iteration, history):
+        super().__init__(message)
+        self.parameters = parameters
+        self.iteration = iteration
+        self.history = history
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during training; ``parameters`` are those of the last completed iteration."""
+
+    def __init__(self, parameters, iteration, history):
+        super().__init__(f"training interrupted after {iteration} completed iteration(s)")
+        self.parameters = parameters
+        self.iteration = iteration
+        self.history = history

@@ -1,0 +1,220 @@
+"""An estimator in the scikit-learn manner: samples are rows.
+
+``fit(X, y)`` takes X (m, n_features) and y (m,) for one binary label or
+(m, n_outputs) for several independent ones (multi-label).  Results come back
+in the caller's library and on the caller's device: NumPy in, NumPy out, even
+when trained on a GPU.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import numpy as np
+from array_api_compat import array_namespace
+
+from . import equations
+from .activations import get_activation
+from .backends import backend_for_array, get_backend
+from .errors import TrainingDivergedError, TrainingInterrupted
+from .functional import prepare_data
+from .initialization import INITS, initial_parameters_host
+from .persistence import load_parameters, save_parameters
+from .training import train
+from .validation import as_array, check_finite, check_positive, check_same_place, to_backend
+
+
+class NotFittedError(ValueError, AttributeError):
+    """The estimator was used before ``fit``."""
+
+
+class BackpropClassifier:
+    """One hidden layer, sigmoid output(s), full-batch gradient descent.
+
+    Parameters
+    ----------
+    hidden_units : int, default 4
+    activation : {"tanh", "sigmoid", "relu", "leaky_relu"}, default "tanh"
+    learning_rate : float, default 1.2
+    num_iterations : int, default 10000
+    backend : str, default "numpy"; also "cupy", "torch", "jax", "array_api_strict", ...
+    device : backend-specific (e.g. 0, "cuda", "cpu"); None for the backend's default
+    dtype : "float32" or "float64"; None for the backend's default, which is
+        float64 on a CPU and float32 on a GPU (float32 always for jax)
+    seed : seed of the NumPy Generator drawing the initial weights
+    init : {"normal", "xavier", "he"}, default "normal" (standard normal x 0.01)
+    cost_every : read and record the cost every this many iterations
+
+    Fitted attributes: ``parameters_`` (on the training device), ``cost_history_``
+    (list of (iteration, cost)), ``n_iter_``, ``n_features_in_``, ``n_outputs_``.
+    """
+
+    def __init__(self, hidden_units=4, activation="tanh", learning_rate=1.2, num_iterations=10000,
+                 backend="numpy", device=None, dtype=None, seed=0, init="normal", cost_every=100):
+        self.hidden_units = hidden_units
+        self.activation = activation
+        self.learning_rate = learning_rate
+        self.num_iterations = num_iterations
+        self.backend = backend
+        self.device = device
+        self.dtype = dtype
+        self.seed = seed
+        self.init = init
+        self.cost_every = cost_every
+
+    # -- scikit-learn protocol -------------------------------------------------------
+    def get_params(self, deep=True):
+        return {name: getattr(self, name) for name in inspect.signature(type(self)).parameters}
+
+    def set_params(self, **params):
+        valid = self.get_params()
+        for name, value in params.items():
+            if name not in valid:
+                raise ValueError(f"invalid parameter {name!r} for {type(self).__name__}; valid: {sorted(valid)}")
+            setattr(self, name, value)
+        return self
+
+    def __repr__(self):
+        defaults = inspect.signature(type(self)).parameters
+        changed = [f"{k}={v!r}" for k, v in self.get_params().items() if v != defaults[k].default]
+        return f"{type(self).__name__}({', '.join(changed)})"
+
+    # -- training --------------------------------------------------------------------
+    def _check_hyperparameters(self):
+        check_positive(self.hidden_units, "hidden_units", integer=True)
+        check_positive(self.learning_rate, "learning_rate")
+        check_positive(self.num_iterations, "num_iterations", integer=True)
+        check_positive(self.cost_every, "cost_every", integer=True)
+        if self.init not in INITS:
+            raise ValueError(f"unknown init {self.init!r}; choose one of {list(INITS)}")
+        if self.dtype not in (None, "float32", "float64"):
+            raise ValueError(f"dtype must be 'float32', 'float64' or None, got {self.dtype!r}")
+        return get_activation(self.activation), get_backend(self.backend, self.device)
+
+    def fit(self, X, y):
+        """Train on X (m, n_features) and y (m,) or (m, n_outputs) of 0/1 labels.
+
+        Validation happens before anything is changed, so a failed call leaves
+        a previously fitted model as it was.  If training diverges or is
+        interrupted, the model keeps the last good parameters and the error is
+        raised.
+        """
+        g, backend = self._check_hyperparameters()
+        X, y = as_array(X, "X"), as_array(y, "y")
+        check_same_place({"X": X, "y": y})
+        if X.ndim != 2:
+            raise ValueError(f"X must be 2-D, shape (n_samples, n_features); got shape {tuple(X.shape)}")
+        if y.ndim not in (1, 2):
+            raise ValueError(f"y must be 1-D (n_samples,) or 2-D (n_samples, n_outputs); got shape {tuple(y.shape)}")
+        if y.shape[0] != X.shape[0]:
+            raise ValueError(f"X has {X.shape[0]} samples but y has {y.shape[0]}; they must match")
+        Xc, Yc = _columns(X), _columns(y)
+        Xd, Yd, dtype = prepare_data(Xc, Yc, backend, self.dtype)
+        n0, n2 = Xd.shape[0], Yd.shape[0]
+        host = initial_parameters_host(n0, self.hidden_units, n2, self.init, self.seed)
+        params = {k: backend.asarray(v, dtype) for k, v in host.items()}
+        try:
+            result = train(Xd, Yd, params, activation=g, learning_rate=self.learning_rate,
+                           num_iterations=self.num_iterations, backend=backend,
+                           cost_every=self.cost_every)
+        except (TrainingDivergedError, TrainingInterrupted) as exc:
+            self._set_fitted(exc.parameters, exc.history, exc.iteration, backend, dtype, y.ndim)
+            raise
+        self._set_fitted(result.parameters, result.history, result.n_iter, backend, dtype, y.ndim)
+        return self
+
+    def _set_fitted(self, parameters, history, n_iter, backend, dtype, y_ndim):
+        self.parameters_ = parameters
+        self.cost_history_ = list(history)
+        self.n_iter_ = n_iter
+        self.n_features_in_ = parameters["W1"].shape[1]
+        self.n_outputs_ = parameters["W2"].shape[0]
+        self.dtype_ = dtype
+        self._backend = backend
+        self._y_ndim = y_ndim
+
+    # -- prediction ------------------------------------------------------------------
+    def _check_fitted(self):
+        if not hasattr(self, "parameters_"):
+            raise NotFittedError(f"this {type(self).__name__} is not fitted yet; call fit(X, y) first")
+
+    def _probabilities(self, X):
+        """A2 as (m, n_outputs) in the caller's library and device."""
+        self._check_fitted()
+        X = as_array(X, "X")
+        if X.ndim != 2:
+            raise ValueError(f"X must be 2-D, shape (n_samples, n_features); got shape {tuple(X.shape)}")
+        if X.shape[1] != self.n_features_in_:
+            raise ValueError(f"X has {X.shape[1]} features but the model was trained on {self.n_features_in_}")
+        if X.shape[0] == 0:
+            raise ValueError("X is empty (0 samples)")
+        caller = backend_for_array(X)
+        backend = self._backend
+        Xd = to_backend(_columns(X), backend, self.dtype_, "X")
+        check_finite(Xd, backend.xp, "X")
+        p = self.parameters_
+        with backend.context():
+            _, _, _, A2 = equations.forward(Xd, p["W1"], p["b1"], p["W2"], p["b2"],
+                                            get_activation(self.activation))
+        A2 = A2.T
+        if type(caller) is type(backend) and str(caller.device) == str(backend.device):
+            return A2
+        return caller.asarray(backend.to_numpy(A2), self.dtype_)
+
+    def predict_proba(self, X):
+        """Probabilities: (m, 2) columns [P(0), P(1)] for a 1-D y, else (m, n_outputs) of P(1)."""
+        P = self._probabilities(X)
+        if self._y_ndim == 1:
+            xp = array_namespace(P)
+            return xp.concat([1.0 - P, P], axis=1)
+        return P
+
+    def predict(self, X):
+        """0/1 labels, (m,) for a 1-D y, else (m, n_outputs), in X's library and float dtype."""
+        P = self._probabilities(X)
+        xp = array_namespace(P)
+        labels = xp.astype(P > 0.5, P.dtype)
+        return labels[:, 0] if self._y_ndim == 1 else labels
+
+    def score(self, X, y) -> float:
+        """Mean accuracy (for several outputs, every output of a sample must be right)."""
+        pred = self.predict(X)
+        y = as_array(y, "y")
+        pred_host = backend_for_array(pred).to_numpy(pred)
+        y_host = np.asarray(backend_for_array(y).to_numpy(y), dtype=pred_host.dtype)
+        if y_host.shape != pred_host.shape:
+            raise ValueError(f"y has shape {y_host.shape} but predictions have shape {pred_host.shape}")
+        correct = pred_host == y_host
+        return float(np.mean(correct if correct.ndim == 1 else np.all(correct, axis=1)))
+
+    # -- saving ----------------------------------------------------------------------
+    def save(self, path) -> None:
+        """Write parameters and hyperparameters to ``path`` (.npz; no pickle)."""
+        self._check_fitted()
+        host = {k: self._backend.to_numpy(v) for k, v in self.parameters_.items()}
+        meta = {"estimator": type(self).__name__, "params": self.get_params(),
+                "dtype": self.dtype_, "y_ndim": self._y_ndim, "n_iter": self.n_iter_,
+                "cost_history": self.cost_history_}
+        meta["params"]["device"] = None if meta["params"]["device"] is None else str(meta["params"]["device"])
+        save_parameters(path, host, meta)
+
+    @classmethod
+    def load(cls, path, *, backend=None, device=None, dtype=None):
+        """Load a model saved by :meth:`save`, optionally onto another backend/device/dtype."""
+        host, meta = load_parameters(path)
+        params = dict(meta["params"])
+        if backend is not None:
+            params["backend"], params["device"] = backend, device
+        model = cls(**params)
+        be = get_backend(model.backend, model.device)
+        dtype = dtype or meta["dtype"]
+        model._set_fitted({k: be.asarray(v, dtype) for k, v in host.items()},
+                          [tuple(h) for h in meta["cost_history"]], meta["n_iter"], be, dtype,
+                          meta["y_ndim"])
+        return model
+
+
+def _columns(a):
+    """Samples-as-rows to examples-as-columns: (m, n) -> (n, m); (m,) -> (1, m)."""
+    xp = array_namespace(a)
+    return xp.reshape(a, (1, a.shape[0])) if a.ndim == 1 else a.T

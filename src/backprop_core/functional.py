@@ -1,0 +1,140 @@
+"""The lecture's programming exercise, step by step, in its own names.
+
+Examples are columns: X is (n_x, m), Y is (n_y, m).  ``parameters``, ``cache``
+and ``grads`` are dicts keyed ``W1 b1 W2 b2``, ``Z1 A1 Z2 A2`` and
+``dW1 db1 dW2 db2``.  The step functions work in whatever library X comes
+from; :func:`initialize_parameters` and :func:`nn_model` take ``backend=``.
+"""
+
+from __future__ import annotations
+
+from array_api_compat import array_namespace
+
+from . import equations
+from .activations import get_activation
+from .backends import get_backend
+from .initialization import initial_parameters_host
+from .training import train
+from .validation import (
+    as_array,
+    check_binary,
+    check_finite,
+    check_parameters,
+    check_positive,
+    check_same_place,
+    check_shapes,
+    to_backend,
+)
+
+
+def layer_sizes(X, Y, n_h: int = 4):
+    """``(n_x, n_h, n_y)``: input size, hidden size (the lecture's 4), output size."""
+    return X.shape[0], n_h, Y.shape[0]
+
+
+def initialize_parameters(n_x: int, n_h: int, n_y: int, *, init: str = "normal", seed=0,
+                          backend="numpy", device=None, dtype: str | None = None) -> dict:
+    """Random weights (standard normal x 0.01 by default), zero biases.
+
+    Drawn in float64 on the host from ``numpy.random.default_rng(seed)`` and
+    moved to ``backend``/``device`` as ``dtype`` (the backend's default if None).
+    """
+    backend = get_backend(backend, device)
+    dtype = dtype or backend.default_dtype
+    host = initial_parameters_host(n_x, n_h, n_y, init, seed)
+    return {k: backend.asarray(v, dtype) for k, v in host.items()}
+
+
+def forward_propagation(X, parameters: dict, *, activation="tanh"):
+    """Returns ``(A2, cache)`` with A2 of shape (n_y, m)."""
+    g = get_activation(activation)
+    check_parameters(parameters, X.shape[0])
+    Z1, A1, Z2, A2 = equations.forward(X, *(parameters[k] for k in ("W1", "b1", "W2", "b2")), g)
+    return A2, {"Z1": Z1, "A1": A1, "Z2": Z2, "A2": A2}
+
+
+def compute_cost(A2, Y, *, cache: dict | None = None) -> float:
+    """Cross-entropy cost as a Python float (as in the lecture; it reads the device).
+
+    Finite even when A2 saturates at exactly 0 or 1: with ``cache`` it is
+    computed exactly from Z2; without, A2 is clipped just inside (0, 1).
+    """
+    if A2.shape != Y.shape:
+        raise ValueError(f"A2 has shape {tuple(A2.shape)} but Y has shape {tuple(Y.shape)}")
+    xp = array_namespace(A2)
+    Y = xp.astype(Y, A2.dtype) if Y.dtype != A2.dtype else Y
+    if cache is not None:
+        return float(equations.cost_from_logits(cache["Z2"], Y))
+    return float(equations.cost_from_probabilities(A2, Y))
+
+
+def backward_propagation(parameters: dict, cache: dict, X, Y, *, activation="tanh") -> dict:
+    """Gradients of the cost: ``{"dW1", "db1", "dW2", "db2"}``, each the shape of its parameter."""
+    g = get_activation(activation)
+    xp = array_namespace(X)
+    Y = xp.astype(Y, X.dtype) if Y.dtype != X.dtype else Y
+    dW1, db1, dW2, db2 = equations.backward(X, Y, parameters["W2"], cache["Z1"], cache["A1"], cache["A2"], g)
+    return {"dW1": dW1, "db1": db1, "dW2": dW2, "db2": db2}
+
+
+def update_parameters(parameters: dict, grads: dict, learning_rate: float = 1.2) -> dict:
+    """``W := W - learning_rate * dW`` for every parameter; returns a new dict."""
+    check_positive(learning_rate, "learning_rate")
+    names = ("W1", "b1", "W2", "b2")
+    new = equations.update(*(parameters[k] for k in names), *(grads["d" + k] for k in names), learning_rate)
+    return dict(zip(names, new))
+
+
+def predict(parameters: dict, X, *, activation="tanh"):
+    """0/1 predictions (A2 > 0.5), shape (n_y, m), in X's float dtype."""
+    A2, _ = forward_propagation(X, parameters, activation=activation)
+    xp = array_namespace(A2)
+    return xp.astype(A2 > 0.5, A2.dtype)
+
+
+def prepare_data(X, Y, backend, dtype: str | None):
+    """Check X (n_x, m) and Y (n_y, m) and move them onto ``backend`` as ``dtype``."""
+    X, Y = as_array(X, "X"), as_array(Y, "Y")
+    check_same_place({"X": X, "Y": Y})
+    if getattr(Y, "ndim", None) == 1:
+        raise ValueError(f"Y must be 2-D, shape (n_y, m); got shape {tuple(Y.shape)} (reshape it to (1, m))")
+    check_shapes(X, Y)
+    dtype = dtype or backend.default_dtype
+    X = to_backend(X, backend, dtype, "X")
+    Y = to_backend(Y, backend, dtype, "Y")
+    check_finite(X, backend.xp, "X")
+    check_finite(Y, backend.xp, "Y")
+    check_binary(Y, backend.xp)
+    return X, Y, dtype
+
+
+def nn_model(X, Y, n_h: int, num_iterations: int = 10000, print_cost: bool = False, *,
+             learning_rate: float = 1.2, activation="tanh", init: str = "normal", seed=0,
+             parameters: dict | None = None, backend="numpy", device=None,
+             dtype: str | None = None, cost_every: int = 1000) -> dict:
+    """Train the network and return its parameters (on ``backend``'s device).
+
+    X (n_x, m) and Y (n_y, m) may come from any supported library; they are
+    moved to ``backend`` once.  ``parameters`` overrides the random start.
+    With ``print_cost``, the cost is printed every ``cost_every`` iterations.
+    """
+    g = get_activation(activation)
+    check_positive(n_h, "n_h (hidden units)", integer=True)
+    check_positive(learning_rate, "learning_rate")
+    check_positive(num_iterations, "num_iterations", integer=True)
+    backend = get_backend(backend, device)
+    X, Y, dtype = prepare_data(X, Y, backend, dtype)
+    if parameters is None:
+        parameters = initialize_parameters(X.shape[0], n_h, Y.shape[0], init=init, seed=seed,
+                                           backend=backend, dtype=dtype)
+    else:
+        check_parameters(parameters, X.shape[0])
+        parameters = {k: to_backend(v, backend, dtype, k) for k, v in parameters.items()}
+
+    def show(i, J):
+        print(f"Cost after iteration {i}: {J:f}")
+
+    result = train(X, Y, parameters, activation=g, learning_rate=learning_rate,
+                   num_iterations=num_iterations, backend=backend, cost_every=cost_every,
+                   callback=show if print_cost else None)
+    return result.parameters
