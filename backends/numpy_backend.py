@@ -37,3 +37,11 @@ class NumpyBackend(Backend):
         import numpy as np
 
         return np.asarray(host, dtype=dtype)
+
+    def context(self):
+        # A diverging run overflows long before its cost is next read; the loop
+        # reports that itself (TrainingDivergedError), so NumPy's per-operation
+        # overflow warnings would only be noise.
+        import numpy as np
+
+        return np.errstate(over="ignore", invalid="ignore")

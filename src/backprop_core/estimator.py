@@ -74,6 +74,16 @@ class BackpropClassifier:
             setattr(self, name, value)
         return self
 
+    _estimator_type = "classifier"  # scikit-learn before 1.6
+
+    def __sklearn_tags__(self):
+        # scikit-learn >= 1.6 asks estimators for tags; it is imported only when it asks.
+        from sklearn.utils import ClassifierTags, InputTags, Tags, TargetTags
+
+        return Tags(estimator_type="classifier", target_tags=TargetTags(required=True),
+                    classifier_tags=ClassifierTags(multi_class=False, multi_label=True),
+                    input_tags=InputTags(), array_api_support=True)
+
     def __repr__(self):
         defaults = inspect.signature(type(self)).parameters
         changed = [f"{k}={v!r}" for k, v in self.get_params().items() if v != defaults[k].default]

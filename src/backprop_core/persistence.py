@@ -31,14 +31,18 @@ def save_parameters(path, parameters_host: dict, meta: dict) -> None:
 def load_parameters(path) -> tuple[dict, dict]:
     """Read ``(parameters_host, meta)`` written by :func:`save_parameters`."""
     try:
-        with np.load(path, allow_pickle=False) as data:
-            if _META not in data.files:
-                raise ValueError(f"{path} is not a backprop-core model file (no metadata)")
-            meta = json.loads(str(data[_META]))
-            params = {k: data[k] for k in ("W1", "b1", "W2", "b2")}
+        data = np.load(path, allow_pickle=False)
     except FileNotFoundError:
         raise FileNotFoundError(f"no model file at {path}") from None
-    except (OSError, KeyError, json.JSONDecodeError) as exc:
+    except (OSError, ValueError) as exc:  # not a zip, or pickled content we refuse to run
+        raise ValueError(f"{path} is not a readable backprop-core model file: {exc}") from None
+    if not isinstance(data, np.lib.npyio.NpzFile) or _META not in data.files:
+        raise ValueError(f"{path} is not a backprop-core model file (no metadata)")
+    try:
+        with data:
+            meta = json.loads(str(data[_META]))
+            params = {k: data[k] for k in ("W1", "b1", "W2", "b2")}
+    except (KeyError, ValueError) as exc:
         raise ValueError(f"{path} is not a readable backprop-core model file: {exc}") from None
     if meta.get("format") != FORMAT:
         raise ValueError(f"{path} has format {meta.get('format')!r}; this version reads {FORMAT!r}")

@@ -18,7 +18,7 @@ def as_array(x, what: str):
         try:
             x = np.asarray(x)
         except (ValueError, TypeError) as exc:
-            raise ValueError(f"{what} could not be read as an array: {exc}") from None
+            raise ValueError(f"{what} could not be read as an array (ragged rows or non-numbers?): {exc}") from None
         if x.dtype == object:
             raise ValueError(f"{what} is ragged or holds non-numbers; it must be a rectangular numeric array")
     return x

@@ -1,0 +1,74 @@
+"""One list of backends drives every cross-backend test.
+
+CPU entries run everywhere the library is installed; GPU entries carry the
+``gpu`` marker (``pytest -m gpu`` selects them) and skip, saying why, where no
+GPU is usable.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from backprop_core.backends import BackendUnavailableError, get_backend
+from backprop_core.datasets import flower
+
+gpu = pytest.mark.gpu
+
+# (id, backend name, device, array-api-strict flags)
+STRICTEST = {"boolean_indexing": False, "data_dependent_shapes": False, "enabled_extensions": ()}
+BACKENDS = [
+    pytest.param(("numpy", None, None), id="numpy"),
+    pytest.param(("array_api_strict", None, None), id="strict"),
+    pytest.param(("array_api_strict", "device1", None), id="strict-device1"),
+    pytest.param(("array_api_strict", None, STRICTEST), id="strict-strictest"),
+    pytest.param(("torch", "cpu", None), id="torch-cpu"),
+    pytest.param(("jax", "cpu", None), id="jax-cpu"),
+    pytest.param(("cupy", None, None), id="cupy", marks=gpu),
+    pytest.param(("torch", "cuda", None), id="torch-cuda", marks=gpu),
+    pytest.param(("jax", "gpu", None), id="jax-gpu", marks=gpu),
+]
+
+
+def _make(spec):
+    name, device, flags = spec
+    try:
+        backend = get_backend(name, device)
+    except BackendUnavailableError as exc:
+        pytest.skip(f"backend {name} on {device or 'its default device'} is not usable here: {exc}")
+    return backend, flags
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request):
+    """A usable backend adapter (array-api-strict flags applied for the test's duration)."""
+    backend, flags = _make(request.param)
+    if flags:
+        import array_api_strict
+
+        array_api_strict.set_array_api_strict_flags(**flags)
+        yield backend
+        array_api_strict.reset_array_api_strict_flags()
+    else:
+        yield backend
+
+
+@pytest.fixture(autouse=True)
+def _no_tf32():
+    """Pin TF32 off where torch is already imported, so float32 means float32."""
+    import sys
+
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+    yield
+
+
+def tolerance(dtype_name: str) -> dict:
+    return {"rtol": 1e-9, "atol": 1e-12} if "64" in dtype_name else {"rtol": 2e-3, "atol": 2e-5}
+
+
+@pytest.fixture(scope="session")
+def flower_data():
+    return flower()

@@ -1,0 +1,59 @@
+"""The scikit-learn-style estimator."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import backprop_core as bc
+
+
+def test_fit_predict_score(flower_data):
+    X, Y = flower_data
+    model = bc.BackpropClassifier().fit(X.T, Y[0])
+    assert model.score(X.T, Y[0]) >= 0.9
+    P = model.predict_proba(X.T)
+    np.testing.assert_allclose(P.sum(axis=1), 1.0)
+    np.testing.assert_array_equal(model.predict(X.T), (P[:, 1] > 0.5).astype(float))
+    assert model.n_iter_ == 10000 and model.n_features_in_ == 2 and model.n_outputs_ == 1
+    assert model.cost_history_[-1][0] == 10000
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_dtypes(flower_data, dtype):
+    X, Y = flower_data
+    model = bc.BackpropClassifier(num_iterations=500, dtype=dtype).fit(X.T, Y[0])
+    assert model.parameters_["W1"].dtype == np.dtype(dtype)
+    assert model.predict_proba(X.T).dtype == np.dtype(dtype)
+
+
+def test_default_dtype_is_float64_on_cpu_and_float32_on_gpu_backends():
+    assert bc.get_backend("numpy").default_dtype == "float64"
+    assert bc.backends.make_backend("cupy").default_dtype == "float32"  # on_gpu needs no import
+
+
+def test_lists_are_accepted(flower_data):
+    model = bc.BackpropClassifier(num_iterations=50).fit([[0.0, 1.0], [1.0, 0.0]], [0, 1])
+    assert model.predict([[0.0, 1.0]]).shape == (1,)
+
+
+def test_params_protocol():
+    model = bc.BackpropClassifier(hidden_units=7)
+    assert model.get_params()["hidden_units"] == 7
+    assert model.set_params(learning_rate=0.5) is model and model.learning_rate == 0.5
+    assert repr(model) == "BackpropClassifier(hidden_units=7, learning_rate=0.5)"
+    with pytest.raises(ValueError, match="invalid parameter 'bogus'"):
+        model.set_params(bogus=1)
+
+
+def test_sklearn_clone_and_cross_validation(flower_data):
+    sklearn = pytest.importorskip("sklearn", reason="scikit-learn is not installed")
+    from sklearn.base import clone
+    from sklearn.model_selection import KFold, cross_val_score
+
+    X, Y = flower_data
+    model = bc.BackpropClassifier(num_iterations=1000)
+    assert clone(model).get_params() == model.get_params()
+    # The flower's points are ordered along the petals: shuffle, or a fold is unseen territory.
+    scores = cross_val_score(model, X.T, Y[0], cv=KFold(3, shuffle=True, random_state=0))
+    assert np.all(scores > 0.85)
