@@ -1,0 +1,320 @@
+"""Measure one entry (a backend of the library, or a peer) on one network shape.
+
+Run by ``bench/run.py`` in a process of its own, so one library's memory pool
+or thread pool never disturbs another's.  Prints one JSON line per m.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import sys
+import time
+
+import numpy as np
+
+PEERS = ("torch-nn", "sklearn-mlp")
+
+
+def flops_per_example(n0, n1, n2):
+    # forward W1 X, W2 A1; backward dW2, W2^T dZ2, dW1 (no gradient for X is needed)
+    return 4 * n0 * n1 + 6 * n1 * n2
+
+
+def bytes_per_example(n0, n2, itemsize):
+    return (n0 + n2) * itemsize  # X and Y must be read at least once per step
+
+
+def working_bytes_per_example(n0, n1, n2, itemsize):
+    # X, Y, and the intermediates of one step (Z1, A1, dZ1, a temporary; Z2, A2, dZ2),
+    # doubled for the library's temporaries.
+    return 2 * itemsize * (n0 + n2 + 4 * n1 + 3 * n2)
+
+
+def trained(before: dict, after: dict, cost_before: float, cost_after: float) -> bool:
+    """A timed step must really train: parameters change and the cost falls."""
+    changed = any(not np.array_equal(before[k], after[k]) for k in before)
+    return bool(changed and math.isfinite(cost_after) and cost_after < cost_before)
+
+
+def make_data(n0, n2, m, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n0, m), dtype=np.float32)
+    w = rng.standard_normal((n2, n0)).astype(np.float32)
+    Y = ((w @ X) * (X[0:1] + 0.5) > 0).astype(np.float32)  # a learnable, non-linear labelling
+    return X, Y
+
+
+class LibraryEntry:
+    """A backend of backprop-core: the library's own equations and step."""
+
+    def __init__(self, name, device, dtype, lr):
+        from backprop_core.activations import get_activation
+        from backprop_core.backends import get_backend
+        from backprop_core.training import make_cost, make_step
+
+        self.backend = get_backend(name, device)
+        self.dtype = dtype
+        g = get_activation("tanh")
+        self.step_fn = self.backend.compile(make_step(g, lr, with_cost=False))
+        self.cost_fn = self.backend.compile(make_cost(g))
+
+    def load(self, X, Y, params):
+        self.X, self.Y = self.backend.asarray(X, self.dtype), self.backend.asarray(Y, self.dtype)
+        self.params = {k: self.backend.asarray(v, self.dtype) for k, v in params.items()}
+        self.wait(self.X)
+
+    def wait(self, x):
+        if hasattr(x, "block_until_ready"):
+            x.block_until_ready()
+        self.backend.synchronize()
+
+    def step(self):
+        self.params, _ = self.step_fn(self.params, self.X, self.Y)
+        self.wait(self.params["W1"])
+
+    def cost(self):
+        return float(self.cost_fn(self.params, self.X, self.Y))
+
+    def host_params(self):
+        return {k: self.backend.to_numpy(v).copy() for k, v in self.params.items()}
+
+    def free_memory(self):
+        return free_memory_for(self.backend)
+
+    def device_info(self):
+        return str(self.backend.device), bool(self.backend.on_gpu)
+
+    def release(self):
+        self.X = self.Y = self.params = None
+
+
+class TorchNNEntry:
+    """The plain PyTorch model a user would write: nn.Linear, Tanh, nn.Linear, BCEWithLogitsLoss, SGD."""
+
+    def __init__(self, name, device, dtype, lr):
+        import torch
+
+        self.torch = torch
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.dtype = getattr(torch, dtype)
+        self.lr = lr
+
+    def load(self, X, Y, params):
+        torch = self.torch
+        n1, n0 = params["W1"].shape
+        self.model = torch.nn.Sequential(torch.nn.Linear(n0, n1), torch.nn.Tanh(),
+                                         torch.nn.Linear(n1, params["W2"].shape[0]))
+        with torch.no_grad():
+            for layer, (W, b) in zip((self.model[0], self.model[2]), (("W1", "b1"), ("W2", "b2"))):
+                layer.weight.copy_(torch.as_tensor(params[W]))
+                layer.bias.copy_(torch.as_tensor(params[b][:, 0]))
+        self.model.to(self.device, self.dtype)
+        self.opt = torch.optim.SGD(self.model.parameters(), lr=self.lr)
+        self.loss = torch.nn.BCEWithLogitsLoss()
+        # Samples as rows, as a PyTorch user holds them.
+        self.X = torch.as_tensor(X.T.copy()).to(self.device, self.dtype)
+        self.Y = torch.as_tensor(Y.T.copy()).to(self.device, self.dtype)
+        self.wait()
+
+    def wait(self):
+        if self.device.type == "cuda":
+            self.torch.cuda.synchronize(self.device)
+
+    def step(self):
+        self.opt.zero_grad(set_to_none=True)
+        self.loss(self.model(self.X), self.Y).backward()
+        self.opt.step()
+        self.wait()
+
+    def cost(self):
+        with self.torch.no_grad():
+            return float(self.loss(self.model(self.X), self.Y))
+
+    def host_params(self):
+        return {str(i): p.detach().cpu().numpy().copy() for i, p in enumerate(self.model.parameters())}
+
+    def free_memory(self):
+        if self.device.type == "cuda":
+            return self.torch.cuda.mem_get_info(self.device)[0]
+        return host_free_memory()
+
+    def device_info(self):
+        return str(self.device), self.device.type == "cuda"
+
+    def release(self):
+        self.X = self.Y = self.model = self.opt = None
+        if self.device.type == "cuda":
+            self.torch.cuda.empty_cache()
+
+
+class SklearnEntry:
+    """scikit-learn's MLPClassifier doing full-batch SGD on the CPU (one partial_fit = one step)."""
+
+    def __init__(self, name, device, dtype, lr):
+        self.dtype, self.lr = dtype, lr
+
+    def load(self, X, Y, params):
+        import warnings
+
+        from sklearn.neural_network import MLPClassifier
+
+        warnings.filterwarnings("ignore", message=".*batch_size.*clipped")
+
+        n1 = params["W1"].shape[0]
+        self.X, self.y = X.T.astype(self.dtype), Y[0].astype(int)
+        self.model = MLPClassifier(hidden_layer_sizes=(n1,), activation="tanh", solver="sgd",
+                                   batch_size=self.X.shape[0], learning_rate_init=self.lr,
+                                   momentum=0.0, alpha=0.0, shuffle=False, random_state=0)
+        self.model.partial_fit(self.X[:2], self.y[:2], classes=[0, 1])  # create the weights
+        self.model.coefs_ = [params["W1"].T.astype(self.dtype), params["W2"].T.astype(self.dtype)]
+        self.model.intercepts_ = [params["b1"][:, 0].astype(self.dtype), params["b2"][:, 0].astype(self.dtype)]
+
+    def step(self):
+        self.model.partial_fit(self.X, self.y)
+
+    def cost(self):
+        from sklearn.metrics import log_loss
+
+        return float(log_loss(self.y, self.model.predict_proba(self.X)[:, 1], labels=[0, 1]))
+
+    def host_params(self):
+        return {str(i): c.copy() for i, c in enumerate(self.model.coefs_)}
+
+    def free_memory(self):
+        return host_free_memory()
+
+    def device_info(self):
+        return "cpu", False
+
+    def release(self):
+        self.X = self.y = self.model = None
+
+
+def host_free_memory():
+    try:
+        with open("/proc/meminfo") as f:
+            info = dict(line.split(":", 1) for line in f)
+        return int(info["MemAvailable"].split()[0]) * 1024
+    except (OSError, KeyError, ValueError):
+        return 4 << 30
+
+
+def free_memory_for(backend):
+    if not backend.on_gpu:
+        return host_free_memory()
+    if backend.name == "cupy":
+        with backend.context():
+            return backend._import().cuda.runtime.memGetInfo()[0]
+    if backend.name == "torch":
+        return backend._import().cuda.mem_get_info(backend.device)[0]
+    if backend.name == "jax":
+        stats = backend.device.memory_stats() or {}
+        return stats.get("bytes_limit", 0) - stats.get("bytes_in_use", 0)
+    return 4 << 30
+
+
+def make_entry(entry, device, dtype, lr):
+    if entry == "torch-nn":
+        return TorchNNEntry(entry, device, dtype, lr)
+    if entry == "sklearn-mlp":
+        return SklearnEntry(entry, device, dtype, lr)
+    return LibraryEntry(entry, device, dtype, lr)
+
+
+def is_oom(exc) -> bool:
+    text = f"{type(exc).__name__} {exc}".lower()
+    return isinstance(exc, MemoryError) or "out of memory" in text or "outofmemory" in text or "resource_exhausted" in text
+
+
+def measure(entry, n0, n1, n2, m, dtype, repeats, warmup):
+    from backprop_core.initialization import initial_parameters_host
+
+    X, Y = make_data(n0, n2, m)
+    params = initial_parameters_host(n0, n1, n2, "xavier", seed=0)
+    t0 = time.perf_counter()
+    entry.load(X, Y, params)
+    transfer_s = time.perf_counter() - t0
+    del X, Y
+    for _ in range(warmup):
+        entry.step()
+    before, cost_before = entry.host_params(), entry.cost()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        entry.step()  # each step ends with a synchronise (or block_until_ready)
+        times.append(time.perf_counter() - t0)
+    after, cost_after = entry.host_params(), entry.cost()
+    entry.release()
+    median = statistics.median(times)
+    return {"m": m, "step_median_s": median, "step_min_s": min(times), "step_max_s": max(times),
+            "examples_per_s": m / median, "transfer_s": transfer_s, "repeats": repeats,
+            "cost_before": cost_before, "cost_after": cost_after,
+            "trained": trained(before, after, cost_before, cost_after)}
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser()
+    p.add_argument("--entry", required=True)
+    p.add_argument("--device", default=None)
+    p.add_argument("--shape", required=True)
+    p.add_argument("--dtype", default="float32")
+    p.add_argument("--m-min", type=int, required=True)
+    p.add_argument("--m-max", type=int, required=True)
+    p.add_argument("--repeats", type=int, default=7)
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--budget", type=float, default=20.0, help="seconds for this shape's sweep")
+    p.add_argument("--lr", type=float, default=0.1)
+    p.add_argument("--tf32", action="store_true")
+    a = p.parse_args(argv)
+    n0, n1, n2 = (int(v) for v in a.shape.split("-"))
+    if a.entry in ("torch", "torch-nn"):
+        import torch
+
+        torch.backends.cuda.matmul.allow_tf32 = a.tf32
+        torch.backends.cudnn.allow_tf32 = a.tf32
+    if a.entry == "jax":
+        import jax
+
+        jax.config.update("jax_default_matmul_precision", "tensorfloat32" if a.tf32 else "highest")
+    try:
+        entry = make_entry(a.entry, a.device, a.dtype, a.lr)
+    except Exception as exc:  # the entry cannot run here: say why, once
+        print(json.dumps({"entry": a.entry, "shape": a.shape, "unavailable": str(exc)}), flush=True)
+        return 0
+    itemsize = np.dtype(a.dtype).itemsize
+    device, gpu = entry.device_info()
+    measure(entry, n0, n1, n2, 64, a.dtype, 1, 1)  # first transfer and handles stay out of the numbers
+    start, m = time.perf_counter(), a.m_min
+    while m <= a.m_max:
+        need = m * working_bytes_per_example(n0, n1, n2, itemsize)
+        free = entry.free_memory()
+        if need > 0.6 * free:
+            print(json.dumps({"entry": a.entry, "shape": a.shape, "m": m, "stopped": "memory",
+                              "need_bytes": need, "free_bytes": free}), flush=True)
+            break
+        try:
+            record = measure(entry, n0, n1, n2, m, a.dtype, a.repeats, a.warmup)
+        except Exception as exc:
+            if not is_oom(exc):
+                raise
+            entry.release()
+            print(json.dumps({"entry": a.entry, "shape": a.shape, "m": m, "stopped": "out of memory",
+                              "error": str(exc)[:200]}), flush=True)
+            break
+        print(json.dumps({"entry": a.entry, "shape": a.shape, "dtype": a.dtype, "device": device,
+                          "gpu": gpu, **record}), flush=True)
+        elapsed = time.perf_counter() - start
+        # The next m costs about twice this one: stop before the budget would be overrun.
+        if elapsed + 2 * (record["step_median_s"] * (a.repeats + a.warmup + 2) + record["transfer_s"]) > a.budget:
+            if m < a.m_max:
+                print(json.dumps({"entry": a.entry, "shape": a.shape, "m": 2 * m, "stopped": "time budget"}), flush=True)
+            break
+        m *= 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

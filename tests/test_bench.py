@@ -1,0 +1,59 @@
+"""The benchmark harness end to end at tiny m (it never asserts speed)."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+sys.path.insert(0, str(BENCH))
+
+import worker  # noqa: E402
+
+
+def test_harness_runs_end_to_end(tmp_path):
+    out = subprocess.run(
+        [sys.executable, str(BENCH / "run.py"), "--backends", "numpy", "--peers", "none",
+         "--shapes", "2-4-1,8-16-2", "--m-min", "256", "--m-max", "1024", "--repeats", "3",
+         "--budget", "30", "--out", str(tmp_path), "--quiet"],
+        capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    records = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
+    env = records[0]
+    assert env["kind"] == "environment"
+    for key in ("date", "cpu", "cpu_count", "numpy", "dtype", "tf32", "blas_threads"):
+        assert key in env, key
+    limits = [r for r in records if r["kind"] == "limits"]
+    assert limits and all(r["copy_bytes_per_s"] > 0 and r["matmul_flops_per_s"] > 0 for r in limits)
+    floors = [r for r in records if r["kind"] == "floor"]
+    assert {r["shape"] for r in floors} == {"2-4-1", "8-16-2"}
+    measurements = [r for r in records if r["kind"] == "measurement"]
+    assert {(r["shape"], r["m"]) for r in measurements} == {(s, m) for s in ("2-4-1", "8-16-2") for m in (256, 512, 1024)}
+    for r in measurements:
+        for key in ("examples_per_s", "step_median_s", "step_min_s", "step_max_s", "transfer_s", "fraction_of_floor"):
+            assert math.isfinite(r[key]) and r[key] > 0, (key, r)
+        assert r["step_min_s"] <= r["step_median_s"] <= r["step_max_s"]
+        assert r["trained"] is True and r["cost_after"] < r["cost_before"]
+    table = (tmp_path / "table.md").read_text()
+    assert "## 2-4-1, m = 1,024" in table and "| numpy | cpu |" in table
+    png = (tmp_path / "throughput.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_trained_step_check_rejects_a_step_that_does_nothing():
+    p = {"W1": np.ones((2, 2)), "b1": np.zeros((2, 1))}
+    assert not worker.trained(p, {k: v.copy() for k, v in p.items()}, 0.7, 0.7)
+    moved = {"W1": p["W1"] + 1e-3, "b1": p["b1"]}
+    assert not worker.trained(p, moved, 0.7, 0.71)        # changed but the cost rose
+    assert not worker.trained(p, moved, 0.7, float("nan"))
+    assert worker.trained(p, moved, 0.7, 0.69)
+
+
+def test_floor_arithmetic_matches_design():
+    assert worker.flops_per_example(784, 512, 1) == 4 * 784 * 512 + 6 * 512  # about 1.6 MFLOP
+    assert worker.bytes_per_example(2, 1, 4) == 12
