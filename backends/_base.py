@@ -98,6 +98,12 @@ class Backend:
         """Copy a host (NumPy) array onto this backend's device with ``dtype``."""
         return self.xp.asarray(host, dtype=self.dtype(dtype), device=self.device)
 
+    def random_normal(self, shape, dtype: str, seed):
+        """Standard normal samples made on the device where the library can (the host otherwise)."""
+        import numpy as np
+
+        return self.asarray(np.random.default_rng(seed).standard_normal(shape), dtype)
+
     def to_numpy(self, x):
         """Copy an array of this backend back to a NumPy array on the host."""
         import numpy as np

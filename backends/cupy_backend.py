@@ -70,3 +70,7 @@ class CupyBackend(Backend):
 
     def context(self):
         return self.device
+
+    def random_normal(self, shape, dtype, seed):
+        with self.device:
+            return self._import().random.default_rng(seed).standard_normal(shape, dtype=dtype)

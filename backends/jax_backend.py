@@ -76,3 +76,8 @@ class JaxBackend(Backend):
 
     def compile(self, fn):
         return self._import().jit(fn)
+
+    def random_normal(self, shape, dtype, seed):
+        jax = self._import()
+        with jax.default_device(self.device):
+            return jax.random.normal(jax.random.key(seed), shape, dtype=self.dtype(dtype))

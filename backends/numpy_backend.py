@@ -45,3 +45,8 @@ class NumpyBackend(Backend):
         import numpy as np
 
         return np.errstate(over="ignore", invalid="ignore")
+
+    def random_normal(self, shape, dtype, seed):
+        import numpy as np
+
+        return np.random.default_rng(seed).standard_normal(shape, dtype=dtype)

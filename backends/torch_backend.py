@@ -63,3 +63,8 @@ class TorchBackend(Backend):
     def synchronize(self):
         if self.on_gpu:
             self._import().cuda.synchronize(self.device)
+
+    def random_normal(self, shape, dtype, seed):
+        torch = self._import()
+        gen = torch.Generator(device=self.device).manual_seed(seed)
+        return torch.randn(shape, generator=gen, dtype=self.dtype(dtype), device=self.device)

@@ -101,8 +101,10 @@ class BackpropClassifier:
             raise ValueError(f"dtype must be 'float32', 'float64' or None, got {self.dtype!r}")
         return get_activation(self.activation), get_backend(self.backend, self.device)
 
-    def fit(self, X, y):
+    def fit(self, X, y, *, callback=None):
         """Train on X (m, n_features) and y (m,) or (m, n_outputs) of 0/1 labels.
+
+        ``callback(iteration, cost)`` is called at each cost read (every ``cost_every``).
 
         Validation happens before anything is changed, so a failed call leaves
         a previously fitted model as it was.  If training diverges or is
@@ -126,7 +128,7 @@ class BackpropClassifier:
         try:
             result = train(Xd, Yd, params, activation=g, learning_rate=self.learning_rate,
                            num_iterations=self.num_iterations, backend=backend,
-                           cost_every=self.cost_every)
+                           cost_every=self.cost_every, callback=callback)
         except (TrainingDivergedError, TrainingInterrupted) as exc:
             self._set_fitted(exc.parameters, exc.history, exc.iteration, backend, dtype, y.ndim)
             raise
