@@ -29,10 +29,15 @@ def forward(X, W1, b1, W2, b2, g: Activation):
     return Z1, A1, Z2, A2
 
 
-def backward(X, Y, W2, Z1, A1, A2, g: Activation):
-    """Backward propagation: returns ``(dW1, db1, dW2, db2)``, averaged over m."""
+def backward(X, Y, W2, Z1, A1, A2, g: Activation, m: int | None = None):
+    """Backward propagation: returns ``(dW1, db1, dW2, db2)``, averaged over m.
+
+    ``m`` defaults to the number of columns of X.  A chunk of a larger batch
+    passes the whole batch's m, so the chunks' gradients add up to the
+    gradient of the whole batch.
+    """
     xp = array_namespace(X, Y, A2)
-    m = X.shape[1]
+    m = X.shape[1] if m is None else m
     dZ2 = A2 - Y
     dW2 = (1.0 / m) * (dZ2 @ A1.T)
     db2 = (1.0 / m) * xp.sum(dZ2, axis=1, keepdims=True)
@@ -52,15 +57,16 @@ def update(W1, b1, W2, b2, dW1, db1, dW2, db2, learning_rate: float):
     )
 
 
-def cost_from_logits(Z2, Y):
+def cost_from_logits(Z2, Y, m: int | None = None):
     """Binary cross-entropy J = (1/m) sum over outputs and examples, from Z2.
 
     Uses ``log(1 + e^z) - y z = max(z, 0) - y z + log1p(e^-|z|)``, which is
     finite for every finite z, where ``log(A2)`` would give -inf once the
-    sigmoid saturates.  Returns a 0-d array on Z2's device.
+    sigmoid saturates.  Returns a 0-d array on Z2's device.  ``m`` as in
+    :func:`backward`.
     """
     xp = array_namespace(Z2, Y)
-    m = Z2.shape[1]
+    m = Z2.shape[1] if m is None else m
     absZ = xp.abs(Z2)
     loss = 0.5 * (Z2 + absZ) - Y * Z2 + xp.log1p(xp.exp(-absZ))
     return (1.0 / m) * xp.sum(loss)
@@ -81,6 +87,17 @@ def cost_from_probabilities(A2, Y):
     return (1.0 / m) * xp.sum(loss)
 
 
+def gradients(X, Y, W1, b1, W2, b2, g: Activation, m: int | None = None, with_cost: bool = False):
+    """Forward then backward on X (n0, c): ``(dW1, db1, dW2, db2, J)``, scaled by 1/m.
+
+    With ``m`` the size of the whole batch, the results for its chunks sum to
+    the whole batch's gradients and cost (J is None unless ``with_cost``).
+    """
+    Z1, A1, Z2, A2 = forward(X, W1, b1, W2, b2, g)
+    grads = backward(X, Y, W2, Z1, A1, A2, g, m)
+    return (*grads, cost_from_logits(Z2, Y, m) if with_cost else None)
+
+
 def step(X, Y, W1, b1, W2, b2, g: Activation, learning_rate: float, with_cost: bool = False):
     """One full-batch iteration: forward, backward, update.
 
@@ -88,7 +105,5 @@ def step(X, Y, W1, b1, W2, b2, g: Activation, learning_rate: float, with_cost: b
     went *in* (``None`` unless ``with_cost``): it comes for free from this
     iteration's Z2.
     """
-    Z1, A1, Z2, A2 = forward(X, W1, b1, W2, b2, g)
-    dW1, db1, dW2, db2 = backward(X, Y, W2, Z1, A1, A2, g)
-    J = cost_from_logits(Z2, Y) if with_cost else None
+    dW1, db1, dW2, db2, J = gradients(X, Y, W1, b1, W2, b2, g, with_cost=with_cost)
     return (*update(W1, b1, W2, b2, dW1, db1, dW2, db2, learning_rate), J)
