@@ -23,6 +23,7 @@ _BUILTIN = {
     "torch": "backprop_core.backends.torch_backend:TorchBackend",
     "jax": "backprop_core.backends.jax_backend:JaxBackend",
     "array_api_strict": "backprop_core.backends.array_api_strict_backend:ArrayApiStrictBackend",
+    "dask": "backprop_core.backends.dask_backend:DaskBackend",
 }
 _registered: dict = {}
 

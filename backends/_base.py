@@ -98,6 +98,14 @@ class Backend:
         """Copy a host (NumPy) array onto this backend's device with ``dtype``."""
         return self.xp.asarray(host, dtype=self.dtype(dtype), device=self.device)
 
+    def parameters_from_host(self, host: dict, dtype: str) -> dict:
+        """The network's parameters (small) where this backend computes with them."""
+        return {k: self.asarray(v, dtype) for k, v in host.items()}
+
+    def free_memory(self):
+        """Bytes free on the device, or None where the library cannot say."""
+        return None
+
     def random_normal(self, shape, dtype: str, seed):
         """Standard normal samples made on the device where the library can (the host otherwise)."""
         import numpy as np

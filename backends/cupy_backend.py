@@ -74,3 +74,7 @@ class CupyBackend(Backend):
     def random_normal(self, shape, dtype, seed):
         with self.device:
             return self._import().random.default_rng(seed).standard_normal(shape, dtype=dtype)
+
+    def free_memory(self):
+        with self.device:
+            return self._import().cuda.runtime.memGetInfo()[0]

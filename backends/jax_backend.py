@@ -81,3 +81,11 @@ class JaxBackend(Backend):
         jax = self._import()
         with jax.default_device(self.device):
             return jax.random.normal(jax.random.key(seed), shape, dtype=self.dtype(dtype))
+
+    def free_memory(self):
+        if not self.on_gpu:
+            from .numpy_backend import _host_free_memory
+
+            return _host_free_memory()
+        stats = self.device.memory_stats() or {}
+        return stats.get("bytes_limit", 0) - stats.get("bytes_in_use", 0) or None

@@ -50,3 +50,15 @@ class NumpyBackend(Backend):
         import numpy as np
 
         return np.random.default_rng(seed).standard_normal(shape, dtype=dtype)
+
+    def free_memory(self):
+        return _host_free_memory()
+
+
+def _host_free_memory():
+    try:
+        with open("/proc/meminfo") as f:
+            info = dict(line.split(":", 1) for line in f)
+        return int(info["MemAvailable"].split()[0]) * 1024
+    except (OSError, KeyError, ValueError):
+        return None

@@ -68,3 +68,10 @@ class TorchBackend(Backend):
         torch = self._import()
         gen = torch.Generator(device=self.device).manual_seed(seed)
         return torch.randn(shape, generator=gen, dtype=self.dtype(dtype), device=self.device)
+
+    def free_memory(self):
+        if self.on_gpu:
+            return self._import().cuda.mem_get_info(self.device)[0]
+        from .numpy_backend import _host_free_memory
+
+        return _host_free_memory()

@@ -13,7 +13,7 @@ from .backends import (
     register_backend,
     unregister_backend,
 )
-from .errors import TrainingDivergedError, TrainingInterrupted
+from .errors import DeviceMemoryError, DistributedTrainingError, TrainingDivergedError, TrainingInterrupted
 from .estimator import BackpropClassifier, NotFittedError
 from .functional import (
     backward_propagation,
@@ -30,7 +30,7 @@ from .training import TrainResult, train
 __version__ = "0.1.0"
 
 __all__ = [
-    "ACTIVATIONS", "Activation", "Backend", "BackendUnavailableError", "BackpropClassifier",
+    "ACTIVATIONS", "Activation", "DeviceMemoryError", "DistributedTrainingError", "Backend", "BackendUnavailableError", "BackpropClassifier",
     "NotFittedError", "TrainResult", "TrainingDivergedError", "TrainingInterrupted",
     "backend_names", "backward_propagation", "compute_cost", "forward_propagation",
     "get_activation", "get_backend", "initialize_parameters", "layer_sizes", "nn_model",

@@ -3,27 +3,37 @@
 Each chunk runs the same equations (``equations.gradients`` with the whole
 batch's m), and the chunks' gradients add up to the full-batch gradient, so
 the parameters match the all-at-once step to float rounding.  Chunks serve two
-ends: data that does not fit on the device are streamed through it from the
+ends: data that do not fit on the device are streamed through it from the
 host, and on a CPU, cache-sized chunks spread over the cores run several times
 faster than one pass over the whole array (NumPy's element-wise functions run
-on one thread, and intermediates of a whole large batch never stay in cache).
+on one thread, and the intermediates of a whole large batch never stay in cache).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 from concurrent.futures import ThreadPoolExecutor
 
 from . import equations
 from .activations import Activation
 
-#: Examples per chunk on a CPU; measured on a 2-core x86-64 machine (bench/).
-DEFAULT_CHUNK_SIZE = 8192
+# Chunk working sets of about 8 MB were fastest on a 2-core x86-64 CPU for the
+# 2-4-1, 64-64-1 and 784-512-1 shapes (bench/results/cpu-2026-11-27/chunks.md).
+CHUNK_BYTES = 8 << 20
+MIN_CHUNK, MAX_CHUNK = 4096, 131072
+
+
+def auto_chunk_size(n0: int, n1: int, n2: int, itemsize: int) -> int:
+    """A power of two of examples whose intermediates fill about CHUNK_BYTES."""
+    per_example = itemsize * (n0 + n2 + 4 * n1 + 3 * n2)  # X, Y, Z1, A1, g'(Z1), dZ1, Z2, A2, dZ2
+    size = max(MIN_CHUNK, min(MAX_CHUNK, CHUNK_BYTES // per_example))
+    return 1 << (size.bit_length() - 1)
 
 
 def chunk_bounds(m: int, chunk_size: int) -> list[tuple[int, int]]:
     """``[(start, stop), ...]`` covering range(m) in pieces of at most chunk_size."""
-    if chunk_size <= 0:
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size <= 0:
         raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
     return [(a, min(a + chunk_size, m)) for a in range(0, m, chunk_size)]
 
@@ -39,55 +49,88 @@ def _add(acc, part):
 
 
 class ChunkedStep:
-    """``step(params, X, Y) -> (params, J)`` computed over chunks of the m columns.
+    """One full-batch iteration computed over chunks of the m columns.
 
     ``X`` and ``Y`` may be on the backend's device, or NumPy arrays on the host
     with ``stream=True``: each chunk is then copied to the device when it is
-    needed, and only one chunk per worker lives there at a time.  ``workers``
+    needed, so only a chunk per worker lives there at a time.  ``workers``
     threads each sum the gradients of every ``workers``-th chunk (array
     libraries release the GIL in their kernels); their sums are then added.
     """
 
     def __init__(self, g: Activation, learning_rate: float, chunk_size: int, *, backend,
-                 workers: int = 1, stream: bool = False, with_cost: bool = False):
+                 workers: int = 1, stream: bool = False):
+        chunk_bounds(1, chunk_size)  # validates chunk_size
         self.g, self.learning_rate, self.chunk_size = g, learning_rate, chunk_size
-        self.backend, self.stream, self.with_cost = backend, stream, with_cost
+        self.backend, self.stream = backend, stream
         self.workers = max(1, int(workers))
-        self._pool = ThreadPoolExecutor(self.workers) if self.workers > 1 else None
-        self.dtype = None
+        self._pool = None
+        self._grad = {}
 
-    def _chunk(self, A, a, b):
+    def _gradients(self, m, with_cost):
+        # One compiled function per (m, with_cost); the chunks' shapes vary only in the last.
+        key = (m, with_cost)
+        if key not in self._grad:
+            g = self.g
+
+            def grad(params, X, Y):
+                return equations.gradients(X, Y, params["W1"], params["b1"], params["W2"], params["b2"],
+                                           g, m, with_cost)
+
+            self._grad[key] = self.backend.compile(grad)
+        return self._grad[key]
+
+    def _chunk(self, A, a, b, dtype):
         if self.stream:
-            return self.backend.asarray(A[:, a:b], self.dtype)
+            return self.backend.asarray(A[:, a:b], dtype)
         return A[:, a:b]
 
-    def _share(self, bounds, params, X, Y, m):
+    def _share(self, bounds, params, X, Y, m, with_cost):
+        grad = self._gradients(m, with_cost)
+        dtype = str(params["W1"].dtype).rsplit(".", 1)[-1]
         acc = None
-        W1, b1, W2, b2 = params["W1"], params["b1"], params["W2"], params["b2"]
         for a, b in bounds:
-            part = equations.gradients(self._chunk(X, a, b), self._chunk(Y, a, b), W1, b1, W2, b2,
-                                       self.g, m, self.with_cost)
-            acc = _add(acc, part)
+            acc = _add(acc, grad(params, self._chunk(X, a, b, dtype), self._chunk(Y, a, b, dtype)))
         return acc
 
-    def __call__(self, params, X, Y):
-        if self.stream and self.dtype is None:
-            self.dtype = str(params["W1"].dtype).rsplit(".", 1)[-1]
+    def gradients(self, params, X, Y, with_cost=False):
+        """``(dW1, db1, dW2, db2, J)`` of the whole batch, summed over its chunks."""
         m = X.shape[1]
         bounds = chunk_bounds(m, self.chunk_size)
-        if self._pool is None or len(bounds) == 1:
-            total = self._share(bounds, params, X, Y, m)
-        else:
-            shares = [bounds[i::self.workers] for i in range(self.workers)]
-            total = None
-            for part in self._pool.map(lambda s: self._share(s, params, X, Y, m), [s for s in shares if s]):
-                total = _add(total, part)
-        dW1, db1, dW2, db2, J = total
+        if self.workers == 1 or len(bounds) == 1:
+            return self._share(bounds, params, X, Y, m, with_cost)
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="backprop-chunk")
+        shares = [s for s in (bounds[i::self.workers] for i in range(self.workers)) if s]
+        total = None
+        for part in self._pool.map(lambda s: self._share(s, params, X, Y, m, with_cost), shares):
+            total = _add(total, part)
+        return total
+
+    def __call__(self, params, X, Y, with_cost=False):
+        dW1, db1, dW2, db2, J = self.gradients(params, X, Y, with_cost)
         new = equations.update(params["W1"], params["b1"], params["W2"], params["b2"],
                                dW1, db1, dW2, db2, self.learning_rate)
         return dict(zip(("W1", "b1", "W2", "b2"), new)), J
 
-    def close(self):
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
-            self._pool = None
+    def cost(self, params, X, Y):
+        return self.gradients(params, X, Y, with_cost=True)[4]
+
+    @contextlib.contextmanager
+    def running(self):
+        """Pin BLAS to one thread per worker while the workers run (no oversubscription)."""
+        limits = contextlib.nullcontext()
+        if self.workers > 1 and not self.backend.on_gpu:
+            try:
+                from threadpoolctl import threadpool_limits
+
+                limits = threadpool_limits(1)
+            except ImportError:  # optional: without it BLAS may oversubscribe the cores
+                pass
+        try:
+            with limits:
+                yield self
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True)
+                self._pool = None

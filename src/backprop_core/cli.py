@@ -11,7 +11,7 @@ import numpy as np
 
 from .activations import ACTIVATIONS
 from .backends import BackendUnavailableError, backend_names, make_backend
-from .errors import TrainingDivergedError, TrainingInterrupted
+from .errors import DeviceMemoryError, DistributedTrainingError, TrainingDivergedError, TrainingInterrupted
 
 EXAMPLES = {
     "train": """examples:
@@ -293,7 +293,7 @@ def main(argv=None) -> int:
     try:
         return COMMANDS[args.command](args)
     except (UserError, ValueError, TypeError, ImportError, BackendUnavailableError, TrainingDivergedError,
-            FileNotFoundError) as exc:
+            DeviceMemoryError, DistributedTrainingError, FileNotFoundError) as exc:
         print(f"backprop-core: error: {exc}", file=sys.stderr)
         return 2
     except (KeyboardInterrupt, TrainingInterrupted):

@@ -25,3 +25,36 @@ class TrainingInterrupted(KeyboardInterrupt):
         self.parameters = parameters
         self.iteration = iteration
         self.history = history
+
+
+class DistributedTrainingError(RuntimeError):
+    """The cluster failed mid-training (a worker died, or an iteration timed out).
+
+    ``parameters`` are those of the last completed iteration.
+    """
+
+    def __init__(self, message, parameters, iteration, history):
+        super().__init__(message)
+        self.parameters = parameters
+        self.iteration = iteration
+        self.history = history
+
+
+class DeviceMemoryError(MemoryError):
+    """The data (or one chunk of them) did not fit on the device.
+
+    ``parameters`` are those of the last completed iteration.
+    """
+
+    def __init__(self, message, parameters, iteration, history):
+        super().__init__(message)
+        self.parameters = parameters
+        self.iteration = iteration
+        self.history = history
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """MemoryError, CuPy's OutOfMemoryError, torch's OutOfMemoryError, JAX's RESOURCE_EXHAUSTED."""
+    text = f"{type(exc).__name__} {exc}".lower()
+    return isinstance(exc, MemoryError) or "out of memory" in text or "outofmemory" in text \
+        or "resource_exhausted" in text or "resource exhausted" in text

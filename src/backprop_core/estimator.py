@@ -11,16 +11,17 @@ from __future__ import annotations
 import inspect
 
 import numpy as np
-from array_api_compat import array_namespace
+from array_api_compat import array_namespace, is_dask_array
 
 from . import equations
 from .activations import get_activation
 from .backends import backend_for_array, get_backend
-from .errors import TrainingDivergedError, TrainingInterrupted
+from .errors import DeviceMemoryError, DistributedTrainingError, TrainingDivergedError, TrainingInterrupted
 from .functional import prepare_data
 from .initialization import INITS, initial_parameters_host
 from .persistence import load_parameters, save_parameters
-from .training import train
+from .chunked import auto_chunk_size, default_workers
+from .training import train, train_minibatch
 from .validation import as_array, check_finite, check_positive, check_same_place, to_backend
 
 
@@ -44,13 +45,27 @@ class BackpropClassifier:
     seed : seed of the NumPy Generator drawing the initial weights
     init : {"normal", "xavier", "he"}, default "normal" (standard normal x 0.01)
     cost_every : read and record the cost every this many iterations
+    batch_size : None for full-batch gradient descent (the lecture); an int for
+        mini-batch gradient descent over ``epochs`` passes of shuffled data
+    epochs : passes over the data in mini-batch mode (default 10); unused otherwise
+    chunk_size : full batch computed over chunks of this many examples, to the same
+        parameters; "auto" (default) chunks on the numpy backend where it is faster
+        (m at least two cache-sized chunks), None never chunks
+    workers : threads that share the chunks; None for every core on the numpy
+        backend, 1 elsewhere
+    stream : keep the data on the host and stream chunks through the device each
+        iteration; "auto" (default) does so when the data would not fit on a GPU
+
+    Dask arrays are accepted directly: training then runs on Dask (see the
+    ``dask`` backend), with the parameters on the client.
 
     Fitted attributes: ``parameters_`` (on the training device), ``cost_history_``
     (list of (iteration, cost)), ``n_iter_``, ``n_features_in_``, ``n_outputs_``.
     """
 
     def __init__(self, hidden_units=4, activation="tanh", learning_rate=1.2, num_iterations=10000,
-                 backend="numpy", device=None, dtype=None, seed=0, init="normal", cost_every=100):
+                 backend="numpy", device=None, dtype=None, seed=0, init="normal", cost_every=100,
+                 batch_size=None, epochs=None, chunk_size="auto", workers=None, stream="auto"):
         self.hidden_units = hidden_units
         self.activation = activation
         self.learning_rate = learning_rate
@@ -61,6 +76,11 @@ class BackpropClassifier:
         self.seed = seed
         self.init = init
         self.cost_every = cost_every
+        self.batch_size = batch_size
+        self.epochs = epochs
+        self.chunk_size = chunk_size
+        self.workers = workers
+        self.stream = stream
 
     # -- scikit-learn protocol -------------------------------------------------------
     def get_params(self, deep=True):
@@ -95,6 +115,13 @@ class BackpropClassifier:
         check_positive(self.learning_rate, "learning_rate")
         check_positive(self.num_iterations, "num_iterations", integer=True)
         check_positive(self.cost_every, "cost_every", integer=True)
+        for name in ("batch_size", "epochs", "workers"):
+            if getattr(self, name) is not None:
+                check_positive(getattr(self, name), name, integer=True)
+        if self.chunk_size not in (None, "auto"):
+            check_positive(self.chunk_size, "chunk_size (or 'auto' or None)", integer=True)
+        if self.stream not in (True, False, "auto"):
+            raise ValueError(f"stream must be True, False or 'auto', got {self.stream!r}")
         if self.init not in INITS:
             raise ValueError(f"unknown init {self.init!r}; choose one of {list(INITS)}")
         if self.dtype not in (None, "float32", "float64"):
@@ -120,20 +147,62 @@ class BackpropClassifier:
             raise ValueError(f"y must be 1-D (n_samples,) or 2-D (n_samples, n_outputs); got shape {tuple(y.shape)}")
         if y.shape[0] != X.shape[0]:
             raise ValueError(f"X has {X.shape[0]} samples but y has {y.shape[0]}; they must match")
+        if is_dask_array(X) and not getattr(backend, "distributed", False):
+            backend = get_backend("dask")
         Xc, Yc = _columns(X), _columns(y)
-        Xd, Yd, dtype = prepare_data(Xc, Yc, backend, self.dtype)
+        stream = self._streams(Xc, Yc, backend)
+        Xd, Yd, dtype = prepare_data(Xc, Yc, get_backend("numpy") if stream else backend,
+                                     self.dtype or backend.default_dtype)
         n0, n2 = Xd.shape[0], Yd.shape[0]
         host = initial_parameters_host(n0, self.hidden_units, n2, self.init, self.seed)
-        params = {k: backend.asarray(v, dtype) for k, v in host.items()}
+        params = backend.parameters_from_host(host, dtype)
         try:
-            result = train(Xd, Yd, params, activation=g, learning_rate=self.learning_rate,
-                           num_iterations=self.num_iterations, backend=backend,
-                           cost_every=self.cost_every, callback=callback)
-        except (TrainingDivergedError, TrainingInterrupted) as exc:
+            if self.batch_size is not None:
+                if stream:
+                    raise ValueError("mini-batch training needs the data on the device; they do not fit: "
+                                     "use full batch (batch_size=None), which streams chunks")
+                result = train_minibatch(Xd, Yd, params, activation=g, learning_rate=self.learning_rate,
+                                         epochs=self.epochs or 10, batch_size=self.batch_size,
+                                         backend=backend, seed=self.seed, cost_every=self.cost_every,
+                                         callback=callback)
+            else:
+                chunk_size, workers = self._chunking(backend, Xd.shape, stream, dtype)
+                result = train(Xd, Yd, params, activation=g, learning_rate=self.learning_rate,
+                               num_iterations=self.num_iterations, backend=backend,
+                               cost_every=self.cost_every, callback=callback,
+                               chunk_size=chunk_size, workers=workers, stream=stream)
+        except (TrainingDivergedError, TrainingInterrupted, DeviceMemoryError, DistributedTrainingError) as exc:
             self._set_fitted(exc.parameters, exc.history, exc.iteration, backend, dtype, y.ndim)
             raise
         self._set_fitted(result.parameters, result.history, result.n_iter, backend, dtype, y.ndim)
         return self
+
+    def _streams(self, Xc, Yc, backend) -> bool:
+        """Stream host data through the device in chunks? Only NumPy input can be streamed."""
+        if self.stream is False or getattr(backend, "distributed", False) or not isinstance(Xc, np.ndarray):
+            return False
+        if self.stream is True:
+            return True
+        if not backend.on_gpu:
+            return False
+        free = backend.free_memory()
+        itemsize = 4 if (self.dtype or backend.default_dtype) == "float32" else 8
+        need = Xc.shape[1] * itemsize * (Xc.shape[0] + Yc.shape[0] + 4 * self.hidden_units + 3 * Yc.shape[0])
+        return free is not None and need > 0.5 * free
+
+    def _chunking(self, backend, shape, stream, dtype):
+        """(chunk_size or None, workers) for a full-batch fit on data of ``shape``."""
+        n0, m = shape
+        itemsize = 4 if dtype == "float32" else 8
+        size = self.chunk_size
+        if size == "auto":
+            size = auto_chunk_size(n0, self.hidden_units, 1, itemsize)
+            if not (stream or (backend.name == "numpy" and m >= 2 * size)):
+                size = None
+        if stream and size is None:
+            raise ValueError("streaming the data through the device needs chunks: set chunk_size")
+        workers = self.workers or (default_workers() if backend.name == "numpy" else 1)
+        return size, workers
 
     def _set_fitted(self, parameters, history, n_iter, backend, dtype, y_ndim):
         self.parameters_ = parameters
@@ -220,7 +289,7 @@ class BackpropClassifier:
         model = cls(**params)
         be = get_backend(model.backend, model.device)
         dtype = dtype or meta["dtype"]
-        model._set_fitted({k: be.asarray(v, dtype) for k, v in host.items()},
+        model._set_fitted(be.parameters_from_host(host, dtype),
                           [tuple(h) for h in meta["cost_history"]], meta["n_iter"], be, dtype,
                           meta["y_ndim"])
         return model

@@ -42,7 +42,7 @@ def initialize_parameters(n_x: int, n_h: int, n_y: int, *, init: str = "normal",
     backend = get_backend(backend, device)
     dtype = dtype or backend.default_dtype
     host = initial_parameters_host(n_x, n_h, n_y, init, seed)
-    return {k: backend.asarray(v, dtype) for k, v in host.items()}
+    return backend.parameters_from_host(host, dtype)
 
 
 def forward_propagation(X, parameters: dict, *, activation="tanh"):

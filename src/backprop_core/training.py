@@ -7,12 +7,14 @@ synchronisation, and it is what lets a diverging run stop early.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass, field
 
 from . import equations
 from .activations import Activation
-from .errors import TrainingDivergedError, TrainingInterrupted
+from .chunked import ChunkedStep
+from .errors import DeviceMemoryError, TrainingDivergedError, TrainingInterrupted, is_out_of_memory
 
 
 @dataclass
@@ -45,21 +47,46 @@ def make_cost(g: Activation):
 
 
 def train(X, Y, parameters: dict, *, activation: Activation, learning_rate: float,
-          num_iterations: int, backend, cost_every: int = 100, callback=None) -> TrainResult:
+          num_iterations: int, backend, cost_every: int = 100, callback=None,
+          chunk_size: int | None = None, workers: int = 1, stream: bool = False) -> TrainResult:
     """Run ``num_iterations`` full-batch steps on ``backend``.
 
     X (n0, m), Y (n2, m) and the parameters must already be on the backend's
-    device in one float dtype.  ``callback(iteration, cost)`` is called at each
-    cost read (a Python float).  The history ends with the cost of the final
-    parameters, at ``iteration == num_iterations``.
+    device in one float dtype (or, with ``stream``, X and Y are host NumPy
+    arrays whose chunks are copied to the device each iteration).
+    ``callback(iteration, cost)`` is called at each cost read (a Python float).
+    The history ends with the cost of the final parameters, at
+    ``iteration == num_iterations``.  With ``chunk_size``, each iteration runs
+    over chunks of that many examples on ``workers`` threads (see
+    :mod:`backprop_core.chunked`), to the same parameters.
 
     Raises :class:`TrainingDivergedError` (holding the last parameters whose
     cost was finite) and :class:`TrainingInterrupted` on Ctrl-C (holding the
     parameters of the last completed iteration).
     """
-    step = backend.compile(make_step(activation, learning_rate, with_cost=False))
-    step_with_cost = backend.compile(make_step(activation, learning_rate, with_cost=True))
-    final_cost = backend.compile(make_cost(activation))
+    if getattr(backend, "distributed", False):
+        from .distributed import train_dask
+
+        return train_dask(X, Y, parameters, activation=activation, learning_rate=learning_rate,
+                          num_iterations=num_iterations, backend=backend, cost_every=cost_every,
+                          callback=callback)
+    if chunk_size is None and stream:
+        raise ValueError("streaming data through the device needs a chunk_size")
+    if chunk_size is None:
+        step = backend.compile(make_step(activation, learning_rate, with_cost=False))
+        step_with_cost = backend.compile(make_step(activation, learning_rate, with_cost=True))
+        final_cost = backend.compile(make_cost(activation))
+        running = contextlib.nullcontext()
+    else:
+        chunked = ChunkedStep(activation, learning_rate, chunk_size, backend=backend,
+                              workers=workers, stream=stream)
+        step = chunked
+
+        def step_with_cost(params, X, Y):
+            return chunked(params, X, Y, with_cost=True)
+
+        final_cost = chunked.cost
+        running = chunked.running()
 
     params, history, i = parameters, [], 0
     last_finite = parameters
@@ -79,7 +106,7 @@ def train(X, Y, parameters: dict, *, activation: Activation, learning_rate: floa
             callback(iteration, J)
 
     last_checked = 0
-    with backend.context():
+    with backend.context(), running:
         try:
             for i in range(num_iterations):
                 if i % cost_every == 0:
@@ -93,4 +120,67 @@ def train(X, Y, parameters: dict, *, activation: Activation, learning_rate: floa
             record(num_iterations, final_cost(params, X, Y), params)
         except KeyboardInterrupt:
             raise TrainingInterrupted(params, i, history) from None
+        except Exception as exc:
+            if not is_out_of_memory(exc) or isinstance(exc, DeviceMemoryError):
+                raise
+            advice = (f"use a smaller chunk_size than {chunk_size}" if chunk_size
+                      else "train over chunks (chunk_size=..., and stream=True for data kept on the host)")
+            raise DeviceMemoryError(
+                f"out of memory on {backend.name} device {backend.device} at iteration {i}: {advice} "
+                f"({type(exc).__name__}: {str(exc)[:200]})", params, i, history) from exc
     return TrainResult(parameters=params, history=history, n_iter=num_iterations)
+
+
+def train_minibatch(X, Y, parameters: dict, *, activation: Activation, learning_rate: float,
+                    epochs: int, batch_size: int, backend, seed=0, cost_every: int = 100,
+                    callback=None) -> TrainResult:
+    """Mini-batch gradient descent: ``epochs`` passes over a fresh shuffle of the examples.
+
+    The shuffles come from ``numpy.random.default_rng(seed)`` on the host, so a
+    run is reproducible on every backend.  Each batch is one update by the same
+    step as full-batch training; the history records the cost of the batch at
+    every ``cost_every``-th update, then the cost of the final parameters on
+    all the data.  Errors as in :func:`train`.
+    """
+    import numpy as np
+
+    m = X.shape[1]
+    rng = np.random.default_rng(seed)
+    step = backend.compile(make_step(activation, learning_rate, with_cost=False))
+    step_with_cost = backend.compile(make_step(activation, learning_rate, with_cost=True))
+    final_cost = backend.compile(make_cost(activation))
+    xp = backend.xp
+    params, history, updates = parameters, [], 0
+    last_finite = parameters
+    bounds = [(a, min(a + batch_size, m)) for a in range(0, m, batch_size)]
+
+    def record(iteration, J, good_params):
+        nonlocal last_finite
+        J = float(J)  # the one host read, every cost_every updates
+        history.append((iteration, J))
+        if not math.isfinite(J):
+            raise TrainingDivergedError(
+                f"the cost became {J} at update {iteration}: gradient descent diverged; "
+                f"try a smaller learning rate than {learning_rate}",
+                parameters=last_finite, iteration=iteration, history=history)
+        last_finite = good_params
+        if callback is not None:
+            callback(iteration, J)
+
+    with backend.context():
+        try:
+            for _ in range(epochs):
+                order = backend.asarray(rng.permutation(m), "int32")
+                Xs, Ys = xp.take(X, order, axis=1), xp.take(Y, order, axis=1)
+                for a, b in bounds:
+                    if updates % cost_every == 0:
+                        new_params, J = step_with_cost(params, Xs[:, a:b], Ys[:, a:b])
+                        record(updates, J, params)
+                    else:
+                        new_params, _ = step(params, Xs[:, a:b], Ys[:, a:b])
+                    params = new_params
+                    updates += 1
+            record(updates, final_cost(params, X, Y), params)
+        except KeyboardInterrupt:
+            raise TrainingInterrupted(params, updates, history) from None
+    return TrainResult(parameters=params, history=history, n_iter=updates)

@@ -1,0 +1,222 @@
+"""Chunked full batch, mini-batches and Dask: the same equations, the same parameters."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import backprop_core as bc
+from backprop_core.activations import get_activation
+from backprop_core.backends import get_backend
+from backprop_core.backends.numpy_backend import NumpyBackend
+from backprop_core.chunked import auto_chunk_size, chunk_bounds
+from backprop_core.training import train, train_minibatch
+
+from conftest import tolerance
+
+
+@pytest.fixture(scope="module")
+def problem():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((3, 5000))
+    Y = np.stack([X[0] * X[1] > 0, X[2] > 0]).astype(np.float64)  # n2 = 2
+    p = bc.initialize_parameters(3, 6, 2, init="xavier", seed=1)
+    return X, Y, p
+
+
+def _train(backend, X, Y, p, dtype, **kw):
+    params = backend.parameters_from_host(p, dtype)
+    return train(backend.asarray(X, dtype) if not kw.get("stream") else X.astype(dtype),
+                 backend.asarray(Y, dtype) if not kw.get("stream") else Y.astype(dtype), params,
+                 activation=get_activation("tanh"), learning_rate=0.5, num_iterations=20,
+                 backend=backend, cost_every=5, **kw)
+
+
+@pytest.mark.parametrize("chunk_size, workers, stream", [(1000, 1, False), (777, 2, False), (4096, 3, False),
+                                                         (600, 1, True), (1500, 2, True)])
+def test_chunked_matches_all_at_once(backend, problem, chunk_size, workers, stream):
+    X, Y, p = problem
+    dtype = backend.default_dtype
+    whole = _train(backend, X, Y, p, dtype)
+    chunked = _train(backend, X, Y, p, dtype, chunk_size=chunk_size, workers=workers, stream=stream)
+    tol = {"rtol": 1e-10, "atol": 1e-13} if dtype == "float64" else {"rtol": 1e-4, "atol": 1e-6}
+    for k in whole.parameters:
+        np.testing.assert_allclose(backend.to_numpy(chunked.parameters[k]), backend.to_numpy(whole.parameters[k]),
+                                   **tol, err_msg=k)
+        assert backend.owns(chunked.parameters[k])
+    np.testing.assert_allclose([J for _, J in chunked.history], [J for _, J in whole.history], **tol)
+
+
+def test_chunk_bounds_and_auto_size():
+    assert chunk_bounds(10, 4) == [(0, 4), (4, 8), (8, 10)]
+    with pytest.raises(ValueError, match="chunk_size must be a positive integer"):
+        chunk_bounds(10, 0)
+    sizes = [auto_chunk_size(*shape, 4) for shape in ((2, 4, 1), (64, 64, 1), (784, 512, 1))]
+    assert sizes == sorted(sizes, reverse=True)  # wider networks, smaller chunks
+    assert all(s & (s - 1) == 0 for s in sizes)
+
+
+def test_estimator_chunks_large_data_on_numpy_by_default_to_the_same_parameters():
+    rng = np.random.default_rng(2)
+    X = rng.standard_normal((300_000, 2)).astype(np.float32)
+    y = (X[:, 0] * X[:, 1] > 0).astype(np.float32)
+    auto = bc.BackpropClassifier(num_iterations=5, dtype="float32")
+    assert auto._chunking(get_backend("numpy"), (2, 300_000), False, "float32")[0] is not None
+    assert auto._chunking(get_backend("numpy"), (2, 400), False, "float32")[0] is None  # the flower: whole
+    auto.fit(X, y)
+    plain = bc.BackpropClassifier(num_iterations=5, dtype="float32", chunk_size=None).fit(X, y)
+    for k in plain.parameters_:
+        np.testing.assert_allclose(auto.parameters_[k], plain.parameters_[k], rtol=1e-4, atol=1e-6)
+
+
+class _TinyDevice(NumpyBackend):
+    """A device that holds at most 10,000 numbers per array, to exercise the out-of-memory path."""
+
+    name = "tiny"
+
+    def asarray(self, host, dtype):
+        if np.size(host) > 10_000:
+            raise MemoryError(f"cannot allocate {np.size(host)} numbers")
+        return super().asarray(host, dtype)
+
+
+def test_a_chunk_that_does_not_fit_is_named_and_parameters_are_kept(problem):
+    X, Y, p = problem
+    tiny = _TinyDevice()
+    ok = _train(tiny, X, Y, p, "float64", chunk_size=1000, stream=True)  # 3,000 numbers per chunk
+    assert ok.n_iter == 20
+    with pytest.raises(bc.DeviceMemoryError, match="smaller chunk_size than 4000") as info:
+        _train(tiny, X, Y, p, "float64", chunk_size=4000, stream=True)  # 12,000
+    assert info.value.iteration == 0
+    np.testing.assert_array_equal(info.value.parameters["W1"], p["W1"])
+
+
+def test_minibatch_reaches_the_lecture_accuracy_and_is_reproducible(flower_data):
+    X, Y = flower_data
+    a = bc.BackpropClassifier(batch_size=64, epochs=300, learning_rate=0.5, seed=4).fit(X.T, Y[0])
+    b = bc.BackpropClassifier(batch_size=64, epochs=300, learning_rate=0.5, seed=4).fit(X.T, Y[0])
+    c = bc.BackpropClassifier(batch_size=64, epochs=300, learning_rate=0.5, seed=5).fit(X.T, Y[0])
+    assert a.score(X.T, Y[0]) >= 0.9
+    assert a.n_iter_ == 300 * 7  # ceil(400 / 64) updates per epoch
+    np.testing.assert_array_equal(a.parameters_["W1"], b.parameters_["W1"])
+    assert not np.array_equal(a.parameters_["W1"], c.parameters_["W1"])
+
+
+def test_minibatch_is_the_same_on_every_backend(backend, flower_data):
+    X, Y = flower_data
+    dtype = backend.default_dtype
+    runs = []
+    for be in (get_backend("numpy"), backend):
+        p = be.parameters_from_host(bc.initialize_parameters(2, 4, 1, seed=0), dtype)
+        r = train_minibatch(be.asarray(X, dtype), be.asarray(Y, dtype), p, activation=get_activation("tanh"),
+                            learning_rate=0.5, epochs=3, batch_size=50, backend=be, seed=7)
+        runs.append({k: be.to_numpy(v) for k, v in r.parameters.items()})
+    for k in runs[0]:
+        np.testing.assert_allclose(runs[1][k], runs[0][k], **tolerance(dtype))
+
+
+# --- Dask -----------------------------------------------------------------------------------
+
+da = pytest.importorskip("dask.array", reason="dask is not installed")
+
+
+def test_dask_default_scheduler_matches_numpy(problem):
+    X, Y, p = problem
+    reference = _train(get_backend("numpy"), X, Y, p, "float64")
+    Xd, Yd = da.from_array(X, chunks=(3, 1100)), da.from_array(Y, chunks=(1, 700))  # misaligned on purpose
+    result = _train_dask(get_backend("dask"), Xd, Yd, p)
+    for k in reference.parameters:
+        np.testing.assert_allclose(result.parameters[k], reference.parameters[k], rtol=1e-10, atol=1e-13)
+    assert [i for i, _ in result.history] == [i for i, _ in reference.history]
+
+
+def _train_dask(backend, Xd, Yd, p, **kw):
+    return train(Xd, Yd, backend.parameters_from_host(p, "float64"), activation=get_activation("tanh"),
+                 learning_rate=0.5, num_iterations=20, backend=backend, cost_every=5, **kw)
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    distributed = pytest.importorskip("distributed", reason="dask.distributed is not installed")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster, distributed.Client(cluster) as client:
+        yield cluster, client
+
+
+def test_dask_cluster_of_two_workers_matches_numpy(problem, cluster):
+    _, client = cluster
+    X, Y, p = problem
+    reference = _train(get_backend("numpy"), X, Y, p, "float64")
+    Xd, Yd = da.from_array(X, chunks=(3, 1000)), da.from_array(Y, chunks=(2, 1000))
+    backend = get_backend("dask", client)
+    result = _train_dask(backend, Xd, Yd, p)
+    for k in reference.parameters:
+        np.testing.assert_allclose(result.parameters[k], reference.parameters[k], rtol=1e-10, atol=1e-13)
+    assert len(client.scheduler_info()["workers"]) == 2
+
+
+def test_estimator_takes_dask_arrays_and_answers_in_dask(cluster, flower_data):
+    X, Y = flower_data
+    Xd, yd = da.from_array(X.T, chunks=(100, 2)), da.from_array(Y[0].astype(float), chunks=100)
+    model = bc.BackpropClassifier(num_iterations=300).fit(Xd, yd)
+    plain = bc.BackpropClassifier(num_iterations=300).fit(X.T, Y[0])
+    np.testing.assert_allclose(model.parameters_["W1"], plain.parameters_["W1"], rtol=1e-9)
+    assert model._backend.name == "dask"
+    pred = model.predict(Xd)
+    assert hasattr(pred, "dask")  # still lazy, in the caller's library
+    np.testing.assert_array_equal(pred.compute(), plain.predict(X.T))
+
+
+def test_worker_restarted_mid_training_recomputes_its_chunks(problem, cluster):
+    # A worker process dies; its nanny restarts it and Dask recomputes the lost chunks.
+    import os
+    import signal
+
+    _, client = cluster
+    X, Y, p = problem
+    reference = _train(get_backend("numpy"), X, Y, p, "float64")
+    backend = get_backend("dask", client)
+    victim = sorted(client.scheduler_info()["workers"])[0]
+    pid = client.run(os.getpid, workers=[victim])[victim]
+
+    def kill(iteration, cost):
+        if iteration == 5:
+            os.kill(pid, signal.SIGKILL)
+
+    result = _train_dask(backend, da.from_array(X, chunks=(3, 1000)), da.from_array(Y, chunks=(2, 1000)), p,
+                         callback=kill)
+    for k in reference.parameters:
+        np.testing.assert_allclose(result.parameters[k], reference.parameters[k], rtol=1e-10, atol=1e-13)
+    client.wait_for_workers(2, timeout=60)
+
+
+def test_losing_every_worker_stops_with_an_error_and_keeps_parameters(problem):
+    distributed = pytest.importorskip("distributed", reason="dask.distributed is not installed")
+    from backprop_core.backends.dask_backend import DaskBackend
+
+    X, Y, p = problem
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                                  dashboard_address=None) as cluster, distributed.Client(cluster) as client:
+        backend = DaskBackend(client, iteration_timeout=3)
+
+        def retire(iteration, cost):
+            if iteration == 5:
+                cluster.scale(0)  # the cluster keeps no worker and starts none
+
+        with pytest.raises(bc.DistributedTrainingError, match="cluster failed during iteration") as info:
+            _train_dask(backend, da.from_array(X, chunks=(3, 1000)), da.from_array(Y, chunks=(2, 1000)), p,
+                        callback=retire)
+    kept = info.value.parameters
+    reference = _train(get_backend("numpy"), X, Y, p, "float64")  # 20 iterations; compare to 5 or 6
+    assert info.value.iteration in (5, 6)
+    assert all(np.all(np.isfinite(v)) for v in kept.values())
+    assert not np.allclose(kept["W1"], reference.parameters["W1"])
+
+
+def test_wrong_scheduler_address_is_named(monkeypatch):
+    pytest.importorskip("distributed", reason="dask.distributed is not installed")
+    from backprop_core.backends import dask_backend
+
+    monkeypatch.setattr(dask_backend, "CONNECT_TIMEOUT_S", 2)
+    with pytest.raises(bc.BackendUnavailableError, match="could not reach a Dask scheduler at 'tcp://127.0.0.1:9'"):
+        get_backend("dask", "tcp://127.0.0.1:9")
