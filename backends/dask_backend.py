@@ -31,7 +31,7 @@ class DaskBackend(Backend):
     def check_available(self):
         self._import()
         try:
-            import dask.array  # noqa: F401
+            import dask.array  # noqa: F401 - the part of dask this backend needs
         except ImportError as exc:
             raise BackendUnavailableError(f"backend 'dask' needs dask.array ({exc}): {self.install_hint}") from None
 

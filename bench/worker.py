@@ -48,23 +48,38 @@ def make_data(n0, n2, m, seed=0):
 
 
 class LibraryEntry:
-    """A backend of backprop-core: the library's own equations and step."""
+    """A backend of backprop-core: the library's own equations and step.
+
+    ``name:chunked`` runs the full-batch step over cache-sized chunks of the
+    examples on every core (backprop_core.chunked), to the same parameters.
+    """
 
     def __init__(self, name, device, dtype, lr):
         from backprop_core.activations import get_activation
         from backprop_core.backends import get_backend
         from backprop_core.training import make_cost, make_step
 
+        name, _, mode = name.partition(":")
         self.backend = get_backend(name, device)
-        self.dtype = dtype
-        g = get_activation("tanh")
+        self.dtype, self.lr, self.chunked = dtype, lr, mode == "chunked"
+        self.g = g = get_activation("tanh")
         self.step_fn = self.backend.compile(make_step(g, lr, with_cost=False))
         self.cost_fn = self.backend.compile(make_cost(g))
+        self.running = None
 
     def load(self, X, Y, params):
         self.X, self.Y = self.backend.asarray(X, self.dtype), self.backend.asarray(Y, self.dtype)
         self.params = {k: self.backend.asarray(v, self.dtype) for k, v in params.items()}
         self.wait(self.X)
+        if self.chunked:
+            from backprop_core.chunked import ChunkedStep, auto_chunk_size, default_workers
+
+            n1, n0 = params["W1"].shape
+            size = auto_chunk_size(n0, n1, params["W2"].shape[0], np.dtype(self.dtype).itemsize)
+            chunked = ChunkedStep(self.g, self.lr, size, backend=self.backend, workers=default_workers())
+            self.running = chunked.running()
+            self.running.__enter__()
+            self.step_fn = chunked
 
     def wait(self, x):
         if hasattr(x, "block_until_ready"):
@@ -88,7 +103,57 @@ class LibraryEntry:
         return str(self.backend.device), bool(self.backend.on_gpu)
 
     def release(self):
+        if self.running is not None:
+            self.running.__exit__(None, None, None)
+            self.running = None
         self.X = self.Y = self.params = None
+
+
+class DaskEntry:
+    """The dask backend on Dask's default (threaded) scheduler: one task per chunk per iteration."""
+
+    def __init__(self, name, device, dtype, lr):
+        from backprop_core.activations import get_activation
+        from backprop_core.backends import get_backend
+
+        self.backend = get_backend("dask", device)
+        self.dtype, self.lr, self.g = dtype, lr, get_activation("tanh")
+
+    def load(self, X, Y, params):
+        import dask.array as da
+
+        from backprop_core.chunked import auto_chunk_size
+        from backprop_core.distributed import DaskGradients
+
+        n1, n0 = params["W1"].shape
+        size = 4 * auto_chunk_size(n0, n1, Y.shape[0], np.dtype(self.dtype).itemsize)
+        Xd = da.from_array(X.astype(self.dtype), chunks=(-1, size))
+        Yd = da.from_array(Y.astype(self.dtype), chunks=(-1, size))
+        self.grads = DaskGradients(Xd, Yd, self.g, self.backend)
+        self.params = {k: v.astype(self.dtype) for k, v in params.items()}
+
+    def step(self):
+        from backprop_core import equations
+
+        dW1, db1, dW2, db2, _ = self.grads(self.params)
+        p = self.params
+        self.params = dict(zip(("W1", "b1", "W2", "b2"), equations.update(
+            p["W1"], p["b1"], p["W2"], p["b2"], dW1, db1, dW2, db2, self.lr)))
+
+    def cost(self):
+        return float(self.grads(self.params, with_cost=True)[4])
+
+    def host_params(self):
+        return {k: np.array(v) for k, v in self.params.items()}
+
+    def free_memory(self):
+        return host_free_memory()
+
+    def device_info(self):
+        return f"dask ({self.backend.device})", False
+
+    def release(self):
+        self.grads = self.params = None
 
 
 class TorchNNEntry:
@@ -203,17 +268,8 @@ def host_free_memory():
 
 
 def free_memory_for(backend):
-    if not backend.on_gpu:
-        return host_free_memory()
-    if backend.name == "cupy":
-        with backend.context():
-            return backend._import().cuda.runtime.memGetInfo()[0]
-    if backend.name == "torch":
-        return backend._import().cuda.mem_get_info(backend.device)[0]
-    if backend.name == "jax":
-        stats = backend.device.memory_stats() or {}
-        return stats.get("bytes_limit", 0) - stats.get("bytes_in_use", 0)
-    return 4 << 30
+    free = backend.free_memory()
+    return host_free_memory() if free is None else free
 
 
 def make_entry(entry, device, dtype, lr):
@@ -221,6 +277,8 @@ def make_entry(entry, device, dtype, lr):
         return TorchNNEntry(entry, device, dtype, lr)
     if entry == "sklearn-mlp":
         return SklearnEntry(entry, device, dtype, lr)
+    if entry == "dask":
+        return DaskEntry(entry, device, dtype, lr)
     return LibraryEntry(entry, device, dtype, lr)
 
 

@@ -7,7 +7,6 @@ GPU is usable.
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from backprop_core.backends import BackendUnavailableError, get_backend

@@ -8,10 +8,10 @@ import textwrap
 
 import numpy as np
 import pytest
-from array_api_compat import array_namespace, device
+
 
 import backprop_core as bc
-from backprop_core.backends import Backend, BackendUnavailableError, get_backend
+from backprop_core.backends import BackendUnavailableError, get_backend
 from backprop_core.backends.numpy_backend import NumpyBackend
 
 from conftest import tolerance

@@ -47,7 +47,7 @@ def test_params_protocol():
 
 
 def test_sklearn_clone_and_cross_validation(flower_data):
-    sklearn = pytest.importorskip("sklearn", reason="scikit-learn is not installed")
+    pytest.importorskip("sklearn", reason="scikit-learn is not installed")
     from sklearn.base import clone
     from sklearn.model_selection import KFold, cross_val_score
 

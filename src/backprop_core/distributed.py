@@ -10,11 +10,10 @@ travels back: that round trip is the nature of data-parallel gradient descent.
 
 from __future__ import annotations
 
-import math
 
 from . import equations
 from .errors import DistributedTrainingError, TrainingDivergedError, TrainingInterrupted
-from .training import TrainResult
+from .training import CostRecorder, TrainResult
 
 #: Times an iteration is tried again after the cluster lost a worker.
 RETRIES = 2
@@ -44,6 +43,60 @@ def prepare(X, Y):
     return X.persist(), Y.persist()
 
 
+class DaskGradients:
+    """The whole batch's gradients, summed over the chunks of persisted Dask arrays.
+
+    ``grads(params, with_cost)`` returns ``(dW1, db1, dW2, db2, J)`` as arrays of
+    the chunks' library, on the client.
+    """
+
+    def __init__(self, X, Y, activation, backend):
+        self.client = backend.scheduler_client
+        self.backend, self.activation = backend, activation
+        self.X, self.Y = prepare(X, Y)
+        self.m = self.X.shape[1]
+        self.x_blocks, self.y_blocks = self.X.to_delayed().ravel(), self.Y.to_delayed().ravel()
+
+    @property
+    def n_chunks(self):
+        return len(self.x_blocks)
+
+    def _once(self, params, with_cost):
+        import dask
+        from dask import delayed
+
+        client = self.client
+        # A list, not the dict: a scattered dict's futures are named by its keys ("W1"...),
+        # which would collide from one iteration to the next.
+        shared = params if client is None else self._broadcast(params)
+        parts = [delayed(_chunk_gradients)(x, y, shared, self.activation, self.m, with_cost)
+                 for x, y in zip(self.x_blocks, self.y_blocks)]
+        total = _tree_sum(parts, delayed)
+        if client is None:
+            return dask.compute(total)[0]
+        return client.compute(total).result(timeout=self.backend.iteration_timeout)
+
+    def _broadcast(self, params):
+        # Every failure to hand the parameters to the workers is the cluster's, whatever
+        # distributed calls it (no worker left gives ValueError or TimeoutError).
+        try:
+            return self.client.scatter([params], broadcast=True, hash=False,
+                                       timeout=self.backend.iteration_timeout)[0]
+        except Exception as exc:
+            raise ClusterFailure(f"could not send the parameters to the workers: {type(exc).__name__}: {exc}") from exc
+
+    def __call__(self, params, with_cost=False):
+        # One lost worker is survivable: Dask recomputes its persisted chunks from their
+        # source elsewhere, so the iteration is tried again once the cluster has a worker.
+        for attempt in range(RETRIES + 1):
+            try:
+                return self._once(params, with_cost)
+            except Exception as exc:
+                if self.client is None or attempt == RETRIES or not _is_cluster_failure(exc):
+                    raise
+                self.client.wait_for_workers(1, timeout=self.backend.iteration_timeout)
+
+
 def train_dask(X, Y, parameters: dict, *, activation, learning_rate: float, num_iterations: int,
                backend, cost_every: int = 100, callback=None) -> TrainResult:
     """Like :func:`backprop_core.training.train`, for Dask arrays; parameters stay on the client.
@@ -52,63 +105,22 @@ def train_dask(X, Y, parameters: dict, *, activation, learning_rate: float, num_
     parameters) when the cluster fails or an iteration outlasts the backend's
     ``iteration_timeout``.
     """
-    import dask
-    from dask import delayed
-
-    client = backend.scheduler_client
-    X, Y = prepare(X, Y)
-    m = X.shape[1]
-    x_blocks, y_blocks = X.to_delayed().ravel(), Y.to_delayed().ravel()
-    params, history, i = parameters, [], 0
-    last_finite = parameters
-
-    def reduce_once(params, with_cost):
-        # A list, not the dict: a scattered dict's futures are named by its keys ("W1"...),
-        # which would collide from one iteration to the next.
-        shared = client.scatter([params], broadcast=True, hash=False,
-                                timeout=backend.iteration_timeout)[0] if client is not None else params
-        parts = [delayed(_chunk_gradients)(x, y, shared, activation, m, with_cost)
-                 for x, y in zip(x_blocks, y_blocks)]
-        total = _tree_sum(parts, delayed)
-        if client is None:
-            return dask.compute(total)[0]
-        return client.compute(total).result(timeout=backend.iteration_timeout)
-
-    def reduce(params, with_cost):
-        # One lost worker is survivable: Dask recomputes its persisted chunks from their
-        # source elsewhere, so the iteration is retried once the cluster has a worker again.
-        for attempt in range(RETRIES + 1):
-            try:
-                return reduce_once(params, with_cost)
-            except Exception as exc:
-                if client is None or attempt == RETRIES or not _is_cluster_failure(exc):
-                    raise
-                client.wait_for_workers(1, timeout=backend.iteration_timeout)
-
-    def record(iteration, J, good):
-        nonlocal last_finite
-        J = float(J)
-        history.append((iteration, J))
-        if not math.isfinite(J):
-            raise TrainingDivergedError(
-                f"the cost became {J} at iteration {iteration}: gradient descent diverged; "
-                f"try a smaller learning rate than {learning_rate}",
-                parameters=last_finite, iteration=iteration, history=history)
-        last_finite = good
-        if callback is not None:
-            callback(iteration, J)
+    reduce = DaskGradients(X, Y, activation, backend)
+    params, i = parameters, 0
+    costs = CostRecorder(parameters, learning_rate, callback)
+    history = costs.history
 
     try:
         for i in range(num_iterations):
             with_cost = i % cost_every == 0
             dW1, db1, dW2, db2, J = reduce(params, with_cost)
             if with_cost:
-                record(i, J, params)
+                costs.record(i, J, params)
             new = equations.update(params["W1"], params["b1"], params["W2"], params["b2"],
                                    dW1, db1, dW2, db2, learning_rate)
             params = dict(zip(("W1", "b1", "W2", "b2"), new))
         i = num_iterations
-        record(num_iterations, reduce(params, True)[4], params)
+        costs.record(num_iterations, reduce(params, True)[4], params)
     except KeyboardInterrupt:
         raise TrainingInterrupted(params, i, history) from None
     except (TrainingDivergedError, TrainingInterrupted):
@@ -123,7 +135,13 @@ def train_dask(X, Y, parameters: dict, *, activation, learning_rate: float, num_
     return TrainResult(parameters=params, history=history, n_iter=num_iterations)
 
 
+class ClusterFailure(RuntimeError):
+    """The cluster could not take part in an iteration."""
+
+
 def _is_cluster_failure(exc) -> bool:
+    if isinstance(exc, ClusterFailure):
+        return True
     names = {type(exc).__name__, *(c.__name__ for c in type(exc).__mro__)}
     return bool(names & {"KilledWorker", "CommClosedError", "TimeoutError", "CancelledError",
                          "FutureCancelledError", "OSError"})

@@ -26,6 +26,31 @@ class TrainResult:
     n_iter: int = 0
 
 
+class CostRecorder:
+    """Reads the cost (the loop's one host read), keeps the history, stops a diverging run.
+
+    ``record(iteration, J, params)``: ``params`` are the parameters whose cost J
+    is; when J is finite they become the last known-good parameters, which a
+    :class:`TrainingDivergedError` carries.
+    """
+
+    def __init__(self, parameters, learning_rate, callback=None, unit="iteration"):
+        self.history, self.last_finite, self.last_checked = [], parameters, 0
+        self.learning_rate, self.callback, self.unit = learning_rate, callback, unit
+
+    def record(self, iteration, J, params):
+        J = float(J)  # the one host read, every cost_every iterations
+        self.history.append((iteration, J))
+        if not math.isfinite(J):
+            raise TrainingDivergedError(
+                f"the cost became {J} at {self.unit} {iteration}: gradient descent diverged; "
+                f"try a smaller learning rate than {self.learning_rate}",
+                parameters=self.last_finite, iteration=self.last_checked, history=self.history)
+        self.last_finite, self.last_checked = params, iteration
+        if self.callback is not None:
+            self.callback(iteration, J)
+
+
 def make_step(g: Activation, learning_rate: float, with_cost: bool):
     """A pure function ``params, X, Y -> (params, J)`` for one iteration."""
 
@@ -88,36 +113,21 @@ def train(X, Y, parameters: dict, *, activation: Activation, learning_rate: floa
         final_cost = chunked.cost
         running = chunked.running()
 
-    params, history, i = parameters, [], 0
-    last_finite = parameters
+    params, i = parameters, 0
+    costs = CostRecorder(parameters, learning_rate, callback)
+    history = costs.history
 
-    def record(iteration, J, good_params):
-        nonlocal last_finite
-        J = float(J)  # the one host read, every cost_every iterations
-        history.append((iteration, J))
-        if not math.isfinite(J):
-            raise TrainingDivergedError(
-                f"the cost became {J} at iteration {iteration}: gradient descent diverged; "
-                f"try a smaller learning rate than {learning_rate}",
-                parameters=last_finite, iteration=last_checked, history=history,
-            )
-        last_finite = good_params
-        if callback is not None:
-            callback(iteration, J)
-
-    last_checked = 0
     with backend.context(), running:
         try:
             for i in range(num_iterations):
                 if i % cost_every == 0:
                     new_params, J = step_with_cost(params, X, Y)
-                    record(i, J, params)
-                    last_checked = i
+                    costs.record(i, J, params)
                 else:
                     new_params, _ = step(params, X, Y)
                 params = new_params
             i = num_iterations
-            record(num_iterations, final_cost(params, X, Y), params)
+            costs.record(num_iterations, final_cost(params, X, Y), params)
         except KeyboardInterrupt:
             raise TrainingInterrupted(params, i, history) from None
         except Exception as exc:
@@ -150,22 +160,10 @@ def train_minibatch(X, Y, parameters: dict, *, activation: Activation, learning_
     step_with_cost = backend.compile(make_step(activation, learning_rate, with_cost=True))
     final_cost = backend.compile(make_cost(activation))
     xp = backend.xp
-    params, history, updates = parameters, [], 0
-    last_finite = parameters
+    params, updates = parameters, 0
+    costs = CostRecorder(parameters, learning_rate, callback, unit="update")
+    history = costs.history
     bounds = [(a, min(a + batch_size, m)) for a in range(0, m, batch_size)]
-
-    def record(iteration, J, good_params):
-        nonlocal last_finite
-        J = float(J)  # the one host read, every cost_every updates
-        history.append((iteration, J))
-        if not math.isfinite(J):
-            raise TrainingDivergedError(
-                f"the cost became {J} at update {iteration}: gradient descent diverged; "
-                f"try a smaller learning rate than {learning_rate}",
-                parameters=last_finite, iteration=iteration, history=history)
-        last_finite = good_params
-        if callback is not None:
-            callback(iteration, J)
 
     with backend.context():
         try:
@@ -175,12 +173,12 @@ def train_minibatch(X, Y, parameters: dict, *, activation: Activation, learning_
                 for a, b in bounds:
                     if updates % cost_every == 0:
                         new_params, J = step_with_cost(params, Xs[:, a:b], Ys[:, a:b])
-                        record(updates, J, params)
+                        costs.record(updates, J, params)
                     else:
                         new_params, _ = step(params, Xs[:, a:b], Ys[:, a:b])
                     params = new_params
                     updates += 1
-            record(updates, final_cost(params, X, Y), params)
+            costs.record(updates, final_cost(params, X, Y), params)
         except KeyboardInterrupt:
             raise TrainingInterrupted(params, updates, history) from None
     return TrainResult(parameters=params, history=history, n_iter=updates)
