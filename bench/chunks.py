@@ -88,8 +88,8 @@ def write_outputs(rows, env, out):
             for mode in ("numpy, chunked", "dask, threads"):
                 cells = {r["chunks"]: r for r in sub if r["m"] == m and r["mode"] == mode}
                 best = min(cells.values(), key=lambda r: r["seconds"])
-                row = [f"**{1e3 * cells[k]['seconds']:.3g}**" if cells[k] is best else f"{1e3 * cells[k]['seconds']:.3g}"
-                       for k in counts]
+                row = ["-" if k not in cells else f"**{1e3 * cells[k]['seconds']:.3g}**" if cells[k] is best
+                       else f"{1e3 * cells[k]['seconds']:.3g}" for k in counts]
                 lines.append(f"| 2^{m.bit_length() - 1} | {mode} | " + " | ".join(row)
                              + f" | {1e3 * whole['seconds']:.3g} |")
         lines.append("")

@@ -57,3 +57,16 @@ def test_trained_step_check_rejects_a_step_that_does_nothing():
 def test_floor_arithmetic_matches_design():
     assert worker.flops_per_example(784, 512, 1) == 4 * 784 * 512 + 6 * 512  # about 1.6 MFLOP
     assert worker.bytes_per_example(2, 1, 4) == 12
+
+
+def test_chunk_study_runs_end_to_end(tmp_path):
+    out = subprocess.run(
+        [sys.executable, str(BENCH / "chunks.py"), "--shapes", "2-4-1", "--ms", "12", "--chunks", "1,2,4",
+         "--repeats", "2", "--out", str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    rows = [json.loads(line) for line in (tmp_path / "chunks.jsonl").read_text().splitlines()][1:]
+    assert {(r["mode"], r["chunks"]) for r in rows} == {("numpy, whole batch", 1)} | {
+        (mode, k) for mode in ("numpy, chunked", "dask, threads") for k in (1, 2, 4)}
+    assert all(r["seconds"] > 0 and math.isfinite(r["examples_per_s"]) for r in rows)
+    assert "| 2^12 | numpy, chunked |" in (tmp_path / "chunks.md").read_text()
+    assert (tmp_path / "chunks.png").read_bytes()[:4] == b"\x89PNG"

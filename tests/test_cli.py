@@ -128,3 +128,14 @@ def test_user_errors_are_one_line_without_traceback():
     one_line_error(run("train", "--lr", "1e12", "--activation", "relu", "--iterations", "3000"),
                    "smaller learning rate")
     one_line_error(run("predict", "missing.npz", "--data", "missing.csv"), "no model file")
+
+
+def test_train_minibatch_and_chunk_options():
+    out = run("train", "--batch-size", "64", "--epochs", "300", "--lr", "0.5", "--json")
+    assert out.returncode == 0, out.stderr
+    summary = json.loads(out.stdout)
+    assert summary["iterations"] == 300 * 7 and summary["accuracy"] >= 0.88
+    out = run("train", "--chunk-size", "100", "--workers", "2", "--iterations", "1000", "--json")
+    assert out.returncode == 0, out.stderr
+    plain = json.loads(run("train", "--iterations", "1000", "--json").stdout)
+    assert json.loads(out.stdout)["final_cost"] == pytest.approx(plain["final_cost"], rel=1e-9)

@@ -18,7 +18,9 @@ EXAMPLES = {
   backprop-core train                                   # the lecture: flower, 4 tanh units
   backprop-core train --dataset noisy_moons --hidden 8 --plot moons.png
   backprop-core train --data mine.csv --target label --save model.npz --json
-  backprop-core train --backend torch --activation relu --lr 0.5""",
+  backprop-core train --backend torch --activation relu --lr 0.5
+  backprop-core train --dataset noisy_moons --m 1000000 --chunk-size 65536 --iterations 200
+  backprop-core train --batch-size 64 --epochs 300 --lr 0.5""",
     "sweep": """examples:
   backprop-core sweep                                   # 1, 2, 3, 4, 5, 20, 50 units on the flower
   backprop-core sweep --hidden 1 4 20 --plot sweep.png""",
@@ -83,6 +85,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_options(train)
     train.add_argument("--hidden", type=_positive_int, default=4, help="hidden units (default 4)")
     train.add_argument("--iterations", type=_positive_int, default=10000, help="default 10000")
+    train.add_argument("--batch-size", type=_positive_int, default=None,
+                       help="mini-batch gradient descent with this batch size (default: full batch)")
+    train.add_argument("--epochs", type=_positive_int, default=None, help="passes over the data with --batch-size (default 10)")
+    train.add_argument("--chunk-size", type=_positive_int, default=None,
+                       help="compute each full-batch step over chunks of this many examples (default: automatic)")
+    train.add_argument("--workers", type=_positive_int, default=None, help="threads sharing the chunks (default: cores)")
     train.add_argument("--quiet", action="store_true", help="no progress, only the summary")
     train.add_argument("--save", default=None, help="write the trained model here (.npz)")
     train.add_argument("--plot", default=None, help="write the cost curve (and decision boundary) here (.png)")
@@ -154,9 +162,13 @@ class _Progress:
 def _model(args, hidden, iterations):
     from .estimator import BackpropClassifier
 
+    extra = {}
+    for option in ("batch_size", "epochs", "chunk_size", "workers"):
+        if getattr(args, option, None) is not None:
+            extra[option] = getattr(args, option)
     return BackpropClassifier(hidden_units=hidden, activation=args.activation, learning_rate=args.lr,
                               num_iterations=iterations, backend=args.backend, device=args.device,
-                              dtype=args.dtype, seed=args.seed, cost_every=100)
+                              dtype=args.dtype, seed=args.seed, cost_every=100, **extra)
 
 
 def cmd_train(args) -> int:
@@ -166,7 +178,8 @@ def cmd_train(args) -> int:
     if not args.quiet and not args.json:
         print(f"training {X.shape[1]}-{args.hidden}-{n2} ({args.activation}) on {source} (m={X.shape[0]}) "
               f"with backend {args.backend}", flush=True)
-    progress = _Progress(args.iterations, args.quiet or args.json)
+    total = args.iterations if args.batch_size is None else (args.epochs or 10) * -(-X.shape[0] // args.batch_size)
+    progress = _Progress(total, args.quiet or args.json)
     start = time.perf_counter()
     try:
         model.fit(X, y, callback=progress)
