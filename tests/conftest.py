@@ -7,6 +7,8 @@ GPU is usable.
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from backprop_core.backends import BackendUnavailableError, get_backend
@@ -27,6 +29,12 @@ BACKENDS = [
     pytest.param(("torch", "cuda", None), id="torch-cuda", marks=gpu),
     pytest.param(("jax", "gpu", None), id="jax-gpu", marks=gpu),
 ]
+
+# As SciPy does with SCIPY_ARRAY_API: one environment variable narrows the list, e.g.
+# BACKPROP_CORE_BACKENDS="numpy,strict" pytest.  Ids not named are left out, not skipped.
+_only = os.environ.get("BACKPROP_CORE_BACKENDS")
+if _only:
+    BACKENDS = [b for b in BACKENDS if b.id in _only.split(",")]
 
 
 def _make(spec):
