@@ -2,7 +2,7 @@
 
 X and Y are Dask arrays whose chunks are NumPy arrays (CPUs) or CuPy arrays
 (GPUs); the small parameters stay on the client as arrays of the chunks'
-library and are broadcast to the workers each iteration.  The "device" names
+library and travel to the workers with each iteration's graph.  The "device" names
 the scheduler: ``None`` for Dask's default (a distributed Client already made
 is the default once it exists), a ``dask.distributed.Client``, or a scheduler
 address such as ``"tcp://10.0.0.5:8786"``.

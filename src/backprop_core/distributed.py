@@ -1,8 +1,8 @@
 """Full-batch training on Dask arrays: each chunk's gradient sums by the same equations.
 
 X (n0, m) and Y (n2, m) are Dask arrays chunked along the examples only.  They
-are persisted once (in worker memory on a cluster); each iteration broadcasts
-the small parameters, computes every chunk's gradients with the whole batch's
+are persisted once (in worker memory on a cluster); each iteration ships
+the small parameters with the graph, computes every chunk's gradients with the whole batch's
 m (``equations.gradients``), lets Dask add them up, and updates the
 parameters on the client.  The reduction's result is the only thing that
 travels back: that round trip is the nature of data-parallel gradient descent.
@@ -66,24 +66,16 @@ class DaskGradients:
         from dask import delayed
 
         client = self.client
-        # A list, not the dict: a scattered dict's futures are named by its keys ("W1"...),
-        # which would collide from one iteration to the next.
-        shared = params if client is None else self._broadcast(params)
+        # The parameters are small: they travel inside the graph as one task, which the
+        # scheduler hands to the workers (and recomputes if the worker holding it dies),
+        # where scatter(broadcast=True) could wait on a worker that has just died.
+        shared = delayed(params, traverse=False)
         parts = [delayed(_chunk_gradients)(x, y, shared, self.activation, self.m, with_cost)
                  for x, y in zip(self.x_blocks, self.y_blocks)]
         total = _tree_sum(parts, delayed)
         if client is None:
             return dask.compute(total)[0]
         return client.compute(total).result(timeout=self.backend.iteration_timeout)
-
-    def _broadcast(self, params):
-        # Every failure to hand the parameters to the workers is the cluster's, whatever
-        # distributed calls it (no worker left gives ValueError or TimeoutError).
-        try:
-            return self.client.scatter([params], broadcast=True, hash=False,
-                                       timeout=self.backend.iteration_timeout)[0]
-        except Exception as exc:
-            raise ClusterFailure(f"could not send the parameters to the workers: {type(exc).__name__}: {exc}") from exc
 
     def __call__(self, params, with_cost=False):
         # One lost worker is survivable: Dask recomputes its persisted chunks from their
@@ -135,13 +127,7 @@ def train_dask(X, Y, parameters: dict, *, activation, learning_rate: float, num_
     return TrainResult(parameters=params, history=history, n_iter=num_iterations)
 
 
-class ClusterFailure(RuntimeError):
-    """The cluster could not take part in an iteration."""
-
-
 def _is_cluster_failure(exc) -> bool:
-    if isinstance(exc, ClusterFailure):
-        return True
     names = {type(exc).__name__, *(c.__name__ for c in type(exc).__mro__)}
     return bool(names & {"KilledWorker", "CommClosedError", "TimeoutError", "CancelledError",
                          "FutureCancelledError", "OSError"})
