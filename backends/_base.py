@@ -15,6 +15,16 @@ class BackendUnavailableError(RuntimeError):
     """The backend's library is missing, or it cannot run on this machine."""
 
 
+class Ready:
+    """An upload that has already finished."""
+
+    def __init__(self, array):
+        self.array = array
+
+    def get(self):
+        return self.array
+
+
 class Backend:
     """Base adapter.  Subclasses set ``name`` and ``library`` and override hooks.
 
@@ -97,6 +107,15 @@ class Backend:
     def asarray(self, host, dtype: str):
         """Copy a host (NumPy) array onto this backend's device with ``dtype``."""
         return self.xp.asarray(host, dtype=self.dtype(dtype), device=self.device)
+
+    def upload(self, host, dtype: str):
+        """Start copying a host chunk to the device; ``.get()`` on the result gives the array.
+
+        The default copies at once.  GPU adapters override it to copy on a side
+        stream from pinned memory, so that the next chunk's transfer overlaps the
+        current chunk's compute; ``get()`` then makes the compute stream wait for it.
+        """
+        return Ready(self.asarray(host, dtype))
 
     def parameters_from_host(self, host: dict, dtype: str) -> dict:
         """The network's parameters (small) where this backend computes with them."""

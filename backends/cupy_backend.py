@@ -9,6 +9,19 @@ from __future__ import annotations
 from ._base import Backend, BackendUnavailableError
 
 
+class _Upload:
+    """A host-to-GPU copy running on the adapter's copy stream."""
+
+    def __init__(self, array, event, pinned):
+        self.array, self.event, self._pinned = array, event, pinned
+
+    def get(self):
+        import cupy
+
+        cupy.cuda.get_current_stream().wait_event(self.event)
+        return self.array
+
+
 class CupyBackend(Backend):
     name = "cupy"
     library = "cupy"
@@ -56,6 +69,21 @@ class CupyBackend(Backend):
     def asarray(self, host, dtype):
         with self.device:
             return self._import().asarray(host, dtype=dtype)
+
+    def upload(self, host, dtype):
+        import cupyx
+        import numpy as np
+
+        cupy = self._import()
+        with self.device:
+            if getattr(self, "_copy_stream", None) is None:
+                self._copy_stream = cupy.cuda.Stream(non_blocking=True)
+            pinned = cupyx.empty_pinned(np.shape(host), dtype=dtype)
+            pinned[...] = host
+            array = cupy.empty(np.shape(host), dtype=dtype)
+            array.set(pinned, stream=self._copy_stream)
+            event = self._copy_stream.record()
+        return _Upload(array, event, pinned)
 
     def owns(self, x):
         from array_api_compat import is_cupy_array

@@ -6,7 +6,23 @@ or a GPU index.  TF32 matmuls follow PyTorch's default (off).
 
 from __future__ import annotations
 
-from ._base import Backend, BackendUnavailableError
+from ._base import Backend, BackendUnavailableError, Ready
+
+
+class _Upload:
+    """A host-to-GPU copy running on the adapter's copy stream."""
+
+    def __init__(self, array, event, pinned):
+        self.array, self.event, self._pinned = array, event, pinned
+
+    def get(self):
+        import torch
+
+        stream = torch.cuda.current_stream(self.array.device)
+        stream.wait_event(self.event)
+        self.array.record_stream(stream)  # the caching allocator must not reuse it early
+        self._pinned = None
+        return self.array
 
 
 class TorchBackend(Backend):
@@ -51,6 +67,21 @@ class TorchBackend(Backend):
     @property
     def on_gpu(self):
         return self.device.type == "cuda"
+
+    def upload(self, host, dtype):
+        if not self.on_gpu:
+            return Ready(self.asarray(host, dtype))
+        import numpy as np
+
+        torch = self._import()
+        if getattr(self, "_copy_stream", None) is None:
+            self._copy_stream = torch.cuda.Stream(self.device)
+        pinned = torch.from_numpy(np.ascontiguousarray(host, dtype=dtype)).pin_memory()
+        with torch.cuda.stream(self._copy_stream):
+            array = pinned.to(self.device, non_blocking=True)
+            event = torch.cuda.Event()
+            event.record(self._copy_stream)
+        return _Upload(array, event, pinned)
 
     def owns(self, x):
         from array_api_compat import is_torch_array

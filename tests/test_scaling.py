@@ -220,3 +220,34 @@ def test_wrong_scheduler_address_is_named(monkeypatch):
     monkeypatch.setattr(dask_backend, "CONNECT_TIMEOUT_S", 2)
     with pytest.raises(bc.BackendUnavailableError, match="could not reach a Dask scheduler at 'tcp://127.0.0.1:9'"):
         get_backend("dask", "tcp://127.0.0.1:9")
+
+
+class _RecordingUploads(NumpyBackend):
+    """Logs when each chunk's upload starts and when it is first used."""
+
+    name = "recording-uploads"
+
+    def __init__(self, device=None):
+        super().__init__(device)
+        self.log = []
+
+    def upload(self, host, dtype):
+        log = self.log
+        log.append("start")
+
+        class Handle:
+            def get(self):
+                log.append("use")
+                return np.asarray(host, dtype=dtype)
+
+        return Handle()
+
+
+def test_streaming_starts_the_next_upload_before_the_current_chunk_is_used(problem):
+    X, Y, p = problem
+    backend = _RecordingUploads()
+    streamed = _train(backend, X, Y, p, "float64", chunk_size=1000, stream=True)
+    whole = _train(get_backend("numpy"), X, Y, p, "float64")
+    np.testing.assert_allclose(streamed.parameters["W1"], whole.parameters["W1"], rtol=1e-10)
+    # X and Y of chunk 0 start, then X and Y of chunk 1, and only then is chunk 0 used.
+    assert backend.log[:6] == ["start", "start", "start", "start", "use", "use"]

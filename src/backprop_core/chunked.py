@@ -52,8 +52,10 @@ class ChunkedStep:
     """One full-batch iteration computed over chunks of the m columns.
 
     ``X`` and ``Y`` may be on the backend's device, or NumPy arrays on the host
-    with ``stream=True``: each chunk is then copied to the device when it is
-    needed, so only a chunk per worker lives there at a time.  ``workers``
+    with ``stream=True``: each chunk is then copied to the device as it is
+    needed, the next one's copy started before the current one is computed
+    (on GPUs it runs on a side stream, overlapping the compute), so about two
+    chunks per worker live there at a time.  ``workers``
     threads each sum the gradients of every ``workers``-th chunk (array
     libraries release the GIL in their kernels); their sums are then added.
     """
@@ -80,17 +82,29 @@ class ChunkedStep:
             self._grad[key] = self.backend.compile(grad)
         return self._grad[key]
 
-    def _chunk(self, A, a, b, dtype):
-        if self.stream:
-            return self.backend.asarray(A[:, a:b], dtype)
-        return A[:, a:b]
+    def _chunks(self, X, Y, bounds, dtype):
+        """The chunks in order; when streaming, chunk i+1's upload starts before chunk i is used."""
+        if not self.stream:
+            for a, b in bounds:
+                yield X[:, a:b], Y[:, a:b]
+            return
+
+        def start(a, b):
+            return self.backend.upload(X[:, a:b], dtype), self.backend.upload(Y[:, a:b], dtype)
+
+        pending = start(*bounds[0])
+        for i in range(len(bounds)):
+            current = pending
+            if i + 1 < len(bounds):
+                pending = start(*bounds[i + 1])
+            yield current[0].get(), current[1].get()
 
     def _share(self, bounds, params, X, Y, m, with_cost):
         grad = self._gradients(m, with_cost)
         dtype = str(params["W1"].dtype).rsplit(".", 1)[-1]
         acc = None
-        for a, b in bounds:
-            acc = _add(acc, grad(params, self._chunk(X, a, b, dtype), self._chunk(Y, a, b, dtype)))
+        for Xc, Yc in self._chunks(X, Y, bounds, dtype):
+            acc = _add(acc, grad(params, Xc, Yc))
         return acc
 
     def gradients(self, params, X, Y, with_cost=False):
