@@ -259,12 +259,9 @@ class SklearnEntry:
 
 
 def host_free_memory():
-    try:
-        with open("/proc/meminfo") as f:
-            info = dict(line.split(":", 1) for line in f)
-        return int(info["MemAvailable"].split()[0]) * 1024
-    except (OSError, KeyError, ValueError):
-        return 4 << 30
+    from backprop_core.backends.numpy_backend import _host_free_memory
+
+    return _host_free_memory() or 4 << 30
 
 
 def free_memory_for(backend):

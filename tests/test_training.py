@@ -48,8 +48,8 @@ def test_estimator_keeps_last_finite_parameters_after_divergence(flower_data):
     assert np.all(np.isfinite(model.predict_proba(X.T)))
 
 
-def test_interrupt_keeps_parameters_of_last_completed_iteration(flower_data, monkeypatch):
-    backend, X, Y, p = _setup(flower_data)
+def _interrupt_during(monkeypatch, n):
+    """Make Ctrl-C arrive during the n-th iteration."""
     real_step = training.make_step
     calls = {"n": 0}
 
@@ -58,13 +58,19 @@ def test_interrupt_keeps_parameters_of_last_completed_iteration(flower_data, mon
 
         def step(params, X, Y):
             calls["n"] += 1
-            if calls["n"] == 31:  # Ctrl-C arrives during the 31st iteration
+            if calls["n"] == n:
                 raise KeyboardInterrupt
             return inner(params, X, Y)
 
         return step
 
     monkeypatch.setattr(training, "make_step", make_step)
+    return real_step
+
+
+def test_interrupt_keeps_parameters_of_last_completed_iteration(flower_data, monkeypatch):
+    backend, X, Y, p = _setup(flower_data)
+    real_step = _interrupt_during(monkeypatch, 31)
     with pytest.raises(bc.TrainingInterrupted) as info:
         bc.train(X, Y, p, activation=get_activation("tanh"), learning_rate=1.2,
                  num_iterations=100, backend=backend, cost_every=10)
@@ -78,21 +84,7 @@ def test_interrupt_keeps_parameters_of_last_completed_iteration(flower_data, mon
 
 def test_estimator_keeps_parameters_when_interrupted(flower_data, monkeypatch):
     X, Y = flower_data
-    real_step = training.make_step
-    calls = {"n": 0}
-
-    def make_step(g, lr, with_cost):
-        inner = real_step(g, lr, with_cost)
-
-        def step(params, X, Y):
-            calls["n"] += 1
-            if calls["n"] == 11:
-                raise KeyboardInterrupt
-            return inner(params, X, Y)
-
-        return step
-
-    monkeypatch.setattr(training, "make_step", make_step)
+    _interrupt_during(monkeypatch, 11)
     model = bc.BackpropClassifier(num_iterations=1000)
     with pytest.raises(KeyboardInterrupt):
         model.fit(X.T, Y[0])

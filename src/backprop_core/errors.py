@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 
-class TrainingDivergedError(FloatingPointError):
-    """The cost became NaN or infinite.
-
-    ``parameters`` holds the last parameters whose cost was finite, ``iteration``
-    the iteration at which they were checked, ``history`` the costs recorded.
-    """
+class _KeepsParameters:
+    """Mixin: ``parameters`` to keep, the ``iteration`` they belong to, the cost ``history``."""
 
     def __init__(self, message, parameters, iteration, history):
         super().__init__(message)
@@ -17,40 +13,30 @@ class TrainingDivergedError(FloatingPointError):
         self.history = history
 
 
-class TrainingInterrupted(KeyboardInterrupt):
+class TrainingDivergedError(_KeepsParameters, FloatingPointError):
+    """The cost became NaN or infinite; ``parameters`` are the last whose cost was finite."""
+
+
+class TrainingInterrupted(_KeepsParameters, KeyboardInterrupt):
     """Ctrl-C during training; ``parameters`` are those of the last completed iteration."""
 
     def __init__(self, parameters, iteration, history):
-        super().__init__(f"training interrupted after {iteration} completed iteration(s)")
-        self.parameters = parameters
-        self.iteration = iteration
-        self.history = history
+        super().__init__(f"training interrupted after {iteration} completed iteration(s)",
+                         parameters, iteration, history)
 
 
-class DistributedTrainingError(RuntimeError):
-    """The cluster failed mid-training (a worker died, or an iteration timed out).
+class DistributedTrainingError(_KeepsParameters, RuntimeError):
+    """The cluster failed mid-training (no worker left, or an iteration timed out).
 
     ``parameters`` are those of the last completed iteration.
     """
 
-    def __init__(self, message, parameters, iteration, history):
-        super().__init__(message)
-        self.parameters = parameters
-        self.iteration = iteration
-        self.history = history
 
-
-class DeviceMemoryError(MemoryError):
+class DeviceMemoryError(_KeepsParameters, MemoryError):
     """The data (or one chunk of them) did not fit on the device.
 
     ``parameters`` are those of the last completed iteration.
     """
-
-    def __init__(self, message, parameters, iteration, history):
-        super().__init__(message)
-        self.parameters = parameters
-        self.iteration = iteration
-        self.history = history
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
