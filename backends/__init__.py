@@ -13,7 +13,7 @@ import importlib
 import sys
 from importlib.metadata import entry_points
 
-from ._base import Backend, BackendUnavailableError
+from ._base import Backend, BackendUnavailableError, Ready
 
 ENTRY_POINT_GROUP = "backprop_core.backends"
 
@@ -115,6 +115,7 @@ def backend_for_array(x) -> Backend:
 __all__ = [
     "Backend",
     "BackendUnavailableError",
+    "Ready",
     "ENTRY_POINT_GROUP",
     "backend_for_array",
     "backend_names",

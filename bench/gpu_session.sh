@@ -6,7 +6,7 @@
 #               python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 \
 #                   --implementation cp --platform manylinux2014_x86_64 -d .whl \
 #                   array-api-compat==1.16.0 array-api-strict==2.6.1
-# Then:         run(command="bash bench/gpu_session.sh", carry=[".whl"], timeout_s=540)
+# Then:         run(command="bash bench/gpu_session.sh", carry=[".whl"], timeout_s=560)
 # and commit $OUT/bench/* under bench/results/<card>-<date>/ with the card named.
 set -uo pipefail
 export PYTHONUNBUFFERED=1
@@ -20,10 +20,12 @@ if ls .whl/*.whl >/dev/null 2>&1; then
 fi
 python3 -m pip install -q --no-deps --no-build-isolation -e . || exit 1
 (nvidia-smi || true) > "$OUT/nvidia-smi.txt" 2>&1
-# The cross-backend tests of the gpu marker: cupy, torch on cuda, jax on gpu.
-timeout 200 python3 -m pytest -m gpu -rs -q 2>&1 | tee "$OUT/pytest-gpu.txt"
-# Then the whole suite's GPU-relevant files once more on every backend found there.
-timeout 120 python3 -m pytest -q tests/test_backends.py tests/test_scaling.py -k "not cluster" 2>&1 | tail -5 \
-    | tee "$OUT/pytest-backends.txt"
+# The cross-backend tests of the gpu marker: cupy, torch on cuda, jax on gpu (streamed chunks included).
+timeout 180 python3 -m pytest -m gpu -rs -q 2>&1 | tee "$OUT/pytest-gpu.txt"
+# Throughput on the card, side by side (about 3 minutes).
 timeout 200 python3 bench/run.py --backends numpy,numpy:chunked,cupy,torch,jax --peers torch-nn \
-    --budget 6 --out "$OUT/bench" 2>&1 | tail -60 | tee "$OUT/bench.txt"
+    --budget 5 --out "$OUT/bench" 2>&1 | tail -60 | tee "$OUT/bench.txt"
+# Does a streamed chunk's copy overlap the previous chunk's compute? (issue 5)
+for b in torch cupy; do
+    timeout 50 python3 bench/stream_overlap.py --backend $b --m 2**26 --chunk-size 2**22 2>&1 | tee -a "$OUT/stream.txt"
+done
