@@ -11,7 +11,12 @@ import os
 
 import pytest
 
+import numpy as np
+
+import backprop_core as bc
+from backprop_core.activations import get_activation
 from backprop_core.backends import BackendUnavailableError, get_backend
+from backprop_core.training import train
 from backprop_core.datasets import flower
 
 gpu = pytest.mark.gpu
@@ -79,3 +84,22 @@ def tolerance(dtype_name: str) -> dict:
 @pytest.fixture(scope="session")
 def flower_data():
     return flower()
+
+
+@pytest.fixture(scope="session")
+def problem():
+    """A small two-output problem, X (3, 5000), Y (2, 5000), and initial parameters."""
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((3, 5000))
+    Y = np.stack([X[0] * X[1] > 0, X[2] > 0]).astype(np.float64)  # n2 = 2
+    p = bc.initialize_parameters(3, 6, 2, init="xavier", seed=1)
+    return X, Y, p
+
+
+def train_problem(backend, X, Y, p, dtype, **kw):
+    """20 full-batch iterations of the ``problem`` on ``backend`` (``kw`` goes to ``train``)."""
+    params = backend.parameters_from_host(p, dtype)
+    return train(backend.asarray(X, dtype) if not kw.get("stream") else X.astype(dtype),
+                 backend.asarray(Y, dtype) if not kw.get("stream") else Y.astype(dtype), params,
+                 activation=get_activation("tanh"), learning_rate=0.5, num_iterations=20,
+                 backend=backend, cost_every=5, **kw)

@@ -1,0 +1,118 @@
+"""The Dask backend: the same equations per chunk, the same parameters, clear failures."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import backprop_core as bc
+from backprop_core.backends import get_backend
+
+from backprop_core.activations import get_activation
+from backprop_core.training import train
+
+from conftest import train_problem as _train
+
+da = pytest.importorskip("dask.array", reason="dask is not installed")
+
+
+def test_dask_default_scheduler_matches_numpy(problem):
+    X, Y, p = problem
+    reference = _train(get_backend("numpy"), X, Y, p, "float64")
+    Xd, Yd = da.from_array(X, chunks=(3, 1100)), da.from_array(Y, chunks=(1, 700))  # misaligned on purpose
+    result = _train_dask(get_backend("dask"), Xd, Yd, p)
+    for k in reference.parameters:
+        np.testing.assert_allclose(result.parameters[k], reference.parameters[k], rtol=1e-10, atol=1e-13)
+    assert [i for i, _ in result.history] == [i for i, _ in reference.history]
+
+
+def _train_dask(backend, Xd, Yd, p, **kw):
+    return train(Xd, Yd, backend.parameters_from_host(p, "float64"), activation=get_activation("tanh"),
+                 learning_rate=0.5, num_iterations=20, backend=backend, cost_every=5, **kw)
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    distributed = pytest.importorskip("distributed", reason="dask.distributed is not installed")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster, distributed.Client(cluster) as client:
+        yield cluster, client
+
+
+def test_dask_cluster_of_two_workers_matches_numpy(problem, cluster):
+    _, client = cluster
+    X, Y, p = problem
+    reference = _train(get_backend("numpy"), X, Y, p, "float64")
+    Xd, Yd = da.from_array(X, chunks=(3, 1000)), da.from_array(Y, chunks=(2, 1000))
+    backend = get_backend("dask", client)
+    result = _train_dask(backend, Xd, Yd, p)
+    for k in reference.parameters:
+        np.testing.assert_allclose(result.parameters[k], reference.parameters[k], rtol=1e-10, atol=1e-13)
+    assert len(client.scheduler_info()["workers"]) == 2
+
+
+def test_estimator_takes_dask_arrays_and_answers_in_dask(cluster, flower_data):
+    X, Y = flower_data
+    Xd, yd = da.from_array(X.T, chunks=(100, 2)), da.from_array(Y[0].astype(float), chunks=100)
+    model = bc.BackpropClassifier(num_iterations=300).fit(Xd, yd)
+    plain = bc.BackpropClassifier(num_iterations=300).fit(X.T, Y[0])
+    np.testing.assert_allclose(model.parameters_["W1"], plain.parameters_["W1"], rtol=1e-9)
+    assert model._backend.name == "dask"
+    pred = model.predict(Xd)
+    assert hasattr(pred, "dask")  # still lazy, in the caller's library
+    np.testing.assert_array_equal(pred.compute(), plain.predict(X.T))
+
+
+def test_worker_restarted_mid_training_recomputes_its_chunks(problem, cluster):
+    # A worker process dies; its nanny restarts it and Dask recomputes the lost chunks.
+    import os
+    import signal
+
+    _, client = cluster
+    X, Y, p = problem
+    reference = _train(get_backend("numpy"), X, Y, p, "float64")
+    backend = get_backend("dask", client)
+    victim = sorted(client.scheduler_info()["workers"])[0]
+    pid = client.run(os.getpid, workers=[victim])[victim]
+
+    def kill(iteration, cost):
+        if iteration == 5:
+            os.kill(pid, signal.SIGKILL)
+
+    result = _train_dask(backend, da.from_array(X, chunks=(3, 1000)), da.from_array(Y, chunks=(2, 1000)), p,
+                         callback=kill)
+    for k in reference.parameters:
+        np.testing.assert_allclose(result.parameters[k], reference.parameters[k], rtol=1e-10, atol=1e-13)
+    client.wait_for_workers(2, timeout=60)
+
+
+def test_losing_every_worker_stops_with_an_error_and_keeps_parameters(problem):
+    distributed = pytest.importorskip("distributed", reason="dask.distributed is not installed")
+    from backprop_core.backends.dask_backend import DaskBackend
+
+    X, Y, p = problem
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                                  dashboard_address=None) as cluster, distributed.Client(cluster) as client:
+        backend = DaskBackend(client, iteration_timeout=3)
+
+        def retire(iteration, cost):
+            if iteration == 5:
+                cluster.scale(0)  # the cluster keeps no worker and starts none
+
+        with pytest.raises(bc.DistributedTrainingError, match="cluster failed during iteration") as info:
+            _train_dask(backend, da.from_array(X, chunks=(3, 1000)), da.from_array(Y, chunks=(2, 1000)), p,
+                        callback=retire)
+    kept = info.value.parameters
+    reference = _train(get_backend("numpy"), X, Y, p, "float64")  # 20 iterations; compare to 5 or 6
+    assert info.value.iteration in (5, 6)
+    assert all(np.all(np.isfinite(v)) for v in kept.values())
+    assert not np.allclose(kept["W1"], reference.parameters["W1"])
+
+
+def test_wrong_scheduler_address_is_named(monkeypatch):
+    pytest.importorskip("distributed", reason="dask.distributed is not installed")
+    from backprop_core.backends import dask_backend
+
+    monkeypatch.setattr(dask_backend, "CONNECT_TIMEOUT_S", 2)
+    with pytest.raises(bc.BackendUnavailableError, match="could not reach a Dask scheduler at 'tcp://127.0.0.1:9'"):
+        get_backend("dask", "tcp://127.0.0.1:9")
