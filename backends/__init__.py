@@ -13,7 +13,7 @@ import importlib
 import sys
 from importlib.metadata import entry_points
 
-from ._base import Backend, BackendUnavailableError, Ready
+from ._base import Backend, BackendUnavailableError, Ready, host_free_memory
 
 ENTRY_POINT_GROUP = "backprop_core.backends"
 
@@ -116,6 +116,7 @@ __all__ = [
     "Backend",
     "BackendUnavailableError",
     "Ready",
+    "host_free_memory",
     "ENTRY_POINT_GROUP",
     "backend_for_array",
     "backend_names",

@@ -9,6 +9,22 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import os
+
+
+def host_free_memory():
+    """Bytes of host memory available now (Linux), or None where that cannot be read."""
+    try:
+        with open("/proc/meminfo") as f:
+            info = dict(line.split(":", 1) for line in f)
+        return int(info["MemAvailable"].split()[0]) * 1024
+    except (OSError, KeyError, ValueError):
+        return None
+
+
+def cpu_cores() -> int:
+    """Cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 class BackendUnavailableError(RuntimeError):
@@ -25,6 +41,22 @@ class Ready:
         return self.array
 
 
+class StreamUpload(Ready):
+    """A host-to-device copy in flight on a side stream.
+
+    ``get()`` calls ``wait(array)``, which makes the compute stream wait for the
+    copy (an event), then hands the array over.
+    """
+
+    def __init__(self, array, wait):
+        super().__init__(array)
+        self._wait = wait
+
+    def get(self):
+        self._wait(self.array)
+        return self.array
+
+
 class Backend:
     """Base adapter.  Subclasses set ``name`` and ``library`` and override hooks.
 
@@ -35,7 +67,10 @@ class Backend:
     name: str = ""
     library: str = ""  # importable module that must exist
     install_hint: str = ""
-    is_gpu_capable: bool = False
+    #: Trains with its own loop (backprop_core.distributed) rather than on one device.
+    distributed: bool = False
+    #: Full batches run over cache-sized chunks by default where m allows (chunked.py).
+    chunks_by_default: bool = False
 
     def __init__(self, device=None):
         self.requested_device = device
@@ -123,7 +158,12 @@ class Backend:
 
     def free_memory(self):
         """Bytes free on the device, or None where the library cannot say."""
-        return None
+        return None if self.on_gpu else host_free_memory()
+
+    @property
+    def default_workers(self) -> int:
+        """Threads that share a chunked step by default: the library's own threading is enough."""
+        return 1
 
     def random_normal(self, shape, dtype: str, seed):
         """Standard normal samples made on the device where the library can (the host otherwise)."""
@@ -147,8 +187,8 @@ class Backend:
         return device(x)
 
     # -- running -------------------------------------------------------------------
-    def synchronize(self) -> None:
-        """Wait for all queued work (for timing)."""
+    def synchronize(self, *arrays) -> None:
+        """Wait until queued work is done, at least the work producing ``arrays`` (for timing)."""
 
     def compile(self, fn):
         """Optionally compile a pure step function; the default runs it eagerly."""

@@ -6,27 +6,13 @@ machines without a GPU, so availability is decided by probing the driver.
 
 from __future__ import annotations
 
-from ._base import Backend, BackendUnavailableError
-
-
-class _Upload:
-    """A host-to-GPU copy running on the adapter's copy stream."""
-
-    def __init__(self, array, event, pinned):
-        self.array, self.event, self._pinned = array, event, pinned
-
-    def get(self):
-        import cupy
-
-        cupy.cuda.get_current_stream().wait_event(self.event)
-        return self.array
+from ._base import Backend, BackendUnavailableError, StreamUpload
 
 
 class CupyBackend(Backend):
     name = "cupy"
     library = "cupy"
     install_hint = "pip install 'backprop-core[cupy]' (a CuPy build matching your CUDA)"
-    is_gpu_capable = True
 
     def check_available(self):
         cupy = self._import()
@@ -83,7 +69,9 @@ class CupyBackend(Backend):
             array = cupy.empty(np.shape(host), dtype=dtype)
             array.set(pinned, stream=self._copy_stream)
             event = self._copy_stream.record()
-        return _Upload(array, event, pinned)
+            # CuPy holds the pinned buffer until the event is done, then returns it to its pool.
+            cupy.cuda.pinned_memory._add_to_watch_list(event, pinned)
+        return StreamUpload(array, lambda array: cupy.cuda.get_current_stream().wait_event(event))
 
     def owns(self, x):
         from array_api_compat import is_cupy_array
@@ -93,7 +81,7 @@ class CupyBackend(Backend):
     def to_numpy(self, x):
         return x.get()
 
-    def synchronize(self):
+    def synchronize(self, *arrays):
         self._import().cuda.Device(self.device.id).synchronize()
 
     def context(self):

@@ -10,6 +10,8 @@ address such as ``"tcp://10.0.0.5:8786"``.
 
 from __future__ import annotations
 
+import importlib
+
 from ._base import Backend, BackendUnavailableError
 
 CONNECT_TIMEOUT_S = 10
@@ -31,7 +33,7 @@ class DaskBackend(Backend):
     def check_available(self):
         self._import()
         try:
-            import dask.array  # noqa: F401 - the part of dask this backend needs
+            importlib.import_module("dask.array")  # the part of dask this backend needs
         except ImportError as exc:
             raise BackendUnavailableError(f"backend 'dask' needs dask.array ({exc}): {self.install_hint}") from None
 
@@ -82,8 +84,6 @@ class DaskBackend(Backend):
         return client
 
     def _chunks_module(self):
-        import importlib
-
         return importlib.import_module(self.chunk_library)
 
     def asarray(self, host, dtype):

@@ -14,7 +14,6 @@ class JaxBackend(Backend):
     name = "jax"
     library = "jax"
     install_hint = "pip install 'backprop-core[jax]'"
-    is_gpu_capable = True
 
     def _namespace(self):
         import jax.numpy as jnp  # JAX's numpy is itself an Array API namespace
@@ -69,10 +68,10 @@ class JaxBackend(Backend):
     def device_of(self, x):
         return next(iter(x.devices()))
 
-    def synchronize(self):
-        # jax has no global synchronise; block_until_ready is applied by callers
-        # to the arrays they time.
-        pass
+    def synchronize(self, *arrays):
+        # JAX has no global synchronise: wait for the arrays that were asked about.
+        for x in arrays:
+            x.block_until_ready()
 
     def compile(self, fn):
         return self._import().jit(fn)
@@ -84,8 +83,6 @@ class JaxBackend(Backend):
 
     def free_memory(self):
         if not self.on_gpu:
-            from .numpy_backend import _host_free_memory
-
-            return _host_free_memory()
+            return super().free_memory()
         stats = self.device.memory_stats() or {}
         return stats.get("bytes_limit", 0) - stats.get("bytes_in_use", 0) or None

@@ -6,30 +6,13 @@ or a GPU index.  TF32 matmuls follow PyTorch's default (off).
 
 from __future__ import annotations
 
-from ._base import Backend, BackendUnavailableError, Ready
-
-
-class _Upload:
-    """A host-to-GPU copy running on the adapter's copy stream."""
-
-    def __init__(self, array, event, pinned):
-        self.array, self.event, self._pinned = array, event, pinned
-
-    def get(self):
-        import torch
-
-        stream = torch.cuda.current_stream(self.array.device)
-        stream.wait_event(self.event)
-        self.array.record_stream(stream)  # the caching allocator must not reuse it early
-        self._pinned = None
-        return self.array
+from ._base import Backend, BackendUnavailableError, Ready, StreamUpload
 
 
 class TorchBackend(Backend):
     name = "torch"
     library = "torch"
     install_hint = "pip install 'backprop-core[torch]'"
-    is_gpu_capable = True
 
     def _namespace(self):
         import array_api_compat.torch as xp
@@ -76,12 +59,19 @@ class TorchBackend(Backend):
         torch = self._import()
         if getattr(self, "_copy_stream", None) is None:
             self._copy_stream = torch.cuda.Stream(self.device)
+        # PyTorch's pinned-memory allocator keeps `pinned` until the copy's event is done.
         pinned = torch.from_numpy(np.ascontiguousarray(host, dtype=dtype)).pin_memory()
         with torch.cuda.stream(self._copy_stream):
             array = pinned.to(self.device, non_blocking=True)
             event = torch.cuda.Event()
             event.record(self._copy_stream)
-        return _Upload(array, event, pinned)
+
+        def wait(array):
+            stream = torch.cuda.current_stream(array.device)
+            stream.wait_event(event)
+            array.record_stream(stream)  # the caching allocator must not reuse it early
+
+        return StreamUpload(array, wait)
 
     def owns(self, x):
         from array_api_compat import is_torch_array
@@ -91,7 +81,7 @@ class TorchBackend(Backend):
     def to_numpy(self, x):
         return x.detach().cpu().numpy()
 
-    def synchronize(self):
+    def synchronize(self, *arrays):
         if self.on_gpu:
             self._import().cuda.synchronize(self.device)
 
@@ -103,6 +93,4 @@ class TorchBackend(Backend):
     def free_memory(self):
         if self.on_gpu:
             return self._import().cuda.mem_get_info(self.device)[0]
-        from .numpy_backend import _host_free_memory
-
-        return _host_free_memory()
+        return super().free_memory()

@@ -16,7 +16,6 @@ import datetime as dt
 import json
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -24,17 +23,11 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from worker import make_data  # noqa: E402
+from worker import make_data, repeat_times  # noqa: E402
 
 
 def _median_time(fn, repeats):
-    fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return statistics.median(repeat_times(fn, repeats))
 
 
 def measure(shape, m, chunk_counts, repeats, dtype="float32"):
@@ -42,7 +35,7 @@ def measure(shape, m, chunk_counts, repeats, dtype="float32"):
 
     from backprop_core.activations import get_activation
     from backprop_core.backends import get_backend
-    from backprop_core.chunked import ChunkedStep, default_workers
+    from backprop_core.chunked import ChunkedStep
     from backprop_core.distributed import DaskGradients
     from backprop_core.initialization import initial_parameters_host
     from backprop_core.training import make_step
@@ -57,7 +50,7 @@ def measure(shape, m, chunk_counts, repeats, dtype="float32"):
              "seconds": _median_time(lambda: whole(params, X, Y), repeats)}]
     for k in chunk_counts:
         size = -(-m // k)
-        step = ChunkedStep(g, 0.1, size, backend=numpy, workers=default_workers())
+        step = ChunkedStep(g, 0.1, size, backend=numpy, workers=numpy.default_workers)
         with step.running():
             rows.append({"mode": "numpy, chunked", "m": m, "chunks": k,
                          "seconds": _median_time(lambda: step(params, X, Y), repeats)})

@@ -10,19 +10,18 @@ import argparse
 import json
 import statistics
 import sys
-import time
 
 import numpy as np
 
+from worker import repeat_times
+
 
 def _best(fn, sync, repeats=5):
-    fn(); sync()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn(); sync()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    def call():
+        fn()
+        sync()
+
+    return statistics.median(repeat_times(call, repeats))
 
 
 def cpu_limits(dtype, size_mb=512, n=2048):

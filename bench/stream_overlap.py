@@ -14,7 +14,6 @@ import argparse
 import json
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +21,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from run import _int_expr  # noqa: E402
-from worker import make_data  # noqa: E402
+from worker import make_data, repeat_times  # noqa: E402
 
 
 def main(argv=None):
@@ -48,17 +47,14 @@ def main(argv=None):
     results = {}
 
     def timed(step, Xs, Ys):
+        out = {}
+
         def once():
-            out, _ = step(params, Xs, Ys)
-            backend.synchronize()
-            return out
-        once()
-        times = []
-        for _ in range(a.repeats):
-            t0 = time.perf_counter()
-            out = once()
-            times.append(time.perf_counter() - t0)
-        return statistics.median(times), {k: backend.to_numpy(v) for k, v in out.items()}
+            out.update(step(params, Xs, Ys)[0])
+            backend.synchronize(*out.values())
+
+        seconds = statistics.median(repeat_times(once, a.repeats))
+        return seconds, {k: backend.to_numpy(v) for k, v in out.items()}
 
     modes = {"on device": (False, None), "streamed, overlapped": (True, None),
              "streamed, synchronous copies": (True, lambda host, dtype: Ready(backend.asarray(host, dtype)))}

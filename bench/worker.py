@@ -15,6 +15,8 @@ import time
 
 import numpy as np
 
+from backprop_core.errors import is_out_of_memory
+
 PEERS = ("torch-nn", "sklearn-mlp")
 
 
@@ -27,10 +29,26 @@ def bytes_per_example(n0, n2, itemsize):
     return (n0 + n2) * itemsize  # X and Y must be read at least once per step
 
 
-def working_bytes_per_example(n0, n1, n2, itemsize):
-    # X, Y, and the intermediates of one step (Z1, A1, dZ1, a temporary; Z2, A2, dZ2),
-    # doubled for the library's temporaries.
-    return 2 * itemsize * (n0 + n2 + 4 * n1 + 3 * n2)
+def memory_per_example(n0, n1, n2, itemsize):
+    # One step's working set (backprop_core.chunked), doubled for the library's temporaries.
+    from backprop_core.chunked import working_bytes_per_example
+
+    return 2 * working_bytes_per_example(n0, n1, n2, itemsize)
+
+
+def repeat_times(fn, repeats, warmup=1):
+    """Seconds of each of ``repeats`` calls of ``fn`` after ``warmup`` untimed ones.
+
+    ``fn`` must itself wait for the work it queues (a synchronise on GPUs).
+    """
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return times
 
 
 def trained(before: dict, after: dict, cost_before: float, cost_after: float) -> bool:
@@ -57,38 +75,32 @@ class LibraryEntry:
     def __init__(self, name, device, dtype, lr):
         from backprop_core.activations import get_activation
         from backprop_core.backends import get_backend
-        from backprop_core.training import make_cost, make_step
+        from backprop_core.training import compiled_steps
 
         name, _, mode = name.partition(":")
         self.backend = get_backend(name, device)
         self.dtype, self.lr, self.chunked = dtype, lr, mode == "chunked"
         self.g = g = get_activation("tanh")
-        self.step_fn = self.backend.compile(make_step(g, lr, with_cost=False))
-        self.cost_fn = self.backend.compile(make_cost(g))
+        self.step_fn, _, self.cost_fn = compiled_steps(self.backend, g, lr)
         self.running = None
 
     def load(self, X, Y, params):
         self.X, self.Y = self.backend.asarray(X, self.dtype), self.backend.asarray(Y, self.dtype)
         self.params = {k: self.backend.asarray(v, self.dtype) for k, v in params.items()}
-        self.wait(self.X)
+        self.backend.synchronize(self.X)
         if self.chunked:
-            from backprop_core.chunked import ChunkedStep, auto_chunk_size, default_workers
+            from backprop_core.chunked import ChunkedStep, auto_chunk_size
 
             n1, n0 = params["W1"].shape
             size = auto_chunk_size(n0, n1, params["W2"].shape[0], np.dtype(self.dtype).itemsize)
-            chunked = ChunkedStep(self.g, self.lr, size, backend=self.backend, workers=default_workers())
+            chunked = ChunkedStep(self.g, self.lr, size, backend=self.backend, workers=self.backend.default_workers)
             self.running = chunked.running()
             self.running.__enter__()
             self.step_fn = chunked
 
-    def wait(self, x):
-        if hasattr(x, "block_until_ready"):
-            x.block_until_ready()
-        self.backend.synchronize()
-
     def step(self):
         self.params, _ = self.step_fn(self.params, self.X, self.Y)
-        self.wait(self.params["W1"])
+        self.backend.synchronize(*self.params.values())
 
     def cost(self):
         return float(self.cost_fn(self.params, self.X, self.Y))
@@ -97,7 +109,7 @@ class LibraryEntry:
         return {k: self.backend.to_numpy(v).copy() for k, v in self.params.items()}
 
     def free_memory(self):
-        return free_memory_for(self.backend)
+        return self.backend.free_memory() or host_free_memory()
 
     def device_info(self):
         return str(self.backend.device), bool(self.backend.on_gpu)
@@ -133,12 +145,10 @@ class DaskEntry:
         self.params = {k: v.astype(self.dtype) for k, v in params.items()}
 
     def step(self):
-        from backprop_core import equations
+        from backprop_core.parameters import updated
 
-        dW1, db1, dW2, db2, _ = self.grads(self.params)
-        p = self.params
-        self.params = dict(zip(("W1", "b1", "W2", "b2"), equations.update(
-            p["W1"], p["b1"], p["W2"], p["b2"], dW1, db1, dW2, db2, self.lr)))
+        *grads, _ = self.grads(self.params)
+        self.params = updated(self.params, grads, self.lr)
 
     def cost(self):
         return float(self.grads(self.params, with_cost=True)[4])
@@ -259,14 +269,9 @@ class SklearnEntry:
 
 
 def host_free_memory():
-    from backprop_core.backends.numpy_backend import _host_free_memory
+    from backprop_core.backends import host_free_memory
 
-    return _host_free_memory() or 4 << 30
-
-
-def free_memory_for(backend):
-    free = backend.free_memory()
-    return host_free_memory() if free is None else free
+    return host_free_memory() or 4 << 30
 
 
 def make_entry(entry, device, dtype, lr):
@@ -277,11 +282,6 @@ def make_entry(entry, device, dtype, lr):
     if entry == "dask":
         return DaskEntry(entry, device, dtype, lr)
     return LibraryEntry(entry, device, dtype, lr)
-
-
-def is_oom(exc) -> bool:
-    text = f"{type(exc).__name__} {exc}".lower()
-    return isinstance(exc, MemoryError) or "out of memory" in text or "outofmemory" in text or "resource_exhausted" in text
 
 
 def measure(entry, n0, n1, n2, m, dtype, repeats, warmup):
@@ -296,11 +296,7 @@ def measure(entry, n0, n1, n2, m, dtype, repeats, warmup):
     for _ in range(warmup):
         entry.step()
     before, cost_before = entry.host_params(), entry.cost()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        entry.step()  # each step ends with a synchronise (or block_until_ready)
-        times.append(time.perf_counter() - t0)
+    times = repeat_times(entry.step, repeats, warmup=0)  # each step ends with a synchronise
     after, cost_after = entry.host_params(), entry.cost()
     entry.release()
     median = statistics.median(times)
@@ -344,7 +340,7 @@ def main(argv=None):
     measure(entry, n0, n1, n2, 64, a.dtype, 1, 1)  # first transfer and handles stay out of the numbers
     start, m = time.perf_counter(), a.m_min
     while m <= a.m_max:
-        need = m * working_bytes_per_example(n0, n1, n2, itemsize)
+        need = m * memory_per_example(n0, n1, n2, itemsize)
         free = entry.free_memory()
         if need > 0.6 * free:
             print(json.dumps({"entry": a.entry, "shape": a.shape, "m": m, "stopped": "memory",
@@ -353,7 +349,7 @@ def main(argv=None):
         try:
             record = measure(entry, n0, n1, n2, m, a.dtype, a.repeats, a.warmup)
         except Exception as exc:
-            if not is_oom(exc):
+            if not is_out_of_memory(exc):
                 raise
             entry.release()
             print(json.dumps({"entry": a.entry, "shape": a.shape, "m": m, "stopped": "out of memory",

@@ -12,22 +12,26 @@ on one thread, and the intermediates of a whole large batch never stay in cache)
 from __future__ import annotations
 
 import contextlib
-import os
 from concurrent.futures import ThreadPoolExecutor
 
-from . import equations
+from . import parameters
 from .activations import Activation
+from .parameters import add_parts
 
-# Chunk working sets of about 8 MB were fastest on a 2-core x86-64 CPU for the
-# 2-4-1, 64-64-1 and 784-512-1 shapes (bench/results/cpu-2026-11-27/chunks.md).
+# The fastest chunks on a 2-core x86-64 CPU held 6 MB (2-4-1: 65,536 examples) to
+# 11 MB (64-64-1: 8,192 examples) of intermediates (bench/results/cpu-2026-11-27/chunks.md).
 CHUNK_BYTES = 8 << 20
 MIN_CHUNK, MAX_CHUNK = 4096, 131072
 
 
+def working_bytes_per_example(n0: int, n1: int, n2: int, itemsize: int) -> int:
+    """Bytes one example occupies during a step: X, Y, Z1, A1, g'(Z1), dZ1, Z2, A2, dZ2."""
+    return itemsize * (n0 + n2 + 4 * n1 + 3 * n2)
+
+
 def auto_chunk_size(n0: int, n1: int, n2: int, itemsize: int) -> int:
     """A power of two of examples whose intermediates fill about CHUNK_BYTES."""
-    per_example = itemsize * (n0 + n2 + 4 * n1 + 3 * n2)  # X, Y, Z1, A1, g'(Z1), dZ1, Z2, A2, dZ2
-    size = max(MIN_CHUNK, min(MAX_CHUNK, CHUNK_BYTES // per_example))
+    size = max(MIN_CHUNK, min(MAX_CHUNK, CHUNK_BYTES // working_bytes_per_example(n0, n1, n2, itemsize)))
     return 1 << (size.bit_length() - 1)
 
 
@@ -36,16 +40,6 @@ def chunk_bounds(m: int, chunk_size: int) -> list[tuple[int, int]]:
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size <= 0:
         raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
     return [(a, min(a + chunk_size, m)) for a in range(0, m, chunk_size)]
-
-
-def default_workers() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
-
-def _add(acc, part):
-    if acc is None:
-        return part
-    return tuple(None if a is None else a + b for a, b in zip(acc, part))
 
 
 class ChunkedStep:
@@ -76,18 +70,18 @@ class ChunkedStep:
             g = self.g
 
             def grad(params, X, Y):
-                return equations.gradients(X, Y, params["W1"], params["b1"], params["W2"], params["b2"],
-                                           g, m, with_cost)
+                return parameters.gradients(params, X, Y, g, m, with_cost)
 
             self._grad[key] = self.backend.compile(grad)
         return self._grad[key]
 
-    def _chunks(self, X, Y, bounds, dtype):
+    def _chunks(self, X, Y, bounds, params):
         """The chunks in order; when streaming, chunk i+1's upload starts before chunk i is used."""
         if not self.stream:
             for a, b in bounds:
                 yield X[:, a:b], Y[:, a:b]
             return
+        dtype = str(params["W1"].dtype).rsplit(".", 1)[-1]  # "float32" from numpy's or torch's name
 
         def start(a, b):
             return self.backend.upload(X[:, a:b], dtype), self.backend.upload(Y[:, a:b], dtype)
@@ -101,10 +95,9 @@ class ChunkedStep:
 
     def _share(self, bounds, params, X, Y, m, with_cost):
         grad = self._gradients(m, with_cost)
-        dtype = str(params["W1"].dtype).rsplit(".", 1)[-1]
         acc = None
-        for Xc, Yc in self._chunks(X, Y, bounds, dtype):
-            acc = _add(acc, grad(params, Xc, Yc))
+        for Xc, Yc in self._chunks(X, Y, bounds, params):
+            acc = add_parts(acc, grad(params, Xc, Yc))
         return acc
 
     def gradients(self, params, X, Y, with_cost=False):
@@ -118,14 +111,12 @@ class ChunkedStep:
         shares = [s for s in (bounds[i::self.workers] for i in range(self.workers)) if s]
         total = None
         for part in self._pool.map(lambda s: self._share(s, params, X, Y, m, with_cost), shares):
-            total = _add(total, part)
+            total = add_parts(total, part)
         return total
 
     def __call__(self, params, X, Y, with_cost=False):
-        dW1, db1, dW2, db2, J = self.gradients(params, X, Y, with_cost)
-        new = equations.update(params["W1"], params["b1"], params["W2"], params["b2"],
-                               dW1, db1, dW2, db2, self.learning_rate)
-        return dict(zip(("W1", "b1", "W2", "b2"), new)), J
+        *grads, J = self.gradients(params, X, Y, with_cost)
+        return parameters.updated(params, grads, self.learning_rate), J
 
     def cost(self, params, X, Y):
         return self.gradients(params, X, Y, with_cost=True)[4]

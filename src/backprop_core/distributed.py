@@ -10,23 +10,23 @@ travels back: that round trip is the nature of data-parallel gradient descent.
 
 from __future__ import annotations
 
+import functools
 
-from . import equations
 from .errors import DistributedTrainingError, TrainingDivergedError, TrainingInterrupted
+from .parameters import add_parts, updated
+from .parameters import gradients as parameter_gradients
 from .training import CostRecorder, TrainResult
 
 #: Times an iteration is tried again after the cluster lost a worker.
 RETRIES = 2
 
+
 def _chunk_gradients(X, Y, params, g, m, with_cost):
-    return equations.gradients(X, Y, params["W1"], params["b1"], params["W2"], params["b2"], g, m, with_cost)
+    return parameter_gradients(params, X, Y, g, m, with_cost)
 
 
 def _sum(parts):
-    total = parts[0]
-    for part in parts[1:]:
-        total = tuple(None if a is None else a + b for a, b in zip(total, part))
-    return total
+    return functools.reduce(add_parts, parts)
 
 
 def _tree_sum(parts, delayed, fan_in=8):
@@ -105,12 +105,10 @@ def train_dask(X, Y, parameters: dict, *, activation, learning_rate: float, num_
     try:
         for i in range(num_iterations):
             with_cost = i % cost_every == 0
-            dW1, db1, dW2, db2, J = reduce(params, with_cost)
+            *grads, J = reduce(params, with_cost)
             if with_cost:
                 costs.record(i, J, params)
-            new = equations.update(params["W1"], params["b1"], params["W2"], params["b2"],
-                                   dW1, db1, dW2, db2, learning_rate)
-            params = dict(zip(("W1", "b1", "W2", "b2"), new))
+            params = updated(params, grads, learning_rate)
         i = num_iterations
         costs.record(num_iterations, reduce(params, True)[4], params)
     except KeyboardInterrupt:

@@ -19,8 +19,9 @@ from .backends import backend_for_array, get_backend
 from .errors import DeviceMemoryError, DistributedTrainingError, TrainingDivergedError, TrainingInterrupted
 from .functional import prepare_data
 from .initialization import INITS, initial_parameters_host
+from .parameters import unpack
 from .persistence import load_parameters, save_parameters
-from .chunked import auto_chunk_size, default_workers
+from .chunked import auto_chunk_size, working_bytes_per_example
 from .training import train, train_minibatch
 from .validation import as_array, check_finite, check_positive, check_same_place, to_backend
 
@@ -147,7 +148,7 @@ class BackpropClassifier:
             raise ValueError(f"y must be 1-D (n_samples,) or 2-D (n_samples, n_outputs); got shape {tuple(y.shape)}")
         if y.shape[0] != X.shape[0]:
             raise ValueError(f"X has {X.shape[0]} samples but y has {y.shape[0]}; they must match")
-        if is_dask_array(X) and not getattr(backend, "distributed", False):
+        if is_dask_array(X) and not backend.distributed:
             backend = get_backend("dask")
         Xc, Yc = _columns(X), _columns(y)
         stream = self._streams(Xc, Yc, backend)
@@ -166,7 +167,7 @@ class BackpropClassifier:
                                          backend=backend, seed=self.seed, cost_every=self.cost_every,
                                          callback=callback)
             else:
-                chunk_size, workers = self._chunking(backend, Xd.shape, stream, dtype)
+                chunk_size, workers = self._chunking(backend, Xd.shape, stream, dtype, n2)
                 result = train(Xd, Yd, params, activation=g, learning_rate=self.learning_rate,
                                num_iterations=self.num_iterations, backend=backend,
                                cost_every=self.cost_every, callback=callback,
@@ -179,30 +180,28 @@ class BackpropClassifier:
 
     def _streams(self, Xc, Yc, backend) -> bool:
         """Stream host data through the device in chunks? Only NumPy input can be streamed."""
-        if self.stream is False or getattr(backend, "distributed", False) or not isinstance(Xc, np.ndarray):
+        if self.stream is False or backend.distributed or not isinstance(Xc, np.ndarray):
             return False
         if self.stream is True:
             return True
         if not backend.on_gpu:
             return False
         free = backend.free_memory()
-        itemsize = 4 if (self.dtype or backend.default_dtype) == "float32" else 8
-        need = Xc.shape[1] * itemsize * (Xc.shape[0] + Yc.shape[0] + 4 * self.hidden_units + 3 * Yc.shape[0])
+        itemsize = np.dtype(self.dtype or backend.default_dtype).itemsize
+        need = Xc.shape[1] * working_bytes_per_example(Xc.shape[0], self.hidden_units, Yc.shape[0], itemsize)
         return free is not None and need > 0.5 * free
 
-    def _chunking(self, backend, shape, stream, dtype):
-        """(chunk_size or None, workers) for a full-batch fit on data of ``shape``."""
+    def _chunking(self, backend, shape, stream, dtype, n2=1):
+        """(chunk_size or None, workers) for a full-batch fit on X of ``shape`` (n0, m)."""
         n0, m = shape
-        itemsize = 4 if dtype == "float32" else 8
         size = self.chunk_size
         if size == "auto":
-            size = auto_chunk_size(n0, self.hidden_units, 1, itemsize)
-            if not (stream or (backend.name == "numpy" and m >= 2 * size)):
+            size = auto_chunk_size(n0, self.hidden_units, n2, np.dtype(dtype).itemsize)
+            if not (stream or (backend.chunks_by_default and m >= 2 * size)):
                 size = None
         if stream and size is None:
             raise ValueError("streaming the data through the device needs chunks: set chunk_size")
-        workers = self.workers or (default_workers() if backend.name == "numpy" else 1)
-        return size, workers
+        return size, self.workers or backend.default_workers
 
     def _set_fitted(self, parameters, history, n_iter, backend, dtype, y_ndim):
         self.parameters_ = parameters
@@ -235,8 +234,7 @@ class BackpropClassifier:
         check_finite(Xd, backend.xp, "X")
         p = self.parameters_
         with backend.context():
-            _, _, _, A2 = equations.forward(Xd, p["W1"], p["b1"], p["W2"], p["b2"],
-                                            get_activation(self.activation))
+            _, _, _, A2 = equations.forward(Xd, *unpack(p), get_activation(self.activation))
         A2 = A2.T
         if type(caller) is type(backend) and str(caller.device) == str(backend.device):
             return A2

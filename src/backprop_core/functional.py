@@ -11,6 +11,7 @@ from __future__ import annotations
 from array_api_compat import array_namespace
 
 from . import equations
+from . import parameters as params
 from .activations import get_activation
 from .backends import get_backend
 from .initialization import initial_parameters_host
@@ -49,7 +50,7 @@ def forward_propagation(X, parameters: dict, *, activation="tanh"):
     """Returns ``(A2, cache)`` with A2 of shape (n_y, m)."""
     g = get_activation(activation)
     check_parameters(parameters, X.shape[0])
-    Z1, A1, Z2, A2 = equations.forward(X, *(parameters[k] for k in ("W1", "b1", "W2", "b2")), g)
+    Z1, A1, Z2, A2 = equations.forward(X, *params.unpack(parameters), g)
     return A2, {"Z1": Z1, "A1": A1, "Z2": Z2, "A2": A2}
 
 
@@ -80,9 +81,7 @@ def backward_propagation(parameters: dict, cache: dict, X, Y, *, activation="tan
 def update_parameters(parameters: dict, grads: dict, learning_rate: float = 1.2) -> dict:
     """``W := W - learning_rate * dW`` for every parameter; returns a new dict."""
     check_positive(learning_rate, "learning_rate")
-    names = ("W1", "b1", "W2", "b2")
-    new = equations.update(*(parameters[k] for k in names), *(grads["d" + k] for k in names), learning_rate)
-    return dict(zip(names, new))
+    return params.updated(parameters, [grads["d" + k] for k in params.NAMES], learning_rate)
 
 
 def predict(parameters: dict, X, *, activation="tanh"):

@@ -13,6 +13,8 @@ import os
 
 import numpy as np
 
+from .parameters import NAMES
+
 FORMAT = "backprop-core/1"
 _META = "__meta__"
 
@@ -41,7 +43,7 @@ def load_parameters(path) -> tuple[dict, dict]:
     try:
         with data:
             meta = json.loads(str(data[_META]))
-            params = {k: data[k] for k in ("W1", "b1", "W2", "b2")}
+            params = {k: data[k] for k in NAMES}
     except (KeyError, ValueError) as exc:
         raise ValueError(f"{path} is not a readable backprop-core model file: {exc}") from None
     if meta.get("format") != FORMAT:

@@ -15,6 +15,7 @@ from . import equations
 from .activations import Activation
 from .chunked import ChunkedStep
 from .errors import DeviceMemoryError, TrainingDivergedError, TrainingInterrupted, is_out_of_memory
+from .parameters import pack, unpack
 
 
 @dataclass
@@ -55,20 +56,25 @@ def make_step(g: Activation, learning_rate: float, with_cost: bool):
     """A pure function ``params, X, Y -> (params, J)`` for one iteration."""
 
     def step(params, X, Y):
-        W1, b1, W2, b2, J = equations.step(
-            X, Y, params["W1"], params["b1"], params["W2"], params["b2"], g, learning_rate, with_cost
-        )
-        return {"W1": W1, "b1": b1, "W2": W2, "b2": b2}, J
+        *new, J = equations.step(X, Y, *unpack(params), g, learning_rate, with_cost)
+        return pack(new), J
 
     return step
 
 
 def make_cost(g: Activation):
     def cost(params, X, Y):
-        _, _, Z2, _ = equations.forward(X, params["W1"], params["b1"], params["W2"], params["b2"], g)
+        _, _, Z2, _ = equations.forward(X, *unpack(params), g)
         return equations.cost_from_logits(Z2, Y)
 
     return cost
+
+
+def compiled_steps(backend, g: Activation, learning_rate: float):
+    """``(step, step_with_cost, cost)``, each compiled by the backend (jax.jit) where it can."""
+    return (backend.compile(make_step(g, learning_rate, with_cost=False)),
+            backend.compile(make_step(g, learning_rate, with_cost=True)),
+            backend.compile(make_cost(g)))
 
 
 def train(X, Y, parameters: dict, *, activation: Activation, learning_rate: float,
@@ -89,7 +95,7 @@ def train(X, Y, parameters: dict, *, activation: Activation, learning_rate: floa
     cost was finite) and :class:`TrainingInterrupted` on Ctrl-C (holding the
     parameters of the last completed iteration).
     """
-    if getattr(backend, "distributed", False):
+    if backend.distributed:
         from .distributed import train_dask
 
         return train_dask(X, Y, parameters, activation=activation, learning_rate=learning_rate,
@@ -98,9 +104,7 @@ def train(X, Y, parameters: dict, *, activation: Activation, learning_rate: floa
     if chunk_size is None and stream:
         raise ValueError("streaming data through the device needs a chunk_size")
     if chunk_size is None:
-        step = backend.compile(make_step(activation, learning_rate, with_cost=False))
-        step_with_cost = backend.compile(make_step(activation, learning_rate, with_cost=True))
-        final_cost = backend.compile(make_cost(activation))
+        step, step_with_cost, final_cost = compiled_steps(backend, activation, learning_rate)
         running = contextlib.nullcontext()
     else:
         chunked = ChunkedStep(activation, learning_rate, chunk_size, backend=backend,
@@ -156,9 +160,7 @@ def train_minibatch(X, Y, parameters: dict, *, activation: Activation, learning_
 
     m = X.shape[1]
     rng = np.random.default_rng(seed)
-    step = backend.compile(make_step(activation, learning_rate, with_cost=False))
-    step_with_cost = backend.compile(make_step(activation, learning_rate, with_cost=True))
-    final_cost = backend.compile(make_cost(activation))
+    step, step_with_cost, final_cost = compiled_steps(backend, activation, learning_rate)
     xp = backend.xp
     params, updates = parameters, 0
     costs = CostRecorder(parameters, learning_rate, callback, unit="update")

@@ -6,8 +6,7 @@ import numpy as np
 from array_api_compat import is_array_api_obj
 
 from .backends import Backend, backend_for_array
-
-PARAMETER_NAMES = ("W1", "b1", "W2", "b2")
+from .parameters import NAMES as PARAMETER_NAMES
 
 
 def as_array(x, what: str):
@@ -55,7 +54,7 @@ def _kind(x) -> str:
     return name
 
 
-def check_dtype(x, what: str, *, labels: bool = False) -> None:
+def check_dtype(x, what: str) -> None:
     kind = _kind(x)
     if kind == "complex":
         raise TypeError(f"{what} has complex dtype {x.dtype}; the network works on real numbers")
