@@ -181,6 +181,10 @@ class Backend:
         """Is ``x`` an array of this backend's library?"""
         raise NotImplementedError
 
+    def for_data(self, x) -> "Backend":
+        """The adapter to train on ``x`` with; one whose arrays hold other arrays adapts to them."""
+        return self
+
     def device_of(self, x):
         from array_api_compat import device
 

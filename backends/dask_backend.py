@@ -10,11 +10,23 @@ address such as ``"tcp://10.0.0.5:8786"``.
 
 from __future__ import annotations
 
+import copy
 import importlib
 
 from ._base import Backend, BackendUnavailableError
 
 CONNECT_TIMEOUT_S = 10
+
+
+def library_of(array) -> str:
+    """The top-level module of an array's type: "numpy", "cupy", ..."""
+    return type(array).__module__.partition(".")[0]
+
+
+def chunk_library_of(x) -> str:
+    """The library of a Dask array's chunks, read from its meta (an empty chunk)."""
+    meta = getattr(x, "_meta", None)
+    return "numpy" if meta is None else library_of(meta)
 
 
 class DaskBackend(Backend):
@@ -82,6 +94,15 @@ class DaskBackend(Backend):
             except (ImportError, ValueError):
                 client = None
         return client
+
+    def for_data(self, x):
+        """This backend with parameters in the library of ``x``'s chunks (NumPy or CuPy)."""
+        library = chunk_library_of(x)
+        if library == self.chunk_library:
+            return self
+        adapted = copy.copy(self)  # same scheduler, same timeout
+        adapted.chunk_library = library
+        return adapted
 
     def _chunks_module(self):
         return importlib.import_module(self.chunk_library)

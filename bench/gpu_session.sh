@@ -4,8 +4,10 @@
 #
 # Here, once:   echo /.whl/ >> .git/info/exclude
 #               python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 \
-#                   --implementation cp --platform manylinux2014_x86_64 -d .whl \
-#                   array-api-compat==1.16.0 array-api-strict==2.6.1
+#                   --implementation cp --platform manylinux2014_x86_64 --platform manylinux_2_28_x86_64 -d .whl \
+#                   array-api-compat==1.16.0 array-api-strict==2.6.1 \
+#                   dask==2026.8.0 distributed==2026.8.0 partd locket tblib zict tornado
+# (the GPU image lacks these; it has dask's other needs: click, cloudpickle, fsspec, pyyaml, toolz, ...)
 # Then:         run(command="bash bench/gpu_session.sh", carry=[".whl"], timeout_s=560)
 # and commit $OUT/bench/* under bench/results/<card>-<date>/ with the card named.
 set -uo pipefail
@@ -20,7 +22,8 @@ if ls .whl/*.whl >/dev/null 2>&1; then
 fi
 python3 -m pip install -q --no-deps --no-build-isolation -e . || exit 1
 (nvidia-smi || true) > "$OUT/nvidia-smi.txt" 2>&1
-# The cross-backend tests of the gpu marker: cupy, torch on cuda, jax on gpu (streamed chunks included).
+# The cross-backend tests of the gpu marker: cupy, torch on cuda, jax on gpu (streamed chunks
+# included), and Dask arrays of CuPy chunks.
 timeout 180 python3 -m pytest -m gpu -rs -q 2>&1 | tee "$OUT/pytest-gpu.txt"
 # Throughput on the card, side by side (about 3 minutes).
 timeout 200 python3 bench/run.py --backends numpy,numpy:chunked,cupy,torch,jax --peers torch-nn \

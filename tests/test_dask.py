@@ -109,6 +109,69 @@ def test_losing_every_worker_stops_with_an_error_and_keeps_parameters(problem):
     assert not np.allclose(kept["W1"], reference.parameters["W1"])
 
 
+def test_the_backend_follows_the_library_of_the_chunks():
+    from backprop_core.backends.dask_backend import DaskBackend, chunk_library_of
+
+    Xd = da.from_array(np.ones((2, 10)), chunks=(2, 5))
+    assert chunk_library_of(Xd) == "numpy"
+    backend = DaskBackend(chunk_library="cupy")  # as if made for CuPy chunks
+    adapted = backend.for_data(Xd)
+    assert adapted.chunk_library == "numpy" and backend.chunk_library == "cupy"
+    assert adapted.for_data(Xd) is adapted
+
+
+def test_parameters_of_another_library_than_the_chunks_are_named(problem):
+    from backprop_core.backends.dask_backend import DaskBackend
+
+    xps = pytest.importorskip("array_api_strict", reason="array-api-strict is not installed")
+    X, Y, p = problem
+    strict_params = {k: xps.asarray(v) for k, v in p.items()}  # not the chunks' library
+    with pytest.raises(TypeError, match="chunks are numpy arrays but the parameters are array_api_strict"):
+        train(da.from_array(X, chunks=(3, 1000)), da.from_array(Y, chunks=(2, 1000)), strict_params,
+              activation=get_activation("tanh"), learning_rate=0.5, num_iterations=2, backend=DaskBackend())
+
+
+def _cupy_or_skip():
+    from backprop_core.backends import make_backend
+
+    usable, why = make_backend("cupy").availability()
+    if not usable:
+        pytest.skip(f"Dask with CuPy chunks needs a usable CuPy: {why}")
+    import cupy
+
+    return cupy
+
+
+@pytest.mark.gpu
+def test_dask_with_cupy_chunks_matches_numpy(problem):
+    cupy = _cupy_or_skip()
+    X, Y, p = problem
+    reference = _train(get_backend("numpy"), X, Y, p, "float64")
+    Xd = da.from_array(cupy.asarray(X), chunks=(3, 1000), asarray=False)
+    Yd = da.from_array(cupy.asarray(Y), chunks=(2, 1000), asarray=False)
+    backend = get_backend("dask").for_data(Xd)
+    result = _train_dask(backend, Xd, Yd, p)
+    for k in reference.parameters:
+        assert isinstance(result.parameters[k], cupy.ndarray)
+        np.testing.assert_allclose(cupy.asnumpy(result.parameters[k]), reference.parameters[k],
+                                   rtol=1e-10, atol=1e-13)
+
+
+@pytest.mark.gpu
+def test_estimator_takes_dask_arrays_of_cupy_chunks(flower_data):
+    cupy = _cupy_or_skip()
+    X, Y = flower_data
+    Xd = da.from_array(cupy.asarray(X.T), chunks=(100, 2), asarray=False)
+    yd = da.from_array(cupy.asarray(Y[0].astype(float)), chunks=100, asarray=False)
+    model = bc.BackpropClassifier(num_iterations=300).fit(Xd, yd)
+    plain = bc.BackpropClassifier(num_iterations=300).fit(X.T, Y[0])
+    assert isinstance(model.parameters_["W1"], cupy.ndarray)
+    np.testing.assert_allclose(cupy.asnumpy(model.parameters_["W1"]), plain.parameters_["W1"], rtol=1e-9)
+    pred = model.predict(Xd).compute()
+    assert isinstance(pred, cupy.ndarray)
+    np.testing.assert_array_equal(cupy.asnumpy(pred), plain.predict(X.T))
+
+
 def test_wrong_scheduler_address_is_named(monkeypatch):
     pytest.importorskip("distributed", reason="dask.distributed is not installed")
     from backprop_core.backends import dask_backend

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 
+from .backends.dask_backend import chunk_library_of, library_of
 from .errors import DistributedTrainingError, TrainingDivergedError, TrainingInterrupted
 from .parameters import add_parts, updated
 from .parameters import gradients as parameter_gradients
@@ -97,6 +98,12 @@ def train_dask(X, Y, parameters: dict, *, activation, learning_rate: float, num_
     parameters) when the cluster fails or an iteration outlasts the backend's
     ``iteration_timeout``.
     """
+    chunks, held = chunk_library_of(X), library_of(parameters["W1"])
+    if chunks != held:
+        raise TypeError(
+            f"X's Dask chunks are {chunks} arrays but the parameters are {held} arrays; each chunk "
+            f"computes with the parameters, so they must match: use backend.for_data(X) (a "
+            f"DaskBackend with chunk_library={chunks!r}) and its parameters_from_host")
     reduce = DaskGradients(X, Y, activation, backend)
     params, i = parameters, 0
     costs = CostRecorder(parameters, learning_rate, callback)

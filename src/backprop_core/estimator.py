@@ -148,8 +148,8 @@ class BackpropClassifier:
             raise ValueError(f"y must be 1-D (n_samples,) or 2-D (n_samples, n_outputs); got shape {tuple(y.shape)}")
         if y.shape[0] != X.shape[0]:
             raise ValueError(f"X has {X.shape[0]} samples but y has {y.shape[0]}; they must match")
-        if is_dask_array(X) and not backend.distributed:
-            backend = get_backend("dask")
+        if is_dask_array(X):
+            backend = (backend if backend.distributed else get_backend("dask")).for_data(X)
         Xc, Yc = _columns(X), _columns(y)
         stream = self._streams(Xc, Yc, backend)
         Xd, Yd, dtype = prepare_data(Xc, Yc, get_backend("numpy") if stream else backend,
