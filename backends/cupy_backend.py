@@ -6,6 +6,8 @@ machines without a GPU, so availability is decided by probing the driver.
 
 from __future__ import annotations
 
+import threading
+
 from ._base import Backend, BackendUnavailableError, StreamUpload
 
 
@@ -13,6 +15,12 @@ class CupyBackend(Backend):
     name = "cupy"
     library = "cupy"
     install_hint = "pip install 'backprop-core[cupy]' (a CuPy build matching your CUDA)"
+
+    def __init__(self, device=None):
+        super().__init__(device)
+        self._copy_stream = None
+        self._in_flight = []  # (event, pinned host buffer) of copies that may still run
+        self._upload_lock = threading.Lock()  # chunk workers may upload from several threads
 
     def check_available(self):
         cupy = self._import()
@@ -62,15 +70,22 @@ class CupyBackend(Backend):
 
         cupy = self._import()
         with self.device:
-            if getattr(self, "_copy_stream", None) is None:
-                self._copy_stream = cupy.cuda.Stream(non_blocking=True)
+            with self._upload_lock:
+                if self._copy_stream is None:
+                    self._copy_stream = cupy.cuda.Stream(non_blocking=True)
             pinned = cupyx.empty_pinned(np.shape(host), dtype=dtype)
             pinned[...] = host
+            compute = cupy.cuda.get_current_stream()
             array = cupy.empty(np.shape(host), dtype=dtype)
+            # CuPy's pool hands `array` memory freed by kernels queued on the compute stream,
+            # which may not have run yet: the copy must not start before them.
+            self._copy_stream.wait_event(compute.record())
             array.set(pinned, stream=self._copy_stream)
             event = self._copy_stream.record()
-            # CuPy holds the pinned buffer until the event is done, then returns it to its pool.
-            cupy.cuda.pinned_memory._add_to_watch_list(event, pinned)
+            # The pinned buffer must outlive the copy: hold it until its event is done.
+            with self._upload_lock:
+                self._in_flight = [(e, p) for e, p in self._in_flight if not e.done]
+                self._in_flight.append((event, pinned))
         return StreamUpload(array, lambda array: cupy.cuda.get_current_stream().wait_event(event))
 
     def owns(self, x):
