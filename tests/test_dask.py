@@ -51,6 +51,20 @@ def test_dask_cluster_of_two_workers_matches_numpy(problem, cluster):
     assert len(client.scheduler_info()["workers"]) == 2
 
 
+def test_a_cluster_named_by_its_scheduler_address(problem, cluster):
+    local, _ = cluster
+    X, Y, p = problem
+    reference = _train(get_backend("numpy"), X, Y, p, "float64")
+    backend = get_backend("dask", local.scheduler_address)  # as for a cluster elsewhere
+    try:
+        assert backend.device == local.scheduler_address
+        result = _train_dask(backend, da.from_array(X, chunks=(3, 1000)), da.from_array(Y, chunks=(2, 1000)), p)
+    finally:
+        backend.client.close()
+    for k in reference.parameters:
+        np.testing.assert_allclose(result.parameters[k], reference.parameters[k], rtol=1e-10, atol=1e-13)
+
+
 def test_estimator_takes_dask_arrays_and_answers_in_dask(cluster, flower_data):
     X, Y = flower_data
     Xd, yd = da.from_array(X.T, chunks=(100, 2)), da.from_array(Y[0].astype(float), chunks=100)
