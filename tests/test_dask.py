@@ -21,9 +21,14 @@ def test_dask_default_scheduler_matches_numpy(problem):
     reference = _train(get_backend("numpy"), X, Y, p, "float64")
     Xd, Yd = da.from_array(X, chunks=(3, 1100)), da.from_array(Y, chunks=(1, 700))  # misaligned on purpose
     result = _train_dask(get_backend("dask"), Xd, Yd, p)
-    for k in reference.parameters:
-        np.testing.assert_allclose(result.parameters[k], reference.parameters[k], rtol=1e-10, atol=1e-13)
+    _assert_same_parameters(result, reference)
     assert [i for i, _ in result.history] == [i for i, _ in reference.history]
+
+
+def _assert_same_parameters(result, reference, to_numpy=np.asarray):
+    for k in reference.parameters:
+        np.testing.assert_allclose(to_numpy(result.parameters[k]), reference.parameters[k],
+                                   rtol=1e-10, atol=1e-13, err_msg=k)
 
 
 def _train_dask(backend, Xd, Yd, p, **kw):
@@ -46,8 +51,7 @@ def test_dask_cluster_of_two_workers_matches_numpy(problem, cluster):
     Xd, Yd = da.from_array(X, chunks=(3, 1000)), da.from_array(Y, chunks=(2, 1000))
     backend = get_backend("dask", client)
     result = _train_dask(backend, Xd, Yd, p)
-    for k in reference.parameters:
-        np.testing.assert_allclose(result.parameters[k], reference.parameters[k], rtol=1e-10, atol=1e-13)
+    _assert_same_parameters(result, reference)
     assert len(client.scheduler_info()["workers"]) == 2
 
 
@@ -61,8 +65,7 @@ def test_a_cluster_named_by_its_scheduler_address(problem, cluster):
         result = _train_dask(backend, da.from_array(X, chunks=(3, 1000)), da.from_array(Y, chunks=(2, 1000)), p)
     finally:
         backend.client.close()
-    for k in reference.parameters:
-        np.testing.assert_allclose(result.parameters[k], reference.parameters[k], rtol=1e-10, atol=1e-13)
+    _assert_same_parameters(result, reference)
 
 
 def test_estimator_takes_dask_arrays_and_answers_in_dask(cluster, flower_data):
@@ -95,8 +98,7 @@ def test_worker_restarted_mid_training_recomputes_its_chunks(problem, cluster):
 
     result = _train_dask(backend, da.from_array(X, chunks=(3, 1000)), da.from_array(Y, chunks=(2, 1000)), p,
                          callback=kill)
-    for k in reference.parameters:
-        np.testing.assert_allclose(result.parameters[k], reference.parameters[k], rtol=1e-10, atol=1e-13)
+    _assert_same_parameters(result, reference)
     client.wait_for_workers(2, timeout=60)
 
 
@@ -165,10 +167,8 @@ def test_dask_with_cupy_chunks_matches_numpy(problem):
     Yd = da.from_array(cupy.asarray(Y), chunks=(2, 1000), asarray=False)
     backend = get_backend("dask").for_data(Xd)
     result = _train_dask(backend, Xd, Yd, p)
-    for k in reference.parameters:
-        assert isinstance(result.parameters[k], cupy.ndarray)
-        np.testing.assert_allclose(cupy.asnumpy(result.parameters[k]), reference.parameters[k],
-                                   rtol=1e-10, atol=1e-13)
+    assert all(isinstance(v, cupy.ndarray) for v in result.parameters.values())
+    _assert_same_parameters(result, reference, to_numpy=cupy.asnumpy)
 
 
 @pytest.mark.gpu
