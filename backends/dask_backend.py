@@ -34,6 +34,7 @@ class DaskBackend(Backend):
     library = "dask"
     install_hint = "pip install 'dask[array,distributed]'"
     distributed = True
+    client = None  # the distributed Client this backend opened or was given, once resolved
 
     def __init__(self, device=None, chunk_library: str = "numpy", iteration_timeout: float = 300.0):
         super().__init__(device)
@@ -84,16 +85,15 @@ class DaskBackend(Backend):
     @property
     def scheduler_client(self):
         """The distributed Client to use, or None for the local default scheduler."""
-        self.device  # noqa: B018
-        client = getattr(self, "client", None)
-        if client is None:
-            try:
-                from distributed import default_client
+        self.device  # noqa: B018 - resolving the device connects to a named scheduler
+        if self.client is not None:
+            return self.client
+        try:
+            from distributed import default_client
 
-                client = default_client()
-            except (ImportError, ValueError):
-                client = None
-        return client
+            return default_client()
+        except (ImportError, ValueError):
+            return None
 
     def for_data(self, x):
         """This backend with parameters in the library of ``x``'s chunks (NumPy or CuPy)."""

@@ -13,6 +13,7 @@ class TorchBackend(Backend):
     name = "torch"
     library = "torch"
     install_hint = "pip install 'backprop-core[torch]'"
+    _copy_stream = None  # the side stream of streamed uploads, made on first use
 
     def _namespace(self):
         import array_api_compat.torch as xp
@@ -57,7 +58,7 @@ class TorchBackend(Backend):
         import numpy as np
 
         torch = self._import()
-        if getattr(self, "_copy_stream", None) is None:
+        if self._copy_stream is None:
             self._copy_stream = torch.cuda.Stream(self.device)
         # PyTorch's pinned-memory allocator keeps `pinned` until the copy's event is done.
         pinned = torch.from_numpy(np.ascontiguousarray(host, dtype=dtype)).pin_memory()

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from backprop_core.plotting import pyplot
+
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
@@ -43,8 +45,8 @@ def measure(shape, m, chunk_counts, repeats, dtype="float32"):
     n0, n1, n2 = shape
     g = get_activation("tanh")
     X, Y = make_data(n0, n2, m)
-    params = {k: v.astype(dtype) for k, v in initial_parameters_host(n0, n1, n2, "xavier").items()}
     numpy, dask_backend = get_backend("numpy"), get_backend("dask")
+    params = numpy.parameters_from_host(initial_parameters_host(n0, n1, n2, "xavier"), dtype)
     whole = make_step(g, 0.1, with_cost=False)
     rows = [{"mode": "numpy, whole batch", "m": m, "chunks": 1,
              "seconds": _median_time(lambda: whole(params, X, Y), repeats)}]
@@ -88,11 +90,8 @@ def write_outputs(rows, env, out):
         lines.append("")
     (out / "chunks.md").write_text("\n".join(lines) + "\n")
     try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+        plt = pyplot()
+    except ImportError:  # the numbers are written; the picture needs matplotlib
         return
     shapes = list(dict.fromkeys(r["shape"] for r in rows))
     fig, axes = plt.subplots(1, len(shapes), figsize=(6 * len(shapes), 4.5), squeeze=False)

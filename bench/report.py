@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+from backprop_core.plotting import pyplot
 from worker import PEERS
 
 
@@ -74,11 +75,8 @@ def write_table(records, path) -> None:
 
 def write_plot(records, path) -> None:
     try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+        plt = pyplot()
+    except ImportError:  # the numbers are written; the picture needs matplotlib
         return
     runs = _by_entry_shape(records)
     shapes = list(dict.fromkeys(s for (_, s) in runs))

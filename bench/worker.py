@@ -86,7 +86,7 @@ class LibraryEntry:
 
     def load(self, X, Y, params):
         self.X, self.Y = self.backend.asarray(X, self.dtype), self.backend.asarray(Y, self.dtype)
-        self.params = {k: self.backend.asarray(v, self.dtype) for k, v in params.items()}
+        self.params = self.backend.parameters_from_host(params, self.dtype)
         self.backend.synchronize(self.X)
         if self.chunked:
             from backprop_core.chunked import ChunkedStep, auto_chunk_size
@@ -142,7 +142,7 @@ class DaskEntry:
         Xd = da.from_array(X.astype(self.dtype), chunks=(-1, size))
         Yd = da.from_array(Y.astype(self.dtype), chunks=(-1, size))
         self.grads = DaskGradients(Xd, Yd, self.g, self.backend)
-        self.params = {k: v.astype(self.dtype) for k, v in params.items()}
+        self.params = self.backend.parameters_from_host(params, self.dtype)
 
     def step(self):
         from backprop_core.parameters import updated

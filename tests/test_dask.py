@@ -16,13 +16,16 @@ from conftest import train_problem as _train
 da = pytest.importorskip("dask.array", reason="dask is not installed")
 
 
-def test_dask_default_scheduler_matches_numpy(problem):
+@pytest.fixture(scope="module")
+def reference(problem):
+    """The problem trained by plain NumPy in float64: what every Dask run must land on."""
     X, Y, p = problem
-    reference = _train(get_backend("numpy"), X, Y, p, "float64")
-    Xd, Yd = da.from_array(X, chunks=(3, 1100)), da.from_array(Y, chunks=(1, 700))  # misaligned on purpose
-    result = _train_dask(get_backend("dask"), Xd, Yd, p)
-    _assert_same_parameters(result, reference)
-    assert [i for i, _ in result.history] == [i for i, _ in reference.history]
+    return _train(get_backend("numpy"), X, Y, p, "float64")
+
+
+def _dask(X, Y):
+    """X and Y as Dask arrays of 1,000 examples per chunk."""
+    return da.from_array(X, chunks=(X.shape[0], 1000)), da.from_array(Y, chunks=(Y.shape[0], 1000))
 
 
 def _assert_same_parameters(result, reference, to_numpy=np.asarray):
@@ -36,6 +39,14 @@ def _train_dask(backend, Xd, Yd, p, **kw):
                  learning_rate=0.5, num_iterations=20, backend=backend, cost_every=5, **kw)
 
 
+def test_dask_default_scheduler_matches_numpy(problem, reference):
+    X, Y, p = problem
+    Xd, Yd = da.from_array(X, chunks=(3, 1100)), da.from_array(Y, chunks=(1, 700))  # misaligned on purpose
+    result = _train_dask(get_backend("dask"), Xd, Yd, p)
+    _assert_same_parameters(result, reference)
+    assert [i for i, _ in result.history] == [i for i, _ in reference.history]
+
+
 @pytest.fixture(scope="module")
 def cluster():
     distributed = pytest.importorskip("distributed", reason="dask.distributed is not installed")
@@ -44,25 +55,23 @@ def cluster():
         yield cluster, client
 
 
-def test_dask_cluster_of_two_workers_matches_numpy(problem, cluster):
+def test_dask_cluster_of_two_workers_matches_numpy(problem, reference, cluster):
     _, client = cluster
     X, Y, p = problem
-    reference = _train(get_backend("numpy"), X, Y, p, "float64")
-    Xd, Yd = da.from_array(X, chunks=(3, 1000)), da.from_array(Y, chunks=(2, 1000))
+    Xd, Yd = _dask(X, Y)
     backend = get_backend("dask", client)
     result = _train_dask(backend, Xd, Yd, p)
     _assert_same_parameters(result, reference)
     assert len(client.scheduler_info()["workers"]) == 2
 
 
-def test_a_cluster_named_by_its_scheduler_address(problem, cluster):
+def test_a_cluster_named_by_its_scheduler_address(problem, reference, cluster):
     local, _ = cluster
     X, Y, p = problem
-    reference = _train(get_backend("numpy"), X, Y, p, "float64")
     backend = get_backend("dask", local.scheduler_address)  # as for a cluster elsewhere
     try:
         assert backend.device == local.scheduler_address
-        result = _train_dask(backend, da.from_array(X, chunks=(3, 1000)), da.from_array(Y, chunks=(2, 1000)), p)
+        result = _train_dask(backend, *_dask(X, Y), p)
     finally:
         backend.client.close()
     _assert_same_parameters(result, reference)
@@ -80,14 +89,13 @@ def test_estimator_takes_dask_arrays_and_answers_in_dask(cluster, flower_data):
     np.testing.assert_array_equal(pred.compute(), plain.predict(X.T))
 
 
-def test_worker_restarted_mid_training_recomputes_its_chunks(problem, cluster):
+def test_worker_restarted_mid_training_recomputes_its_chunks(problem, reference, cluster):
     # A worker process dies; its nanny restarts it and Dask recomputes the lost chunks.
     import os
     import signal
 
     _, client = cluster
     X, Y, p = problem
-    reference = _train(get_backend("numpy"), X, Y, p, "float64")
     backend = get_backend("dask", client)
     victim = sorted(client.scheduler_info()["workers"])[0]
     pid = client.run(os.getpid, workers=[victim])[victim]
@@ -96,13 +104,12 @@ def test_worker_restarted_mid_training_recomputes_its_chunks(problem, cluster):
         if iteration == 5:
             os.kill(pid, signal.SIGKILL)
 
-    result = _train_dask(backend, da.from_array(X, chunks=(3, 1000)), da.from_array(Y, chunks=(2, 1000)), p,
-                         callback=kill)
+    result = _train_dask(backend, *_dask(X, Y), p, callback=kill)
     _assert_same_parameters(result, reference)
     client.wait_for_workers(2, timeout=60)
 
 
-def test_losing_every_worker_stops_with_an_error_and_keeps_parameters(problem):
+def test_losing_every_worker_stops_with_an_error_and_keeps_parameters(problem, reference):
     distributed = pytest.importorskip("distributed", reason="dask.distributed is not installed")
     from backprop_core.backends.dask_backend import DaskBackend
 
@@ -116,13 +123,11 @@ def test_losing_every_worker_stops_with_an_error_and_keeps_parameters(problem):
                 cluster.scale(0)  # the cluster keeps no worker and starts none
 
         with pytest.raises(bc.DistributedTrainingError, match="cluster failed during iteration") as info:
-            _train_dask(backend, da.from_array(X, chunks=(3, 1000)), da.from_array(Y, chunks=(2, 1000)), p,
-                        callback=retire)
+            _train_dask(backend, *_dask(X, Y), p, callback=retire)
     kept = info.value.parameters
-    reference = _train(get_backend("numpy"), X, Y, p, "float64")  # 20 iterations; compare to 5 or 6
     assert info.value.iteration in (5, 6)
     assert all(np.all(np.isfinite(v)) for v in kept.values())
-    assert not np.allclose(kept["W1"], reference.parameters["W1"])
+    assert not np.allclose(kept["W1"], reference.parameters["W1"])  # 20 iterations, not 5 or 6
 
 
 def test_the_backend_follows_the_library_of_the_chunks():
@@ -143,7 +148,7 @@ def test_parameters_of_another_library_than_the_chunks_are_named(problem):
     X, Y, p = problem
     strict_params = {k: xps.asarray(v) for k, v in p.items()}  # not the chunks' library
     with pytest.raises(TypeError, match="chunks are numpy arrays but the parameters are array_api_strict"):
-        train(da.from_array(X, chunks=(3, 1000)), da.from_array(Y, chunks=(2, 1000)), strict_params,
+        train(*_dask(X, Y), strict_params,
               activation=get_activation("tanh"), learning_rate=0.5, num_iterations=2, backend=DaskBackend())
 
 
@@ -159,10 +164,9 @@ def _cupy_or_skip():
 
 
 @pytest.mark.gpu
-def test_dask_with_cupy_chunks_matches_numpy(problem):
+def test_dask_with_cupy_chunks_matches_numpy(problem, reference):
     cupy = _cupy_or_skip()
     X, Y, p = problem
-    reference = _train(get_backend("numpy"), X, Y, p, "float64")
     Xd = da.from_array(cupy.asarray(X), chunks=(3, 1000), asarray=False)
     Yd = da.from_array(cupy.asarray(Y), chunks=(2, 1000), asarray=False)
     backend = get_backend("dask").for_data(Xd)

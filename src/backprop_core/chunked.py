@@ -18,8 +18,8 @@ from . import parameters
 from .activations import Activation
 from .parameters import add_parts
 
-# The fastest chunks on a 2-core x86-64 CPU held 6 MB (2-4-1: 65,536 examples) to
-# 11 MB (64-64-1: 8,192 examples) of intermediates (bench/results/cpu-2026-11-27/chunks.md).
+# The fastest chunks on a 2-core x86-64 CPU held 3 to 12 MB of intermediates: 2-4-1 at
+# 32,768 to 131,072 examples, 64-64-1 at 8,192 (bench/results/cpu-2026-11-27/chunks.md).
 CHUNK_BYTES = 8 << 20
 MIN_CHUNK, MAX_CHUNK = 4096, 131072
 

@@ -36,24 +36,23 @@ class UserError(Exception):
     """A mistake in what the user asked for: one line, no traceback."""
 
 
-def _positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
+def _positive(kind, what):
+    """An argparse type: ``kind(text)`` that must be > 0."""
+
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be a positive {what}, got {text}") from None
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"must be a positive {what}, got {text}")
+        return value
+
+    return parse
 
 
-def _positive_float(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
-    return value
+_positive_int = _positive(int, "integer")
+_positive_float = _positive(float, "number")
 
 
 def _add_model_options(p):
@@ -207,9 +206,9 @@ def cmd_train(args) -> int:
 
 
 def _plot_training(model, X, y, path):
-    from .plotting import _pyplot, plot_cost_history, plot_decision_boundary
+    from .plotting import pyplot, plot_cost_history, plot_decision_boundary
 
-    plt = _pyplot()
+    plt = pyplot()
     two_d = X.shape[1] == 2 and y.ndim == 1
     fig, axes = plt.subplots(1, 2 if two_d else 1, figsize=(11 if two_d else 5.5, 4.5), squeeze=False)
     plot_cost_history(model.cost_history_, axes[0][0])
@@ -238,9 +237,9 @@ def cmd_sweep(args) -> int:
     if args.plot:
         if X.shape[1] != 2:
             raise UserError("--plot draws decision boundaries, which needs two features")
-        from .plotting import _pyplot, plot_decision_boundary
+        from .plotting import pyplot, plot_decision_boundary
 
-        plt = _pyplot()
+        plt = pyplot()
         cols = min(4, len(models))
         rows_n = -(-len(models) // cols)
         fig, axes = plt.subplots(rows_n, cols, figsize=(4 * cols, 3.6 * rows_n), squeeze=False)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import inspect
 
 import numpy as np
-from array_api_compat import array_namespace, is_dask_array
+from array_api_compat import array_namespace
 
 from . import equations
 from .activations import get_activation
@@ -148,8 +148,10 @@ class BackpropClassifier:
             raise ValueError(f"y must be 1-D (n_samples,) or 2-D (n_samples, n_outputs); got shape {tuple(y.shape)}")
         if y.shape[0] != X.shape[0]:
             raise ValueError(f"X has {X.shape[0]} samples but y has {y.shape[0]}; they must match")
-        if is_dask_array(X):
-            backend = (backend if backend.distributed else get_backend("dask")).for_data(X)
+        source = backend_for_array(X)
+        if source.distributed and not backend.distributed:
+            backend = source  # a Dask array trains where its chunks are
+        backend = backend.for_data(X)
         Xc, Yc = _columns(X), _columns(y)
         stream = self._streams(Xc, Yc, backend)
         Xd, Yd, dtype = prepare_data(Xc, Yc, get_backend("numpy") if stream else backend,
@@ -199,8 +201,6 @@ class BackpropClassifier:
             size = auto_chunk_size(n0, self.hidden_units, n2, np.dtype(dtype).itemsize)
             if not (stream or (backend.chunks_by_default and m >= 2 * size)):
                 size = None
-        if stream and size is None:
-            raise ValueError("streaming the data through the device needs chunks: set chunk_size")
         return size, self.workers or backend.default_workers
 
     def _set_fitted(self, parameters, history, n_iter, backend, dtype, y_ndim):

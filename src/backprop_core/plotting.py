@@ -8,7 +8,8 @@ from __future__ import annotations
 import numpy as np
 
 
-def _pyplot():
+def pyplot():
+    """matplotlib.pyplot, drawing to files (Agg) unless a backend was chosen already."""
     try:
         import matplotlib
 
@@ -21,7 +22,7 @@ def _pyplot():
 
 def plot_cost_history(history, ax=None):
     """Cost against iteration from ``model.cost_history_`` (pairs of (iteration, cost))."""
-    plt = _pyplot()
+    plt = pyplot()
     ax = ax or plt.gca()
     its, costs = zip(*history) if history else ((), ())
     ax.plot(its, costs, color="tab:blue")
@@ -34,7 +35,7 @@ def plot_cost_history(history, ax=None):
 
 def plot_decision_boundary(model, X, y, ax=None, resolution: int = 300):
     """Shade where a fitted two-feature model predicts 1, with the points X (m, 2) over it."""
-    plt = _pyplot()
+    plt = pyplot()
     X, y = np.asarray(X, dtype=float), np.asarray(y).reshape(-1)
     if X.ndim != 2 or X.shape[1] != 2:
         raise ValueError(f"a decision boundary needs two features; X has shape {X.shape}")

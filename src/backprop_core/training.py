@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from . import equations
 from .activations import Activation
-from .chunked import ChunkedStep
+from .chunked import ChunkedStep, chunk_bounds
 from .errors import DeviceMemoryError, TrainingDivergedError, TrainingInterrupted, is_out_of_memory
 from .parameters import pack, unpack
 
@@ -165,7 +165,7 @@ def train_minibatch(X, Y, parameters: dict, *, activation: Activation, learning_
     params, updates = parameters, 0
     costs = CostRecorder(parameters, learning_rate, callback, unit="update")
     history = costs.history
-    bounds = [(a, min(a + batch_size, m)) for a in range(0, m, batch_size)]
+    bounds = chunk_bounds(m, batch_size)
 
     with backend.context():
         try:
