@@ -4,8 +4,9 @@ Every function takes arrays of any shape from any Array API namespace and
 returns an array of the same shape, dtype and device.  Nothing here creates a
 new array from scratch, so nothing here needs ``device=``.
 
-``dg(Z, A)`` receives both the pre-activation ``Z`` and the activation
-``A = g(Z)`` because some derivatives are cheapest from one, some from the other
+An :class:`Activation` is called as the lecture writes it, ``A1 = g(Z1)``, and
+its derivative ``g.prime(Z1, A1)`` receives both the pre-activation and the
+activation because some derivatives are cheapest from one, some from the other
 (tanh' = 1 - A**2 reuses A; relu' needs only the sign of Z).
 """
 
@@ -19,11 +20,17 @@ from array_api_compat import array_namespace
 
 @dataclass(frozen=True)
 class Activation:
-    """A hidden-layer activation ``g`` and its derivative ``dg``."""
+    """A hidden-layer activation: ``g(Z)``, and its derivative ``g.prime(Z, A)`` with A = g(Z)."""
 
     name: str
-    g: Callable
-    dg: Callable
+    function: Callable
+    derivative: Callable
+
+    def __call__(self, Z):
+        return self.function(Z)
+
+    def prime(self, Z, A):
+        return self.derivative(Z, A)
 
     def __repr__(self) -> str:
         return f"Activation({self.name!r})"

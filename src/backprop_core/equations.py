@@ -23,7 +23,7 @@ from .activations import Activation, sigmoid
 def forward(X, W1, b1, W2, b2, g: Activation):
     """Forward propagation: returns ``(Z1, A1, Z2, A2)``."""
     Z1 = W1 @ X + b1
-    A1 = g.g(Z1)
+    A1 = g(Z1)
     Z2 = W2 @ A1 + b2
     A2 = sigmoid(Z2)
     return Z1, A1, Z2, A2
@@ -41,7 +41,7 @@ def backward(X, Y, W2, Z1, A1, A2, g: Activation, m: int | None = None):
     dZ2 = A2 - Y
     dW2 = (1.0 / m) * (dZ2 @ A1.T)
     db2 = (1.0 / m) * xp.sum(dZ2, axis=1, keepdims=True)
-    dZ1 = (W2.T @ dZ2) * g.dg(Z1, A1)
+    dZ1 = (W2.T @ dZ2) * g.prime(Z1, A1)
     dW1 = (1.0 / m) * (dZ1 @ X.T)
     db1 = (1.0 / m) * xp.sum(dZ1, axis=1, keepdims=True)
     return dW1, db1, dW2, db2
