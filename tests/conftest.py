@@ -42,19 +42,31 @@ if _only:
     BACKENDS = [b for b in BACKENDS if b.id in _only.split(",")]
 
 
-def _make(spec):
+#: Set on a GPU machine (the prepared GPU check does): a GPU backend that cannot run
+#: there is a failure, so a broken CUDA set-up cannot look green.
+REQUIRE_GPU = os.environ.get("BACKPROP_CORE_REQUIRE_GPU") == "1"
+
+
+def skip_unusable(reason: str, *, gpu: bool):
+    """Skip, saying why; on a machine that must have a GPU, a GPU test that cannot run fails."""
+    if gpu and REQUIRE_GPU:
+        pytest.fail(f"BACKPROP_CORE_REQUIRE_GPU=1 but {reason}")
+    pytest.skip(reason)
+
+
+def _make(spec, gpu=False):
     name, device, flags = spec
     try:
         backend = get_backend(name, device)
     except BackendUnavailableError as exc:
-        pytest.skip(f"backend {name} on {device or 'its default device'} is not usable here: {exc}")
+        skip_unusable(f"backend {name} on {device or 'its default device'} is not usable here: {exc}", gpu=gpu)
     return backend, flags
 
 
 @pytest.fixture(params=BACKENDS)
 def backend(request):
     """A usable backend adapter (array-api-strict flags applied for the test's duration)."""
-    backend, flags = _make(request.param)
+    backend, flags = _make(request.param, gpu=request.node.get_closest_marker("gpu") is not None)
     if flags:
         import array_api_strict
 

@@ -11,6 +11,7 @@ from backprop_core.backends import get_backend
 from backprop_core.activations import get_activation
 from backprop_core.training import train
 
+from conftest import skip_unusable
 from conftest import train_problem as _train
 
 da = pytest.importorskip("dask.array", reason="dask is not installed")
@@ -157,7 +158,7 @@ def _cupy_or_skip():
 
     usable, why = make_backend("cupy").availability()
     if not usable:
-        pytest.skip(f"Dask with CuPy chunks needs a usable CuPy: {why}")
+        skip_unusable(f"Dask with CuPy chunks needs a usable CuPy: {why}", gpu=True)
     import cupy
 
     return cupy

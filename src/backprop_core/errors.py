@@ -1,9 +1,36 @@
-"""Exceptions that carry what was trained, so a failure loses nothing."""
+"""The project's own exceptions.
+
+Every error raised on purpose derives from :class:`BackpropCoreError`, so the
+command line can tell a user's mistake (one line, exit status 2) from a bug
+(a traceback).  The input errors also derive from the built-in class that
+scikit-learn and users expect (ValueError, TypeError).  The training errors
+carry what was trained, so a failure loses nothing.
+"""
 
 from __future__ import annotations
 
 
-class _KeepsParameters:
+class BackpropCoreError(Exception):
+    """Base of every error this project raises on purpose."""
+
+
+class InvalidInputError(BackpropCoreError, ValueError):
+    """An argument, an array or a setting that cannot be used; the message names it."""
+
+
+class InvalidTypeError(BackpropCoreError, TypeError):
+    """An argument of a kind that cannot be used (complex data, arrays of two libraries, ...)."""
+
+
+class ModelFileError(InvalidInputError):
+    """A model file that cannot be loaded; the message names the file and what is wrong."""
+
+
+class DataFileError(InvalidInputError):
+    """A data file that cannot be read as a table; the message names the file, row and column."""
+
+
+class _KeepsParameters(BackpropCoreError):
     """Mixin: ``parameters`` to keep, the ``iteration`` they belong to, the cost ``history``."""
 
     def __init__(self, message, parameters, iteration, history):
