@@ -13,6 +13,7 @@ import importlib
 import sys
 from importlib.metadata import entry_points
 
+from ..errors import InvalidInputError
 from ._base import Backend, BackendUnavailableError, Ready, host_free_memory
 
 ENTRY_POINT_GROUP = "backprop_core.backends"
@@ -31,7 +32,7 @@ _registered: dict = {}
 def register_backend(name: str, factory) -> None:
     """Make ``factory(device=...)`` available as ``backend=name``."""
     if not isinstance(name, str) or not name:
-        raise ValueError(f"a backend name must be a non-empty string, not {name!r}")
+        raise InvalidInputError(f"a backend name must be a non-empty string, not {name!r}")
     if not callable(factory):
         raise TypeError(f"the factory for backend {name!r} must be callable, not {factory!r}")
     _registered[name] = factory
@@ -63,7 +64,7 @@ def _factory(name: str):
     eps = _entry_points()
     if name in eps:
         return eps[name].load()
-    raise ValueError(f"unknown backend {name!r}; known backends: {', '.join(backend_names())}")
+    raise InvalidInputError(f"unknown backend {name!r}; known backends: {', '.join(backend_names())}")
 
 
 def make_backend(name: str, device=None) -> Backend:
@@ -71,7 +72,7 @@ def make_backend(name: str, device=None) -> Backend:
     if isinstance(name, Backend):
         return name
     if not isinstance(name, str):
-        raise ValueError(f"a backend is named by a string, not {name!r}")
+        raise InvalidInputError(f"a backend is named by a string, not {name!r}")
     return _factory(name)(device=device)
 
 

@@ -11,6 +11,8 @@ import contextlib
 import importlib
 import os
 
+from ..errors import BackpropCoreError
+
 
 def host_free_memory():
     """Bytes of host memory available now (Linux), or None where that cannot be read."""
@@ -27,7 +29,7 @@ def cpu_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-class BackendUnavailableError(RuntimeError):
+class BackendUnavailableError(BackpropCoreError, RuntimeError):
     """The backend's library is missing, or it cannot run on this machine."""
 
 

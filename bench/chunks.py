@@ -35,31 +35,33 @@ def _median_time(fn, repeats):
 def measure(shape, m, chunk_counts, repeats, dtype="float32"):
     import dask.array as da
 
+    from backprop_core import planner
     from backprop_core.activations import get_activation
     from backprop_core.backends import get_backend
-    from backprop_core.chunked import ChunkedStep
-    from backprop_core.distributed import DaskGradients
+    from backprop_core.dask_training import DaskFullBatch
     from backprop_core.initialization import initial_parameters_host
-    from backprop_core.training import make_step
 
     n0, n1, n2 = shape
     g = get_activation("tanh")
     X, Y = make_data(n0, n2, m)
     numpy, dask_backend = get_backend("numpy"), get_backend("dask")
     params = numpy.parameters_from_host(initial_parameters_host(n0, n1, n2, "xavier"), dtype)
-    whole = make_step(g, 0.1, with_cost=False)
-    rows = [{"mode": "numpy, whole batch", "m": m, "chunks": 1,
-             "seconds": _median_time(lambda: whole(params, X, Y), repeats)}]
+
+    def timed(strategy):
+        with strategy.running():
+            return _median_time(lambda: strategy.step(params, 1, False), repeats)
+
+    whole = planner.build(planner.Plan("whole batch"), X, Y, params, g, 0.1, numpy, dtype)
+    rows = [{"mode": "numpy, whole batch", "m": m, "chunks": 1, "seconds": timed(whole)}]
     for k in chunk_counts:
         size = -(-m // k)
-        step = ChunkedStep(g, 0.1, size, backend=numpy, workers=numpy.default_workers)
-        with step.running():
-            rows.append({"mode": "numpy, chunked", "m": m, "chunks": k,
-                         "seconds": _median_time(lambda: step(params, X, Y), repeats)})
-        grads = DaskGradients(da.from_array(X, chunks=(-1, size)), da.from_array(Y, chunks=(-1, size)), g,
-                              dask_backend)
-        rows.append({"mode": "dask, threads", "m": m, "chunks": k,
-                     "seconds": _median_time(lambda: grads(params), repeats)})
+        chunked = planner.Plan("chunks", executor=planner.default_executor(numpy), chunk_size=size,
+                               workers=numpy.default_workers)
+        rows.append({"mode": "numpy, chunked", "m": m, "chunks": k,
+                     "seconds": timed(planner.build(chunked, X, Y, params, g, 0.1, numpy, dtype))})
+        on_dask = DaskFullBatch(da.from_array(X, chunks=(-1, size)), da.from_array(Y, chunks=(-1, size)),
+                                params, g, 0.1, dask_backend)
+        rows.append({"mode": "dask, threads", "m": m, "chunks": k, "seconds": timed(on_dask)})
     for r in rows:
         r.update(shape="-".join(map(str, shape)), examples_per_s=m / r["seconds"])
     return rows

@@ -36,7 +36,7 @@ def main(argv=None):
 
     from backprop_core.activations import get_activation
     from backprop_core.backends import Ready, get_backend
-    from backprop_core.chunked import ChunkedStep
+    from backprop_core import planner
     from backprop_core.initialization import initial_parameters_host
 
     backend = get_backend(a.backend, a.device)
@@ -46,11 +46,11 @@ def main(argv=None):
     g = get_activation("tanh")
     results = {}
 
-    def timed(step, Xs, Ys):
+    def timed(strategy):
         out = {}
 
         def once():
-            out.update(step(params, Xs, Ys)[0])
+            out.update(strategy.step(params, 1, False)[0])
             backend.synchronize(*out.values())
 
         seconds = statistics.median(repeat_times(once, a.repeats))
@@ -61,9 +61,11 @@ def main(argv=None):
     for mode, (stream, upload) in modes.items():
         if upload is not None:
             backend.upload = upload  # the plain copy, for comparison
-        step = ChunkedStep(g, 0.1, a.chunk_size, backend=backend, stream=stream)
+        plan = planner.Plan("streamed chunks" if stream else "chunks", chunk_size=a.chunk_size)
         Xs, Ys = (X, Y) if stream else (backend.asarray(X, "float32"), backend.asarray(Y, "float32"))
-        seconds, out = timed(step, Xs, Ys)
+        strategy = planner.build(plan, Xs, Ys, params, g, 0.1, backend, "float32")
+        with strategy.running():
+            seconds, out = timed(strategy)
         results[mode] = out
         print(json.dumps({"backend": a.backend, "device": str(backend.device), "shape": a.shape, "m": a.m,
                           "chunk_size": a.chunk_size, "mode": mode, "seconds": seconds,

@@ -66,44 +66,48 @@ def make_data(n0, n2, m, seed=0):
 
 
 class LibraryEntry:
-    """A backend of backprop-core: the library's own equations and step.
+    """A backend of backprop-core, run as its planner runs it.
 
-    ``name:chunked`` runs the full-batch step over cache-sized chunks of the
-    examples on every core (backprop_core.chunked), to the same parameters.
+    ``name`` is a backend (``numpy``: what a user gets by default: the planner's
+    choice for this m), or ``name:equations`` for the equations array by array
+    on the whole batch, with no planner (compiled by the backend where it can be:
+    jax.jit), to show what the planner's choice is worth.
     """
 
     def __init__(self, name, device, dtype, lr):
         from backprop_core.activations import get_activation
         from backprop_core.backends import get_backend
-        from backprop_core.training import compiled_steps
 
-        name, _, mode = name.partition(":")
+        name, _, self.mode = name.partition(":")
+        if self.mode not in ("", "equations"):
+            raise ValueError(f"unknown mode {self.mode!r} of entry {name!r}; use {name} or {name}:equations")
         self.backend = get_backend(name, device)
-        self.dtype, self.lr, self.chunked = dtype, lr, mode == "chunked"
-        self.g = g = get_activation("tanh")
-        self.step_fn, _, self.cost_fn = compiled_steps(self.backend, g, lr)
+        self.dtype, self.lr = dtype, lr
+        self.g = get_activation("tanh")
         self.running = None
+        self.plan = None
 
     def load(self, X, Y, params):
+        from backprop_core import planner
+
         self.X, self.Y = self.backend.asarray(X, self.dtype), self.backend.asarray(Y, self.dtype)
         self.params = self.backend.parameters_from_host(params, self.dtype)
         self.backend.synchronize(self.X)
-        if self.chunked:
-            from backprop_core.chunked import ChunkedStep, auto_chunk_size
-
-            n1, n0 = params["W1"].shape
-            size = auto_chunk_size(n0, n1, params["W2"].shape[0], np.dtype(self.dtype).itemsize)
-            chunked = ChunkedStep(self.g, self.lr, size, backend=self.backend, workers=self.backend.default_workers)
-            self.running = chunked.running()
-            self.running.__enter__()
-            self.step_fn = chunked
+        n1, n0 = params["W1"].shape
+        shape = (n0, n1, Y.shape[0], X.shape[1])
+        self.plan = planner.Plan("whole batch", reason="the equations array by array") if self.mode \
+            else planner.plan(self.backend, shape, self.dtype, self.g)
+        self.strategy = planner.build(self.plan, self.X, self.Y, self.params, self.g, self.lr, self.backend,
+                                      self.dtype)
+        self.running = self.strategy.running()
+        self.running.__enter__()
 
     def step(self):
-        self.params, _ = self.step_fn(self.params, self.X, self.Y)
+        self.params, _ = self.strategy.step(self.params, 1, False)
         self.backend.synchronize(*self.params.values())
 
     def cost(self):
-        return float(self.cost_fn(self.params, self.X, self.Y))
+        return float(self.strategy.cost(self.params))
 
     def host_params(self):
         return {k: self.backend.to_numpy(v).copy() for k, v in self.params.items()}
@@ -114,11 +118,14 @@ class LibraryEntry:
     def device_info(self):
         return str(self.backend.device), bool(self.backend.on_gpu)
 
+    def describe(self):
+        return {"plan": str(self.plan)} if self.plan is not None else {}
+
     def release(self):
         if self.running is not None:
             self.running.__exit__(None, None, None)
             self.running = None
-        self.X = self.Y = self.params = None
+        self.X = self.Y = self.params = self.strategy = None
 
 
 class DaskEntry:
@@ -134,24 +141,22 @@ class DaskEntry:
     def load(self, X, Y, params):
         import dask.array as da
 
-        from backprop_core.chunked import auto_chunk_size
-        from backprop_core.distributed import DaskGradients
+        from backprop_core.dask_training import DaskFullBatch
+        from backprop_core.planner import chunk_size_for_bytes
 
         n1, n0 = params["W1"].shape
-        size = 4 * auto_chunk_size(n0, n1, Y.shape[0], np.dtype(self.dtype).itemsize)
+        size = chunk_size_for_bytes(n0, n1, Y.shape[0], np.dtype(self.dtype).itemsize, 32 << 20)
         Xd = da.from_array(X.astype(self.dtype), chunks=(-1, size))
         Yd = da.from_array(Y.astype(self.dtype), chunks=(-1, size))
-        self.grads = DaskGradients(Xd, Yd, self.g, self.backend)
         self.params = self.backend.parameters_from_host(params, self.dtype)
+        self.strategy = DaskFullBatch(Xd, Yd, self.params, self.g, self.lr, self.backend)
+        self.chunk_size = size
 
     def step(self):
-        from backprop_core.parameters import updated
-
-        *grads, _ = self.grads(self.params)
-        self.params = updated(self.params, grads, self.lr)
+        self.params, _ = self.strategy.step(self.params, 1, False)
 
     def cost(self):
-        return float(self.grads(self.params, with_cost=True)[4])
+        return float(self.strategy.cost(self.params))
 
     def host_params(self):
         return {k: np.array(v) for k, v in self.params.items()}
@@ -162,8 +167,11 @@ class DaskEntry:
     def device_info(self):
         return f"dask ({self.backend.device})", False
 
+    def describe(self):
+        return {"plan": f"dask, chunks of {self.chunk_size:,}"}
+
     def release(self):
-        self.grads = self.params = None
+        self.strategy = self.params = None
 
 
 class TorchNNEntry:
@@ -298,12 +306,13 @@ def measure(entry, n0, n1, n2, m, dtype, repeats, warmup):
     before, cost_before = entry.host_params(), entry.cost()
     times = repeat_times(entry.step, repeats, warmup=0)  # each step ends with a synchronise
     after, cost_after = entry.host_params(), entry.cost()
+    described = entry.describe() if hasattr(entry, "describe") else {}
     entry.release()
     median = statistics.median(times)
     return {"m": m, "step_median_s": median, "step_min_s": min(times), "step_max_s": max(times),
             "examples_per_s": m / median, "transfer_s": transfer_s, "repeats": repeats,
             "cost_before": cost_before, "cost_after": cost_after,
-            "trained": trained(before, after, cost_before, cost_after)}
+            "trained": trained(before, after, cost_before, cost_after), **described}
 
 
 def main(argv=None):

@@ -93,6 +93,22 @@ def tolerance(dtype_name: str) -> dict:
     return {"rtol": 1e-9, "atol": 1e-12} if "64" in dtype_name else {"rtol": 2e-3, "atol": 2e-5}
 
 
+def assert_close(actual, expected, backend, dtype: str | None = None, *, err_msg="", **tol):
+    """``actual`` is an array of ``backend``'s library, on its device, of ``dtype`` and of
+    ``expected``'s shape, with ``expected``'s values within a tolerance set by the dtype
+    (``tol`` overrides it).  Each check fails with its own message.
+    """
+    dtype = dtype or backend.default_dtype
+    where = f"{err_msg}: " if err_msg else ""
+    assert backend.owns(actual), f"{where}a {type(actual).__name__}, not an array of {backend.name}"
+    assert backend.device_of(actual) == backend.device, \
+        f"{where}on device {backend.device_of(actual)}, not {backend.device}"
+    assert actual.dtype == backend.dtype(dtype), f"{where}dtype {actual.dtype}, not {dtype}"
+    expected = np.asarray(expected)
+    assert tuple(actual.shape) == expected.shape, f"{where}shape {tuple(actual.shape)}, not {expected.shape}"
+    np.testing.assert_allclose(backend.to_numpy(actual), expected, **(tol or tolerance(dtype)), err_msg=err_msg)
+
+
 @pytest.fixture(scope="session")
 def flower_data():
     return flower()

@@ -84,7 +84,7 @@ def test_estimator_takes_dask_arrays_and_answers_in_dask(cluster, flower_data):
     model = bc.BackpropClassifier(num_iterations=300).fit(Xd, yd)
     plain = bc.BackpropClassifier(num_iterations=300).fit(X.T, Y[0])
     np.testing.assert_allclose(model.parameters_["W1"], plain.parameters_["W1"], rtol=1e-9)
-    assert model._backend.name == "dask"
+    assert model.backend_.name == "dask" and model.plan_.mode == "dask"
     pred = model.predict(Xd)
     assert hasattr(pred, "dask")  # still lazy, in the caller's library
     np.testing.assert_array_equal(pred.compute(), plain.predict(X.T))

@@ -9,8 +9,9 @@ from hypothesis import strategies as st
 from backprop_core import equations
 from backprop_core.activations import ACTIVATIONS, get_activation
 from backprop_core.backends import get_backend
-from backprop_core.chunked import ChunkedStep
+from backprop_core.chunked import ChunkedGradients
 from backprop_core.initialization import initial_parameters_host
+from backprop_core.strategies import equations_gradients
 
 shapes = st.tuples(st.integers(1, 4), st.integers(1, 6), st.integers(1, 3), st.integers(1, 60))
 
@@ -26,9 +27,11 @@ def test_chunks_sum_to_the_whole_batch(shape, chunk, workers, activation, seed):
     p = initial_parameters_host(n0, n1, n2, "xavier", seed)
     g = get_activation(activation)
     whole = equations.gradients(X, Y, p["W1"], p["b1"], p["W2"], p["b2"], g, with_cost=True)
-    step = ChunkedStep(g, 0.1, chunk, backend=get_backend("numpy"), workers=workers)
-    with step.running():
-        parts = step.gradients(p, X, Y, with_cost=True)
+    backend = get_backend("numpy")
+    chunked = ChunkedGradients(equations_gradients(backend, g), chunk, backend=backend, dtype="float64",
+                               workers=workers)
+    with chunked.running():
+        parts = chunked(p, X, Y, with_cost=True)
     for a, b in zip(whole, parts):
         np.testing.assert_allclose(b, a, rtol=1e-10, atol=1e-13)
 

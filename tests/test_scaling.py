@@ -1,4 +1,4 @@
-"""Chunked full batch, mini-batches and Dask: the same equations, the same parameters."""
+"""Chunked full batch, streamed chunks and mini-batches: the same equations, the same parameters."""
 
 from __future__ import annotations
 
@@ -6,14 +6,11 @@ import numpy as np
 import pytest
 
 import backprop_core as bc
-from backprop_core.activations import get_activation
 from backprop_core.backends import get_backend
 from backprop_core.backends.numpy_backend import NumpyBackend
-from backprop_core.chunked import auto_chunk_size, chunk_bounds
-from backprop_core.training import train_minibatch
+from backprop_core.chunked import chunk_bounds
 
-from conftest import train_problem as _train
-from conftest import tolerance
+from conftest import assert_close, train_problem as _train
 
 
 @pytest.mark.parametrize("chunk_size, workers, stream", [(1000, 1, False), (777, 2, False), (4096, 3, False),
@@ -21,34 +18,30 @@ from conftest import tolerance
 def test_chunked_matches_all_at_once(backend, problem, chunk_size, workers, stream):
     X, Y, p = problem
     dtype = backend.default_dtype
-    whole = _train(backend, X, Y, p, dtype)
+    whole = _train(backend, X, Y, p, dtype, chunk_size=None)
     chunked = _train(backend, X, Y, p, dtype, chunk_size=chunk_size, workers=workers, stream=stream)
     tol = {"rtol": 1e-10, "atol": 1e-13} if dtype == "float64" else {"rtol": 1e-4, "atol": 1e-6}
     for k in whole.parameters:
-        np.testing.assert_allclose(backend.to_numpy(chunked.parameters[k]), backend.to_numpy(whole.parameters[k]),
-                                   **tol, err_msg=k)
-        assert backend.owns(chunked.parameters[k])
+        assert_close(chunked.parameters[k], backend.to_numpy(whole.parameters[k]), backend, dtype,
+                     err_msg=k, **tol)
     np.testing.assert_allclose([J for _, J in chunked.history], [J for _, J in whole.history], **tol)
 
 
-def test_chunk_bounds_and_auto_size():
+def test_chunk_bounds_cover_the_examples_once():
     assert chunk_bounds(10, 4) == [(0, 4), (4, 8), (8, 10)]
-    with pytest.raises(ValueError, match="chunk_size must be a positive integer"):
+    assert chunk_bounds(8, 4) == [(0, 4), (4, 8)]
+    with pytest.raises(bc.InvalidInputError, match="chunk_size must be a positive integer"):
         chunk_bounds(10, 0)
-    sizes = [auto_chunk_size(*shape, 4) for shape in ((2, 4, 1), (64, 64, 1), (784, 512, 1))]
-    assert sizes == sorted(sizes, reverse=True)  # wider networks, smaller chunks
-    assert all(s & (s - 1) == 0 for s in sizes)
 
 
-def test_estimator_chunks_large_data_on_numpy_by_default_to_the_same_parameters():
+def test_the_estimator_chunks_large_data_on_numpy_to_the_same_parameters():
     rng = np.random.default_rng(2)
     X = rng.standard_normal((300_000, 2)).astype(np.float32)
     y = (X[:, 0] * X[:, 1] > 0).astype(np.float32)
-    auto = bc.BackpropClassifier(num_iterations=5, dtype="float32")
-    assert auto._chunking(get_backend("numpy"), (2, 300_000), False, "float32")[0] is not None
-    assert auto._chunking(get_backend("numpy"), (2, 400), False, "float32")[0] is None  # the flower: whole
-    auto.fit(X, y)
+    auto = bc.BackpropClassifier(num_iterations=5, dtype="float32").fit(X, y)
+    assert auto.plan_.mode == "chunks" and auto.plan_.chunk_size < 300_000
     plain = bc.BackpropClassifier(num_iterations=5, dtype="float32", chunk_size=None).fit(X, y)
+    assert plain.plan_.mode == "whole batch"
     for k in plain.parameters_:
         np.testing.assert_allclose(auto.parameters_[k], plain.parameters_[k], rtol=1e-4, atol=1e-6)
 
@@ -89,14 +82,38 @@ def test_minibatch_reaches_the_lecture_accuracy_and_is_reproducible(flower_data)
 def test_minibatch_is_the_same_on_every_backend(backend, flower_data):
     X, Y = flower_data
     dtype = backend.default_dtype
-    runs = []
-    for be in (get_backend("numpy"), backend):
-        p = be.parameters_from_host(bc.initialize_parameters(2, 4, 1, seed=0), dtype)
-        r = train_minibatch(be.asarray(X, dtype), be.asarray(Y, dtype), p, activation=get_activation("tanh"),
-                            learning_rate=0.5, epochs=3, batch_size=50, backend=be, seed=7)
-        runs.append({k: be.to_numpy(v) for k, v in r.parameters.items()})
-    for k in runs[0]:
-        np.testing.assert_allclose(runs[1][k], runs[0][k], **tolerance(dtype))
+    runs = [bc.train(be.asarray(X, dtype), be.asarray(Y, dtype),
+                     be.parameters_from_host(bc.initialize_parameters(2, 4, 1, seed=0), dtype),
+                     activation=bc.get_activation("tanh"), learning_rate=0.5, num_iterations=1, backend=be,
+                     batch_size=50, epochs=3, seed=7)
+            for be in (get_backend("numpy"), backend)]
+    assert runs[1].n_iter == 3 * 8
+    for k in runs[0].parameters:
+        assert_close(runs[1].parameters[k], runs[0].parameters[k], backend, dtype, err_msg=k)
+
+
+class _SmallSteps(NumpyBackend):
+    """A device whose steps fail for more than 500 numbers of data, as a full GPU would."""
+
+    name = "small-steps"
+
+    def compile(self, fn):
+        def guarded(params, X, Y):
+            if np.size(X) > 500:
+                raise MemoryError(f"cannot allocate for {np.size(X)} numbers")
+            return fn(params, X, Y)
+
+        return guarded
+
+
+def test_a_minibatch_that_does_not_fit_is_named_and_parameters_are_kept(flower_data):
+    X, Y = flower_data
+    start = bc.initialize_parameters(2, 4, 1)
+    with pytest.raises(bc.DeviceMemoryError, match="smaller batch_size than 300") as info:
+        bc.train(X, Y, start, activation=bc.get_activation("tanh"), learning_rate=0.5, num_iterations=1,
+                 backend=_SmallSteps(), batch_size=300, epochs=2)  # 600 numbers per batch
+    assert info.value.iteration == 0
+    np.testing.assert_array_equal(info.value.parameters["W1"], start["W1"])
 
 
 class _RecordingUploads(NumpyBackend):
@@ -124,7 +141,7 @@ def test_streaming_starts_the_next_upload_before_the_current_chunk_is_used(probl
     X, Y, p = problem
     backend = _RecordingUploads()
     streamed = _train(backend, X, Y, p, "float64", chunk_size=1000, stream=True)
-    whole = _train(get_backend("numpy"), X, Y, p, "float64")
+    whole = _train(get_backend("numpy"), X, Y, p, "float64", chunk_size=None)
     np.testing.assert_allclose(streamed.parameters["W1"], whole.parameters["W1"], rtol=1e-10)
     # X and Y of chunk 0 start, then X and Y of chunk 1, and only then is chunk 0 used.
     assert backend.log[:6] == ["start", "start", "start", "start", "use", "use"]

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 import backprop_core as bc
-from backprop_core import training
 from backprop_core.activations import get_activation
 from backprop_core.backends import get_backend
 
@@ -48,46 +47,32 @@ def test_estimator_keeps_last_finite_parameters_after_divergence(flower_data):
     assert np.all(np.isfinite(model.predict_proba(X.T)))
 
 
-def _interrupt_during(monkeypatch, n):
-    """Make Ctrl-C arrive during the n-th iteration."""
-    real_step = training.make_step
-    calls = {"n": 0}
+def _ctrl_c_at(iteration):
+    """A cost-read callback that presses Ctrl-C when the loop reads the cost of ``iteration``."""
 
-    def make_step(g, lr, with_cost):
-        inner = real_step(g, lr, with_cost)
+    def callback(i, cost):
+        if i == iteration:
+            raise KeyboardInterrupt
 
-        def step(params, X, Y):
-            calls["n"] += 1
-            if calls["n"] == n:
-                raise KeyboardInterrupt
-            return inner(params, X, Y)
-
-        return step
-
-    monkeypatch.setattr(training, "make_step", make_step)
-    return real_step
+    return callback
 
 
-def test_interrupt_keeps_parameters_of_last_completed_iteration(flower_data, monkeypatch):
+def test_interrupt_keeps_parameters_of_last_completed_iteration(flower_data):
     backend, X, Y, p = _setup(flower_data)
-    real_step = _interrupt_during(monkeypatch, 31)
+    run = dict(activation=get_activation("tanh"), learning_rate=1.2, backend=backend, cost_every=10)
     with pytest.raises(bc.TrainingInterrupted) as info:
-        bc.train(X, Y, p, activation=get_activation("tanh"), learning_rate=1.2,
-                 num_iterations=100, backend=backend, cost_every=10)
+        bc.train(X, Y, p, num_iterations=100, callback=_ctrl_c_at(30), **run)
     assert info.value.iteration == 30
-    monkeypatch.setattr(training, "make_step", real_step)
-    expected = bc.train(X, Y, p, activation=get_activation("tanh"), learning_rate=1.2,
-                        num_iterations=30, backend=backend, cost_every=10).parameters
+    expected = bc.train(X, Y, p, num_iterations=30, **run).parameters
     for k in expected:
         np.testing.assert_array_equal(info.value.parameters[k], expected[k])
 
 
-def test_estimator_keeps_parameters_when_interrupted(flower_data, monkeypatch):
+def test_estimator_keeps_parameters_when_interrupted(flower_data):
     X, Y = flower_data
-    _interrupt_during(monkeypatch, 11)
-    model = bc.BackpropClassifier(num_iterations=1000)
+    model = bc.BackpropClassifier(num_iterations=1000, cost_every=10)
     with pytest.raises(KeyboardInterrupt):
-        model.fit(X.T, Y[0])
+        model.fit(X.T, Y[0], callback=_ctrl_c_at(10))
     assert model.n_iter_ == 10
     assert model.predict(X.T).shape == (400,)
 

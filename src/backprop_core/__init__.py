@@ -13,7 +13,15 @@ from .backends import (
     register_backend,
     unregister_backend,
 )
-from .errors import DeviceMemoryError, DistributedTrainingError, TrainingDivergedError, TrainingInterrupted
+from .errors import (
+    BackpropCoreError,
+    DeviceMemoryError,
+    DistributedTrainingError,
+    InvalidInputError,
+    InvalidTypeError,
+    TrainingDivergedError,
+    TrainingInterrupted,
+)
 from .estimator import BackpropClassifier, NotFittedError
 from .functional import (
     backward_propagation,
@@ -25,14 +33,17 @@ from .functional import (
     predict,
     update_parameters,
 )
-from .training import TrainResult, train
+from .loop import TrainResult
+from .planner import Plan
+from .training import train
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "ACTIVATIONS", "Activation", "DeviceMemoryError", "DistributedTrainingError", "Backend", "BackendUnavailableError", "BackpropClassifier",
-    "NotFittedError", "TrainResult", "TrainingDivergedError", "TrainingInterrupted",
-    "backend_names", "backward_propagation", "compute_cost", "forward_propagation",
-    "get_activation", "get_backend", "initialize_parameters", "layer_sizes", "nn_model",
-    "predict", "register_backend", "train", "unregister_backend", "update_parameters",
+    "ACTIVATIONS", "Activation", "Backend", "BackendUnavailableError", "BackpropClassifier",
+    "BackpropCoreError", "DeviceMemoryError", "DistributedTrainingError", "InvalidInputError",
+    "InvalidTypeError", "NotFittedError", "Plan", "TrainResult", "TrainingDivergedError",
+    "TrainingInterrupted", "backend_names", "backward_propagation", "compute_cost",
+    "forward_propagation", "get_activation", "get_backend", "initialize_parameters", "layer_sizes",
+    "nn_model", "predict", "register_backend", "train", "unregister_backend", "update_parameters",
 ]

@@ -17,6 +17,8 @@ from typing import Callable
 
 from array_api_compat import array_namespace
 
+from .errors import InvalidInputError
+
 
 @dataclass(frozen=True)
 class Activation:
@@ -99,6 +101,6 @@ def get_activation(activation: str | Activation) -> Activation:
     try:
         return ACTIVATIONS[activation]
     except (KeyError, TypeError):
-        raise ValueError(
+        raise InvalidInputError(
             f"unknown activation {activation!r}; choose one of {sorted(ACTIVATIONS)}"
         ) from None

@@ -10,8 +10,8 @@ import time
 import numpy as np
 
 from .activations import ACTIVATIONS
-from .backends import BackendUnavailableError, backend_names, make_backend
-from .errors import DeviceMemoryError, DistributedTrainingError, TrainingDivergedError, TrainingInterrupted
+from .backends import backend_names, make_backend
+from .errors import BackpropCoreError
 
 EXAMPLES = {
     "train": """examples:
@@ -32,7 +32,7 @@ EXAMPLES = {
 }
 
 
-class UserError(Exception):
+class UserError(BackpropCoreError):
     """A mistake in what the user asked for: one line, no traceback."""
 
 
@@ -189,7 +189,7 @@ def cmd_train(args) -> int:
                "activation": args.activation, "learning_rate": args.lr, "iterations": model.n_iter_,
                "accuracy": model.score(X, y), "final_cost": model.cost_history_[-1][1],
                "seconds": elapsed, "examples_per_second": X.shape[0] * model.n_iter_ / elapsed,
-               "backend": args.backend, "device": str(model._backend.device), "dtype": model.dtype_}
+               "backend": args.backend, "device": str(model.backend_.device), "dtype": model.dtype_}
     if args.save:
         model.save(args.save)
         summary["saved"] = args.save
@@ -304,13 +304,12 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)
-    except (UserError, ValueError, TypeError, ImportError, BackendUnavailableError, TrainingDivergedError,
-            DeviceMemoryError, DistributedTrainingError, FileNotFoundError) as exc:
-        print(f"backprop-core: error: {exc}", file=sys.stderr)
-        return 2
-    except (KeyboardInterrupt, TrainingInterrupted):
+    except KeyboardInterrupt:  # TrainingInterrupted too
         print("backprop-core: interrupted", file=sys.stderr)
         return 130
+    except (BackpropCoreError, OSError) as exc:  # the user's mistakes and the system's refusals; a bug gets a traceback
+        print(f"backprop-core: error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import DataFileError
+
 
 def load_table(path, target: str | None = None):
     """Returns ``(X, y)`` with samples as rows: X (m, n) float64, y (m,) or None.
@@ -24,7 +26,7 @@ def load_table(path, target: str | None = None):
     if suffix == ".npz":
         with np.load(path, allow_pickle=False) as data:
             if "X" not in data.files:
-                raise ValueError(f"{path} has no array named 'X' (it has {data.files})")
+                raise DataFileError(f"{path} has no array named 'X' (it has {data.files})")
             X = data["X"]
             y = data["y"] if "y" in data.files else None
         return _check(X, y, path)
@@ -41,21 +43,21 @@ def _load_csv(path, target):
     with open(path, newline="") as f:
         rows = [r for r in csv.reader(f) if r and any(c.strip() for c in r)]
     if not rows:
-        raise ValueError(f"{path} is empty")
+        raise DataFileError(f"{path} is empty")
     header = None
     if any(not _is_number(c) for c in rows[0]):
         header, rows = [c.strip() for c in rows[0]], rows[1:]
     if not rows:
-        raise ValueError(f"{path} has a header but no data rows")
+        raise DataFileError(f"{path} has a header but no data rows")
     width = len(header) if header else len(rows[0])
     for i, r in enumerate(rows):
         if len(r) != width:
-            raise ValueError(f"{path}: row {i + 1 + bool(header)} has {len(r)} cells, expected {width} (ragged rows)")
+            raise DataFileError(f"{path}: row {i + 1 + bool(header)} has {len(r)} cells, expected {width} (ragged rows)")
     try:
         A = np.array([[float(c) for c in r] for r in rows])
     except ValueError:
         bad = next((i, c) for i, r in enumerate(rows) for c in r if not _is_number(c))
-        raise ValueError(f"{path}: row {bad[0] + 1 + bool(header)} has a non-numeric cell {bad[1]!r}") from None
+        raise DataFileError(f"{path}: row {bad[0] + 1 + bool(header)} has a non-numeric cell {bad[1]!r}") from None
     if target is None:
         return _check(A, None, path)
     col = _column_index(target, width, header, path)
@@ -69,19 +71,19 @@ def _column_index(target, width, header, path):
         col = int(target)
     except (TypeError, ValueError):
         names = f"; columns are {header}" if header else " (the file has no header row)"
-        raise ValueError(f"{path} has no target column {target!r}{names}") from None
+        raise DataFileError(f"{path} has no target column {target!r}{names}") from None
     if not -width <= col < width:
-        raise ValueError(f"{path} has {width} columns; there is no column {target!r}")
+        raise DataFileError(f"{path} has {width} columns; there is no column {target!r}")
     return col % width
 
 
 def _check(X, y, path):
     if X.ndim != 2 or X.shape[0] == 0 or X.shape[1] == 0:
-        raise ValueError(f"{path}: features must form a non-empty 2-D table, got shape {X.shape}")
+        raise DataFileError(f"{path}: features must form a non-empty 2-D table, got shape {X.shape}")
     if y is not None:
         y = np.asarray(y).reshape(-1) if np.asarray(y).ndim <= 1 else np.asarray(y)
         if not np.all(np.isin(y, (0, 1))):
-            raise ValueError(f"{path}: labels must be 0 or 1; found {sorted(set(np.unique(y).tolist()))[:5]}")
+            raise DataFileError(f"{path}: labels must be 0 or 1; found {sorted(set(np.unique(y).tolist()))[:5]}")
     return X.astype(np.float64), y
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .errors import InvalidInputError
+
 
 def flower(m: int = 400, petals: float = 4.0, noise: float = 0.2, seed=1):
     """The lecture's two-class "flower": X (2, m) float64, Y (1, m) uint8.
@@ -12,7 +14,7 @@ def flower(m: int = 400, petals: float = 4.0, noise: float = 0.2, seed=1):
     r = a sin(4 t) + noise, point = (r sin t, r cos t), label j.
     """
     if m < 2 or m % 2:
-        raise ValueError(f"flower needs an even number of points m >= 2, got {m!r}")
+        raise InvalidInputError(f"flower needs an even number of points m >= 2, got {m!r}")
     rng = np.random.default_rng(seed)
     N = m // 2
     X = np.zeros((m, 2))
@@ -67,7 +69,7 @@ def gaussian_quantiles(m: int = 200, cov: float = 0.5, seed=1):
 
 def _rng(m, seed):
     if isinstance(m, bool) or not isinstance(m, (int, np.integer)) or m < 2:
-        raise ValueError(f"a dataset needs m >= 2 points, got {m!r}")
+        raise InvalidInputError(f"a dataset needs m >= 2 points, got {m!r}")
     return np.random.default_rng(seed)
 
 
@@ -81,7 +83,7 @@ def synthetic(n0: int, m: int, *, backend="numpy", device=None, dtype=None, seed
     from .backends import get_backend
 
     if isinstance(n0, bool) or not isinstance(n0, (int, np.integer)) or n0 < 1:
-        raise ValueError(f"n0 must be a positive integer, got {n0!r}")
+        raise InvalidInputError(f"n0 must be a positive integer, got {n0!r}")
     _rng(m, seed)
     backend = get_backend(backend, device)
     dtype = dtype or backend.default_dtype

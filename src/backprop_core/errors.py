@@ -22,6 +22,10 @@ class InvalidTypeError(BackpropCoreError, TypeError):
     """An argument of a kind that cannot be used (complex data, arrays of two libraries, ...)."""
 
 
+class MissingDependencyError(BackpropCoreError, ImportError):
+    """An optional library this feature needs is not installed; the message says what to install."""
+
+
 class ModelFileError(InvalidInputError):
     """A model file that cannot be loaded; the message names the file and what is wrong."""
 

@@ -13,20 +13,18 @@ import inspect
 import numpy as np
 from array_api_compat import array_namespace
 
-from . import equations
+from . import equations, training
 from .activations import get_activation
 from .backends import backend_for_array, get_backend
-from .errors import DeviceMemoryError, DistributedTrainingError, TrainingDivergedError, TrainingInterrupted
-from .functional import prepare_data
-from .initialization import INITS, initial_parameters_host
+from .errors import BackpropCoreError, DeviceMemoryError, DistributedTrainingError, InvalidInputError, TrainingDivergedError
+from .errors import TrainingInterrupted
+from .initialization import INITS
 from .parameters import unpack
 from .persistence import load_parameters, save_parameters
-from .chunked import auto_chunk_size, working_bytes_per_example
-from .training import train, train_minibatch
-from .validation import as_array, check_finite, check_positive, check_same_place, to_backend
+from .validation import as_array, check_finite, check_same_place, holds, to_backend
 
 
-class NotFittedError(ValueError, AttributeError):
+class NotFittedError(BackpropCoreError, ValueError, AttributeError):
     """The estimator was used before ``fit``."""
 
 
@@ -61,7 +59,9 @@ class BackpropClassifier:
     ``dask`` backend), with the parameters on the client.
 
     Fitted attributes: ``parameters_`` (on the training device), ``cost_history_``
-    (list of (iteration, cost)), ``n_iter_``, ``n_features_in_``, ``n_outputs_``.
+    (list of (iteration, cost)), ``n_iter_``, ``n_features_in_``, ``n_outputs_``,
+    ``dtype_``, ``backend_`` (the adapter it trained on) and ``plan_`` (how the
+    planner ran the fit: mode, chunk size, threads, and why).
     """
 
     def __init__(self, hidden_units=4, activation="tanh", learning_rate=1.2, num_iterations=10000,
@@ -91,7 +91,7 @@ class BackpropClassifier:
         valid = self.get_params()
         for name, value in params.items():
             if name not in valid:
-                raise ValueError(f"invalid parameter {name!r} for {type(self).__name__}; valid: {sorted(valid)}")
+                raise InvalidInputError(f"invalid parameter {name!r} for {type(self).__name__}; valid: {sorted(valid)}")
             setattr(self, name, value)
         return self
 
@@ -112,22 +112,9 @@ class BackpropClassifier:
 
     # -- training --------------------------------------------------------------------
     def _check_hyperparameters(self):
-        check_positive(self.hidden_units, "hidden_units", integer=True)
-        check_positive(self.learning_rate, "learning_rate")
-        check_positive(self.num_iterations, "num_iterations", integer=True)
-        check_positive(self.cost_every, "cost_every", integer=True)
-        for name in ("batch_size", "epochs", "workers"):
-            if getattr(self, name) is not None:
-                check_positive(getattr(self, name), name, integer=True)
-        if self.chunk_size not in (None, "auto"):
-            check_positive(self.chunk_size, "chunk_size (or 'auto' or None)", integer=True)
-        if self.stream not in (True, False, "auto"):
-            raise ValueError(f"stream must be True, False or 'auto', got {self.stream!r}")
         if self.init not in INITS:
-            raise ValueError(f"unknown init {self.init!r}; choose one of {list(INITS)}")
-        if self.dtype not in (None, "float32", "float64"):
-            raise ValueError(f"dtype must be 'float32', 'float64' or None, got {self.dtype!r}")
-        return get_activation(self.activation), get_backend(self.backend, self.device)
+            raise InvalidInputError(f"unknown init {self.init!r}; choose one of {list(INITS)}")
+        return get_activation(self.activation)
 
     def fit(self, X, y, *, callback=None):
         """Train on X (m, n_features) and y (m,) or (m, n_outputs) of 0/1 labels.
@@ -139,78 +126,45 @@ class BackpropClassifier:
         interrupted, the model keeps the last good parameters and the error is
         raised.
         """
-        g, backend = self._check_hyperparameters()
+        g = self._check_hyperparameters()
         X, y = as_array(X, "X"), as_array(y, "y")
         check_same_place({"X": X, "y": y})
         if X.ndim != 2:
-            raise ValueError(f"X must be 2-D, shape (n_samples, n_features); got shape {tuple(X.shape)}")
+            raise InvalidInputError(f"X must be 2-D, shape (n_samples, n_features); got shape {tuple(X.shape)}")
         if y.ndim not in (1, 2):
-            raise ValueError(f"y must be 1-D (n_samples,) or 2-D (n_samples, n_outputs); got shape {tuple(y.shape)}")
+            raise InvalidInputError(
+                f"y must be 1-D (n_samples,) or 2-D (n_samples, n_outputs); got shape {tuple(y.shape)}")
         if y.shape[0] != X.shape[0]:
-            raise ValueError(f"X has {X.shape[0]} samples but y has {y.shape[0]}; they must match")
-        source = backend_for_array(X)
-        if source.distributed and not backend.distributed:
-            backend = source  # a Dask array trains where its chunks are
-        backend = backend.for_data(X)
-        Xc, Yc = _columns(X), _columns(y)
-        stream = self._streams(Xc, Yc, backend)
-        Xd, Yd, dtype = prepare_data(Xc, Yc, get_backend("numpy") if stream else backend,
-                                     self.dtype or backend.default_dtype)
-        n0, n2 = Xd.shape[0], Yd.shape[0]
-        host = initial_parameters_host(n0, self.hidden_units, n2, self.init, self.seed)
-        params = backend.parameters_from_host(host, dtype)
+            raise InvalidInputError(f"X has {X.shape[0]} samples but y has {y.shape[0]}; they must match")
+        started = {}
+
+        def record(plan, backend, dtype):
+            started.update(plan=plan, backend=backend, dtype=dtype)
+
         try:
-            if self.batch_size is not None:
-                if stream:
-                    raise ValueError("mini-batch training needs the data on the device; they do not fit: "
-                                     "use full batch (batch_size=None), which streams chunks")
-                result = train_minibatch(Xd, Yd, params, activation=g, learning_rate=self.learning_rate,
-                                         epochs=self.epochs or 10, batch_size=self.batch_size,
-                                         backend=backend, seed=self.seed, cost_every=self.cost_every,
-                                         callback=callback)
-            else:
-                chunk_size, workers = self._chunking(backend, Xd.shape, stream, dtype, n2)
-                result = train(Xd, Yd, params, activation=g, learning_rate=self.learning_rate,
-                               num_iterations=self.num_iterations, backend=backend,
-                               cost_every=self.cost_every, callback=callback,
-                               chunk_size=chunk_size, workers=workers, stream=stream)
+            done = training.fit(
+                _columns(X), _columns(y), hidden_units=self.hidden_units, activation=g,
+                learning_rate=self.learning_rate, num_iterations=self.num_iterations,
+                backend=self.backend, device=self.device, dtype=self.dtype, init=self.init, seed=self.seed,
+                cost_every=self.cost_every, callback=callback, chunk_size=self.chunk_size,
+                workers=self.workers, stream=self.stream, batch_size=self.batch_size, epochs=self.epochs,
+                on_plan=record)
         except (TrainingDivergedError, TrainingInterrupted, DeviceMemoryError, DistributedTrainingError) as exc:
-            self._set_fitted(exc.parameters, exc.history, exc.iteration, backend, dtype, y.ndim)
+            self._set_fitted(exc.parameters, exc.history, exc.iteration, y.ndim, **started)
             raise
-        self._set_fitted(result.parameters, result.history, result.n_iter, backend, dtype, y.ndim)
+        self._set_fitted(done.result.parameters, done.result.history, done.result.n_iter, y.ndim,
+                         plan=done.plan, backend=done.backend, dtype=done.dtype)
         return self
 
-    def _streams(self, Xc, Yc, backend) -> bool:
-        """Stream host data through the device in chunks? Only NumPy input can be streamed."""
-        if self.stream is False or backend.distributed or not isinstance(Xc, np.ndarray):
-            return False
-        if self.stream is True:
-            return True
-        if not backend.on_gpu:
-            return False
-        free = backend.free_memory()
-        itemsize = np.dtype(self.dtype or backend.default_dtype).itemsize
-        need = Xc.shape[1] * working_bytes_per_example(Xc.shape[0], self.hidden_units, Yc.shape[0], itemsize)
-        return free is not None and need > 0.5 * free
-
-    def _chunking(self, backend, shape, stream, dtype, n2=1):
-        """(chunk_size or None, workers) for a full-batch fit on X of ``shape`` (n0, m)."""
-        n0, m = shape
-        size = self.chunk_size
-        if size == "auto":
-            size = auto_chunk_size(n0, self.hidden_units, n2, np.dtype(dtype).itemsize)
-            if not (stream or (backend.chunks_by_default and m >= 2 * size)):
-                size = None
-        return size, self.workers or backend.default_workers
-
-    def _set_fitted(self, parameters, history, n_iter, backend, dtype, y_ndim):
+    def _set_fitted(self, parameters, history, n_iter, y_ndim, *, plan, backend, dtype):
         self.parameters_ = parameters
         self.cost_history_ = list(history)
         self.n_iter_ = n_iter
         self.n_features_in_ = parameters["W1"].shape[1]
         self.n_outputs_ = parameters["W2"].shape[0]
         self.dtype_ = dtype
-        self._backend = backend
+        self.backend_ = backend
+        self.plan_ = plan
         self._y_ndim = y_ndim
 
     # -- prediction ------------------------------------------------------------------
@@ -223,22 +177,20 @@ class BackpropClassifier:
         self._check_fitted()
         X = as_array(X, "X")
         if X.ndim != 2:
-            raise ValueError(f"X must be 2-D, shape (n_samples, n_features); got shape {tuple(X.shape)}")
+            raise InvalidInputError(f"X must be 2-D, shape (n_samples, n_features); got shape {tuple(X.shape)}")
         if X.shape[1] != self.n_features_in_:
-            raise ValueError(f"X has {X.shape[1]} features but the model was trained on {self.n_features_in_}")
+            raise InvalidInputError(f"X has {X.shape[1]} features but the model was trained on {self.n_features_in_}")
         if X.shape[0] == 0:
-            raise ValueError("X is empty (0 samples)")
-        caller = backend_for_array(X)
-        backend = self._backend
+            raise InvalidInputError("X is empty (0 samples)")
+        backend = self.backend_
         Xd = to_backend(_columns(X), backend, self.dtype_, "X")
         check_finite(Xd, backend.xp, "X")
-        p = self.parameters_
         with backend.context():
-            _, _, _, A2 = equations.forward(Xd, *unpack(p), get_activation(self.activation))
+            _, _, _, A2 = equations.forward(Xd, *unpack(self.parameters_), get_activation(self.activation))
         A2 = A2.T
-        if type(caller) is type(backend) and str(caller.device) == str(backend.device):
+        if holds(backend, X):
             return A2
-        return caller.asarray(backend.to_numpy(A2), self.dtype_)
+        return backend_for_array(X).asarray(backend.to_numpy(A2), self.dtype_)
 
     def predict_proba(self, X):
         """Probabilities: (m, 2) columns [P(0), P(1)] for a 1-D y, else (m, n_outputs) of P(1)."""
@@ -262,7 +214,7 @@ class BackpropClassifier:
         pred_host = backend_for_array(pred).to_numpy(pred)
         y_host = np.asarray(backend_for_array(y).to_numpy(y), dtype=pred_host.dtype)
         if y_host.shape != pred_host.shape:
-            raise ValueError(f"y has shape {y_host.shape} but predictions have shape {pred_host.shape}")
+            raise InvalidInputError(f"y has shape {y_host.shape} but predictions have shape {pred_host.shape}")
         correct = pred_host == y_host
         return float(np.mean(correct if correct.ndim == 1 else np.all(correct, axis=1)))
 
@@ -270,7 +222,7 @@ class BackpropClassifier:
     def save(self, path) -> None:
         """Write parameters and hyperparameters to ``path`` (.npz; no pickle)."""
         self._check_fitted()
-        host = {k: self._backend.to_numpy(v) for k, v in self.parameters_.items()}
+        host = {k: self.backend_.to_numpy(v) for k, v in self.parameters_.items()}
         meta = {"estimator": type(self).__name__, "params": self.get_params(),
                 "dtype": self.dtype_, "y_ndim": self._y_ndim, "n_iter": self.n_iter_,
                 "cost_history": self.cost_history_}
@@ -287,9 +239,8 @@ class BackpropClassifier:
         model = cls(**params)
         be = get_backend(model.backend, model.device)
         dtype = dtype or meta["dtype"]
-        model._set_fitted(be.parameters_from_host(host, dtype),
-                          [tuple(h) for h in meta["cost_history"]], meta["n_iter"], be, dtype,
-                          meta["y_ndim"])
+        model._set_fitted(be.parameters_from_host(host, dtype), [tuple(h) for h in meta["cost_history"]],
+                          meta["n_iter"], meta["y_ndim"], plan=None, backend=be, dtype=dtype)
         return model
 
 

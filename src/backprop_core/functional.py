@@ -15,17 +15,9 @@ from . import parameters as params
 from .activations import get_activation
 from .backends import get_backend
 from .initialization import initial_parameters_host
-from .training import train
-from .validation import (
-    as_array,
-    check_binary,
-    check_finite,
-    check_parameters,
-    check_positive,
-    check_same_place,
-    check_shapes,
-    to_backend,
-)
+from .errors import InvalidInputError
+from .training import fit
+from .validation import check_parameters, check_positive
 
 
 def layer_sizes(X, Y, n_h: int = 4):
@@ -61,7 +53,7 @@ def compute_cost(A2, Y, *, cache: dict | None = None) -> float:
     computed exactly from Z2; without, A2 is clipped just inside (0, 1).
     """
     if A2.shape != Y.shape:
-        raise ValueError(f"A2 has shape {tuple(A2.shape)} but Y has shape {tuple(Y.shape)}")
+        raise InvalidInputError(f"A2 has shape {tuple(A2.shape)} but Y has shape {tuple(Y.shape)}")
     xp = array_namespace(A2)
     Y = xp.astype(Y, A2.dtype) if Y.dtype != A2.dtype else Y
     if cache is not None:
@@ -91,49 +83,26 @@ def predict(parameters: dict, X, *, activation="tanh"):
     return xp.astype(A2 > 0.5, A2.dtype)
 
 
-def prepare_data(X, Y, backend, dtype: str | None):
-    """Check X (n_x, m) and Y (n_y, m) and move them onto ``backend`` as ``dtype``."""
-    X, Y = as_array(X, "X"), as_array(Y, "Y")
-    check_same_place({"X": X, "Y": Y})
-    if getattr(Y, "ndim", None) == 1:
-        raise ValueError(f"Y must be 2-D, shape (n_y, m); got shape {tuple(Y.shape)} (reshape it to (1, m))")
-    check_shapes(X, Y)
-    dtype = dtype or backend.default_dtype
-    X = to_backend(X, backend, dtype, "X")
-    Y = to_backend(Y, backend, dtype, "Y")
-    check_finite(X, backend.xp, "X")
-    check_finite(Y, backend.xp, "Y")
-    check_binary(Y, backend.xp)
-    return X, Y, dtype
-
-
 def nn_model(X, Y, n_h: int, num_iterations: int = 10000, print_cost: bool = False, *,
              learning_rate: float = 1.2, activation="tanh", init: str = "normal", seed=0,
              parameters: dict | None = None, backend="numpy", device=None,
-             dtype: str | None = None, cost_every: int = 1000) -> dict:
+             dtype: str | None = None, cost_every: int = 1000, **run_options) -> dict:
     """Train the network and return its parameters (on ``backend``'s device).
 
     X (n_x, m) and Y (n_y, m) may come from any supported library; they are
     moved to ``backend`` once.  ``parameters`` overrides the random start.
     With ``print_cost``, the cost is printed every ``cost_every`` iterations.
+    The planner chooses how to run (:mod:`backprop_core.planner`);
+    ``run_options`` (chunk_size, workers, stream, batch_size, epochs) override it.
     """
-    g = get_activation(activation)
+
     check_positive(n_h, "n_h (hidden units)", integer=True)
-    check_positive(learning_rate, "learning_rate")
-    check_positive(num_iterations, "num_iterations", integer=True)
-    backend = get_backend(backend, device)
-    X, Y, dtype = prepare_data(X, Y, backend, dtype)
-    if parameters is None:
-        parameters = initialize_parameters(X.shape[0], n_h, Y.shape[0], init=init, seed=seed,
-                                           backend=backend, dtype=dtype)
-    else:
-        check_parameters(parameters, X.shape[0])
-        parameters = {k: to_backend(v, backend, dtype, k) for k, v in parameters.items()}
 
     def show(i, J):
         print(f"Cost after iteration {i}: {J:f}")
 
-    result = train(X, Y, parameters, activation=g, learning_rate=learning_rate,
-                   num_iterations=num_iterations, backend=backend, cost_every=cost_every,
-                   callback=show if print_cost else None)
-    return result.parameters
+    done = fit(X, Y, hidden_units=n_h, activation=get_activation(activation), learning_rate=learning_rate,
+               num_iterations=num_iterations, backend=backend, device=device, dtype=dtype,
+               parameters=parameters, init=init, seed=seed, cost_every=cost_every,
+               callback=show if print_cost else None, **run_options)
+    return done.result.parameters

@@ -12,6 +12,8 @@ import math
 
 import numpy as np
 
+from .errors import InvalidInputError
+
 INITS = ("normal", "xavier", "he")
 
 
@@ -22,14 +24,14 @@ def _scale(init: str, fan_in: int, fan_out: int) -> float:
         return math.sqrt(2.0 / (fan_in + fan_out))
     if init == "he":  # He: keeps the variance of relu layers
         return math.sqrt(2.0 / fan_in)
-    raise ValueError(f"unknown init {init!r}; choose one of {list(INITS)}")
+    raise InvalidInputError(f"unknown init {init!r}; choose one of {list(INITS)}")
 
 
 def initial_parameters_host(n0: int, n1: int, n2: int, init: str = "normal", seed=0) -> dict:
     """float64 NumPy parameters: W1 (n1, n0), b1 (n1, 1), W2 (n2, n1), b2 (n2, 1)."""
     for label, n in (("n_x (input features)", n0), ("n_h (hidden units)", n1), ("n_y (outputs)", n2)):
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n <= 0:
-            raise ValueError(f"{label} must be a positive integer, got {n!r}")
+            raise InvalidInputError(f"{label} must be a positive integer, got {n!r}")
     rng = np.random.default_rng(seed)
     return {
         "W1": rng.standard_normal((n1, n0)) * _scale(init, n0, n1),

@@ -1,7 +1,7 @@
 """The parameters dict ``{"W1", "b1", "W2", "b2"}`` over the equations, which take arrays.
 
-Every loop (whole batch, chunks, Dask) goes through these few lines, so the
-order of the four arrays is written once.
+Every strategy goes through these few lines, so the order of the four arrays
+is written once.
 """
 
 from __future__ import annotations
@@ -18,11 +18,6 @@ def unpack(params: dict) -> tuple:
 
 def pack(arrays) -> dict:
     return dict(zip(NAMES, arrays))
-
-
-def gradients(params: dict, X, Y, g, m: int | None = None, with_cost: bool = False):
-    """``equations.gradients`` of ``params``: ``(dW1, db1, dW2, db2, J)``."""
-    return equations.gradients(X, Y, *unpack(params), g, m, with_cost)
 
 
 def updated(params: dict, grads, learning_rate: float) -> dict:

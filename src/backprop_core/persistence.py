@@ -13,6 +13,8 @@ import os
 
 import numpy as np
 
+from .errors import ModelFileError
+
 from .parameters import NAMES
 
 FORMAT = "backprop-core/1"
@@ -37,15 +39,15 @@ def load_parameters(path) -> tuple[dict, dict]:
     except FileNotFoundError:
         raise FileNotFoundError(f"no model file at {path}") from None
     except (OSError, ValueError) as exc:  # not a zip, or pickled content we refuse to run
-        raise ValueError(f"{path} is not a readable backprop-core model file: {exc}") from None
+        raise ModelFileError(f"{path} is not a readable backprop-core model file: {exc}") from None
     if not isinstance(data, np.lib.npyio.NpzFile) or _META not in data.files:
-        raise ValueError(f"{path} is not a backprop-core model file (no metadata)")
+        raise ModelFileError(f"{path} is not a backprop-core model file (no metadata)")
     try:
         with data:
             meta = json.loads(str(data[_META]))
             params = {k: data[k] for k in NAMES}
     except (KeyError, ValueError) as exc:
-        raise ValueError(f"{path} is not a readable backprop-core model file: {exc}") from None
+        raise ModelFileError(f"{path} is not a readable backprop-core model file: {exc}") from None
     if meta.get("format") != FORMAT:
-        raise ValueError(f"{path} has format {meta.get('format')!r}; this version reads {FORMAT!r}")
+        raise ModelFileError(f"{path} has format {meta.get('format')!r}; this version reads {FORMAT!r}")
     return params, meta

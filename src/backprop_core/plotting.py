@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .errors import InvalidInputError, MissingDependencyError
+
 
 def pyplot():
     """matplotlib.pyplot, drawing to files (Agg) unless a backend was chosen already."""
@@ -16,7 +18,7 @@ def pyplot():
         matplotlib.use("Agg", force=False)
         import matplotlib.pyplot as plt
     except ImportError:
-        raise ImportError("plotting needs matplotlib: pip install 'backprop-core[plot]'") from None
+        raise MissingDependencyError("plotting needs matplotlib: pip install 'backprop-core[plot]'") from None
     return plt
 
 
@@ -38,7 +40,7 @@ def plot_decision_boundary(model, X, y, ax=None, resolution: int = 300):
     plt = pyplot()
     X, y = np.asarray(X, dtype=float), np.asarray(y).reshape(-1)
     if X.ndim != 2 or X.shape[1] != 2:
-        raise ValueError(f"a decision boundary needs two features; X has shape {X.shape}")
+        raise InvalidInputError(f"a decision boundary needs two features; X has shape {X.shape}")
     ax = ax or plt.gca()
     pad = 0.1 * (X.max(axis=0) - X.min(axis=0)) + 0.5
     lo, hi = X.min(axis=0) - pad, X.max(axis=0) + pad

@@ -22,6 +22,8 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass, field
 
+from .errors import BackpropCoreError
+
 
 class _Examples:
     """The size of the examples axis, unknown while tracing."""
@@ -44,7 +46,7 @@ OPS = ("input", "const", *ELEMENTWISE_UNARY, *ELEMENTWISE_BINARY, "where", "asty
 _ids = itertools.count()
 
 
-class TraceError(TypeError):
+class TraceError(BackpropCoreError, TypeError):
     """The traced code did something the tracer cannot record."""
 
 

@@ -1,0 +1,268 @@
+"""How to run a fit: one decision, made here for every entry point.
+
+:func:`plan` looks at the backend, the network's shape, m, the dtype and the
+user's options and returns a :class:`Plan`: the whole batch at once, chunks of
+it (how big, on how many threads), chunks streamed from the host, mini-batches,
+or Dask.  :func:`build` turns a plan into the strategy the loop runs.  The
+estimator, the functional API, the command line and the benchmark all call
+these two, so they all get the same, fastest mode, and the plan says what it
+chose and why (``BackpropClassifier.plan_``, and the ``backprop_core`` logger
+at DEBUG level).
+
+On a CPU the chunk size and thread count are not guessed: they come from a
+quick calibration of the actual network on this machine, measured once per
+shape, activation and dtype in a process and recorded in the plan.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .backends._base import cpu_cores
+from .chunked import ChunkedGradients, working_bytes_per_example
+from .errors import InvalidInputError
+from .strategies import Chunked, MiniBatch, WholeBatch, equations_gradients
+
+log = logging.getLogger("backprop_core")
+
+#: Below this many examples a fit runs the whole batch at once: chunks cannot pay.
+MIN_CHUNKED_M = 1 << 13
+#: The largest intermediates one CPU chunk may hold (the calibration's candidates stop there).
+MAX_CPU_CHUNK_BYTES = 32 << 20
+#: Working memory of one streamed GPU chunk: large enough that its ~30 kernel launches are
+#: negligible, small enough that two chunks in flight fit beside the parameters.
+GPU_CHUNK_BYTES = 256 << 20
+#: Stream when the data need more than this share of the device's free memory.
+STREAM_ABOVE_FREE_SHARE = 0.5
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How a fit runs.
+
+    ``mode``: "whole batch", "chunks", "streamed chunks", "mini-batch" or "dask".
+    ``executor``: what computes a chunk's gradients: "equations" (the
+    equations array by array, compiled by the backend where it can: jax.jit) or
+    another lowering of the traced equations.  ``reason`` says why.
+    """
+
+    mode: str
+    executor: str = "equations"
+    chunk_size: int | None = None
+    workers: int = 1
+    batch_size: int | None = None
+    epochs: int | None = None
+    reason: str = ""
+    measured: dict = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def streams(self) -> bool:
+        return self.mode == "streamed chunks"
+
+    def __str__(self):
+        parts = [self.mode]
+        if self.chunk_size:
+            parts.append(f"chunks of {self.chunk_size:,}")
+        if self.workers > 1:
+            parts.append(f"{self.workers} threads")
+        if self.batch_size:
+            parts.append(f"batches of {self.batch_size:,} for {self.epochs} epochs")
+        parts.append(f"executor {self.executor}")
+        return ", ".join(parts) + (f" ({self.reason})" if self.reason else "")
+
+
+def _positive_int(value, what):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+        raise InvalidInputError(f"{what} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def plan(backend, shape, dtype: str, activation, *, chunk_size="auto", workers=None, stream="auto",
+         batch_size=None, epochs=None, host_data: bool = False) -> Plan:
+    """The plan for training an n0-n1-n2 network on m examples: ``shape = (n0, n1, n2, m)``.
+
+    ``chunk_size``: "auto", None (never chunk) or a number of examples.
+    ``workers``: threads sharing the chunks (None: the planner's choice).
+    ``stream``: True, False or "auto" (stream host data through a GPU when they
+    would not fit).  ``batch_size``/``epochs``: mini-batch gradient descent.
+    ``host_data``: the data are NumPy arrays on the host (only those can be streamed).
+    """
+    n0, n1, n2, m = shape
+    if workers is not None:
+        workers = _positive_int(workers, "workers")
+    if stream not in (True, False, "auto"):
+        raise InvalidInputError(f"stream must be True, False or 'auto', got {stream!r}")
+    if chunk_size not in (None, "auto"):
+        chunk_size = _positive_int(chunk_size, "chunk_size (or 'auto' or None)")
+    itemsize = np.dtype(dtype).itemsize
+    need = m * working_bytes_per_example(n0, n1, n2, itemsize)
+
+    if backend.distributed:
+        if batch_size is not None or isinstance(chunk_size, int) or stream is True:
+            raise InvalidInputError(
+                "on Dask the chunks are the Dask array's own (rechunk it to change them); "
+                "batch_size, chunk_size and stream do not apply")
+        return _logged(Plan("dask", reason="Dask arrays train where their chunks are"))
+
+    fits = _fits_on_device(backend, need)
+    if batch_size is not None:
+        batch_size = _positive_int(batch_size, "batch_size")
+        epochs = 10 if epochs is None else _positive_int(epochs, "epochs")
+        if stream is True or (stream == "auto" and host_data and not fits):
+            raise InvalidInputError(
+                "mini-batch training needs the data on the device, and they would not fit: use full "
+                "batch (batch_size=None), which streams chunks through the device")
+        return _logged(Plan("mini-batch", batch_size=batch_size, epochs=epochs,
+                            reason="batch_size was given"))
+
+    if stream is True and not host_data:
+        raise InvalidInputError("only NumPy arrays on the host can be streamed through a device")
+    if stream is True or (stream == "auto" and host_data and backend.on_gpu and not fits):
+        size = chunk_size if isinstance(chunk_size, int) else chunk_size_for_bytes(
+            n0, n1, n2, itemsize, _gpu_chunk_bytes(backend))
+        why = "stream=True" if stream is True else \
+            f"the data need {need / 2**30:.1f} GiB, more than half the device's free memory"
+        return _logged(Plan("streamed chunks", chunk_size=size, workers=workers or 1, reason=why))
+
+    if isinstance(chunk_size, int):
+        return _logged(Plan("chunks", executor=default_executor(backend), chunk_size=chunk_size,
+                            workers=workers or backend.default_workers, reason="chunk_size was given"))
+    if chunk_size is None or not backend.chunks_by_default:
+        executor = default_executor(backend)
+        if executor == "equations":
+            return _logged(Plan("whole batch", reason="chunk_size=None" if chunk_size is None
+                                else f"the {backend.name} backend runs best on the whole batch"))
+        return _logged(Plan("whole batch", executor=executor, chunk_size=m, reason="chunk_size=None"))
+    return _logged(_cpu_plan(backend, shape, dtype, activation, workers))
+
+
+def _logged(p: Plan) -> Plan:
+    log.debug("plan: %s", p)
+    return p
+
+
+def _fits_on_device(backend, need: int) -> bool:
+    free = backend.free_memory() if backend.on_gpu else None
+    return free is None or need <= STREAM_ABOVE_FREE_SHARE * free
+
+
+def _gpu_chunk_bytes(backend) -> int:
+    free = backend.free_memory()
+    return GPU_CHUNK_BYTES if free is None else max(16 << 20, min(GPU_CHUNK_BYTES, free // 8))
+
+
+def chunk_size_for_bytes(n0: int, n1: int, n2: int, itemsize: int, target_bytes: int) -> int:
+    """The largest power of two of examples whose intermediates fit in ``target_bytes`` (at least 256)."""
+    size = max(256, target_bytes // working_bytes_per_example(n0, n1, n2, itemsize))
+    return 1 << (int(size).bit_length() - 1)
+
+
+def default_executor(backend) -> str:
+    """The fastest way this backend computes a chunk's gradients."""
+    return "equations"
+
+
+# -- the CPU: chunk size and threads from a calibration ---------------------------------
+_calibrations: dict = {}
+
+
+def _cpu_plan(backend, shape, dtype, activation, workers) -> Plan:
+    n0, n1, n2, m = shape
+    executor = default_executor(backend)
+    if m < MIN_CHUNKED_M:
+        return Plan("whole batch", executor=executor, chunk_size=m if executor != "equations" else None,
+                    workers=1, reason=f"m = {m:,} is below {MIN_CHUNKED_M:,}: one pass")
+    rates = calibration(backend, n0, n1, n2, activation, dtype)
+    feasible = {(c, w): r for (c, w), r in rates.items()
+                if c * w <= m and (workers is None or w == workers)}
+    if not feasible:
+        return Plan("whole batch", executor=executor, chunk_size=m if executor != "equations" else None,
+                    workers=1, reason="no calibrated chunking fits this m", measured=rates)
+    (c, w), rate = max(feasible.items(), key=lambda item: item[1])
+    one = max((r for (cc, ww), r in feasible.items() if ww == 1), default=None)
+    why = f"calibrated here: {rate / 1e6:.3g} M examples/s"
+    if w > 1 and one:
+        why += f" (best on one thread {one / 1e6:.3g} M/s)"
+    return Plan("chunks", executor=executor, chunk_size=c, workers=w, reason=why, measured=rates)
+
+
+def calibration(backend, n0, n1, n2, activation, dtype, budget_s: float = 0.5) -> dict:
+    """Examples/s of a chunked gradient pass on this machine, by (chunk size, threads).
+
+    Measured once per (backend, shape, activation, dtype) in a process, on
+    random data of the network's shape, within about ``budget_s`` seconds.
+    """
+    key = (backend.name, n0, n1, n2, activation.name, dtype)
+    if key not in _calibrations:
+        _calibrations[key] = _measure(backend, n0, n1, n2, activation, dtype, budget_s)
+    return _calibrations[key]
+
+
+def _candidates(n0, n1, n2, itemsize):
+    per_example = working_bytes_per_example(n0, n1, n2, itemsize)
+    sizes = [1 << k for k in range(8, 18) if (1 << k) * per_example <= MAX_CPU_CHUNK_BYTES]
+    return sizes[-6:] or [256]
+
+
+def _measure(backend, n0, n1, n2, activation, dtype, budget_s):
+    from .initialization import initial_parameters_host
+
+    itemsize = np.dtype(dtype).itemsize
+    rng = np.random.default_rng(0)
+    threads = sorted({1, cpu_cores()})
+    sizes = _candidates(n0, n1, n2, itemsize)
+    largest = sizes[-1] * threads[-1] * 2
+    X = backend.asarray(rng.standard_normal((n0, largest)), dtype)
+    Y = backend.asarray((rng.random((n2, largest)) > 0.5).astype(np.float64), dtype)
+    params = backend.parameters_from_host(initial_parameters_host(n0, n1, n2, "xavier", 0), dtype)
+    make = make_gradients(backend, default_executor(backend), activation, (n0, n1, n2), dtype)
+    rates, start = {}, time.perf_counter()
+    with backend.context():
+        for w in threads:
+            for c in sizes:
+                if time.perf_counter() - start > budget_s:
+                    break
+                chunked = ChunkedGradients(make, c, backend=backend, dtype=dtype, workers=w)
+                m = c * w * 2
+                Xm, Ym = X[:, :m], Y[:, :m]
+                with chunked.running():
+                    chunked(params, Xm, Ym)  # warm-up: buffers, compilation, thread start
+                    best = float("inf")
+                    for _ in range(3):
+                        t0 = time.perf_counter()
+                        chunked(params, Xm, Ym)
+                        best = min(best, time.perf_counter() - t0)
+                rates[(c, w)] = m / best
+    log.debug("calibration of %d-%d-%d %s %s: %s", n0, n1, n2, activation.name, dtype,
+              {k: f"{v / 1e6:.3g} M/s" for k, v in rates.items()})
+    return rates
+
+
+# -- from a plan to the strategy the loop runs ------------------------------------------
+def make_gradients(backend, executor: str, activation, shape, dtype):
+    """``make(with_cost)`` for :class:`ChunkedGradients` computing by ``executor``."""
+    if executor == "equations":
+        return equations_gradients(backend, activation)
+    raise InvalidInputError(f"unknown executor {executor!r}")
+
+
+def build(p: Plan, X, Y, parameters, activation, learning_rate, backend, dtype, seed=0):
+    """The strategy that runs plan ``p`` on X (n0, m) and Y (n2, m)."""
+    if p.mode == "dask":
+        from .dask_training import DaskFullBatch
+
+        return DaskFullBatch(X, Y, parameters, activation, learning_rate, backend)
+    if p.mode == "mini-batch":
+        return MiniBatch(X, Y, activation, learning_rate, backend, p.batch_size, seed)
+    if p.chunk_size is None:
+        return WholeBatch(X, Y, activation, learning_rate, backend)
+    n0, n2 = X.shape[0], Y.shape[0]
+    n1 = parameters["W1"].shape[0]
+    make = make_gradients(backend, p.executor, activation, (n0, n1, n2), dtype)
+    gradients = ChunkedGradients(make, p.chunk_size, backend=backend, dtype=dtype, workers=p.workers,
+                                 stream=p.streams)
+    return Chunked(X, Y, learning_rate, backend, gradients)
