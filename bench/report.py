@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from backprop_core.plotting import pyplot
 from worker import PEERS
 
 
@@ -73,31 +72,54 @@ def write_table(records, path) -> None:
         f.write("\n".join(lines) + "\n")
 
 
-def write_plot(records, path) -> None:
+def _machine(env) -> str:
+    cpu = f"{env.get('cpu', 'unknown CPU')} x {env.get('cpu_count', '?')}"
+    return f"{env['gpu']} (host CPU {cpu})" if env.get("gpu") else cpu
+
+
+def write_plot(records, path):
+    """throughput.png: examples/s against m, one panel per shape; returns the Figure.
+
+    Drawn on a bare ``Figure`` (no pyplot), so no matplotlib backend is chosen or
+    changed.  One legend for every panel, outside them, keeps the lines visible;
+    each entry keeps its colour in every panel.
+    """
     try:
-        plt = pyplot()
+        from matplotlib.figure import Figure
     except ImportError:  # the numbers are written; the picture needs matplotlib
-        return
+        return None
     runs = _by_entry_shape(records)
     shapes = list(dict.fromkeys(s for (_, s) in runs))
     if not shapes:
-        return
-    fig, axes = plt.subplots(1, len(shapes), figsize=(5.5 * len(shapes), 4.5), squeeze=False)
-    for ax, shape in zip(axes[0], shapes):
-        for e in sorted({e for (e, s) in runs if s == shape}):
+        return None
+    env = next((r for r in records if r.get("kind") == "environment"), {})
+    entries = sorted({e for (e, _) in runs})
+    # Ten colours; past ten, the line style tells entries of one colour apart (peers are dotted).
+    styles = {e: (f"C{i % 10}", ":" if e in PEERS else "-" if i < 10 else "-.") for i, e in enumerate(entries)}
+    fig = Figure(figsize=(5.0 * len(shapes) + 2.2, 4.6), layout="constrained")
+    axes = fig.subplots(1, len(shapes), squeeze=False)[0]
+    for ax, shape in zip(axes, shapes):
+        for e in entries:
+            if (e, shape) not in runs:
+                continue
             pts = sorted(runs[(e, shape)].items())
             ax.plot([m for m, _ in pts], [r["examples_per_s"] for _, r in pts], marker="o", ms=3,
-                    label=e + (" (peer)" if e in PEERS else ""), linestyle=":" if e in PEERS else "-")
+                    color=styles[e][0], linestyle=styles[e][1], label=e + (" (peer)" if e in PEERS else ""))
         for fl in (r for r in records if r.get("kind") == "floor" and r["shape"] == shape):
-            ax.axhline(fl["examples_per_s"], color="k" if not fl["gpu"] else "tab:red", linestyle="--",
+            ax.axhline(fl["examples_per_s"], color="0.45" if fl["gpu"] else "k", linestyle="--",
                        linewidth=1, label=f"floor ({fl['device']})")
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
         ax.set_xlabel("m (examples per full batch)")
         ax.set_ylabel("examples / s")
-        ax.set_title(f"{shape}")
+        ax.set_title(f"shape {shape}")
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=7)
-    fig.tight_layout()
+    labelled = {}
+    for ax in axes:
+        for line in ax.get_lines():
+            labelled.setdefault(line.get_label(), line)
+    fig.legend(list(labelled.values()), list(labelled), loc="outside right upper", fontsize=8)
+    fig.suptitle(f"Throughput of one full-batch training step ({env.get('dtype', 'dtype unknown')}) "
+                 f"on {_machine(env)}" + (f", {env['date'][:10]}" if env.get("date") else ""))
     fig.savefig(path, dpi=110)
-    plt.close(fig)
+    return fig

@@ -45,23 +45,3 @@ def test_synthetic_is_made_on_the_backends_device(backend):
     X2, _ = datasets.synthetic(5, 1000, backend=backend.name, device=backend.requested_device, seed=3)
     np.testing.assert_array_equal(backend.to_numpy(X), backend.to_numpy(X2))
 
-
-def test_plots_draw_on_given_axes(flower_data):
-    pytest.importorskip("matplotlib", reason="matplotlib is not installed")
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from backprop_core import BackpropClassifier
-    from backprop_core.plotting import plot_cost_history, plot_decision_boundary
-
-    X, Y = flower_data
-    model = BackpropClassifier(num_iterations=500).fit(X.T, Y[0])
-    fig, (a, b) = plt.subplots(1, 2)
-    assert plot_cost_history(model.cost_history_, a) is a
-    assert plot_decision_boundary(model, X.T, Y[0], b) is b
-    assert len(a.lines) == 1 and len(b.collections) >= 2
-    with pytest.raises(ValueError, match="two features"):
-        plot_decision_boundary(model, np.ones((3, 3)), np.ones(3), b)
-    plt.close(fig)
