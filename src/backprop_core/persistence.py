@@ -180,7 +180,10 @@ def _replace_atomically(target: str, write) -> None:
     """
     folder = os.path.dirname(target) or os.curdir
     mode = _mode_for(target)
-    fd, temporary = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(target)[:64]}.", suffix=".tmp")
+    try:
+        fd, temporary = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(target)[:64]}.", suffix=".tmp")
+    except OSError as exc:  # name the file being saved, not the temporary one
+        raise type(exc)(exc.errno, f"cannot save {target}: {exc.strerror} (in folder {folder})") from None
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
@@ -247,14 +250,15 @@ def load_parameters(path) -> tuple[dict, dict]:
     """
     name = os.fspath(path)
     try:
+        mode = os.stat(name).st_mode
+        if not stat.S_ISREG(mode):  # opening a pipe could wait forever
+            raise _Problem("it is a folder" if stat.S_ISDIR(mode) else "it is not a regular file")
         with open(name, "rb") as f:
             parameters, text = _read_archive(f)
         meta = _parse_metadata(text)
         _check_model(parameters, meta)
     except FileNotFoundError:
         raise FileNotFoundError(f"no model file at {name}") from None
-    except IsADirectoryError:
-        raise ModelFileError(f"{name} is a folder, not a model file") from None
     except _Problem as problem:
         raise ModelFileError(f"{name} is not a usable backprop-core model file: {problem}") from None
     except OSError as exc:
