@@ -265,9 +265,10 @@ def npy_with_header(header: str, version=(1, 0), data=b"") -> bytes:
     (npy_with_header("{'descr': 'not a dtype', 'fortran_order': False, 'shape': (3, 2), }\n"), "damaged"),
     (npy_with_header("__import__('os').system('touch pwned')"), "damaged"),
     (npy_with_header("(" * 5000 + ")" * 5000), "damaged"),
-    (npy_with_header("{'descr': '<f8', 'fortran_order': False, 'shape': (3, 2), }" + " " * 20000), "damaged"),
+    (npy_with_header("{'descr': '<f8', 'fortran_order': False, 'shape': (3, 2), }" + " " * 20000), "limit"),
     (b"\x93NUMPZ\x01\x00", "damaged"),
-])
+], ids=["version 3", "short data", "long data", "extra key", "fortran_order not bool", "bad descr", "code",
+        "deep nesting", "long header", "bad magic"])
 def test_members_with_bad_npy_headers_are_refused_before_reading_data(tmp_path, member, fragment):
     refused(write(tmp_path, zip_bytes(members() | {"W1.npy": member})), fragment)
 
@@ -471,3 +472,14 @@ def test_what_save_parameters_writes_passes_every_check(tmp_path):
 def test_a_pipe_is_refused_without_waiting_for_a_writer(tmp_path):
     os.mkfifo(tmp_path / "model.npz")
     refused(tmp_path / "model.npz", "not a regular file")
+
+
+def test_a_header_claiming_gigabytes_is_refused_before_it_is_read(tmp_path):
+    member = b"\x93NUMPY\x02\x00" + struct.pack("<I", 1 << 30) + b" " * 100
+    refused(write(tmp_path, zip_bytes(members() | {"W1.npy": member})), "header of 1073741824 bytes")
+
+
+def test_metadata_with_characters_outside_unicode_is_refused(tmp_path):
+    header = npy(np.array("{}"))[:-8]  # a '<U2' header; the 8 data bytes replaced by two bad code points
+    refused(write(tmp_path, zip_bytes(members() | {"__meta__.npy": header + struct.pack("<II", 0x110000, 0x41)})),
+            "metadata|damaged")

@@ -1,7 +1,7 @@
 """Saving and loading trained parameters: saves that cannot lose a model, loads that trust nothing.
 
-A model file is an uncompressed NumPy ``.npz`` archive (a zip) of exactly five
-members: ``W1`` (n1, n0), ``b1`` (n1, 1), ``W2`` (n2, n1), ``b2`` (n2, 1), each
+A model file is a NumPy ``.npz`` archive (a zip, written uncompressed; stored
+or deflated members are read) of exactly five members: ``W1`` (n1, n0), ``b1`` (n1, 1), ``W2`` (n2, n1), ``b2`` (n2, 1), each
 a float32 or float64 array, and ``__meta__``, a 0-d unicode array holding one
 JSON object (the format string and the estimator's hyperparameters).
 
@@ -15,6 +15,7 @@ nothing read from a file decides what the program connects to or runs.
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -46,6 +47,8 @@ MAX_HEADER_CHARS = 10_000
 MAX_DEFLATE_RATIO = 1032
 
 _META = "__meta__"
+# .npy versions read: the header length's struct format, and NumPy's reader of the header.
+_HEADER_READERS = {(1, 0): ("<H", npy.read_array_header_1_0), (2, 0): ("<I", npy.read_array_header_2_0)}
 _MEMBERS = frozenset(f"{name}.npy" for name in (*NAMES, _META))
 
 
@@ -289,9 +292,10 @@ def _read_archive(f) -> tuple[dict, str]:
                 raise _Problem(f"its arrays declare {total} bytes, more than the limit of {MAX_ARRAY_BYTES}")
             arrays = {info.filename[:-4]: _read_data(archive, info, *headers[info.filename[:-4]])
                       for info in infos}
+        text = str(arrays[_META][()])  # NumPy checks the code points here
     except _DAMAGE as exc:
         raise _Problem(f"the archive is damaged or truncated ({type(exc).__name__}: {exc})") from None
-    return {name: arrays[name] for name in NAMES}, str(arrays[_META][()])
+    return {name: arrays[name] for name in NAMES}, text
 
 
 def _check_members(names: list) -> None:
@@ -324,12 +328,16 @@ def _declared_array(archive, info) -> tuple:
         raise _Problem(f"{what} declares {info.file_size} bytes, more than the limit of {limit}")
     with archive.open(info) as member:
         version = npy.read_magic(member)
-        if version == (1, 0):
-            shape, fortran_order, dtype = npy.read_array_header_1_0(member, max_header_size=MAX_HEADER_CHARS)
-        elif version == (2, 0):
-            shape, fortran_order, dtype = npy.read_array_header_2_0(member, max_header_size=MAX_HEADER_CHARS)
-        else:
+        if version not in _HEADER_READERS:
             raise _Problem(f"{what} is .npy version {version}; versions 1.0 and 2.0 are read")
+        length_format, read_header = _HEADER_READERS[version]
+        # The header's length is checked before the header is read: it could claim gigabytes.
+        length_field = member.read(struct.calcsize(length_format))
+        (length,) = struct.unpack(length_format, length_field)
+        if length > MAX_HEADER_CHARS:
+            raise _Problem(f"{what} has a .npy header of {length} bytes, more than the limit of {MAX_HEADER_CHARS}")
+        header = io.BytesIO(length_field + member.read(length))
+        shape, fortran_order, dtype = read_header(header, max_header_size=MAX_HEADER_CHARS)
         header_length = member.tell()
     if what == f"{_META}.npy":
         if dtype.kind != "U" or shape != ():
