@@ -1,95 +1,298 @@
-"""Reading the user's own data: CSV (with a target column), .npy and .npz."""
+"""Reading the user's own data: CSV (with a label column), .npy and .npz.
+
+Every problem is a :class:`DataFileError` naming the file and, in a CSV, the
+row (counted from 1, as a user counts the file's lines) and the column (its
+name, or for a file without a header its number counted from 1 and its 0-based
+index).  Nothing is dropped silently: a first row that is neither clearly a
+header nor clearly data is an error, not a guess.  Labels are returned as they
+are (numbers or strings); which labels a model accepts is the estimator's call.
+"""
 
 from __future__ import annotations
 
+import codecs
 import csv
+import io
+import math
+import zipfile
 from pathlib import Path
 
 import numpy as np
 
-from .errors import DataFileError
+from .errors import DataFileError, InvalidInputError
+
+_UTF8_BOM = codecs.BOM_UTF8
+_UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
 
 
-def load_table(path, target: str | None = None):
-    """Returns ``(X, y)`` with samples as rows: X (m, n) float64, y (m,) or None.
+def load_table(path, target=None, *, header="auto", encoding="utf-8"):
+    """``(X, y)`` with samples as rows: X (m, n) float64; y (m,) or None.
 
-    CSV: a header row is detected (any non-numeric cell in the first row);
-    ``target`` names the label column (or its 0-based index); without one the
-    last column is the label when ``target`` is None and ``with_labels``.
-    .npz: arrays ``X`` and ``y`` (y optional).  .npy: one 2-D array, the last
-    column the label when ``target`` is given as ``-1``.
+    CSV: ``target`` names the label column (a header name, or a 0-based index,
+    negative from the end); without it every column is a feature.  ``header``:
+    True (the first non-blank row names the columns), False (it is data) or
+    "auto" (a header when every cell of that row is non-numeric, data when
+    every cell is numeric, else an error naming the cell).  ``encoding`` is the
+    text encoding; a UTF-8 byte-order mark is dropped.  y holds float64 numbers
+    when every label is a number, else the labels as strings.
+
+    .npy: one 2-D array; ``target`` (a column index) picks the label column.
+    .npz: the features are the array ``X``; the labels the array ``y`` (or the
+    array named by ``target``), if there is one.  Complex, string and object
+    features are refused; big-endian arrays are read in native byte order.
     """
+    if header not in (True, False, "auto") or not isinstance(header, (bool, str)):
+        raise InvalidInputError(f"header must be True, False or 'auto', got {header!r}")
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no data file at {path}")
+    if path.is_dir():
+        raise DataFileError(f"{path} is a folder, not a data file")
+    if not path.is_file():  # a pipe or a device: reading it could wait forever
+        raise DataFileError(f"{path} is not a regular file")
     suffix = path.suffix.lower()
     if suffix == ".npz":
-        with np.load(path, allow_pickle=False) as data:
-            if "X" not in data.files:
-                raise DataFileError(f"{path} has no array named 'X' (it has {data.files})")
-            X = data["X"]
-            y = data["y"] if "y" in data.files else None
-        return _check(X, y, path)
+        return _load_npz(path, target)
     if suffix == ".npy":
-        A = np.load(path, allow_pickle=False)
-        if target is None:
-            return _check(A, None, path)
-        col = _column_index(target, A.shape[1] if A.ndim == 2 else 0, None, path)
-        return _check(np.delete(A, col, axis=1), A[:, col], path)
-    return _load_csv(path, target)
+        return _load_npy(path, target)
+    return _load_csv(path, target, header, encoding)
 
 
-def _load_csv(path, target):
-    with open(path, newline="") as f:
-        rows = [r for r in csv.reader(f) if r and any(c.strip() for c in r)]
+# -- CSV -------------------------------------------------------------------------------
+
+def _load_csv(path, target, header, encoding):
+    rows = _read_rows(path, _decode(path, encoding))
     if not rows:
-        raise DataFileError(f"{path} is empty")
-    header = None
-    if any(not _is_number(c) for c in rows[0]):
-        header, rows = [c.strip() for c in rows[0]], rows[1:]
-    if not rows:
-        raise DataFileError(f"{path} has a header but no data rows")
-    width = len(header) if header else len(rows[0])
-    for i, r in enumerate(rows):
-        if len(r) != width:
-            raise DataFileError(f"{path}: row {i + 1 + bool(header)} has {len(r)} cells, expected {width} (ragged rows)")
-    try:
-        A = np.array([[float(c) for c in r] for r in rows])
-    except ValueError:
-        bad = next((i, c) for i, r in enumerate(rows) for c in r if not _is_number(c))
-        raise DataFileError(f"{path}: row {bad[0] + 1 + bool(header)} has a non-numeric cell {bad[1]!r}") from None
-    if target is None:
-        return _check(A, None, path)
-    col = _column_index(target, width, header, path)
-    return _check(np.delete(A, col, axis=1), A[:, col], path)
+        raise DataFileError(f"{path} is empty (no rows)")
+    first_line, first = rows[0]
+    if header == "auto":
+        header = _looks_like_header(path, first_line, first)
+    names = [c.strip() for c in first] if header else None
+    data = rows[1:] if header else rows
+    if not data:
+        raise DataFileError(f"{path} has a header row but no data rows")
+    width = len(first)
+    for line, cells in data:
+        if len(cells) != width:
+            raise DataFileError(f"{path}: row {line} has {len(cells)} cells but row {first_line} has {width} "
+                                "(ragged rows)")
+    label = None if target is None else _column_index(path, target, width, names)
+    features = [j for j in range(width) if j != label]
+    if not features:
+        raise DataFileError(f"{path} has no feature columns besides the label column")
+    X = np.array([[_feature(path, line, cells[j], j, names) for j in features] for line, cells in data],
+                 dtype=np.float64)
+    y = None if label is None else _labels(path, [(line, cells[label]) for line, cells in data], label, names)
+    return X, y
 
 
-def _column_index(target, width, header, path):
-    if header and target in header:
-        return header.index(target)
+def _decode(path, encoding) -> str:
     try:
-        col = int(target)
-    except (TypeError, ValueError):
-        names = f"; columns are {header}" if header else " (the file has no header row)"
-        raise DataFileError(f"{path} has no target column {target!r}{names}") from None
+        codec = codecs.lookup(encoding)
+    except (LookupError, TypeError):
+        raise InvalidInputError(f"unknown text encoding {encoding!r}") from None
+    raw = path.read_bytes()
+    if codec.name == "utf-8" and raw.startswith(_UTF8_BOM):
+        raw = raw[len(_UTF8_BOM):]  # cut here, so an error's byte offset counts from the file's start
+        offset = len(_UTF8_BOM)
+    else:
+        offset = 0
+    try:
+        text = raw.decode(codec.name)
+    except UnicodeDecodeError as exc:
+        at = offset + exc.start
+        hint = ("it starts with a UTF-16 byte-order mark: pass encoding='utf-16'" if raw.startswith(_UTF16_BOMS)
+                else "pass encoding= with the file's encoding, for example encoding='latin-1' or 'utf-16'")
+        raise DataFileError(f"{path} is not {codec.name} text: byte {raw[exc.start:exc.start + 1]!r} "
+                            f"at byte offset {at} cannot be decoded; {hint}") from None
+    return text[1:] if text.startswith("\ufeff") else text
+
+
+def _read_rows(path, text) -> list:
+    """``[(line number, cells)]`` of the non-blank rows."""
+    reader = csv.reader(io.StringIO(text, newline=""))
+    rows = []
+    try:
+        for cells in reader:
+            if cells and not (len(cells) == 1 and not cells[0].strip()):
+                rows.append((reader.line_num, cells))
+    except csv.Error as exc:
+        raise DataFileError(f"{path}: row {reader.line_num + 1} cannot be read as CSV: {exc}") from None
+    return rows
+
+
+def _looks_like_header(path, line, cells) -> bool:
+    numeric = [_number(c) is not None for c in cells]
+    if all(numeric):
+        return False
+    if not any(numeric):
+        return True
+    # Name the cells that disagree with the rest of the row: the typo or the gap.
+    mostly_numbers = sum(numeric) > len(cells) / 2
+    j = next(j for j, is_number in enumerate(numeric) if is_number != mostly_numbers)
+    if mostly_numbers:
+        kind, others = ("is empty" if not cells[j].strip() else "is not a number"), "numbers"
+    else:
+        kind, others = "is a number", "not numbers"
+    raise DataFileError(
+        f"{path}: row {line} is neither a header nor data: its cell in column {j + 1} ({cells[j]!r}) {kind} "
+        f"but most of the others are {others}; pass header=True if row {line} names the columns, "
+        "header=False if it is data, or fix the cell")
+
+
+def _column_index(path, target, width, names) -> int:
+    if names is not None and isinstance(target, str) and target.strip() in names:
+        if names.count(target.strip()) > 1:
+            raise DataFileError(f"{path} has {names.count(target.strip())} columns named {target!r}")
+        return names.index(target.strip())
+    col = _index(target)
+    if col is None:
+        columns = f"; columns are {names}" if names is not None else " (the file has no header row)"
+        raise DataFileError(f"{path} has no target column {target!r}{columns}")
     if not -width <= col < width:
         raise DataFileError(f"{path} has {width} columns; there is no column {target!r}")
     return col % width
 
 
-def _check(X, y, path):
-    if X.ndim != 2 or X.shape[0] == 0 or X.shape[1] == 0:
-        raise DataFileError(f"{path}: features must form a non-empty 2-D table, got shape {X.shape}")
-    if y is not None:
-        y = np.asarray(y).reshape(-1) if np.asarray(y).ndim <= 1 else np.asarray(y)
-        if not np.all(np.isin(y, (0, 1))):
-            raise DataFileError(f"{path}: labels must be 0 or 1; found {sorted(set(np.unique(y).tolist()))[:5]}")
-    return X.astype(np.float64), y
+def _index(target):
+    """``target`` as an integer column index, or None when it is not one."""
+    if isinstance(target, bool):
+        return None
+    if isinstance(target, (int, np.integer)):
+        return int(target)
+    if isinstance(target, str):
+        try:
+            return int(target.strip())
+        except ValueError:
+            return None
+    return None
 
 
-def _is_number(text: str) -> bool:
+def _column_name(j, names) -> str:
+    if names is not None and names[j]:
+        return f"column {names[j]!r}"
+    return f"column {j + 1} (index {j})"
+
+
+def _number(cell: str):
+    """The finite number in ``cell``, or None."""
     try:
-        float(text)
-        return True
+        value = float(cell)
     except ValueError:
-        return False
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _feature(path, line, cell, j, names) -> float:
+    value = _number(cell)
+    if value is None:
+        where = f"{path}: row {line}, {_column_name(j, names)}"
+        if not cell.strip():
+            raise DataFileError(f"{where}: missing value (empty cell)")
+        raise DataFileError(f"{where}: non-numeric cell {cell!r} (features must be finite numbers)")
+    return value
+
+
+def _labels(path, cells, j, names) -> np.ndarray:
+    """(m,) float64 when every label is a number, else (m,) str."""
+    for line, cell in cells:
+        if not cell.strip():
+            raise DataFileError(f"{path}: row {line}, {_column_name(j, names)}: missing label (empty cell)")
+    values = [_number(cell) for _, cell in cells]
+    if all(v is not None for v in values):
+        return np.array(values, dtype=np.float64)
+    return np.array([cell.strip() for _, cell in cells], dtype=str)
+
+
+# -- .npy and .npz ---------------------------------------------------------------------
+
+# Whatever NumPy or zipfile raise for a damaged or truncated file.
+_DAMAGE = (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError)
+
+
+def _load_npy(path, target):
+    try:
+        A = np.load(path, allow_pickle=False)
+    except _DAMAGE as exc:
+        raise DataFileError(f"{path} cannot be read as a .npy array: {_reason(exc)}") from None
+    if not isinstance(A, np.ndarray):
+        A.close()
+        raise DataFileError(f"{path} is a .npz archive, not a .npy array: rename it to .npz")
+    A = _features(path, A, "the array")
+    if target is None:
+        return A, None
+    col = _index(target)
+    if col is None:
+        raise DataFileError(f"{path} has no column names; give target as a column index, not {target!r}")
+    if not -A.shape[1] <= col < A.shape[1]:
+        raise DataFileError(f"{path} has {A.shape[1]} columns; there is no column {target!r}")
+    col %= A.shape[1]
+    X = np.delete(A, col, axis=1)
+    if X.shape[1] == 0:
+        raise DataFileError(f"{path} has no feature columns besides the label column")
+    return X, A[:, col]
+
+
+def _load_npz(path, target):
+    label_name = "y" if target is None else str(target)
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            if "X" not in data.files:
+                raise DataFileError(f"{path} has no array named 'X' (it has {data.files})")
+            if target is not None and label_name not in data.files:
+                raise DataFileError(f"{path} has no label array named {label_name!r} (it has {data.files})")
+            X = data["X"]
+            y = data[label_name] if label_name in data.files else None
+    except DataFileError:
+        raise
+    except _DAMAGE as exc:
+        raise DataFileError(f"{path} cannot be read as a .npz archive: {_reason(exc)}") from None
+    X = _features(path, X, "array 'X'")
+    if y is not None:
+        y = _label_array(path, y, label_name, X.shape[0])
+    return X, y
+
+
+def _reason(exc) -> str:
+    text = str(exc)
+    if text.startswith("Object arrays"):
+        return "it holds Python objects, which would need pickle to read (refused: pickle can run code)"
+    if text.startswith("This file contains pickled"):
+        return "it is neither a NumPy array file nor a pickle we would run (it has no NumPy header)"
+    if isinstance(exc, EOFError):
+        return "it is empty or truncated"
+    return f"{type(exc).__name__}: {text}"
+
+
+def _features(path, A, what) -> np.ndarray:
+    """``A`` as a finite float64 (m, n) array, or an error saying why not."""
+    _check_kind(path, A, what)
+    if A.ndim != 2 or A.shape[0] == 0 or A.shape[1] == 0:
+        raise DataFileError(f"{path}: {what} must be a non-empty 2-D table (samples as rows), got shape {A.shape}")
+    A = A.astype(np.float64)  # also native byte order
+    finite = np.isfinite(A)
+    if not finite.all():
+        i, j = np.argwhere(~finite)[0]
+        raise DataFileError(f"{path}: {what}[{i}, {j}] is {A[i, j]}; features must be finite numbers")
+    return A
+
+
+def _check_kind(path, A, what) -> None:
+    kind = A.dtype.kind
+    reasons = {"c": "complex numbers (the network works on real numbers; pass the real part if that is meant)",
+               "U": "strings", "S": "bytes", "O": "Python objects", "V": "structured records",
+               "M": "dates", "m": "time spans"}
+    if kind in reasons:
+        raise DataFileError(f"{path}: {what} holds {reasons[kind]} (dtype {A.dtype}); it must hold real numbers")
+
+
+def _label_array(path, y, what, m) -> np.ndarray:
+    if y.dtype.kind in "US":
+        y = y.astype(str)
+    else:
+        _check_kind(path, y, f"array {what!r}")
+        y = y.astype(np.float64)
+    if y.ndim not in (1, 2) or y.shape[0] != m:
+        raise DataFileError(f"{path}: array {what!r} has shape {y.shape}; it needs one label (row) for each "
+                            f"of the {m} samples in 'X'")
+    return y
