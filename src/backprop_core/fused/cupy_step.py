@@ -14,7 +14,7 @@ import numbers
 import numpy as np
 
 from ..errors import InvalidInputError, InvalidTypeError
-from .cuda import BLOCK, VARIANTS, finalize_threads, grid_size, kernel_source
+from .cuda import BLOCK, VARIANTS, finalize_threads, grid_size, kernel_source, max_grid
 from .limits import check_activation, check_dtype, check_shape, fused_support
 from .scalar import PARAMETERS
 
@@ -71,8 +71,8 @@ class FusedStep:
             self._per_multiprocessor = {
                 v: cupy.cuda.driver.occupancyMaxActiveBlocksPerMultiprocessor(k.kernel.ptr, BLOCK, 0)
                 for v, k in self._partial.items()}
-            most = max(self.source.accumulators.values()) * self._multiprocessors * \
-                max(self._per_multiprocessor.values())
+            most = max(self.source.accumulators[v] * max_grid(self._multiprocessors, self._per_multiprocessor[v])
+                       for v in VARIANTS)
             self._block_sums = cupy.empty(most, dtype=self.dtype)
         self._last = None
 

@@ -14,9 +14,10 @@ from ..activations import Activation, get_activation
 from ..errors import InvalidInputError, InvalidTypeError
 
 #: Provisional limit on the sums one thread keeps in registers (n1*n0 + n1 + n2*n1 + n2 + 1).
-#: Chosen from ptxas's register report for sm_90 (no spills at this size in float32
-#: or float64: see the final report of issue 11); it awaits the throughput
-#: crossover against jax.jit and CuPy measured on an H100/H200 at shapes around it.
+#: From ptxas's report for sm_90 (CUDA 13, tanh): the partial kernel spills nothing up to
+#: 98 sums in float32 and 82 in float64, and spills from 122 and 98; 64 keeps a margin in
+#: both.  Registers are not speed: the limit awaits the throughput crossover against the
+#: array-API path (jax.jit, CuPy) measured on one card at shapes around it.
 MAX_ACCUMULATORS = 64
 
 #: "auto" picks the fused kernel only once a GPU run has shown it beats the
