@@ -289,6 +289,10 @@ def make_entry(entry, device, dtype, lr):
         return SklearnEntry(entry, device, dtype, lr)
     if entry == "dask":
         return DaskEntry(entry, device, dtype, lr)
+    if entry == "cupy:fused":  # the equations compiled into one CUDA kernel (bench/fused_entry.py)
+        from fused_entry import FusedEntry
+
+        return FusedEntry(entry, device, dtype, lr)
     return LibraryEntry(entry, device, dtype, lr)
 
 
