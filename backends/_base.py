@@ -73,6 +73,8 @@ class Backend:
     distributed: bool = False
     #: Full batches run over cache-sized chunks by default where m allows (chunked.py).
     chunks_by_default: bool = False
+    #: Can run the equations compiled into one kernel (backprop_core.fused).
+    fuses_kernels: bool = False
 
     def __init__(self, device=None):
         self.requested_device = device

@@ -15,6 +15,7 @@ class CupyBackend(Backend):
     name = "cupy"
     library = "cupy"
     install_hint = "pip install 'backprop-core[cupy]' (a CuPy build matching your CUDA)"
+    fuses_kernels = True
 
     def __init__(self, device=None):
         super().__init__(device)

@@ -112,3 +112,25 @@ def test_every_entry_point_asks_the_planner(flower_data, caplog):
     assert any("plan: chunks, chunks of 100, 2 threads" in r.getMessage() for r in caplog.records)
     model = bc.BackpropClassifier(num_iterations=10, chunk_size=100, workers=2).fit(X.T, Y[0])
     assert (model.plan_.mode, model.plan_.chunk_size, model.plan_.workers) == ("chunks", 100, 2)
+
+
+class _FusingNumpy(NumpyBackend):
+    """Stands for a backend that compiles fused kernels (the planner asks only fuses_kernels)."""
+
+    name = "fusing"
+    fuses_kernels = True
+
+
+def test_the_fused_kernel_is_planned_only_where_asked_for_and_it_applies():
+    fusing = _FusingNumpy()
+    p = _plan(fusing, fused=True)
+    assert (p.mode, p.executor) == ("whole batch", "fused") and "sums per thread" in p.reason
+    assert _plan(fusing, fused=False).executor != "fused"
+    assert _plan(fusing, fused="auto").executor != "fused"  # until a GPU run has proven it
+    with pytest.warns(UserWarning, match="over the fused kernel's limit"):
+        wide = _plan(fusing, shape=(784, 512, 1, 1000), fused=True)
+    assert wide.executor != "fused"
+    with pytest.raises(bc.InvalidInputError, match="fused=True needs a backend that compiles fused kernels"):
+        _plan("numpy", fused=True)
+    with pytest.raises(bc.InvalidInputError, match="chunk_size and stream=True do not apply"):
+        _plan(fusing, fused=True, chunk_size=100)

@@ -54,6 +54,9 @@ class BackpropClassifier:
         backend, 1 elsewhere
     stream : keep the data on the host and stream chunks through the device each
         iteration; "auto" (default) does so when the data would not fit on a GPU
+    fused : run each iteration as the equations compiled into one GPU kernel (the
+        cupy backend, narrow networks); "auto" (default) does so where it has been
+        measured to pay, True asks for it, False never
 
     Dask arrays are accepted directly: training then runs on Dask (see the
     ``dask`` backend), with the parameters on the client.
@@ -66,7 +69,7 @@ class BackpropClassifier:
 
     def __init__(self, hidden_units=4, activation="tanh", learning_rate=1.2, num_iterations=10000,
                  backend="numpy", device=None, dtype=None, seed=0, init="normal", cost_every=100,
-                 batch_size=None, epochs=None, chunk_size="auto", workers=None, stream="auto"):
+                 batch_size=None, epochs=None, chunk_size="auto", workers=None, stream="auto", fused="auto"):
         self.hidden_units = hidden_units
         self.activation = activation
         self.learning_rate = learning_rate
@@ -82,6 +85,7 @@ class BackpropClassifier:
         self.chunk_size = chunk_size
         self.workers = workers
         self.stream = stream
+        self.fused = fused
 
     # -- scikit-learn protocol -------------------------------------------------------
     def get_params(self, deep=True):
@@ -148,7 +152,7 @@ class BackpropClassifier:
                 backend=self.backend, device=self.device, dtype=self.dtype, init=self.init, seed=self.seed,
                 cost_every=self.cost_every, callback=callback, chunk_size=self.chunk_size,
                 workers=self.workers, stream=self.stream, batch_size=self.batch_size, epochs=self.epochs,
-                on_plan=record)
+                fused=self.fused, on_plan=record)
         except (TrainingDivergedError, TrainingInterrupted, DeviceMemoryError, DistributedTrainingError) as exc:
             self._set_fitted(exc.parameters, exc.history, exc.iteration, y.ndim, **started)
             raise

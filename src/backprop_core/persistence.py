@@ -106,6 +106,7 @@ HYPERPARAMETERS = {
     "chunk_size": (_either(_is_int, _one_of("auto", None)), 'an integer, "auto" or null'),
     "workers": (_either(_is_int, _is_none), "an integer or null"),
     "stream": (_one_of(True, False, "auto"), 'true, false or "auto"'),
+    "fused": (_one_of(True, False, "auto"), 'true, false or "auto"'),
 }
 
 

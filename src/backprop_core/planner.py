@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -25,7 +26,7 @@ import numpy as np
 from .backends._base import cpu_cores
 from .chunked import ChunkedGradients, working_bytes_per_example
 from .errors import InvalidInputError
-from .strategies import Chunked, MiniBatch, WholeBatch, equations_gradients
+from .strategies import Chunked, Fused, MiniBatch, WholeBatch, equations_gradients
 
 log = logging.getLogger("backprop_core")
 
@@ -82,14 +83,17 @@ def _positive_int(value, what):
 
 
 def plan(backend, shape, dtype: str, activation, *, chunk_size="auto", workers=None, stream="auto",
-         batch_size=None, epochs=None, host_data: bool = False) -> Plan:
+         batch_size=None, epochs=None, fused="auto", host_data: bool = False) -> Plan:
     """The plan for training an n0-n1-n2 network on m examples: ``shape = (n0, n1, n2, m)``.
 
     ``chunk_size``: "auto", None (never chunk) or a number of examples.
     ``workers``: threads sharing the chunks (None: the planner's choice).
     ``stream``: True, False or "auto" (stream host data through a GPU when they
     would not fit).  ``batch_size``/``epochs``: mini-batch gradient descent.
-    ``host_data``: the data are NumPy arrays on the host (only those can be streamed).
+    ``fused``: True, False or "auto": the equations compiled into one GPU kernel
+    on backends that can (:mod:`backprop_core.fused`); "auto" uses it where it
+    has been measured to pay.  ``host_data``: the data are NumPy arrays on the
+    host (only those can be streamed).
     """
     n0, n1, n2, m = shape
     if workers is not None:
@@ -119,6 +123,10 @@ def plan(backend, shape, dtype: str, activation, *, chunk_size="auto", workers=N
         return _logged(Plan("mini-batch", batch_size=batch_size, epochs=epochs,
                             reason="batch_size was given"))
 
+    fused_plan = _fused_plan(backend, shape, fused, explicit=isinstance(chunk_size, int) or stream is True)
+    if fused_plan is not None:
+        return _logged(fused_plan)
+
     if stream is True and not host_data:
         raise InvalidInputError("only NumPy arrays on the host can be streamed through a device")
     if stream is True or (stream == "auto" and host_data and backend.on_gpu and not fits):
@@ -138,6 +146,30 @@ def plan(backend, shape, dtype: str, activation, *, chunk_size="auto", workers=N
                                 else f"the {backend.name} backend runs best on the whole batch"))
         return _logged(Plan("whole batch", executor=executor, chunk_size=m, reason="chunk_size=None"))
     return _logged(_cpu_plan(backend, shape, dtype, activation, workers))
+
+
+def _fused_plan(backend, shape, fused, explicit: bool) -> Plan | None:
+    """The fused kernel's plan where it is asked for and applies; None to plan otherwise."""
+    from .fused import choose
+
+    if fused not in (True, False, "auto", None):
+        raise InvalidInputError(f"fused must be True, False or 'auto', got {fused!r}")
+    if not fused:
+        return None
+    if not backend.fuses_kernels:
+        if fused is True:
+            raise InvalidInputError(f"fused=True needs a backend that compiles fused kernels (cupy), "
+                                    f"not {backend.name!r}")
+        return None
+    if fused is True and explicit:
+        raise InvalidInputError("the fused kernel runs the whole batch on the device: "
+                                "chunk_size and stream=True do not apply with fused=True")
+    use, why = choose(fused, *shape[:3])
+    if use and not explicit:
+        return Plan("whole batch", executor="fused", reason=why)
+    if fused is True:
+        warnings.warn(f"fused=True: {why}", stacklevel=4)
+    return None
 
 
 def _logged(p: Plan) -> Plan:
@@ -258,6 +290,12 @@ def build(p: Plan, X, Y, parameters, activation, learning_rate, backend, dtype, 
         return DaskFullBatch(X, Y, parameters, activation, learning_rate, backend)
     if p.mode == "mini-batch":
         return MiniBatch(X, Y, activation, learning_rate, backend, p.batch_size, seed)
+    if p.executor == "fused":
+        from .fused import FusedStep
+
+        n1 = parameters["W1"].shape[0]
+        step = FusedStep(X.shape[0], n1, Y.shape[0], activation, learning_rate, dtype, backend.device)
+        return Fused(X, Y, step, backend)
     if p.chunk_size is None:
         return WholeBatch(X, Y, activation, learning_rate, backend)
     n0, n2 = X.shape[0], Y.shape[0]

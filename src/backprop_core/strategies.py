@@ -103,6 +103,22 @@ class Chunked(Strategy):
         return stack
 
 
+class Fused(Strategy):
+    """The whole batch's step as the equations compiled into one GPU kernel (:mod:`backprop_core.fused`)."""
+
+    def __init__(self, X, Y, fused_step, backend):
+        self.X, self.Y, self.fused, self.backend = X, Y, fused_step, backend
+
+    def step(self, params, i, with_cost):
+        return self.fused(params, self.X, self.Y, with_cost)
+
+    def cost(self, params):
+        return self.fused(params, self.X, self.Y, True)[1]
+
+    def running(self):
+        return self.backend.context()
+
+
 class MiniBatch(Strategy):
     """Mini-batch gradient descent: one update per batch of a fresh shuffle each epoch.
 

@@ -76,7 +76,7 @@ def resolve_backend(backend, device, X):
 def fit(X, Y, *, hidden_units: int, activation, learning_rate: float, num_iterations: int,
         backend="numpy", device=None, dtype=None, parameters=None, init="normal", seed=0,
         cost_every=100, callback=None, chunk_size="auto", workers=None, stream="auto",
-        batch_size=None, epochs=None, on_plan=None) -> Fit:
+        batch_size=None, epochs=None, fused="auto", on_plan=None) -> Fit:
     """Check X (n0, m) and Y (n2, m), plan, move them once to the backend, and train.
 
     ``parameters`` (host or any library) replace the random start, which is
@@ -100,7 +100,7 @@ def fit(X, Y, *, hidden_units: int, activation, learning_rate: float, num_iterat
         _, hidden_units, _ = check_parameters(parameters, n0, n2)
     host_data = source.name == "numpy" and not backend.distributed
     p = planner.plan(backend, (n0, hidden_units, n2, m), dtype, activation, chunk_size=chunk_size,
-                     workers=workers, stream=stream, batch_size=batch_size, epochs=epochs,
+                     workers=workers, stream=stream, batch_size=batch_size, epochs=epochs, fused=fused,
                      host_data=host_data)
     place = get_backend("numpy") if p.streams else backend
     X, Y = to_backend(X, place, dtype, "X"), to_backend(Y, place, dtype, "Y")
