@@ -2,7 +2,10 @@
 
 An adapter is cheap to construct and imports its array library only when it is
 first used, so listing or registering backends never imports a framework the
-user did not ask for.
+user did not ask for.  What the libraries agree on (which arrays are theirs,
+where an array lives, how it comes back to the host) is written here once,
+through array-api-compat; an adapter keeps only what truly differs: parsing
+its devices, streams, compiling, matmul precision.
 """
 
 from __future__ import annotations
@@ -10,6 +13,19 @@ from __future__ import annotations
 import contextlib
 import importlib
 import os
+import threading
+
+import array_api_compat
+import numpy as np
+
+from ..errors import BackpropCoreError, InvalidInputError
+
+#: Matmul precisions for float32: full float32, or TensorFloat-32 (NVIDIA tensor cores:
+#: about 10 mantissa bits in the products, several times faster on wide layers).
+PRECISIONS = ("float32", "tf32")
+
+#: How every GPU backend (cupy, torch, jax) names a device; torch and jax also take "cpu".
+GPU_DEVICES = 'None (the default), a GPU index (0, 1, ...), "gpu", "gpu:1", "cuda" or "cuda:1"'
 
 
 def host_free_memory():
@@ -27,8 +43,48 @@ def cpu_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-class BackendUnavailableError(RuntimeError):
-    """The backend's library is missing, or it cannot run on this machine."""
+class BackendUnavailableError(BackpropCoreError, RuntimeError):
+    """The backend's library is missing, or it cannot run on this machine or device."""
+
+
+class InvalidDeviceError(InvalidInputError, BackendUnavailableError):
+    """A device spelled in none of the ways the backend accepts; the message lists them."""
+
+
+def parse_device(spec, backend: str, *, cpu: bool) -> tuple[str, int | None]:
+    """A device in the GPU backends' vocabulary as ``(kind, index)``.
+
+    ``kind`` is "gpu" or "cpu"; ``index`` is None where the spelling names no
+    index (the first device).  Ints and digit strings are GPU indices, so a
+    command line's ``--device 0`` means the same to every backend.
+    """
+    vocabulary = GPU_DEVICES + (' or "cpu"' if cpu else "") + f", or a {backend} device object"
+    text = spec.strip().lower() if isinstance(spec, str) else None
+    if isinstance(spec, int) and not isinstance(spec, bool) and spec >= 0:
+        return "gpu", spec
+    if text is not None:
+        kind, sep, index = text.partition(":")
+        if kind.isdigit() and not sep:
+            return "gpu", int(kind)
+        if kind in ("gpu", "cuda") and (not sep or index.isdigit()):
+            return "gpu", int(index) if sep else None
+        if kind == "cpu" and (not sep or index.isdigit()):
+            if not cpu:
+                raise InvalidDeviceError(f"backend {backend!r} runs on GPUs only, not on device {spec!r}; "
+                                         f"it takes {vocabulary}")
+            return "cpu", int(index) if sep else None
+    raise InvalidDeviceError(f"backend {backend!r} does not understand device {spec!r}; it takes {vocabulary}")
+
+
+def gpu_index(index: int | None, count: int, backend: str, spec) -> int:
+    """``index`` (None: the first GPU) checked against the ``count`` GPUs usable here."""
+    index = 0 if index is None else index
+    if count == 0:
+        raise BackendUnavailableError(f"backend {backend!r} was asked for GPU device {spec!r} but no GPU is usable here")
+    if index >= count:
+        raise BackendUnavailableError(f"backend {backend!r} sees {count} GPU(s); there is no GPU {index} "
+                                      f"(device {spec!r})")
+    return index
 
 
 class Ready:
@@ -57,11 +113,60 @@ class StreamUpload(Ready):
         return self.array
 
 
-class Backend:
-    """Base adapter.  Subclasses set ``name`` and ``library`` and override hooks.
+class PinnedStaging:
+    """Pinned host buffers that uploads copy from, each reused only once its last copy has finished.
 
-    ``device`` is whatever the user named (``None`` for the backend's default);
-    :meth:`resolve_device` turns it into the library's own device object.
+    A host chunk is copied once, into a pinned buffer (casting to the dtype on
+    the way); the device copy reads that buffer asynchronously, so the buffer
+    goes back to the pool only when the copy's event says it is done.
+    ``allocate(shape, dtype)`` gives ``(buffer, numpy view of it)``;
+    ``done(event)`` asks an event without waiting.
+    """
+
+    def __init__(self, allocate, done, spare: int = 4):
+        self._allocate, self._done, self._spare = allocate, done, spare
+        self._in_flight = []  # (event, (buffer, view)) of copies that may still read the buffer
+        self._idle = {}  # (shape, dtype) -> [(buffer, view)] free to fill
+        self._lock = threading.Lock()  # chunk workers may upload from several threads
+
+    def fill(self, host, dtype):
+        """``(buffer, view)`` holding ``host`` as ``dtype``."""
+        dtype = np.dtype(dtype)
+        key = (tuple(np.shape(host)), dtype.str)
+        with self._lock:
+            self._collect()
+            idle = self._idle.get(key)
+            staged = idle.pop() if idle else None
+        if staged is None:
+            staged = self._allocate(key[0], dtype)
+        np.copyto(staged[1], host, casting="same_kind")
+        return staged
+
+    def reading(self, staged, event) -> None:
+        """``staged`` is being read by the copy that ``event`` marks the end of."""
+        with self._lock:
+            self._in_flight.append((event, staged))
+
+    def _collect(self):
+        busy = []
+        for event, staged in self._in_flight:
+            if not self._done(event):
+                busy.append((event, staged))
+                continue
+            idle = self._idle.setdefault((staged[1].shape, staged[1].dtype.str), [])
+            if len(idle) < self._spare:
+                idle.append(staged)
+        self._in_flight = busy
+
+
+class Backend:
+    """Base adapter.  Subclasses set ``name``, ``library`` and ``is_array`` and override hooks.
+
+    ``requested_device`` is whatever the user named (``None`` for the backend's
+    default); :meth:`resolve_device` turns it into the library's own device
+    object, ``device``, without side effects beyond reading the library.
+    ``precision`` is the matmul precision for float32 ("float32" or, where the
+    library has it, "tf32"), applied inside :meth:`context` and compiled calls.
     """
 
     name: str = ""
@@ -71,11 +176,45 @@ class Backend:
     distributed: bool = False
     #: Full batches run over cache-sized chunks by default where m allows (chunked.py).
     chunks_by_default: bool = False
+    #: Is ``x`` an array of this library?  (array-api-compat's ``is_*_array``)
+    is_array = staticmethod(lambda x: False)
+    #: Host device as array-api-compat's ``to_device`` spells it for this library.
+    host_device = "cpu"
+    #: The precisions this adapter can apply.
+    precisions: tuple = ("float32",)
 
-    def __init__(self, device=None):
+    def __init__(self, device=None, *, precision: str = "float32"):
+        if precision not in self.precisions:
+            raise InvalidInputError(
+                f"backend {self.name!r} takes precision {' or '.join(map(repr, self.precisions))}, not "
+                f"{precision!r} ('tf32', TensorFloat-32 matmuls, is for cupy, torch and jax on NVIDIA GPUs)")
         self.requested_device = device
+        self.precision = precision
+        self._reset()
+
+    def _reset(self) -> None:
+        """Forget what was resolved or opened; it is made again when first needed."""
         self._xp = None
         self._device = None
+
+    # -- pickling: a fitted estimator holds its adapter -----------------------------
+    def __getstate__(self):
+        # Namespaces, devices, streams and connections are not picklable and belong to
+        # this process: keep only settings, with the device as a plain string.
+        state = {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
+        state["requested_device"] = self._portable_device()
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._reset()
+
+    def _portable_device(self):
+        # Once resolved, the adapter comes back on the same device (or fails naming it).
+        if self._device is not None or not (self.requested_device is None
+                                            or isinstance(self.requested_device, (int, str))):
+            return self.device_name
+        return self.requested_device
 
     # -- availability and namespace -------------------------------------------------
     def _import(self):
@@ -99,6 +238,10 @@ class Backend:
             return False, str(exc)
         return True, "ok"
 
+    def connect(self):
+        """Open what computing needs beyond the device (a cluster's client); local libraries need nothing."""
+        return None
+
     @property
     def xp(self):
         """The Array API namespace (array-api-compat's wrapper where needed)."""
@@ -112,6 +255,7 @@ class Backend:
 
     @property
     def device(self):
+        """The library's own device object (resolved on first use, then kept)."""
         if self._device is None:
             self.check_available()
             self._device = self.resolve_device(self.requested_device)
@@ -120,12 +264,17 @@ class Backend:
     def resolve_device(self, spec):
         raise NotImplementedError
 
+    @property
+    def device_name(self) -> str:
+        """The device as a plain string that resolves to it again (records, files, pickles)."""
+        return str(self.device)
+
     def version(self) -> str:
         return getattr(self._import(), "__version__", "unknown")
 
     def devices(self) -> list[str]:
         """Names of the devices this backend could use here."""
-        return [str(self.device)]
+        return [self.device_name]
 
     @property
     def on_gpu(self) -> bool:
@@ -134,6 +283,23 @@ class Backend:
     @property
     def default_dtype(self) -> str:
         return "float32" if self.on_gpu else "float64"
+
+    # -- whose arrays, where ------------------------------------------------------------
+    def owns(self, x) -> bool:
+        """Is ``x`` an array of this backend's library?"""
+        return bool(self.is_array(x))
+
+    def device_of(self, x):
+        """The library's device object that ``x`` lives on."""
+        return array_api_compat.device(x)
+
+    def holds(self, x) -> bool:
+        """Is ``x`` an array of this library on this backend's device (devices compared as objects)?"""
+        return self.owns(x) and self.device_of(x) == self.device
+
+    def for_data(self, x) -> "Backend":
+        """The adapter to train on ``x`` with; one whose arrays hold other arrays adapts to them."""
+        return self
 
     # -- moving data ---------------------------------------------------------------
     def dtype(self, name: str):
@@ -156,8 +322,12 @@ class Backend:
         """The network's parameters (small) where this backend computes with them."""
         return {k: self.asarray(v, dtype) for k, v in host.items()}
 
+    def to_numpy(self, x):
+        """Copy an array of this backend back to a NumPy array on the host."""
+        return np.asarray(array_api_compat.to_device(x, self.host_device))
+
     def free_memory(self):
-        """Bytes free on the device, or None where the library cannot say."""
+        """Bytes the device can still give, the library's pooled free memory included; None if unknown."""
         return None if self.on_gpu else host_free_memory()
 
     @property
@@ -167,28 +337,7 @@ class Backend:
 
     def random_normal(self, shape, dtype: str, seed):
         """Standard normal samples made on the device where the library can (the host otherwise)."""
-        import numpy as np
-
         return self.asarray(np.random.default_rng(seed).standard_normal(shape), dtype)
-
-    def to_numpy(self, x):
-        """Copy an array of this backend back to a NumPy array on the host."""
-        import numpy as np
-
-        return np.asarray(x)
-
-    def owns(self, x) -> bool:
-        """Is ``x`` an array of this backend's library?"""
-        raise NotImplementedError
-
-    def for_data(self, x) -> "Backend":
-        """The adapter to train on ``x`` with; one whose arrays hold other arrays adapts to them."""
-        return self
-
-    def device_of(self, x):
-        from array_api_compat import device
-
-        return device(x)
 
     # -- running -------------------------------------------------------------------
     def synchronize(self, *arrays) -> None:
@@ -199,8 +348,12 @@ class Backend:
         return fn
 
     def context(self):
-        """A context manager that makes this backend's device current."""
+        """A context manager for computing here: the device made current, the precision applied.
+
+        Whatever it changes in the library's global state is restored on exit.
+        """
         return contextlib.nullcontext()
 
     def __repr__(self) -> str:
-        return f"<backend {self.name} device={self.requested_device!r}>"
+        extra = f" precision={self.precision!r}" if self.precision != "float32" else ""
+        return f"<backend {self.name} device={self.requested_device!r}{extra}>"
