@@ -16,10 +16,6 @@ import array_api_compat
 
 from ._base import PRECISIONS, Backend, BackendUnavailableError, InvalidDeviceError, gpu_index, parse_device
 
-#: jax_default_matmul_precision for each of the adapter's precisions.
-JAX_PRECISION = {"float32": "highest", "tf32": "tensorfloat32"}
-
-
 class JaxBackend(Backend):
     name = "jax"
     library = "jax"
@@ -88,10 +84,18 @@ class JaxBackend(Backend):
         for x in arrays:
             x.block_until_ready()
 
+    @property
+    def matmul_precision(self) -> str:
+        """JAX's name for this adapter's precision (``jax_default_matmul_precision``)."""
+        if self.precision == "float32":
+            return "highest"
+        # TF32 tensor cores on the GPU, named exactly; a CPU has no TF32 and multiplies in float32.
+        return "TF32_TF32_F32" if self.on_gpu else "default"
+
     def context(self):
         # The precision is part of what jit traces and caches, so it must hold when a
         # compiled function is first called as well as for eager operations.
-        return self._import().default_matmul_precision(JAX_PRECISION[self.precision])
+        return self._import().default_matmul_precision(self.matmul_precision)
 
     def compile(self, fn):
         """``fn`` under ``jax.jit``, always called (and lowered, ``.lower(...)``) in this adapter's precision."""

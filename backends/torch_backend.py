@@ -19,18 +19,29 @@ from ._base import PRECISIONS, Backend, InvalidDeviceError, PinnedStaging, Ready
 
 @contextlib.contextmanager
 def matmul_precision(torch, precision: str):
-    """Float32 matmuls on CUDA in ``precision`` for the block, the previous setting restored after."""
+    """Float32 matmuls on CUDA in ``precision`` for the block, every related setting restored after."""
+    tf32 = precision == "tf32"
     matmul = torch.backends.cuda.matmul
-    # PyTorch >= 2.9 has fp32_precision and refuses to read the old flag once the new one
-    # was set; older versions have only allow_tf32.
-    flag, value = (("fp32_precision", "tf32" if precision == "tf32" else "ieee")
-                   if hasattr(matmul, "fp32_precision") else ("allow_tf32", precision == "tf32"))
-    before = getattr(matmul, flag)
-    setattr(matmul, flag, value)
+    if not hasattr(matmul, "fp32_precision"):  # PyTorch < 2.9: one flag
+        before = matmul.allow_tf32
+        matmul.allow_tf32 = tf32
+        try:
+            yield
+        finally:
+            matmul.allow_tf32 = before
+        return
+    # PyTorch >= 2.9 keeps the old setting beside the new per-backend ones and refuses a
+    # CUDA matmul when they disagree; the old flag's setter moves both together.
+    legacy = torch.get_float32_matmul_precision()
+    fields = (matmul, torch.backends.mkldnn.matmul)
+    new = [field.fp32_precision for field in fields]
+    matmul.allow_tf32 = tf32
     try:
         yield
     finally:
-        setattr(matmul, flag, before)
+        torch.set_float32_matmul_precision(legacy)
+        for field, value in zip(fields, new):
+            field.fp32_precision = value
 
 
 class TorchBackend(Backend):
