@@ -14,8 +14,9 @@ import sys
 from importlib.metadata import entry_points
 
 from ..errors import InvalidInputError, InvalidTypeError
-from ._base import GPU_DEVICES, PRECISIONS, Backend, BackendUnavailableError, InvalidDeviceError, Ready, \
-    host_free_memory, parse_device
+from ._base import PRECISIONS, Backend, BackendUnavailableError, InvalidDeviceError, host_free_memory
+from ._devices import GPU_DEVICES, parse_device
+from ._uploads import Ready
 
 ENTRY_POINT_GROUP = "backprop_core.backends"
 
@@ -75,7 +76,7 @@ def make_backend(name: str, device=None, **options) -> Backend:
     torch and jax, ``iteration_timeout=`` for dask, ...).
     """
     if isinstance(name, Backend):
-        if device is not None or options:
+        if options or (device is not None and device != name.requested_device):
             raise InvalidInputError(f"device and options apply to a backend named by a string, not to {name!r}")
         return name
     if not isinstance(name, str):

@@ -13,19 +13,16 @@ from __future__ import annotations
 import contextlib
 import importlib
 import os
-import threading
 
 import array_api_compat
 import numpy as np
 
 from ..errors import BackpropCoreError, InvalidInputError
+from ._uploads import Ready
 
 #: Matmul precisions for float32: full float32, or TensorFloat-32 (NVIDIA tensor cores:
 #: about 10 mantissa bits in the products, several times faster on wide layers).
 PRECISIONS = ("float32", "tf32")
-
-#: How every GPU backend (cupy, torch, jax) names a device; torch and jax also take "cpu".
-GPU_DEVICES = 'None (the default), a GPU index (0, 1, ...), "gpu", "gpu:1", "cuda" or "cuda:1"'
 
 
 def host_free_memory():
@@ -51,114 +48,6 @@ class InvalidDeviceError(InvalidInputError, BackendUnavailableError):
     """A device spelled in none of the ways the backend accepts; the message lists them."""
 
 
-def parse_device(spec, backend: str, *, cpu: bool) -> tuple[str, int | None]:
-    """A device in the GPU backends' vocabulary as ``(kind, index)``.
-
-    ``kind`` is "gpu" or "cpu"; ``index`` is None where the spelling names no
-    index (the first device).  Ints and digit strings are GPU indices, so a
-    command line's ``--device 0`` means the same to every backend.
-    """
-    vocabulary = GPU_DEVICES + (' or "cpu"' if cpu else "") + f", or a {backend} device object"
-    text = spec.strip().lower() if isinstance(spec, str) else None
-    if isinstance(spec, int) and not isinstance(spec, bool) and spec >= 0:
-        return "gpu", spec
-    if text is not None:
-        kind, sep, index = text.partition(":")
-        if kind.isdigit() and not sep:
-            return "gpu", int(kind)
-        if kind in ("gpu", "cuda") and (not sep or index.isdigit()):
-            return "gpu", int(index) if sep else None
-        if kind == "cpu" and (not sep or index.isdigit()):
-            if not cpu:
-                raise InvalidDeviceError(f"backend {backend!r} runs on GPUs only, not on device {spec!r}; "
-                                         f"it takes {vocabulary}")
-            return "cpu", int(index) if sep else None
-    raise InvalidDeviceError(f"backend {backend!r} does not understand device {spec!r}; it takes {vocabulary}")
-
-
-def gpu_index(index: int | None, count: int, backend: str, spec) -> int:
-    """``index`` (None: the first GPU) checked against the ``count`` GPUs usable here."""
-    index = 0 if index is None else index
-    if count == 0:
-        raise BackendUnavailableError(f"backend {backend!r} was asked for GPU device {spec!r} but no GPU is usable here")
-    if index >= count:
-        raise BackendUnavailableError(f"backend {backend!r} sees {count} GPU(s); there is no GPU {index} "
-                                      f"(device {spec!r})")
-    return index
-
-
-class Ready:
-    """An upload that has already finished."""
-
-    def __init__(self, array):
-        self.array = array
-
-    def get(self):
-        return self.array
-
-
-class StreamUpload(Ready):
-    """A host-to-device copy in flight on a side stream.
-
-    ``get()`` calls ``wait(array)``, which makes the compute stream wait for the
-    copy (an event), then hands the array over.
-    """
-
-    def __init__(self, array, wait):
-        super().__init__(array)
-        self._wait = wait
-
-    def get(self):
-        self._wait(self.array)
-        return self.array
-
-
-class PinnedStaging:
-    """Pinned host buffers that uploads copy from, each reused only once its last copy has finished.
-
-    A host chunk is copied once, into a pinned buffer (casting to the dtype on
-    the way); the device copy reads that buffer asynchronously, so the buffer
-    goes back to the pool only when the copy's event says it is done.
-    ``allocate(shape, dtype)`` gives ``(buffer, numpy view of it)``;
-    ``done(event)`` asks an event without waiting.
-    """
-
-    def __init__(self, allocate, done, spare: int = 4):
-        self._allocate, self._done, self._spare = allocate, done, spare
-        self._in_flight = []  # (event, (buffer, view)) of copies that may still read the buffer
-        self._idle = {}  # (shape, dtype) -> [(buffer, view)] free to fill
-        self._lock = threading.Lock()  # chunk workers may upload from several threads
-
-    def fill(self, host, dtype):
-        """``(buffer, view)`` holding ``host`` as ``dtype``."""
-        dtype = np.dtype(dtype)
-        key = (tuple(np.shape(host)), dtype.str)
-        with self._lock:
-            self._collect()
-            idle = self._idle.get(key)
-            staged = idle.pop() if idle else None
-        if staged is None:
-            staged = self._allocate(key[0], dtype)
-        np.copyto(staged[1], host, casting="same_kind")
-        return staged
-
-    def reading(self, staged, event) -> None:
-        """``staged`` is being read by the copy that ``event`` marks the end of."""
-        with self._lock:
-            self._in_flight.append((event, staged))
-
-    def _collect(self):
-        busy = []
-        for event, staged in self._in_flight:
-            if not self._done(event):
-                busy.append((event, staged))
-                continue
-            idle = self._idle.setdefault((staged[1].shape, staged[1].dtype.str), [])
-            if len(idle) < self._spare:
-                idle.append(staged)
-        self._in_flight = busy
-
-
 class Backend:
     """Base adapter.  Subclasses set ``name``, ``library`` and ``is_array`` and override hooks.
 
@@ -167,6 +56,14 @@ class Backend:
     object, ``device``, without side effects beyond reading the library.
     ``precision`` is the matmul precision for float32 ("float32" or, where the
     library has it, "tf32"), applied inside :meth:`context` and compiled calls.
+
+    Adapters pickle (a fitted estimator holds one): the pickle keeps the
+    settings and the device as a plain string (:attr:`device_name`, e.g.
+    "cuda:0"), never the library's objects, streams or connections, and
+    unpickling imports nothing.  Everything is resolved again on first use, on
+    the same device; where that device is missing (a GPU adapter unpickled on a
+    machine without a GPU) the first use raises :class:`BackendUnavailableError`
+    naming it.
     """
 
     name: str = ""

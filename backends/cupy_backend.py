@@ -15,8 +15,9 @@ import threading
 import array_api_compat
 import numpy as np
 
-from ._base import PRECISIONS, Backend, BackendUnavailableError, PinnedStaging, StreamUpload, gpu_index, \
-    parse_device
+from ._base import PRECISIONS, Backend, BackendUnavailableError
+from ._devices import gpu_index, parse_device
+from ._uploads import PinnedStaging, StreamUpload
 
 
 @contextlib.contextmanager

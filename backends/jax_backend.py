@@ -14,7 +14,8 @@ import functools
 
 import array_api_compat
 
-from ._base import PRECISIONS, Backend, BackendUnavailableError, InvalidDeviceError, gpu_index, parse_device
+from ._base import PRECISIONS, Backend, BackendUnavailableError, InvalidDeviceError
+from ._devices import gpu_index, parse_device
 
 class JaxBackend(Backend):
     name = "jax"

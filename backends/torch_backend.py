@@ -13,8 +13,9 @@ import threading
 
 import array_api_compat
 
-from ._base import PRECISIONS, Backend, InvalidDeviceError, PinnedStaging, Ready, StreamUpload, gpu_index, \
-    parse_device
+from ._base import PRECISIONS, Backend, InvalidDeviceError
+from ._devices import gpu_index, parse_device
+from ._uploads import PinnedStaging, Ready, StreamUpload
 
 
 @contextlib.contextmanager

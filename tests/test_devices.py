@@ -19,7 +19,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import backprop_core as bc
 from backprop_core.backends import (GPU_DEVICES, BackendUnavailableError, InvalidDeviceError, backend_for_array,
                                     get_backend, make_backend, parse_device)
 from backprop_core.errors import BackpropCoreError, InvalidInputError, InvalidTypeError
