@@ -16,7 +16,7 @@ from importlib.metadata import entry_points
 from ..errors import InvalidInputError, InvalidTypeError
 from ._base import PRECISIONS, Backend, BackendUnavailableError, InvalidDeviceError, host_free_memory
 from ._devices import GPU_DEVICES, parse_device
-from ._uploads import Ready
+from ._uploads import PinnedStaging, Ready, StreamUpload
 
 ENTRY_POINT_GROUP = "backprop_core.backends"
 
@@ -133,7 +133,9 @@ __all__ = [
     "BackendUnavailableError",
     "InvalidDeviceError",
     "parse_device",
+    "PinnedStaging",
     "Ready",
+    "StreamUpload",
     "host_free_memory",
     "ENTRY_POINT_GROUP",
     "backend_for_array",

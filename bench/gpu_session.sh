@@ -15,7 +15,9 @@
 #   table.md, throughput.png   written from whatever finished (bench/run.py)
 #   stream.jsonl     streamed chunks: side-stream copies against synchronous ones (bench/stream_overlap.py)
 # Steps run in order of worth (check, tests, benchmark, streaming), each under its own time limit and all
-# inside BUDGET_S (default 480 s); a step that no longer fits is skipped, saying so.
+# inside BUDGET_S (default 480 s); a step that no longer fits is skipped, saying so.  A machine start costs
+# 1-2 of the 15 device minutes, so a second try only fits on the still-warm machine: BUDGET_S=200.
+# Here, the same script rehearses on the CPU with PYTHON=.venv/bin/python and a stand-in nvidia-smi on PATH.
 #
 # The GPU image (python3 3.12; CuPy 14, PyTorch 2.11, JAX 0.11, NumPy 2.5, numba, pytest, hypothesis, click,
 # cloudpickle, fsspec, jinja2, msgpack, packaging, psutil, pyyaml, sortedcontainers, toolz) lacks these, and

@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from backprop_core.backends import (GPU_DEVICES, BackendUnavailableError, InvalidDeviceError, backend_for_array,
-                                    get_backend, make_backend, parse_device)
+from backprop_core.backends import (GPU_DEVICES, BackendUnavailableError, InvalidDeviceError, PinnedStaging,
+                                    backend_for_array, get_backend, make_backend, parse_device)
 from backprop_core.errors import BackpropCoreError, InvalidInputError, InvalidTypeError
 
 from conftest import skip_unusable, tolerance, train_problem
@@ -309,6 +309,36 @@ def test_an_unpickled_cupy_adapter_needs_no_cupy_until_used(fake_cupy, monkeypat
     assert again.requested_device == "cuda:1"
     with pytest.raises(BackendUnavailableError, match="install"):
         again.device  # noqa: B018
+
+
+# -- staged uploads ----------------------------------------------------------------------------
+
+class _Copy:
+    """A device copy's event, finished when the test says so."""
+    done = False
+
+
+def test_a_staging_buffer_is_reused_only_after_its_copy_has_finished():
+    allocated = []
+
+    def allocate(shape, dtype):
+        buffer = np.empty(shape, dtype)
+        allocated.append(buffer)
+        return buffer, buffer
+
+    staging = PinnedStaging(allocate, lambda event: event.done)
+    first_copy, host = _Copy(), np.arange(6.0).reshape(2, 3)
+    first = staging.fill(host, "float32")
+    np.testing.assert_array_equal(first[1], host)  # copied once, cast on the way
+    assert first[1].dtype == np.float32
+    staging.reading(first, first_copy)
+    second = staging.fill(host + 1, "float32")
+    assert second[0] is not first[0]  # the first may still be read by its copy
+    staging.reading(second, _Copy())
+    first_copy.done = True
+    third = staging.fill(host + 2, "float32")
+    assert third[0] is first[0] and len(allocated) == 2  # reused once its copy was done
+    np.testing.assert_array_equal(third[1], host + 2)
 
 
 # -- Dask: resolving reads, connecting is explicit -------------------------------------------
