@@ -100,15 +100,20 @@ class JaxBackend(Backend):
 
     def compile(self, fn):
         """``fn`` under ``jax.jit``, always called (and lowered, ``.lower(...)``) in this adapter's precision."""
-        jitted = self._import().jit(fn)
+        jax = self._import()
+        jitted, precision = jax.jit(fn), self.matmul_precision
 
         @functools.wraps(fn)
         def call(*args):
-            with self.context():
+            # Inside context() (the training loop) the setting already holds: skip entering it again.
+            # The setting is per thread, so chunk workers on other threads take the slow path.
+            if jax.config.jax_default_matmul_precision == precision:
+                return jitted(*args)
+            with jax.default_matmul_precision(precision):
                 return jitted(*args)
 
         def lower(*args):
-            with self.context():
+            with jax.default_matmul_precision(precision):
                 return jitted.lower(*args)
 
         call.lower = lower
