@@ -13,8 +13,10 @@ import importlib
 import sys
 from importlib.metadata import entry_points
 
-from ..errors import InvalidInputError
-from ._base import Backend, BackendUnavailableError, Ready, host_free_memory
+from ..errors import InvalidInputError, InvalidTypeError
+from ._base import PRECISIONS, Backend, BackendUnavailableError, InvalidDeviceError, host_free_memory
+from ._devices import GPU_DEVICES, parse_device
+from ._uploads import PinnedStaging, Ready, StreamUpload
 
 ENTRY_POINT_GROUP = "backprop_core.backends"
 
@@ -34,7 +36,7 @@ def register_backend(name: str, factory) -> None:
     if not isinstance(name, str) or not name:
         raise InvalidInputError(f"a backend name must be a non-empty string, not {name!r}")
     if not callable(factory):
-        raise TypeError(f"the factory for backend {name!r} must be callable, not {factory!r}")
+        raise InvalidTypeError(f"the factory for backend {name!r} must be callable, not {factory!r}")
     _registered[name] = factory
 
 
@@ -67,56 +69,73 @@ def _factory(name: str):
     raise InvalidInputError(f"unknown backend {name!r}; known backends: {', '.join(backend_names())}")
 
 
-def make_backend(name: str, device=None) -> Backend:
-    """An adapter for ``name`` on ``device``, not yet checked for availability."""
+def make_backend(name: str, device=None, **options) -> Backend:
+    """An adapter for ``name`` on ``device``, not yet checked for availability.
+
+    ``options`` go to the adapter's constructor (``precision="tf32"`` for cupy,
+    torch and jax, ``iteration_timeout=`` for dask, ...).
+    """
     if isinstance(name, Backend):
+        if options or (device is not None and device != name.requested_device):
+            raise InvalidInputError(f"device and options apply to a backend named by a string, not to {name!r}")
         return name
     if not isinstance(name, str):
         raise InvalidInputError(f"a backend is named by a string, not {name!r}")
-    return _factory(name)(device=device)
+    return _factory(name)(device=device, **options)
 
 
-def get_backend(name: str = "numpy", device=None) -> Backend:
-    """A usable adapter; raises :class:`BackendUnavailableError` saying why not."""
-    backend = make_backend(name, device)
+def get_backend(name: str = "numpy", device=None, **options) -> Backend:
+    """A usable adapter; raises :class:`BackendUnavailableError` saying why not.
+
+    The device is resolved (and so validated) now, and a backend that computes
+    elsewhere (a Dask scheduler named by its address) is connected.
+    """
+    backend = make_backend(name, device, **options)
     backend.check_available()
     backend.device  # noqa: B018 - resolves (and so validates) the device now
+    backend.connect()
     return backend
 
 
+def _candidates():
+    """Factories of the built-in backends whose library is already imported, then the registered ones."""
+    for path in _BUILTIN.values():
+        cls = _load(path)
+        if cls.library in sys.modules:
+            yield cls
+    yield from _registered.values()
+
+
 def backend_for_array(x) -> Backend:
-    """The adapter whose library made ``x``, on ``x``'s device.
+    """The adapter whose library made ``x``, on ``x``'s device (handed to its constructor).
 
     Only libraries that are already imported are asked, so this never imports
     a framework.
     """
-    for path in _BUILTIN.values():
-        cls = _load(path)
-        if cls.library not in sys.modules:
-            continue
-        backend = cls()
-        if backend.owns(x):
-            backend._device = backend.device_of(x)
-            return backend
-    for name, factory in _registered.items():
-        backend = factory()
+    for factory in _candidates():
+        probe = factory()
         try:
-            owned = backend.owns(x)
+            owned = probe.owns(x)
         except NotImplementedError:
             owned = False
         if owned:
-            backend._device = backend.device_of(x)
-            return backend
-    raise TypeError(
+            return factory(device=probe.device_of(x)).for_data(x)
+    raise InvalidTypeError(
         f"expected an array from a supported library (NumPy, CuPy, PyTorch, JAX, "
-        f"array-api-strict or a registered backend), got {type(x).__name__}"
+        f"array-api-strict, Dask or a registered backend), got {type(x).__name__}"
     )
 
 
 __all__ = [
+    "GPU_DEVICES",
+    "PRECISIONS",
     "Backend",
     "BackendUnavailableError",
+    "InvalidDeviceError",
+    "parse_device",
+    "PinnedStaging",
     "Ready",
+    "StreamUpload",
     "host_free_memory",
     "ENTRY_POINT_GROUP",
     "backend_for_array",

@@ -2,7 +2,10 @@
 
 An adapter is cheap to construct and imports its array library only when it is
 first used, so listing or registering backends never imports a framework the
-user did not ask for.
+user did not ask for.  What the libraries agree on (which arrays are theirs,
+where an array lives, how it comes back to the host) is written here once,
+through array-api-compat; an adapter keeps only what truly differs: parsing
+its devices, streams, compiling, matmul precision.
 """
 
 from __future__ import annotations
@@ -11,7 +14,15 @@ import contextlib
 import importlib
 import os
 
-from ..errors import BackpropCoreError
+import array_api_compat
+import numpy as np
+
+from ..errors import BackpropCoreError, InvalidInputError
+from ._uploads import Ready
+
+#: Matmul precisions for float32: full float32, or TensorFloat-32 (NVIDIA tensor cores:
+#: about 10 mantissa bits in the products, several times faster on wide layers).
+PRECISIONS = ("float32", "tf32")
 
 
 def host_free_memory():
@@ -30,40 +41,29 @@ def cpu_cores() -> int:
 
 
 class BackendUnavailableError(BackpropCoreError, RuntimeError):
-    """The backend's library is missing, or it cannot run on this machine."""
+    """The backend's library is missing, or it cannot run on this machine or device."""
 
 
-class Ready:
-    """An upload that has already finished."""
-
-    def __init__(self, array):
-        self.array = array
-
-    def get(self):
-        return self.array
-
-
-class StreamUpload(Ready):
-    """A host-to-device copy in flight on a side stream.
-
-    ``get()`` calls ``wait(array)``, which makes the compute stream wait for the
-    copy (an event), then hands the array over.
-    """
-
-    def __init__(self, array, wait):
-        super().__init__(array)
-        self._wait = wait
-
-    def get(self):
-        self._wait(self.array)
-        return self.array
+class InvalidDeviceError(InvalidInputError, BackendUnavailableError):
+    """A device spelled in none of the ways the backend accepts; the message lists them."""
 
 
 class Backend:
-    """Base adapter.  Subclasses set ``name`` and ``library`` and override hooks.
+    """Base adapter.  Subclasses set ``name``, ``library`` and ``is_array`` and override hooks.
 
-    ``device`` is whatever the user named (``None`` for the backend's default);
-    :meth:`resolve_device` turns it into the library's own device object.
+    ``requested_device`` is whatever the user named (``None`` for the backend's
+    default); :meth:`resolve_device` turns it into the library's own device
+    object, ``device``, without side effects beyond reading the library.
+    ``precision`` is the matmul precision for float32 ("float32" or, where the
+    library has it, "tf32"), applied inside :meth:`context` and compiled calls.
+
+    Adapters pickle (a fitted estimator holds one): the pickle keeps the
+    settings and the device as a plain string (:attr:`device_name`, e.g.
+    "cuda:0"), never the library's objects, streams or connections, and
+    unpickling imports nothing.  Everything is resolved again on first use, on
+    the same device; where that device is missing (a GPU adapter unpickled on a
+    machine without a GPU) the first use raises :class:`BackendUnavailableError`
+    naming it.
     """
 
     name: str = ""
@@ -75,11 +75,45 @@ class Backend:
     chunks_by_default: bool = False
     #: Can run the equations compiled into one kernel (backprop_core.fused).
     fuses_kernels: bool = False
+    #: Is ``x`` an array of this library?  (array-api-compat's ``is_*_array``)
+    is_array = staticmethod(lambda x: False)
+    #: Host device as array-api-compat's ``to_device`` spells it for this library.
+    host_device = "cpu"
+    #: The precisions this adapter can apply.
+    precisions: tuple = ("float32",)
 
-    def __init__(self, device=None):
+    def __init__(self, device=None, *, precision: str = "float32"):
+        if precision not in self.precisions:
+            raise InvalidInputError(
+                f"backend {self.name!r} takes precision {' or '.join(map(repr, self.precisions))}, not "
+                f"{precision!r} ('tf32', TensorFloat-32 matmuls, is for cupy, torch and jax on NVIDIA GPUs)")
         self.requested_device = device
+        self.precision = precision
+        self._reset()
+
+    def _reset(self) -> None:
+        """Forget what was resolved or opened; it is made again when first needed."""
         self._xp = None
         self._device = None
+
+    # -- pickling: a fitted estimator holds its adapter -----------------------------
+    def __getstate__(self):
+        # Namespaces, devices, streams and connections are not picklable and belong to
+        # this process: keep only settings, with the device as a plain string.
+        state = {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
+        state["requested_device"] = self._portable_device()
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._reset()
+
+    def _portable_device(self):
+        # Once resolved, the adapter comes back on the same device (or fails naming it).
+        if self._device is not None or not (self.requested_device is None
+                                            or isinstance(self.requested_device, (int, str))):
+            return self.device_name
+        return self.requested_device
 
     # -- availability and namespace -------------------------------------------------
     def _import(self):
@@ -103,6 +137,10 @@ class Backend:
             return False, str(exc)
         return True, "ok"
 
+    def connect(self):
+        """Open what computing needs beyond the device (a cluster's client); local libraries need nothing."""
+        return None
+
     @property
     def xp(self):
         """The Array API namespace (array-api-compat's wrapper where needed)."""
@@ -116,6 +154,7 @@ class Backend:
 
     @property
     def device(self):
+        """The library's own device object (resolved on first use, then kept)."""
         if self._device is None:
             self.check_available()
             self._device = self.resolve_device(self.requested_device)
@@ -124,12 +163,17 @@ class Backend:
     def resolve_device(self, spec):
         raise NotImplementedError
 
+    @property
+    def device_name(self) -> str:
+        """The device as a plain string that resolves to it again (records, files, pickles)."""
+        return str(self.device)
+
     def version(self) -> str:
         return getattr(self._import(), "__version__", "unknown")
 
     def devices(self) -> list[str]:
         """Names of the devices this backend could use here."""
-        return [str(self.device)]
+        return [self.device_name]
 
     @property
     def on_gpu(self) -> bool:
@@ -138,6 +182,23 @@ class Backend:
     @property
     def default_dtype(self) -> str:
         return "float32" if self.on_gpu else "float64"
+
+    # -- whose arrays, where ------------------------------------------------------------
+    def owns(self, x) -> bool:
+        """Is ``x`` an array of this backend's library?"""
+        return bool(self.is_array(x))
+
+    def device_of(self, x):
+        """The library's device object that ``x`` lives on."""
+        return array_api_compat.device(x)
+
+    def holds(self, x) -> bool:
+        """Is ``x`` an array of this library on this backend's device (devices compared as objects)?"""
+        return self.owns(x) and self.device_of(x) == self.device
+
+    def for_data(self, x) -> "Backend":
+        """The adapter to train on ``x`` with; one whose arrays hold other arrays adapts to them."""
+        return self
 
     # -- moving data ---------------------------------------------------------------
     def dtype(self, name: str):
@@ -160,8 +221,12 @@ class Backend:
         """The network's parameters (small) where this backend computes with them."""
         return {k: self.asarray(v, dtype) for k, v in host.items()}
 
+    def to_numpy(self, x):
+        """Copy an array of this backend back to a NumPy array on the host."""
+        return np.asarray(array_api_compat.to_device(x, self.host_device))
+
     def free_memory(self):
-        """Bytes free on the device, or None where the library cannot say."""
+        """Bytes the device can still give, the library's pooled free memory included; None if unknown."""
         return None if self.on_gpu else host_free_memory()
 
     @property
@@ -171,28 +236,7 @@ class Backend:
 
     def random_normal(self, shape, dtype: str, seed):
         """Standard normal samples made on the device where the library can (the host otherwise)."""
-        import numpy as np
-
         return self.asarray(np.random.default_rng(seed).standard_normal(shape), dtype)
-
-    def to_numpy(self, x):
-        """Copy an array of this backend back to a NumPy array on the host."""
-        import numpy as np
-
-        return np.asarray(x)
-
-    def owns(self, x) -> bool:
-        """Is ``x`` an array of this backend's library?"""
-        raise NotImplementedError
-
-    def for_data(self, x) -> "Backend":
-        """The adapter to train on ``x`` with; one whose arrays hold other arrays adapts to them."""
-        return self
-
-    def device_of(self, x):
-        from array_api_compat import device
-
-        return device(x)
 
     # -- running -------------------------------------------------------------------
     def synchronize(self, *arrays) -> None:
@@ -203,8 +247,12 @@ class Backend:
         return fn
 
     def context(self):
-        """A context manager that makes this backend's device current."""
+        """A context manager for computing here: the device made current, the precision applied.
+
+        Whatever it changes in the library's global state is restored on exit.
+        """
         return contextlib.nullcontext()
 
     def __repr__(self) -> str:
-        return f"<backend {self.name} device={self.requested_device!r}>"
+        extra = f" precision={self.precision!r}" if self.precision != "float32" else ""
+        return f"<backend {self.name} device={self.requested_device!r}{extra}>"

@@ -1,22 +1,42 @@
 """array-api-strict: the Array API reference implementation, to prove portability.
 
 Devices: ``None`` or ``"CPU_DEVICE"`` (default), ``"device1"``, ``"device2"`` (fake
-devices that catch every array made without ``device=``).  Flags such as
-boolean indexing are set with ``array_api_strict.set_array_api_strict_flags``.
+devices that catch every array made without ``device=``), or an
+``array_api_strict.Device``.  Flags such as boolean indexing are set with
+``array_api_strict.set_array_api_strict_flags``.
 """
 
 from __future__ import annotations
 
-from ._base import Backend, BackendUnavailableError
+from ._base import Backend, InvalidDeviceError
+
+
+def _is_strict_array(x) -> bool:
+    from array_api_compat import is_array_api_strict_namespace
+
+    try:
+        return is_array_api_strict_namespace(x.__array_namespace__())
+    except AttributeError:
+        return False
+
+
+def _name(device) -> str:
+    # The Device keeps its name private; its repr is "array_api_strict.Device('device1')".
+    return repr(device).split("'")[1]
 
 
 class ArrayApiStrictBackend(Backend):
     name = "array_api_strict"
     library = "array_api_strict"
     install_hint = "pip install array-api-strict"
+    is_array = staticmethod(_is_strict_array)
 
     def _namespace(self):
         return self._import()
+
+    @property
+    def host_device(self):
+        return self._import().Device("CPU_DEVICE")
 
     def resolve_device(self, spec):
         xp = self._import()
@@ -27,23 +47,13 @@ class ArrayApiStrictBackend(Backend):
         try:
             return xp.Device(str(spec))
         except ValueError:
-            raise BackendUnavailableError(
-                f"array_api_strict has no device {spec!r}; use 'CPU_DEVICE', 'device1' or 'device2'"
-            ) from None
+            raise InvalidDeviceError(
+                f"array_api_strict has no device {spec!r}; it takes None, an array_api_strict.Device "
+                f"or one of {', '.join(map(repr, self.devices()))}") from None
+
+    @property
+    def device_name(self):
+        return _name(self.device)
 
     def devices(self):
-        return [str(d) for d in self._import().__array_namespace_info__().devices()]
-
-    def owns(self, x):
-        from array_api_compat import is_array_api_strict_namespace
-
-        try:
-            return is_array_api_strict_namespace(x.__array_namespace__())
-        except AttributeError:
-            return False
-
-    def to_numpy(self, x):
-        import numpy as np
-
-        xp = self._import()
-        return np.asarray(x.to_device(xp.Device("CPU_DEVICE")))
+        return [_name(d) for d in self._import().__array_namespace_info__().devices()]

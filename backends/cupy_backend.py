@@ -1,35 +1,63 @@
 """CuPy on an NVIDIA GPU.
 
-Devices: ``None`` or a GPU index (``0``, ``"cuda:1"``).  ``import cupy`` succeeds on
-machines without a GPU, so availability is decided by probing the driver.
+Devices: ``None`` (GPU 0), a GPU index, ``"gpu"``, ``"gpu:1"``, ``"cuda"``,
+``"cuda:1"`` or a ``cupy.cuda.Device``.  ``import cupy`` succeeds on machines
+without a GPU, so availability is decided by probing the driver.  Matmuls run
+in full float32 unless the adapter is made with ``precision="tf32"`` (cuBLAS's
+compute type, set inside :meth:`CupyBackend.context` and restored after).
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 
-from ._base import Backend, BackendUnavailableError, StreamUpload
+import array_api_compat
+import numpy as np
+
+from ._base import PRECISIONS, Backend, BackendUnavailableError
+from ._devices import gpu_index, parse_device
+from ._uploads import PinnedStaging, StreamUpload
+
+
+@contextlib.contextmanager
+def matmul_precision(precision: str):
+    """Float32 matmuls in ``precision`` for the block, the previous compute type restored after."""
+    from cupy._core import _routines_linalg as linalg  # where CuPy keeps its compute types
+
+    before = linalg.get_compute_type(np.float32)
+    linalg.set_compute_type(np.float32, linalg.COMPUTE_TYPE_TF32 if precision == "tf32" else linalg.COMPUTE_TYPE_DEFAULT)
+    try:
+        yield
+    finally:
+        linalg.set_compute_type(np.float32, before)
 
 
 class CupyBackend(Backend):
     name = "cupy"
     library = "cupy"
-    install_hint = "pip install 'backprop-core[cupy]' (a CuPy build matching your CUDA)"
     fuses_kernels = True
+    install_hint = ("pip install 'backprop-core[cupy-cuda13]' (CUDA 13) or 'backprop-core[cupy-cuda12]' "
+                    "(CUDA 12): the CuPy build matching your CUDA")
+    is_array = staticmethod(array_api_compat.is_cupy_array)
+    precisions = PRECISIONS
+    on_gpu = True  # known without importing CuPy
 
-    def __init__(self, device=None):
-        super().__init__(device)
+    def _reset(self):
+        super()._reset()
         self._copy_stream = None
-        self._in_flight = []  # (event, pinned host buffer) of copies that may still run
-        self._upload_lock = threading.Lock()  # chunk workers may upload from several threads
+        self._staging = None
+        self._lock = threading.Lock()
 
-    def check_available(self):
+    def _gpu_count(self) -> int:
         cupy = self._import()
         try:
-            count = cupy.cuda.runtime.getDeviceCount()
+            return cupy.cuda.runtime.getDeviceCount()
         except Exception as exc:  # CUDARuntimeError, or a missing driver library
             raise BackendUnavailableError(f"cupy is installed but no usable GPU was found: {exc}") from None
-        if count == 0:
+
+    def check_available(self):
+        if self._gpu_count() == 0:
             raise BackendUnavailableError("cupy is installed but this machine has no GPU")
 
     def _namespace(self):
@@ -39,74 +67,54 @@ class CupyBackend(Backend):
 
     def resolve_device(self, spec):
         cupy = self._import()
-        if spec is None:
-            index = 0
-        elif isinstance(spec, int):
-            index = spec
+        if isinstance(spec, cupy.cuda.Device):
+            index = spec.id
         else:
-            kind, _, index = str(spec).partition(":")
-            if kind not in ("cuda", "gpu") and not kind.isdigit():
-                raise BackendUnavailableError(f"cupy runs on GPUs only, not on device {spec!r}")
-            index = int(kind) if kind.isdigit() else int(index or 0)
-        count = cupy.cuda.runtime.getDeviceCount()
-        if not 0 <= index < count:
-            raise BackendUnavailableError(f"cupy sees {count} GPU(s); there is no device {spec!r}")
-        return cupy.cuda.Device(index)
-
-    def devices(self):
-        cupy = self._import()
-        return [f"cuda:{i}" for i in range(cupy.cuda.runtime.getDeviceCount())]
+            _, index = parse_device("gpu" if spec is None else spec, "cupy", cpu=False)
+        return cupy.cuda.Device(gpu_index(index, self._gpu_count(), "cupy", spec))
 
     @property
-    def on_gpu(self):
-        return True
+    def device_name(self):
+        return f"cuda:{self.device.id}"
 
-    def asarray(self, host, dtype):
-        with self.device:
-            return self._import().asarray(host, dtype=dtype)
+    def devices(self):
+        return [f"cuda:{i}" for i in range(self._gpu_count())]
 
     def upload(self, host, dtype):
         import cupyx
-        import numpy as np
 
         cupy = self._import()
         with self.device:
-            with self._upload_lock:
+            with self._lock:
                 if self._copy_stream is None:
                     self._copy_stream = cupy.cuda.Stream(non_blocking=True)
-            pinned = cupyx.empty_pinned(np.shape(host), dtype=dtype)
-            pinned[...] = host
+                    self._staging = PinnedStaging(lambda shape, dt: (cupyx.empty_pinned(shape, dtype=dt),) * 2,
+                                                  lambda event: event.done)
+            staged = self._staging.fill(host, dtype)
             compute = cupy.cuda.get_current_stream()
             array = cupy.empty(np.shape(host), dtype=dtype)
             # CuPy's pool hands `array` memory freed by kernels queued on the compute stream,
             # which may not have run yet: the copy must not start before them.
             self._copy_stream.wait_event(compute.record())
-            array.set(pinned, stream=self._copy_stream)
+            array.set(staged[1], stream=self._copy_stream)
             event = self._copy_stream.record()
-            # The pinned buffer must outlive the copy: hold it until its event is done.
-            with self._upload_lock:
-                self._in_flight = [(e, p) for e, p in self._in_flight if not e.done]
-                self._in_flight.append((event, pinned))
+            self._staging.reading(staged, event)
         return StreamUpload(array, lambda array: cupy.cuda.get_current_stream().wait_event(event))
 
-    def owns(self, x):
-        from array_api_compat import is_cupy_array
-
-        return is_cupy_array(x)
-
-    def to_numpy(self, x):
-        return x.get()
-
     def synchronize(self, *arrays):
-        self._import().cuda.Device(self.device.id).synchronize()
+        self.device.synchronize()
 
+    @contextlib.contextmanager
     def context(self):
-        return self.device
+        with self.device, matmul_precision(self.precision):
+            yield
 
     def random_normal(self, shape, dtype, seed):
         with self.device:
             return self._import().random.default_rng(seed).standard_normal(shape, dtype=dtype)
 
     def free_memory(self):
+        cupy = self._import()
         with self.device:
-            return self._import().cuda.runtime.memGetInfo()[0]
+            # Blocks CuPy's memory pool holds but no array uses are free to us too.
+            return cupy.cuda.runtime.memGetInfo()[0] + cupy.get_default_memory_pool().free_bytes()

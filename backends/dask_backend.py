@@ -2,20 +2,30 @@
 
 X and Y are Dask arrays whose chunks are NumPy arrays (CPUs) or CuPy arrays
 (GPUs); the small parameters stay on the client as arrays of the chunks'
-library and travel to the workers with each iteration's graph.  The "device" names
-the scheduler: ``None`` for Dask's default (a distributed Client already made
-is the default once it exists), a ``dask.distributed.Client``, or a scheduler
-address such as ``"tcp://10.0.0.5:8786"``.
+library and travel to the workers with each iteration's graph.  The "device"
+names the scheduler: ``None`` or ``"local"`` for Dask's default (a distributed
+Client already made is the default once it exists), a scheduler address such
+as ``"tcp://10.0.0.5:8786"``, or a ``dask.distributed.Client``.
+
+Resolving the device only reads it: ``device`` is the scheduler's address (or
+``"local"``), a plain string, so a model trained on a cluster can be described
+and pickled without its Client.  The connection is opened by :meth:`connect`
+(``scheduler_client``, and ``get_backend``, call it) when training needs it.
 """
 
 from __future__ import annotations
 
-import copy
 import importlib
 
-from ._base import Backend, BackendUnavailableError
+import array_api_compat
+import numpy as np
+
+from ._base import Backend, BackendUnavailableError, InvalidDeviceError
 
 CONNECT_TIMEOUT_S = 10
+LOCAL = "local"
+DASK_DEVICES = ('None or "local" (Dask\'s default scheduler), a scheduler address such as '
+                '"tcp://10.0.0.5:8786", or a dask.distributed.Client')
 
 
 def library_of(array) -> str:
@@ -29,19 +39,45 @@ def chunk_library_of(x) -> str:
     return "numpy" if meta is None else library_of(meta)
 
 
+def _default_client():
+    """The distributed Client this process already made its default, or None (none is opened)."""
+    try:
+        from distributed import default_client
+
+        return default_client()
+    except (ImportError, ValueError):
+        return None
+
+
+def _is_client(spec) -> bool:
+    return hasattr(spec, "scheduler_info") and hasattr(spec, "scheduler")
+
+
 class DaskBackend(Backend):
     name = "dask"
     library = "dask"
     install_hint = "pip install 'dask[array,distributed]'"
+    is_array = staticmethod(array_api_compat.is_dask_array)
     distributed = True
-    client = None  # the distributed Client this backend opened or was given, once resolved
 
-    def __init__(self, device=None, chunk_library: str = "numpy", iteration_timeout: float = 300.0):
-        super().__init__(device)
+    def __init__(self, device=None, chunk_library: str = "numpy", iteration_timeout: float = 300.0, *,
+                 precision: str = "float32"):
+        super().__init__(device, precision=precision)
         self.chunk_library = chunk_library
         # On a cluster, an iteration that takes longer than this stops training with an
         # error (all workers gone would otherwise wait forever).
         self.iteration_timeout = iteration_timeout
+        if _is_client(device):
+            self.client = device
+
+    def _reset(self):
+        super()._reset()
+        self.client = None  # the distributed Client this backend opened or was given
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        state.pop("client", None)  # a connection belongs to this process; reopened by address
+        return state
 
     def check_available(self):
         self._import()
@@ -56,60 +92,70 @@ class DaskBackend(Backend):
         return xp
 
     def resolve_device(self, spec):
-        if spec is None or spec == "cpu":
-            try:
-                from distributed import default_client
-
-                return default_client().scheduler.address
-            except (ImportError, ValueError):
-                return "local scheduler"
-        if isinstance(spec, str):
-            try:
-                from distributed import Client
-            except ImportError:
-                raise BackendUnavailableError(
-                    f"connecting to the Dask scheduler at {spec!r} needs dask.distributed: "
-                    "pip install 'dask[distributed]'") from None
-            try:
-                self.client = Client(spec, timeout=CONNECT_TIMEOUT_S)
-            except (OSError, TimeoutError) as exc:
-                raise BackendUnavailableError(
-                    f"could not reach a Dask scheduler at {spec!r} within {CONNECT_TIMEOUT_S} s "
-                    f"(check the address and that the scheduler runs): {exc}") from None
-            return spec
-        if hasattr(spec, "scheduler_info"):  # a distributed Client
-            self.client = spec
+        if spec is None or spec in ("cpu", LOCAL):
+            client = _default_client()
+            return LOCAL if client is None else client.scheduler.address
+        if _is_client(spec):
             return spec.scheduler.address
-        raise BackendUnavailableError(f"the dask backend takes a scheduler address or Client, not {spec!r}")
+        if isinstance(spec, str) and ":" in spec:
+            return spec
+        raise InvalidDeviceError(f"the dask backend does not understand device {spec!r}; it takes {DASK_DEVICES}")
+
+    def connect(self):
+        """The distributed Client to compute with (opened now for an address), or None for the local scheduler.
+
+        Fails within ``CONNECT_TIMEOUT_S`` seconds naming the address when no scheduler answers there.
+        """
+        if self.client is not None:
+            return self.client
+        if self.requested_device is None or self.requested_device in ("cpu", LOCAL):
+            return _default_client()
+        address = self.device
+        try:
+            from distributed import Client
+        except ImportError:
+            raise BackendUnavailableError(
+                f"connecting to the Dask scheduler at {address!r} needs dask.distributed: "
+                "pip install 'dask[distributed]'") from None
+        try:
+            self.client = Client(address, timeout=CONNECT_TIMEOUT_S)
+        except (OSError, TimeoutError) as exc:
+            raise BackendUnavailableError(
+                f"could not reach a Dask scheduler at {address!r} within {CONNECT_TIMEOUT_S} s "
+                f"(check the address and that the scheduler runs): {exc}") from None
+        return self.client
 
     @property
     def scheduler_client(self):
         """The distributed Client to use, or None for the local default scheduler."""
-        self.device  # noqa: B018 - resolving the device connects to a named scheduler
-        if self.client is not None:
-            return self.client
-        try:
-            from distributed import default_client
+        return self.connect()
 
-            return default_client()
-        except (ImportError, ValueError):
-            return None
+    @property
+    def on_gpu(self):
+        return self.chunk_library == "cupy"
 
     def for_data(self, x):
         """This backend with parameters in the library of ``x``'s chunks (NumPy or CuPy)."""
         library = chunk_library_of(x)
         if library == self.chunk_library:
             return self
-        adapted = copy.copy(self)  # same scheduler, same timeout
+        adapted = object.__new__(type(self))  # same scheduler and connection, same timeout
+        adapted.__dict__.update(self.__dict__)
         adapted.chunk_library = library
         return adapted
+
+    def holds(self, x):
+        # A Dask array is not tied to a scheduler; where it computes depends on its chunks.
+        return self.owns(x) and chunk_library_of(x) == self.chunk_library
+
+    def device_of(self, x):
+        return None  # the default scheduler: a Dask array names none of its own
 
     def _chunks_module(self):
         return importlib.import_module(self.chunk_library)
 
     def asarray(self, host, dtype):
         import dask.array as da
-        import numpy as np
 
         host = np.asarray(host, dtype=dtype)
         if self.chunk_library != "numpy":
@@ -121,19 +167,9 @@ class DaskBackend(Backend):
         return {k: lib.asarray(v, dtype=dtype) for k, v in host.items()}
 
     def to_numpy(self, x):
-        import numpy as np
-
-        if hasattr(x, "compute") and hasattr(x, "dask"):
+        if array_api_compat.is_dask_array(x):
             x = x.compute()
-        return x.get() if hasattr(x, "get") and not isinstance(x, np.ndarray) else np.asarray(x)
-
-    def owns(self, x):
-        from array_api_compat import is_dask_array
-
-        return is_dask_array(x)
-
-    def device_of(self, x):
-        return self.device
+        return np.asarray(array_api_compat.to_device(x, "cpu"))  # CuPy chunks come back with .get()
 
     def devices(self):
-        return [str(self.device)]
+        return [self.device_name]

@@ -1,7 +1,8 @@
 """The machine's limits, measured: memory bandwidth (a large copy) and matmul rate.
 
 Prints one JSON line: ``{"device": ..., "copy_bytes_per_s": ..., "matmul_flops_per_s": ...}``.
-A copy reads and writes each byte, and both count, as in DESIGN.md.
+A copy reads and writes each byte, and both count, as in DESIGN.md.  The matrix
+product runs on random data: constant inputs can run faster than real ones.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ def cpu_limits(dtype, size_mb=512, n=2048):
     src = np.ones(size_mb * (1 << 20) // np.dtype(dtype).itemsize, dtype=dtype)
     dst = np.empty_like(src)
     copy_s = _best(lambda: np.copyto(dst, src), lambda: None)
-    A = np.ones((n, n), dtype=dtype)
+    A = np.random.default_rng(0).standard_normal((n, n)).astype(dtype)
     mm_s = _best(lambda: A @ A, lambda: None)
     return {"device": "cpu", "copy_bytes_per_s": 2 * src.nbytes / copy_s, "matmul_flops_per_s": 2 * n**3 / mm_s}
 
@@ -36,6 +37,7 @@ def cpu_limits(dtype, size_mb=512, n=2048):
 def gpu_limits(dtype, tf32, size_mb=2048, n=8192):
     import torch
 
+    # The old flag's setter keeps PyTorch's old and new precision settings in step.
     torch.backends.cuda.matmul.allow_tf32 = tf32
     dev = torch.device("cuda")
     dt = getattr(torch, dtype)
@@ -43,7 +45,7 @@ def gpu_limits(dtype, tf32, size_mb=2048, n=8192):
     dst = torch.empty_like(src)
     sync = torch.cuda.synchronize
     copy_s = _best(lambda: dst.copy_(src), sync)
-    A = torch.ones((n, n), dtype=dt, device=dev)
+    A = torch.randn((n, n), dtype=dt, device=dev)
     mm_s = _best(lambda: A @ A, sync)
     return {"device": torch.cuda.get_device_name(dev), "copy_bytes_per_s": 2 * src.numel() * src.element_size() / copy_s,
             "matmul_flops_per_s": 2 * n**3 / mm_s, "tf32": tf32}

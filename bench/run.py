@@ -7,6 +7,11 @@ Writes ``results.jsonl`` (environment, machine limits, every measurement),
 ``table.md`` (headline numbers) and ``throughput.png`` (examples/s against m)
 into ``--out`` (default ``bench/results/<machine>-<date>``).  Each entry runs in a
 process of its own.  Nothing here asserts speed: read the output.
+
+A run cut short loses nothing that finished: each measurement is appended to
+``results.jsonl`` as its worker prints it, and the table and plot are written
+from whatever is there when the run ends, is stopped (SIGTERM, Ctrl-C) or,
+afterwards, with ``python bench/run.py --report DIR``.
 """
 
 from __future__ import annotations
@@ -16,9 +21,12 @@ import datetime as dt
 import json
 import os
 import platform
+import signal
 import socket
 import subprocess
 import sys
+import tempfile
+import threading
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -82,12 +90,43 @@ def _cpu_model() -> str:
 
 
 def _run_json(cmd, timeout):
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-    records = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
-    if out.returncode != 0:
-        records.append({"error": out.stderr.strip().splitlines()[-1] if out.stderr.strip() else f"exit {out.returncode}",
-                        "cmd": " ".join(cmd[2:])})
-    return records
+    return list(_stream_json(cmd, timeout))
+
+
+def _stream_json(cmd, timeout):
+    """Each JSON line ``cmd`` prints, as it prints it; a last record says why it failed, if it did."""
+    with tempfile.TemporaryFile("w+") as errors, \
+            subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=errors, text=True) as proc:
+        timer = threading.Timer(timeout, proc.kill)
+        timer.start()
+        try:
+            for line in proc.stdout:
+                if line.startswith("{"):
+                    yield json.loads(line)
+            proc.wait()
+        finally:
+            timed_out = not timer.is_alive() and proc.returncode is not None and proc.returncode < 0
+            timer.cancel()
+            if proc.poll() is None:  # stopped from outside: the worker must not outlive the run
+                proc.kill()
+                proc.wait()
+        if proc.returncode != 0:
+            errors.seek(0)
+            lines = errors.read().strip().splitlines()
+            yield {"error": f"worker timed out after {timeout:.0f} s" if timed_out
+                   else (lines[-1] if lines else f"exit {proc.returncode}"), "cmd": " ".join(cmd[2:])}
+
+
+def write_report(records, out: Path) -> None:
+    """The table and the plot from the records of a run, finished or not."""
+    if any(r.get("kind") == "environment" for r in records):
+        write_table(records, out / "table.md")
+        write_plot(records, out / "throughput.png")
+
+
+def read_records(out: Path) -> list:
+    path = out / "results.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
 
 
 def default_entries():
@@ -96,6 +135,10 @@ def default_entries():
     # The numpy backend once more as the equations array by array, beside what its planner runs.
     names = backend_names()
     return names[:1] + ["numpy:equations"] + names[1:]
+
+
+def _floors(records) -> dict:
+    return {(r["shape"], r["gpu"]): r["examples_per_s"] for r in records if r.get("kind") == "floor"}
 
 
 def main(argv=None):
@@ -111,8 +154,13 @@ def main(argv=None):
     p.add_argument("--tf32", action="store_true", help="allow TF32 matmuls on GPUs (off by default)")
     p.add_argument("--device", default=None, help="device for the GPU-capable backends (default: theirs)")
     p.add_argument("--out", default=None)
+    p.add_argument("--report", metavar="DIR", default=None,
+                   help="only write table.md and throughput.png from DIR/results.jsonl (of a run cut short)")
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)
+    if args.report:
+        write_report(read_records(Path(args.report)), Path(args.report))
+        return 0
 
     backends = args.backends.split(",") if args.backends else default_entries()
     peers = [] if args.peers in ("", "none") else args.peers.split(",")
@@ -124,26 +172,49 @@ def main(argv=None):
     machine = (env.get("gpu") or "cpu").replace(" ", "-").lower()
     out = Path(args.out or HERE / "results" / f"{machine}-{dt.date.today().isoformat()}")
     out.mkdir(parents=True, exist_ok=True)
-    records = [env]
+    records = []
+    # A timeout (SIGTERM) ends the run as Ctrl-C would: the worker is killed, the report written.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    with open(out / "results.jsonl", "w") as results:
+        def keep(rec):
+            records.append(rec)
+            results.write(json.dumps(rec) + "\n")
+            results.flush()
 
+        try:
+            _measure_all(args, env, backends, peers, shapes, keep)
+        finally:
+            write_report(records, out)
+    if not args.quiet:
+        print((out / "table.md").read_text())
+        print(f"results in {out}")
+    return 0
+
+
+def _measure_all(args, env, backends, peers, shapes, keep):
+    keep(env)
     limits = _run_json([sys.executable, str(HERE / "limits.py"), "--dtype", args.dtype], 300)
     if env.get("gpu"):
         limits += _run_json([sys.executable, str(HERE / "limits.py"), "--gpu", "--dtype", args.dtype]
                             + (["--tf32"] if args.tf32 else []), 300)
     for rec in limits:
         rec["kind"] = "limits"
-    records += limits
+        keep(rec)
     itemsize = 4 if args.dtype == "float32" else 8
+    floors = []
     for shape in shapes:
         n0, n1, n2 = (int(v) for v in shape.split("-"))
         for lim in limits:
             if "copy_bytes_per_s" in lim:
                 floor = min(lim["copy_bytes_per_s"] / bytes_per_example(n0, n2, itemsize),
                             lim["matmul_flops_per_s"] / flops_per_example(n0, n1, n2))
-                records.append({"kind": "floor", "shape": shape, "gpu": lim["device"] != "cpu",
-                                "device": lim["device"], "examples_per_s": floor,
-                                "bytes_per_example": bytes_per_example(n0, n2, itemsize),
-                                "flops_per_example": flops_per_example(n0, n1, n2)})
+                floors.append({"kind": "floor", "shape": shape, "gpu": lim["device"] != "cpu",
+                               "device": lim["device"], "examples_per_s": floor,
+                               "bytes_per_example": bytes_per_example(n0, n2, itemsize),
+                               "flops_per_example": flops_per_example(n0, n1, n2)})
+    for rec in floors:
+        keep(rec)
+    floor_of = _floors(floors)
 
     for entry in backends + peers:
         for shape in shapes:
@@ -154,39 +225,24 @@ def main(argv=None):
                 cmd += ["--device", args.device]
             if args.tf32:
                 cmd.append("--tf32")
-            try:
-                got = _run_json(cmd, timeout=20 * args.budget + 300)
-            except subprocess.TimeoutExpired:
-                got = [{"entry": entry, "shape": shape, "error": "worker timed out"}]
-            for rec in got:
+            unavailable = False
+            for rec in _stream_json(cmd, timeout=20 * args.budget + 300):
                 rec.setdefault("entry", entry)
                 rec.setdefault("shape", shape)
                 rec["kind"] = "measurement" if "examples_per_s" in rec else "note"
+                if rec["kind"] == "measurement":
+                    floor = floor_of.get((shape, rec.get("gpu", False)))
+                    rec["fraction_of_floor"] = rec["examples_per_s"] / floor if floor else None
+                unavailable = unavailable or "unavailable" in rec
+                keep(rec)
                 if not args.quiet:
                     if "examples_per_s" in rec:
                         print(f"{entry:>18} {shape:>10} m={rec['m']:>11,} {rec['examples_per_s']:>14,.0f} ex/s"
                               f"{'' if rec['trained'] else '  NOT TRAINING'}", flush=True)
                     else:
                         print(f"{entry:>18} {shape:>10} {json.dumps({k: v for k, v in rec.items() if k not in ('entry', 'shape', 'kind')})}", flush=True)
-            records += got
-            if got and "unavailable" in got[0]:
+            if unavailable:
                 break  # the entry cannot run here; one note is enough
-
-    floors = {(r["shape"], r["gpu"]): r["examples_per_s"] for r in records if r.get("kind") == "floor"}
-    for rec in records:
-        if rec.get("kind") == "measurement":
-            floor = floors.get((rec["shape"], rec.get("gpu", False)))
-            rec["fraction_of_floor"] = rec["examples_per_s"] / floor if floor else None
-
-    with open(out / "results.jsonl", "w") as f:
-        for rec in records:
-            f.write(json.dumps(rec) + "\n")
-    write_table(records, out / "table.md")
-    write_plot(records, out / "throughput.png")
-    if not args.quiet:
-        print((out / "table.md").read_text())
-        print(f"results in {out}")
-    return 0
 
 
 if __name__ == "__main__":

@@ -1,11 +1,12 @@
 """Does streaming chunks from the host overlap transfer with compute? (a GPU check)
 
-    python bench/stream_overlap.py --backend torch --m 2**24
+    python bench/stream_overlap.py --backend torch --m 2**24 [--out stream.jsonl]
 
 Times one full-batch iteration with X on the host, streamed in chunks, twice:
 with the adapter's own ``upload`` (side-stream copies from pinned memory on
 GPUs) and with plain synchronous copies, beside the same step with X already
-on the device.  Prints one JSON line per mode; checks that the parameters agree.
+on the device.  Prints one JSON line per mode (appended to ``--out`` as each
+ends); checks that the parameters agree.
 """
 
 from __future__ import annotations
@@ -32,7 +33,15 @@ def main(argv=None):
     p.add_argument("--m", type=_int_expr, default=2**22)
     p.add_argument("--chunk-size", type=_int_expr, default=2**20)
     p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--out", default=None, help="append the JSON lines to this file too")
     a = p.parse_args(argv)
+
+    def emit(record):
+        line = json.dumps(record)
+        print(line, flush=True)
+        if a.out:
+            with open(a.out, "a") as f:
+                f.write(line + "\n")
 
     from backprop_core.activations import get_activation
     from backprop_core.backends import Ready, get_backend
@@ -67,14 +76,14 @@ def main(argv=None):
         with strategy.running():
             seconds, out = timed(strategy)
         results[mode] = out
-        print(json.dumps({"backend": a.backend, "device": str(backend.device), "shape": a.shape, "m": a.m,
-                          "chunk_size": a.chunk_size, "mode": mode, "seconds": seconds,
-                          "examples_per_s": a.m / seconds}), flush=True)
+        emit({"backend": a.backend, "device": backend.device_name, "precision": backend.precision,
+              "shape": a.shape, "m": a.m, "chunk_size": a.chunk_size, "mode": mode, "seconds": seconds,
+              "examples_per_s": a.m / seconds})
     ref = results["on device"]
     for mode, out in results.items():
         for k in ref:
             np.testing.assert_allclose(out[k], ref[k], rtol=1e-4, atol=1e-6, err_msg=f"{mode} {k}")
-    print(json.dumps({"parameters_agree": True}))
+    emit({"backend": a.backend, "parameters_agree": True})
     return 0
 
 

@@ -74,14 +74,15 @@ class LibraryEntry:
     jax.jit), to show what the planner's choice is worth.
     """
 
-    def __init__(self, name, device, dtype, lr):
+    def __init__(self, name, device, dtype, lr, precision="float32"):
         from backprop_core.activations import get_activation
         from backprop_core.backends import get_backend
 
         name, _, self.mode = name.partition(":")
         if self.mode not in ("", "equations"):
             raise ValueError(f"unknown mode {self.mode!r} of entry {name!r}; use {name} or {name}:equations")
-        self.backend = get_backend(name, device)
+        options = {"precision": precision} if precision != "float32" else {}
+        self.backend = get_backend(name, device, **options)
         self.dtype, self.lr = dtype, lr
         self.g = get_activation("tanh")
         self.running = None
@@ -119,7 +120,10 @@ class LibraryEntry:
         return str(self.backend.device), bool(self.backend.on_gpu)
 
     def describe(self):
-        return {"plan": str(self.plan)} if self.plan is not None else {}
+        described = {"precision": self.backend.precision}
+        if self.plan is not None:
+            described["plan"] = str(self.plan)
+        return described
 
     def release(self):
         if self.running is not None:
@@ -220,8 +224,10 @@ class TorchNNEntry:
         return {str(i): p.detach().cpu().numpy().copy() for i, p in enumerate(self.model.parameters())}
 
     def free_memory(self):
-        if self.device.type == "cuda":
-            return self.torch.cuda.mem_get_info(self.device)[0]
+        if self.device.type == "cuda":  # what the device has free, and what torch's pool holds free
+            cuda = self.torch.cuda
+            return cuda.mem_get_info(self.device)[0] + cuda.memory_reserved(self.device) \
+                - cuda.memory_allocated(self.device)
         return host_free_memory()
 
     def device_info(self):
@@ -282,7 +288,8 @@ def host_free_memory():
     return host_free_memory() or 4 << 30
 
 
-def make_entry(entry, device, dtype, lr):
+def make_entry(entry, device, dtype, lr, precision="float32"):
+    """The entry's runner; ``precision`` ("float32" or "tf32") reaches the backends that take it."""
     if entry == "torch-nn":
         return TorchNNEntry(entry, device, dtype, lr)
     if entry == "sklearn-mlp":
@@ -293,7 +300,7 @@ def make_entry(entry, device, dtype, lr):
         from fused_entry import FusedEntry
 
         return FusedEntry(entry, device, dtype, lr)
-    return LibraryEntry(entry, device, dtype, lr)
+    return LibraryEntry(entry, device, dtype, lr, precision)
 
 
 def measure(entry, n0, n1, n2, m, dtype, repeats, warmup):
@@ -334,17 +341,13 @@ def main(argv=None):
     p.add_argument("--tf32", action="store_true")
     a = p.parse_args(argv)
     n0, n1, n2 = (int(v) for v in a.shape.split("-"))
-    if a.entry in ("torch", "torch-nn"):
+    if a.entry == "torch-nn":  # the peer is plain PyTorch: its global switch is what its users set
         import torch
 
         torch.backends.cuda.matmul.allow_tf32 = a.tf32
         torch.backends.cudnn.allow_tf32 = a.tf32
-    if a.entry == "jax":
-        import jax
-
-        jax.config.update("jax_default_matmul_precision", "tensorfloat32" if a.tf32 else "highest")
     try:
-        entry = make_entry(a.entry, a.device, a.dtype, a.lr)
+        entry = make_entry(a.entry, a.device, a.dtype, a.lr, "tf32" if a.tf32 else "float32")
     except Exception as exc:  # the entry cannot run here: say why, once
         print(json.dumps({"entry": a.entry, "shape": a.shape, "unavailable": str(exc)}), flush=True)
         return 0

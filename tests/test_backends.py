@@ -11,7 +11,7 @@ import pytest
 
 
 import backprop_core as bc
-from backprop_core.backends import BackendUnavailableError, get_backend
+from backprop_core.backends import BackendUnavailableError, InvalidDeviceError, backend_for_array, get_backend
 from backprop_core.backends.numpy_backend import NumpyBackend
 
 from conftest import assert_close
@@ -42,8 +42,9 @@ def test_gradients_agree_with_numpy_float64(backend):
         ref = bc.backward_propagation(p_host, cache, X, Y, activation=activation)
         Xd, Yd = backend.asarray(X, dtype), backend.asarray(Y, dtype)
         p = {k: backend.asarray(v, dtype) for k, v in p_host.items()}
-        A2d, cached = bc.forward_propagation(Xd, p, activation=activation)
-        grads = bc.backward_propagation(p, cached, Xd, Yd, activation=activation)
+        with backend.context():  # the adapter's precision: full float32, never TF32
+            A2d, cached = bc.forward_propagation(Xd, p, activation=activation)
+            grads = bc.backward_propagation(p, cached, Xd, Yd, activation=activation)
         for k, v in ref.items():
             assert_close(grads[k], v, backend, dtype, err_msg=f"{k} {activation}")
 
@@ -77,10 +78,26 @@ def test_missing_or_unusable_backend_says_why():
 
 
 def test_bad_device_is_named():
-    with pytest.raises(BackendUnavailableError, match="CPU only"):
+    with pytest.raises(InvalidDeviceError, match="CPU only"):
         get_backend("numpy", "cuda")
-    with pytest.raises(BackendUnavailableError, match="device 'device9'"):
+    with pytest.raises(InvalidDeviceError, match="device 'device9'"):
         get_backend("array_api_strict", "device9")
+    with pytest.raises(InvalidDeviceError, match=r'does not understand device .cuda-1.*"gpu:1"'):
+        get_backend("torch", "cuda-1")
+
+
+def test_arrays_come_back_to_the_host_as_numpy(backend):
+    host = np.arange(6.0).reshape(2, 3)
+    back = backend.to_numpy(backend.asarray(host, backend.default_dtype))
+    assert isinstance(back, np.ndarray)
+    np.testing.assert_array_equal(back, host)
+
+
+def test_the_adapter_of_an_array_holds_it(backend):
+    x = backend.asarray(np.ones((2, 3)), backend.default_dtype)
+    found = backend_for_array(x)
+    assert type(found) is type(backend) and found.holds(x)
+    assert found.device == backend.device  # device objects, compared as objects
 
 
 class _RecordingNumpy(NumpyBackend):

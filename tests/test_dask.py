@@ -182,8 +182,9 @@ def test_estimator_takes_dask_arrays_of_cupy_chunks(flower_data):
     X, Y = flower_data
     Xd = da.from_array(cupy.asarray(X.T), chunks=(100, 2), asarray=False)
     yd = da.from_array(cupy.asarray(Y[0].astype(float)), chunks=100, asarray=False)
-    model = bc.BackpropClassifier(num_iterations=300).fit(Xd, yd)
-    plain = bc.BackpropClassifier(num_iterations=300).fit(X.T, Y[0])
+    assert bc.BackpropClassifier(num_iterations=1).fit(Xd, yd).dtype_ == "float32"  # never float64 silently
+    model = bc.BackpropClassifier(num_iterations=300, dtype="float64").fit(Xd, yd)
+    plain = bc.BackpropClassifier(num_iterations=300, dtype="float64").fit(X.T, Y[0])
     assert isinstance(model.parameters_["W1"], cupy.ndarray)
     np.testing.assert_allclose(cupy.asnumpy(model.parameters_["W1"]), plain.parameters_["W1"], rtol=1e-9)
     pred = model.predict(Xd).compute()

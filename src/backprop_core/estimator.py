@@ -21,7 +21,7 @@ from .errors import TrainingInterrupted
 from .initialization import INITS
 from .parameters import unpack
 from .persistence import load_parameters, save_parameters
-from .validation import as_array, check_finite, check_same_place, holds, to_backend
+from .validation import as_array, check_finite, check_same_place, to_backend
 
 
 class NotFittedError(BackpropCoreError, ValueError, AttributeError):
@@ -192,7 +192,7 @@ class BackpropClassifier:
         with backend.context():
             _, _, _, A2 = equations.forward(Xd, *unpack(self.parameters_), get_activation(self.activation))
         A2 = A2.T
-        if holds(backend, X):
+        if backend.holds(X):
             return A2
         return backend_for_array(X).asarray(backend.to_numpy(A2), self.dtype_)
 
@@ -230,7 +230,7 @@ class BackpropClassifier:
         meta = {"estimator": type(self).__name__, "params": self.get_params(),
                 "dtype": self.dtype_, "y_ndim": self._y_ndim, "n_iter": self.n_iter_,
                 "cost_history": self.cost_history_}
-        meta["params"]["device"] = None if meta["params"]["device"] is None else str(meta["params"]["device"])
+        meta["params"]["device"] = None if meta["params"]["device"] is None else self.backend_.device_name
         save_parameters(path, host, meta)
 
     @classmethod

@@ -27,11 +27,6 @@ def as_array(x, what: str):
     return x
 
 
-def holds(backend: Backend, x) -> bool:
-    """Is ``x`` an array of ``backend``'s library on ``backend``'s device?"""
-    return backend.owns(x) and backend.device_of(x) == backend.device
-
-
 def check_same_place(named: dict) -> Backend:
     """All arrays from one library and on one device; returns their adapter."""
     owners = {what: backend_for_array(x) for what, x in named.items()}
@@ -69,7 +64,7 @@ def to_backend(x, backend: Backend, dtype: str, what: str):
     labels and counts); the caller's array is never modified.
     """
     check_dtype(x, what)
-    if holds(backend, x):
+    if backend.holds(x):
         target = backend.dtype(dtype)
         return x if x.dtype == target else backend.xp.astype(x, target)
     return backend.asarray(backend_for_array(x).to_numpy(x), dtype)
