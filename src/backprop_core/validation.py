@@ -105,6 +105,23 @@ def check_binary(Y, xp, what: str = "Y") -> None:
         raise InvalidInputError(f"{what} must hold binary labels 0 and 1 only")
 
 
+def check_one_hot(Y, xp, what: str = "Y") -> None:
+    """Y (n2, m) for a softmax output: 0/1 with exactly one 1 per example (column)."""
+    check_binary(Y, xp, what)
+    if not bool(xp.all(xp.sum(Y, axis=0) == 1.0)):
+        raise InvalidInputError(
+            f"{what} must be one-hot for a softmax output: exactly one 1 in each example's column")
+
+
+def check_sample_weight(w, m: int, xp, what: str = "sample_weight") -> None:
+    """``w`` holds m finite, non-negative weights, not all zero (one host read)."""
+    if tuple(w.shape) not in ((m,), (1, m)):
+        raise InvalidInputError(f"{what} has shape {tuple(w.shape)}; expected ({m},), one weight per example")
+    fine = xp.all(xp.isfinite(w)) & xp.all(w >= 0.0) & (xp.sum(w) > 0.0)
+    if not bool(fine):
+        raise InvalidInputError(f"{what} must be finite and non-negative, and not all zero")
+
+
 def check_parameters(parameters, n0: int | None = None, n2: int | None = None) -> tuple[int, int, int]:
     """Shapes of a parameters dict, against X's n0 and Y's n2 where given; returns (n0, n1, n2)."""
     if not isinstance(parameters, dict):
@@ -128,6 +145,14 @@ def check_parameters(parameters, n0: int | None = None, n2: int | None = None) -
     if n2 is not None and n2 != n2_w:
         raise InvalidInputError(f"Y has {n2} outputs (rows) but W2 makes {n2_w}")
     return n0_w, n1, n2_w
+
+
+def check_non_negative(value, what: str):
+    """A finite number >= 0; NumPy scalars are accepted."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)) \
+            or not value >= 0 or not np.isfinite(value):
+        raise InvalidInputError(f"{what} must be a non-negative finite number, got {value!r}")
+    return value
 
 
 def check_positive(value, what: str, *, integer: bool = False):
