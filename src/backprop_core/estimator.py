@@ -214,6 +214,8 @@ class BackpropClassifier(ClassifierMixin, BaseEstimator):
 
     def _check_X(self, X, y, shape):
         """X (and y) checked as scikit-learn checks them; ``shape`` records the features seen."""
+        if X is None:
+            raise InvalidInputError("X is None; pass an array (n_samples, n_features)")
         if is_device_array(X):  # checked where it lives: NumPy would pull it to the host
             X = _check_device_X(as_array(X, "X"))
             shape.n_features_in_ = X.shape[1]

@@ -251,6 +251,9 @@ def read_labels(y, n_samples: int):
         check_classification_targets(seen)
     except ValueError as exc:
         raise InvalidInputError(str(exc)) from None
+    except TypeError as exc:  # labels that cannot be sorted together
+        raise InvalidInputError(f"y mixes labels of kinds that cannot be compared (strings and numbers?): "
+                                f"{exc}") from None
     if target_type not in TARGET_TYPES:
         raise InvalidInputError(f"y is {target_type}; this classifier takes {', '.join(TARGET_TYPES)} targets")
     try:
@@ -258,7 +261,8 @@ def read_labels(y, n_samples: int):
     except ValueError as exc:  # a mix of strings and numbers
         raise InvalidInputError(str(exc)) from None
     if target_type != "multilabel-indicator" and classes.shape[0] < 2:
-        raise InvalidInputError(f"y has only one class ({classes[0]!r}); a classifier needs at least 2 classes")
+        raise InvalidInputError(f"y has only one class ({classes.tolist()[0]!r}); a classifier needs at least "
+                                "2 classes")
     return y, Labels(classes, target_type, dtype_name(y.dtype))
 
 
@@ -282,7 +286,7 @@ def labels_from_classes(P, labels: Labels):
     if labels.target_type == "multilabel-indicator":
         return xp.astype(P > 0.5, getattr(xp, labels.dtype))
     if labels.target_type == "binary":
-        index = xp.astype(P[:, 0] > 0.5, xp.int64)
+        index = xp.astype(P[:, 0] > 0.5, xp.int32)
     else:
         index = xp.argmax(P, axis=1)
     if isinstance(P, np.ndarray) or labels.classes.dtype.kind in "OUS":
