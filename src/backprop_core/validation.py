@@ -237,6 +237,8 @@ def read_labels(y, n_samples: int):
     if device_labels:
         check_dtype(y, "y")
         seen = _unique_on_host(y)  # a 1-D y's type follows from its distinct values
+        if seen.dtype.kind == "f" and not np.all(np.isfinite(seen)):
+            raise InvalidInputError(f"Input y contains {'NaN' if np.any(np.isnan(seen)) else 'infinity'}.")
         if y.ndim == 2:
             if not np.all((seen == 0) | (seen == 1)):
                 raise InvalidInputError(
