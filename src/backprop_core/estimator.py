@@ -241,7 +241,7 @@ class BackpropClassifier(ClassifierMixin, BaseEstimator):
         stratify = None
         if labels.target_type != "multilabel-indicator":
             xp = array_namespace(Y)
-            stratify = owner.to_numpy(xp.argmax(Y, axis=1))
+            stratify = owner.to_numpy(xp.argmax(xp.astype(Y, xp.float32), axis=1))
         try:
             train, held = train_test_split(np.arange(X.shape[0]), test_size=self.validation_fraction,
                                            random_state=self.seed, stratify=stratify)
@@ -249,9 +249,10 @@ class BackpropClassifier(ClassifierMixin, BaseEstimator):
             raise InvalidInputError(f"cannot hold out validation_fraction={self.validation_fraction} "
                                     f"for early stopping: {exc}") from None
         xp = array_namespace(X)
+        index = "int32" if X.shape[0] < 2**31 else "int64"  # JAX has no int64 by default
 
         def take(a, rows):
-            return None if a is None else xp.take(a, owner.asarray(rows, "int64"), axis=0)
+            return None if a is None else xp.take(a, owner.asarray(rows, index), axis=0)
 
         return (take(X, train), take(Y, train), take(sample_weight, train),
                 (_columns(take(X, held)), _columns(take(Y, held)), take(sample_weight, held)))
@@ -449,7 +450,7 @@ class _Placed:
             try:
                 self._backend = get_backend(self.backend_name, self.device)
                 self._backend.dtype(self.dtype)
-            except BackendUnavailableError as exc:
+            except (BackendUnavailableError, InvalidInputError) as exc:  # no GPU here, or no such plugin
                 warnings.warn(f"this model was trained on the {self.backend_name} backend (device "
                               f"{self.device!r}), which cannot run here ({exc}); it computes with NumPy "
                               "on the host instead", UserWarning, stacklevel=4)
