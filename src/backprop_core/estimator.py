@@ -176,8 +176,8 @@ class BackpropClassifier(ClassifierMixin, BaseEstimator):
         raised.
         """
         g = self._check_hyperparameters()
-        shape = type(self)(**self.get_params())  # takes n_features_in_ and names, so self is untouched
-        X, y = self._check_X(X, y, shape)
+        twin = type(self)(**self.get_params())  # records n_features_in_ and names, so self is untouched
+        X, y = self._check_X(X, y, twin)
         y, labels = read_labels(y, X.shape[0])
         Y = follow(X, encode_labels(y, labels))
         if sample_weight is not None:
@@ -193,7 +193,7 @@ class BackpropClassifier(ClassifierMixin, BaseEstimator):
         def record(plan, backend, dtype):
             started.update(plan=plan, backend=backend, dtype=dtype)
 
-        fitted = dict(labels=labels, shape=shape, activation=g.name, output=output, place=_place(X))
+        fitted = dict(labels=labels, twin=twin, activation=g.name, output=output, place=_place(X))
         try:
             done = training.fit(
                 _columns(X), _columns(Y), hidden_units=self.hidden_units, activation=g,
@@ -212,19 +212,19 @@ class BackpropClassifier(ClassifierMixin, BaseEstimator):
                          result.best_iteration, **fitted, plan=done.plan, backend=done.backend, dtype=done.dtype)
         return self
 
-    def _check_X(self, X, y, shape):
-        """X (and y) checked as scikit-learn checks them; ``shape`` records the features seen."""
+    def _check_X(self, X, y, twin):
+        """X (and y) checked as scikit-learn checks them; ``twin`` records the features seen."""
         if X is None:
             raise InvalidInputError("X is None; pass an array (n_samples, n_features)")
         if is_device_array(X):  # checked where it lives: NumPy would pull it to the host
             X = _check_device_X(as_array(X, "X"))
-            shape.n_features_in_ = X.shape[1]
+            twin.n_features_in_ = X.shape[1]
             if y is None:
                 raise InvalidInputError(
                     f"{type(self).__name__} requires y to be passed, but the target y is None")
             return X, as_array(y, "y")
         with _project_errors():
-            return validate_data(shape, X, y, dtype=FLOAT_DTYPES, multi_output=True, y_numeric=False)
+            return validate_data(twin, X, y, dtype=FLOAT_DTYPES, multi_output=True, y_numeric=False)
 
     @staticmethod
     def _check_sample_weight(sample_weight, X):
@@ -238,10 +238,13 @@ class BackpropClassifier(ClassifierMixin, BaseEstimator):
     def _split(self, X, Y, sample_weight, labels):
         """Hold out ``validation_fraction`` of the examples (stratified by class) for early stopping."""
         owner = backend_for_array(X)
-        stratify = None
-        if labels.target_type != "multilabel-indicator":
-            xp = array_namespace(Y)
+        xp = array_namespace(Y)
+        if labels.target_type == "binary":
+            stratify = owner.to_numpy(Y[:, 0])
+        elif labels.target_type == "multiclass":
             stratify = owner.to_numpy(xp.argmax(xp.astype(Y, xp.float32), axis=1))
+        else:  # scikit-learn does not stratify multilabel targets either
+            stratify = None
         try:
             train, held = train_test_split(np.arange(X.shape[0]), test_size=self.validation_fraction,
                                            random_state=self.seed, stratify=stratify)
@@ -257,7 +260,7 @@ class BackpropClassifier(ClassifierMixin, BaseEstimator):
         return (take(X, train), take(Y, train), take(sample_weight, train),
                 (_columns(take(X, held)), _columns(take(Y, held)), take(sample_weight, held)))
 
-    def _set_fitted(self, parameters, history, n_iter, validation, best_iteration, *, labels, shape,
+    def _set_fitted(self, parameters, history, n_iter, validation, best_iteration, *, labels, twin,
                     activation, output, plan, backend, dtype, place=("numpy", "cpu")):
         self._network = _Placed(parameters, backend, dtype)
         self._fit_place = place
@@ -266,9 +269,9 @@ class BackpropClassifier(ClassifierMixin, BaseEstimator):
         self._label_dtype = labels.dtype
         self.activation_ = activation
         self.output_ = output
-        self.n_features_in_ = shape.n_features_in_
-        if hasattr(shape, "feature_names_in_"):
-            self.feature_names_in_ = shape.feature_names_in_
+        self.n_features_in_ = twin.n_features_in_
+        if hasattr(twin, "feature_names_in_"):
+            self.feature_names_in_ = twin.feature_names_in_
         elif hasattr(self, "feature_names_in_"):
             del self.feature_names_in_
         self.n_outputs_ = parameters["W2"].shape[0]
@@ -407,12 +410,12 @@ class BackpropClassifier(ClassifierMixin, BaseEstimator):
             labels = Labels(np.array([0.0, 1.0]) if binary else np.arange(n2),
                             "binary" if binary else "multilabel-indicator", "float64")
             activation, output = params.get("activation", "tanh"), "sigmoid"
-        shape = cls()
-        shape.n_features_in_ = meta.get("n_features_in", n0)
+        twin = cls()
+        twin.n_features_in_ = meta.get("n_features_in", n0)
         if meta.get("feature_names_in") is not None:
-            shape.feature_names_in_ = np.asarray(meta["feature_names_in"], dtype=object)
+            twin.feature_names_in_ = np.asarray(meta["feature_names_in"], dtype=object)
         model._set_fitted(be.parameters_from_host(host, dtype), [tuple(h) for h in meta["cost_history"]],
-                          meta["n_iter"], None, None, labels=labels, shape=shape, activation=activation,
+                          meta["n_iter"], None, None, labels=labels, twin=twin, activation=activation,
                           output=output, plan=None, backend=be, dtype=dtype)
         return model
 
