@@ -273,8 +273,9 @@ def test_early_stopping_stops_and_records_both_curves(moons):
     assert model.best_iteration_ % 20 == 0 and model.best_iteration_ <= model.n_iter_
 
 
-def test_early_stopping_keeps_the_best_parameters(iris):
-    X, k = iris
+@pytest.mark.parametrize("data", ["iris", "moons"])
+def test_early_stopping_keeps_the_best_parameters(request, data):
+    X, k = request.getfixturevalue(data)
     settings = dict(num_iterations=20_000, cost_every=50, learning_rate=0.5, seed=3)
     model = bc.BackpropClassifier(early_stopping=True, validation_fraction=0.2, **settings).fit(X, k)
     train, held = train_test_split(np.arange(len(k)), test_size=0.2, random_state=3, stratify=k)
@@ -284,6 +285,22 @@ def test_early_stopping_keeps_the_best_parameters(iris):
     again = bc.BackpropClassifier(**settings).fit(X[train], k[train])
     for name in ("W1", "b1", "W2", "b2"):
         np.testing.assert_allclose(model.parameters_[name], again.parameters_[name], rtol=1e-12)
+
+
+@pytest.mark.parametrize("strategy", [{"chunk_size": 1024, "workers": 2}, {"batch_size": 500, "epochs": 400}],
+                         ids=["chunks", "mini-batch"])
+def test_early_stopping_works_with_every_strategy(strategy):
+    rng = np.random.default_rng(5)
+    X = rng.standard_normal((5000, 2))
+    k = (X[:, 0] * X[:, 1] > 0).astype(int)
+    settings = dict(num_iterations=4000, cost_every=10, early_stopping=True, n_iter_no_change=5, learning_rate=0.5)
+    model = bc.BackpropClassifier(**settings, **strategy).fit(X, k)
+    assert model.plan_.mode == ("chunks" if "chunk_size" in strategy else "mini-batch")
+    assert len(model.validation_scores_) == len(model.loss_curve_)
+    if "chunk_size" in strategy:  # the same steps as the whole batch, so the same checks and the same stop
+        whole = bc.BackpropClassifier(**settings, chunk_size=None).fit(X, k)
+        np.testing.assert_allclose(model.validation_loss_curve_, whole.validation_loss_curve_, rtol=1e-9)
+        assert model.n_iter_ == whole.n_iter_ < 4000
 
 
 def test_without_early_stopping_there_is_no_validation_curve(moons):
@@ -398,6 +415,19 @@ def test_grid_search_over_numpy_scalars_in_two_processes_and_a_json_save(moons, 
     np.testing.assert_array_equal(loaded.predict(X), best.predict(X))
 
 
+def test_numpy_scalar_hyperparameters_are_accepted_everywhere(moons, tmp_path):
+    X, k = moons
+    scalars = dict(hidden_units=np.int64(5), learning_rate=np.float64(0.8), num_iterations=np.int32(300),
+                   seed=np.int64(2), cost_every=np.int64(20), early_stopping=np.bool_(True),
+                   validation_fraction=np.float32(0.2), n_iter_no_change=np.int64(4), tol=np.float64(1e-3),
+                   chunk_size=np.int64(128), workers=np.int64(2))
+    model = bc.BackpropClassifier(**scalars).fit(X, k)
+    plain = bc.BackpropClassifier(**{name: value.item() for name, value in scalars.items()}).fit(X, k)
+    np.testing.assert_array_equal(model.parameters_["W1"], plain.parameters_["W1"])
+    model.save(tmp_path / "m.npz")  # the hyperparameters are written as JSON numbers
+    assert bc.BackpropClassifier.load(tmp_path / "m.npz").get_params() == plain.get_params()
+
+
 def test_save_and_load_keep_the_fitted_labels_and_layers(iris, tmp_path):
     X, k = iris
     y = np.array(["a", "b", "c"])[k]
@@ -408,6 +438,19 @@ def test_save_and_load_keep_the_fitted_labels_and_layers(iris, tmp_path):
     assert (loaded.output_, loaded.activation_, loaded.target_type_) == ("softmax", "relu", "multiclass")
     np.testing.assert_array_equal(loaded.classes_, model.classes_)
     np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
+
+
+def test_a_file_saved_before_labels_were_fitted_still_loads(moons, tmp_path):
+    from backprop_core.persistence import save_parameters
+
+    X, k = moons
+    model = bc.BackpropClassifier(num_iterations=100).fit(X, k.astype(float))
+    old = {"estimator": "BackpropClassifier", "params": {"num_iterations": 100}, "dtype": "float64",
+           "y_ndim": 1, "n_iter": 100, "cost_history": model.cost_history_}
+    save_parameters(tmp_path / "old.npz", {n: model.parameters_[n] for n in ("W1", "b1", "W2", "b2")}, old)
+    loaded = bc.BackpropClassifier.load(tmp_path / "old.npz")
+    np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
+    assert loaded.target_type_ == "binary" and loaded.output_ == "sigmoid"
 
 
 def test_set_params_changes_nothing_until_the_next_fit(iris):
@@ -438,3 +481,20 @@ def test_no_warning_from_a_plain_fit_and_predict(moons):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         bc.BackpropClassifier(num_iterations=20).fit(X, k).predict(X)
+
+
+# -- measured against the peer ----------------------------------------------------------------------
+def test_the_comparison_with_mlp_runs_end_to_end(tmp_path):
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "bench" / "vs_mlp.py"
+    out = subprocess.run([sys.executable, str(script), "--out", str(tmp_path), "--datasets", "moons,digits",
+                          "--repeats", "1", "--quick", "--machine", "test"], capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    records = [json.loads(line) for line in (tmp_path / "vs_mlp.jsonl").read_text().splitlines()]
+    fits = [r for r in records if r["kind"] == "fit"]
+    assert {r["entry"] for r in fits} == {"backprop-core", "MLP full-batch GD", "MLP adam", "MLP lbfgs"}
+    assert {r["classes"] for r in fits} == {2, 10}
+    table = (tmp_path / "vs_mlp.md").read_text()
+    assert "| moons |" in table and "| digits, 10 classes (scaled) |" in table

@@ -246,7 +246,7 @@ class BackpropClassifier(ClassifierMixin, BaseEstimator):
         else:  # scikit-learn does not stratify multilabel targets either
             stratify = None
         try:
-            train, held = train_test_split(np.arange(X.shape[0]), test_size=self.validation_fraction,
+            train, held = train_test_split(np.arange(X.shape[0]), test_size=float(self.validation_fraction),
                                            random_state=self.seed, stratify=stratify)
         except ValueError as exc:
             raise InvalidInputError(f"cannot hold out validation_fraction={self.validation_fraction} "
