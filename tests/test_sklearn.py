@@ -13,7 +13,7 @@ import warnings
 import joblib
 import numpy as np
 import pytest
-from sklearn.datasets import load_iris, make_blobs, make_moons
+from sklearn.datasets import load_iris, make_moons
 from sklearn.exceptions import DataConversionWarning
 from sklearn.exceptions import NotFittedError as SklearnNotFittedError
 from sklearn.model_selection import GridSearchCV, train_test_split

@@ -10,10 +10,11 @@ device: NumPy in, NumPy out, even when trained on a GPU.
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 
 import numpy as np
-from array_api_compat import array_namespace, device, is_array_api_obj
+from array_api_compat import array_namespace, is_array_api_obj
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.exceptions import NotFittedError as SklearnNotFittedError
 from sklearn.metrics import accuracy_score
@@ -500,20 +501,17 @@ def _safe_dtype(name: str):
     return dtype
 
 
-class _project_errors:
+@contextlib.contextmanager
+def _project_errors():
     """scikit-learn's checks keep their messages (its own checks look for them) as the project's errors."""
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, kind, exc, tb):
-        if exc is None or isinstance(exc, BackpropCoreError):
-            return False
-        if isinstance(exc, ValueError):
-            raise InvalidInputError(str(exc)) from exc
-        if isinstance(exc, TypeError):
-            raise InvalidTypeError(str(exc)) from exc
-        return False
+    try:
+        yield
+    except BackpropCoreError:
+        raise
+    except ValueError as exc:
+        raise InvalidInputError(str(exc)) from exc
+    except TypeError as exc:
+        raise InvalidTypeError(str(exc)) from exc
 
 
 def _check_device_X(X):

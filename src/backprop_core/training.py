@@ -101,7 +101,7 @@ def resolve_backend(backend, device, X):
     return backend.for_data(X)
 
 
-def _labels(X, Y, sample_weight, place, dtype, output, what=""):
+def _placed_and_checked(X, Y, sample_weight, place, dtype, output, what=""):
     """X, Y and the weights on ``place`` as ``dtype``, checked (one host read each)."""
     X, Y = to_backend(X, place, dtype, "X" + what), to_backend(Y, place, dtype, "Y" + what)
     check_finite(X, place.xp, "X" + what)
@@ -152,13 +152,13 @@ def fit(X, Y, *, hidden_units: int, activation, learning_rate: float, num_iterat
                      host_data=host_data, output=output, weighted=sample_weight is not None,
                      early_stopping=validation is not None)
     place = get_backend("numpy") if p.streams else backend
-    X, Y, sample_weight = _labels(X, Y, sample_weight, place, dtype, output)
+    X, Y, sample_weight = _placed_and_checked(X, Y, sample_weight, place, dtype, output)
     monitor = None
     if validation is not None:
         check_positive(n_iter_no_change, "n_iter_no_change", integer=True)
         check_non_negative(tol, "tol")
         X_val, Y_val, w_val = validation
-        X_val, Y_val, w_val = _labels(X_val, Y_val, w_val, backend, dtype, output, " (validation)")
+        X_val, Y_val, w_val = _placed_and_checked(X_val, Y_val, w_val, backend, dtype, output, " (validation)")
         evaluate = validation_evaluator(X_val, with_weights(Y_val, w_val), activation, backend, output,
                                         w_val is not None)
         monitor = EarlyStopping(evaluate, int(n_iter_no_change), float(tol), on_validation)
