@@ -26,29 +26,55 @@ def _nan_at(X, i, j, value):
     return X
 
 
-BAD_FITS = {  # id: (make the arguments from X and y, error, message)
-    "fewer labels": (lambda X, y: (X[:-1], y), ValueError, "400 samples|399 samples"),
-    "labels 0 and 2": (lambda X, y: (X, y * 2), ValueError, "binary labels"),
-    "labels -0.5 and 0.5": (lambda X, y: (X, y - 0.5), ValueError, "binary labels"),
-    "NaN in X": (lambda X, y: (_nan_at(X, 3, 1, np.nan), y), ValueError, "X contains NaN or infinite"),
-    "inf in X": (lambda X, y: (_nan_at(X, 0, 0, np.inf), y), ValueError, "X contains NaN or infinite"),
-    "no samples": (lambda X, y: (np.zeros((0, 2)), np.zeros(0)), ValueError, "empty"),
-    "no features": (lambda X, y: (X[:, :0], y), ValueError, "empty"),
-    "X 1-D": (lambda X, y: (X[:, 0], y), ValueError, "X must be 2-D"),
-    "y 3-D": (lambda X, y: (X, y[:, None, None]), ValueError, "y must be 1-D"),
-    "complex X": (lambda X, y: (X.astype(complex), y), TypeError, "complex"),
-    "ragged X": (lambda X, y: ([[1, 2], [3]], [0, 1]), ValueError, "ragged"),
+def _sparse(X):
+    import scipy.sparse
+
+    return scipy.sparse.csr_matrix(X)
+
+
+BAD_FITS = {  # id: (make the arguments from X and y, error, message); scikit-learn's words where it has them
+    "fewer labels": (lambda X, y: (X[:-1], y), ValueError, r"inconsistent numbers of samples: \[399, 400\]"),
+    "continuous y": (lambda X, y: (X, y - 0.5), ValueError, "Unknown label type: continuous"),
+    "one class": (lambda X, y: (X, np.zeros_like(y)), ValueError, "only one class"),
+    "NaN in y": (lambda X, y: (X, np.where(y > 0, np.nan, y)), ValueError, "Input y contains NaN"),
+    "multiclass-multioutput y": (lambda X, y: (X, np.stack([y, 2 * y], axis=1)), ValueError,
+                                 "y is multiclass-multioutput"),
+    "strings and numbers in y": (lambda X, y: (X, np.array(["a", 1] * 200, dtype=object)), ValueError,
+                                 "mixes labels|Mix of label input types"),
+    "NaN in X": (lambda X, y: (_nan_at(X, 3, 1, np.nan), y), ValueError, "Input X contains NaN"),
+    "inf in X": (lambda X, y: (_nan_at(X, 0, 0, np.inf), y), ValueError, "Input X contains infinity"),
+    "no samples": (lambda X, y: (np.zeros((0, 2)), np.zeros(0)), ValueError, r"0 sample\(s\)"),
+    "no features": (lambda X, y: (X[:, :0], y), ValueError, r"0 feature\(s\)"),
+    "X 1-D": (lambda X, y: (X[:, 0], y), ValueError, "Expected 2D array, got 1D array"),
+    "y 3-D": (lambda X, y: (X, y[:, None, None]), ValueError, "Found array with dim 3"),
+    "complex X": (lambda X, y: (X.astype(complex), y), ValueError, "Complex data not supported"),
+    "sparse X": (lambda X, y: (_sparse(X), y), TypeError, "Sparse data was passed for X, but dense data is required"),
+    "ragged X": (lambda X, y: ([[1, 2], [3]], [0, 1]), ValueError, "inhomogeneous"),
     "X None": (lambda X, y: (None, y), ValueError, "X is None"),
+    "y None": (lambda X, y: (X, None), ValueError, "requires y to be passed"),
 }
 
+BAD_WEIGHTS = {  # id: (make sample_weight from y, message)
+    "too few": (lambda y: np.ones(len(y) - 1), r"sample_weight.shape == \(399,\), expected \(400,\)"),
+    "negative": (lambda y: -np.ones(len(y)), "Negative values in data passed to `sample_weight`"),
+    "all zero": (lambda y: np.zeros(len(y)), "at least one non-zero"),
+    "NaN": (lambda y: np.full(len(y), np.nan), "Input sample_weight contains NaN"),
+}
 
-def _fails_and_keeps(fitted, args, error, message):
+FITTED_ATTRIBUTES = ("classes_", "target_type_", "activation_", "output_", "n_features_in_", "n_outputs_",
+                     "n_iter_", "cost_history_")
+
+
+def _fails_and_keeps(fitted, args, error, message, **kw):
     before = {k: v.copy() for k, v in fitted.parameters_.items()}
+    attributes = {name: getattr(fitted, name) for name in FITTED_ATTRIBUTES}
     with pytest.raises(error, match=message) as info:
-        fitted.fit(*args)
+        fitted.fit(*args, **kw)
     assert isinstance(info.value, bc.BackpropCoreError), "not one of the project's own errors"
     for k in before:
         np.testing.assert_array_equal(fitted.parameters_[k], before[k])
+    for name, value in attributes.items():
+        np.testing.assert_array_equal(getattr(fitted, name), value, err_msg=name)
 
 
 @pytest.mark.parametrize("case", list(BAD_FITS))
@@ -57,18 +83,44 @@ def test_bad_fit_input_is_named_and_the_fitted_model_survives(data, fitted, case
     _fails_and_keeps(fitted, make(*data), error, message)
 
 
-def test_arrays_of_two_libraries_are_refused(data, fitted):
-    torch = pytest.importorskip("torch", reason="torch is not installed")
+@pytest.mark.parametrize("case", list(BAD_WEIGHTS))
+def test_bad_sample_weight_is_named_and_the_fitted_model_survives(data, fitted, case):
+    make, message = BAD_WEIGHTS[case]
     X, y = data
-    _fails_and_keeps(fitted, (X, torch.asarray(y)), TypeError, "numpy array but y is a torch array")
+    _fails_and_keeps(fitted, (X, y), ValueError, message, sample_weight=make(y))
 
 
-def test_arrays_on_two_devices_are_refused():
+@pytest.mark.parametrize("case", ["negative", "too few"])
+def test_bad_sample_weight_on_a_device_is_named(case):
+    torch = pytest.importorskip("torch", reason="torch is not installed")
+    X = torch.asarray(np.random.default_rng(0).standard_normal((40, 2)))
+    y = torch.asarray(np.arange(40) % 2)
+    w = torch.asarray(-np.ones(40) if case == "negative" else np.ones(39))
+    with pytest.raises(ValueError, match="non-negative" if case == "negative" else r"shape \(39,\)"):
+        bc.BackpropClassifier(num_iterations=5).fit(X, y, sample_weight=w)
+
+
+def test_bad_labels_on_a_device_are_named():
+    torch = pytest.importorskip("torch", reason="torch is not installed")
+    X = torch.asarray(np.random.default_rng(0).standard_normal((40, 2)))
+    model = bc.BackpropClassifier(num_iterations=5)
+    with pytest.raises(ValueError, match="Unknown label type: continuous"):
+        model.fit(X, torch.linspace(0, 1, 40, dtype=torch.float64))
+    with pytest.raises(ValueError, match="Input y contains NaN"):
+        model.fit(X, torch.full((40,), float("nan"), dtype=torch.float64))
+    with pytest.raises(ValueError, match="only one class"):
+        model.fit(X, torch.zeros(40))
+    with pytest.raises(ValueError, match="multilabel indicator holds 0 and 1 only"):
+        model.fit(X, torch.full((40, 2), 2.0))
+
+
+def test_arrays_on_two_devices_train_where_X_is():
+    # As in scikit-learn: y (and sample_weight) follow X's library and device.
     xs = pytest.importorskip("array_api_strict", reason="array-api-strict is not installed")
-    X = xs.asarray(np.ones((4, 2)), device=xs.Device("CPU_DEVICE"))
+    X = xs.asarray(np.array([[0.0, 1.0], [1.0, 0.0], [0.0, 2.0], [2.0, 0.0]]), device=xs.Device("CPU_DEVICE"))
     y = xs.asarray(np.array([0.0, 1.0, 0.0, 1.0]), device=xs.Device("device1"))
-    with pytest.raises(ValueError, match="on device .* but y is on device"):
-        bc.BackpropClassifier(num_iterations=5, backend="array_api_strict").fit(X, y)
+    model = bc.BackpropClassifier(num_iterations=5, backend="array_api_strict").fit(X, y)
+    assert model.predict(X).device == X.device
 
 
 @pytest.mark.parametrize("params, message", [
@@ -96,7 +148,7 @@ def test_integer_and_boolean_inputs_are_cast(data):
     Xi = np.round(X * 10).astype(np.int64)
     model = bc.BackpropClassifier(num_iterations=200).fit(Xi, y.astype(bool))
     assert model.parameters_["W1"].dtype == np.float64
-    assert model.predict(Xi).dtype == np.float64
+    assert model.predict(Xi).dtype == np.bool_  # labels of the kind fitted
     labels = bc.BackpropClassifier(num_iterations=200).fit(X, y.astype(np.uint8))
     assert labels.score(X, y) > 0.5
 
@@ -108,12 +160,20 @@ def test_unavailable_backend_says_what_to_install(data):
 
 
 def test_prediction_input_is_checked(fitted):
-    with pytest.raises(ValueError, match="3 features but the model was trained on 2"):
+    with pytest.raises(ValueError, match="X has 3 features, but BackpropClassifier is expecting 2 features"):
         fitted.predict(np.ones((5, 3)))
-    with pytest.raises(ValueError, match="X contains NaN"):
+    with pytest.raises(ValueError, match="Input X contains NaN"):
         fitted.predict(np.array([[np.nan, 1.0]]))
     with pytest.raises(bc.NotFittedError, match="not fitted"):
         bc.BackpropClassifier().predict(np.ones((2, 2)))
+
+
+def test_prediction_input_on_a_device_is_checked(fitted):
+    torch = pytest.importorskip("torch", reason="torch is not installed")
+    with pytest.raises(ValueError, match="X has 3 features, but BackpropClassifier is expecting 2 features"):
+        fitted.predict(torch.ones((5, 3), dtype=torch.float64))
+    with pytest.raises(ValueError, match="X contains NaN"):
+        fitted.predict(torch.tensor([[float("nan"), 1.0]], dtype=torch.float64))
 
 
 def test_functional_api_checks(flower_data):

@@ -75,7 +75,7 @@ def test_train_on_a_csv_with_header_and_target(tmp_path):
 @pytest.mark.parametrize("content, target, message", [
     ("a,b,label\n1,2,0\n3,4,1\n", "klass", "no target column 'klass'"),
     ("a,b,label\n1,2,0\n3,x,1\n", "label", "non-numeric cell 'x'"),
-    ("a,b,label\n1,2,0\n3,4,2\n", "label", "binary labels 0 and 1"),
+    ("a,b,label\n1,2,0.5\n3,4,1.7\n", "label", "continuous"),
     ("a,b,label\n1,2,0\n3,4\n", "label", "ragged"),
 ])
 def test_bad_csv_files(tmp_path, content, target, message):

@@ -14,9 +14,11 @@ def test_fit_predict_score(flower_data):
     assert model.score(X.T, Y[0]) >= 0.9
     P = model.predict_proba(X.T)
     np.testing.assert_allclose(P.sum(axis=1), 1.0)
-    np.testing.assert_array_equal(model.predict(X.T), (P[:, 1] > 0.5).astype(float))
+    np.testing.assert_array_equal(model.predict(X.T), model.classes_[(P[:, 1] > 0.5).astype(int)])
     assert model.n_iter_ == 10000 and model.n_features_in_ == 2 and model.n_outputs_ == 1
     assert model.cost_history_[-1][0] == 10000
+    assert model.loss_curve_ == [J for _, J in model.cost_history_]
+    assert model.output_ == "sigmoid" and model.activation_ == "tanh" and model.target_type_ == "binary"
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -42,12 +44,11 @@ def test_params_protocol():
     assert model.get_params()["hidden_units"] == 7
     assert model.set_params(learning_rate=0.5) is model and model.learning_rate == 0.5
     assert repr(model) == "BackpropClassifier(hidden_units=7, learning_rate=0.5)"
-    with pytest.raises(ValueError, match="invalid parameter 'bogus'"):
+    with pytest.raises(ValueError, match="Invalid parameter 'bogus'"):
         model.set_params(bogus=1)
 
 
 def test_sklearn_clone_and_cross_validation(flower_data):
-    pytest.importorskip("sklearn", reason="scikit-learn is not installed")
     from sklearn.base import clone
     from sklearn.model_selection import KFold, cross_val_score
 

@@ -256,3 +256,9 @@ def test_concurrent_saves_from_two_processes_leave_one_whole_model(tmp_path):
     assert set(seen) <= {1, 2}
     assert sorted(os.listdir(tmp_path)) == ["model.npz"]
     assert_is(path, load_parameters(path)[1]["n_iter"])
+
+
+def test_the_file_format_knows_every_hyperparameter_of_the_estimator():
+    from backprop_core.persistence import HYPERPARAMETERS
+
+    assert set(HYPERPARAMETERS) == set(bc.BackpropClassifier().get_params())

@@ -1,35 +1,61 @@
 """An estimator in the scikit-learn manner: samples are rows.
 
-``fit(X, y)`` takes X (m, n_features) and y (m,) for one binary label or
-(m, n_outputs) for several independent ones (multi-label).  Results come back
-in the caller's library and on the caller's device: NumPy in, NumPy out, even
-when trained on a GPU.
+``fit(X, y)`` takes X (m, n_features) and the labels scikit-learn accepts for
+classification: y (m,) of any kind (strings, booleans, {-1, 1}, integers; two
+classes train the lecture's sigmoid output, more a softmax output), or a 0/1
+indicator matrix (m, n_labels) for several independent labels (sigmoid
+outputs).  Results come back in the caller's library and on the caller's
+device: NumPy in, NumPy out, even when trained on a GPU.
 """
 
 from __future__ import annotations
 
-import inspect
+import contextlib
+import warnings
 
 import numpy as np
-from array_api_compat import array_namespace
+from array_api_compat import array_namespace, is_array_api_obj
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.exceptions import NotFittedError as SklearnNotFittedError
+from sklearn.metrics import accuracy_score
+from sklearn.model_selection import train_test_split
+from sklearn.utils.validation import validate_data
 
 from . import equations, training
 from .activations import get_activation
-from .backends import backend_for_array, get_backend
-from .errors import BackpropCoreError, DeviceMemoryError, DistributedTrainingError, InvalidInputError, TrainingDivergedError
-from .errors import TrainingInterrupted
+from .backends import BackendUnavailableError, backend_for_array, get_backend
+from .errors import BackpropCoreError, DeviceMemoryError, DistributedTrainingError, InvalidInputError
+from .errors import InvalidTypeError, TrainingDivergedError, TrainingInterrupted
 from .initialization import INITS
 from .parameters import unpack
 from .persistence import load_parameters, save_parameters
-from .validation import as_array, check_finite, check_same_place, to_backend
+from .validation import (
+    as_array,
+    check_finite,
+    check_non_negative,
+    check_positive,
+    encode_labels,
+    follow,
+    Labels,
+    is_device_array,
+    labels_from_classes,
+    read_labels,
+    to_backend,
+)
+
+#: X is validated to one of these (integers and booleans become float64), then cast to ``dtype``.
+FLOAT_DTYPES = (np.float64, np.float32)
 
 
-class NotFittedError(BackpropCoreError, ValueError, AttributeError):
-    """The estimator was used before ``fit``."""
+class NotFittedError(BackpropCoreError, SklearnNotFittedError):
+    """The estimator was used before ``fit`` (scikit-learn's NotFittedError, and the project's)."""
 
 
-class BackpropClassifier:
-    """One hidden layer, sigmoid output(s), full-batch gradient descent.
+class BackpropClassifier(ClassifierMixin, BaseEstimator):
+    """One hidden layer, full-batch gradient descent from the lecture's equations.
+
+    Two classes train one sigmoid output (the lecture); more classes a softmax
+    output over them; a 0/1 indicator matrix one sigmoid output per label.
 
     Parameters
     ----------
@@ -41,7 +67,8 @@ class BackpropClassifier:
     device : backend-specific (e.g. 0, "cuda", "cpu"); None for the backend's default
     dtype : "float32" or "float64"; None for the backend's default, which is
         float64 on a CPU and float32 on a GPU (float32 always for jax)
-    seed : seed of the NumPy Generator drawing the initial weights
+    seed : seed of the NumPy Generator drawing the initial weights (and the
+        validation split)
     init : {"normal", "xavier", "he"}, default "normal" (standard normal x 0.01)
     cost_every : read and record the cost every this many iterations
     batch_size : None for full-batch gradient descent (the lecture); an int for
@@ -57,19 +84,40 @@ class BackpropClassifier:
     fused : run each iteration as the equations compiled into one GPU kernel (the
         cupy backend, narrow networks); "auto" (default) does so where it has been
         measured to pay, True asks for it, False never
+    early_stopping : hold out ``validation_fraction`` of the data (stratified),
+        score it at every cost read, stop when the score has not improved by
+        ``tol`` for more than ``n_iter_no_change`` reads in a row, and keep the
+        parameters that scored best (as scikit-learn's MLPClassifier does)
+    validation_fraction : float in (0, 1), default 0.1
+    n_iter_no_change : int, default 10 (cost reads, one every ``cost_every`` iterations)
+    tol : float, default 1e-4
+    verbose : print the cost (and the validation score) at every cost read
 
     Dask arrays are accepted directly: training then runs on Dask (see the
     ``dask`` backend), with the parameters on the client.
 
-    Fitted attributes: ``parameters_`` (on the training device), ``cost_history_``
-    (list of (iteration, cost)), ``n_iter_``, ``n_features_in_``, ``n_outputs_``,
-    ``dtype_``, ``backend_`` (the adapter it trained on) and ``plan_`` (how the
-    planner ran the fit: mode, chunk size, threads, and why).
+    Fitted attributes: ``classes_``, ``target_type_`` ("binary", "multiclass" or
+    "multilabel-indicator"), ``activation_`` and ``output_`` (the hidden
+    activation and output layer the parameters belong to), ``parameters_`` (on
+    the training device), ``n_features_in_`` (and ``feature_names_in_`` for
+    data frames), ``n_outputs_``, ``cost_history_`` (list of (iteration, cost)),
+    ``loss_curve_`` (the costs alone), ``n_iter_``, ``validation_scores_`` and
+    ``validation_loss_curve_`` (accuracy and cost on the held-out data at each
+    read, None without early stopping), ``best_validation_score_``,
+    ``best_iteration_``, ``dtype_``, ``backend_`` (the adapter it trained on) and
+    ``plan_`` (how the planner ran the fit: mode, chunk size, threads, and why).
+
+    A fitted model pickles (and deep-copies) with its parameters as host NumPy
+    arrays and its backend by name and device; it goes back to that backend on
+    first use, or, where that backend cannot run (a GPU model unpickled on a
+    machine without a GPU), predicts with NumPy on the host, with a warning.
     """
 
     def __init__(self, hidden_units=4, activation="tanh", learning_rate=1.2, num_iterations=10000,
                  backend="numpy", device=None, dtype=None, seed=0, init="normal", cost_every=100,
-                 batch_size=None, epochs=None, chunk_size="auto", workers=None, stream="auto", fused="auto"):
+                 batch_size=None, epochs=None, chunk_size="auto", workers=None, stream="auto", fused="auto",
+                 early_stopping=False, validation_fraction=0.1, n_iter_no_change=10, tol=1e-4,
+                 verbose=False):
         self.hidden_units = hidden_units
         self.activation = activation
         self.learning_rate = learning_rate
@@ -86,44 +134,45 @@ class BackpropClassifier:
         self.workers = workers
         self.stream = stream
         self.fused = fused
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.tol = tol
+        self.verbose = verbose
 
     # -- scikit-learn protocol -------------------------------------------------------
-    def get_params(self, deep=True):
-        return {name: getattr(self, name) for name in inspect.signature(type(self)).parameters}
-
-    def set_params(self, **params):
-        valid = self.get_params()
-        for name, value in params.items():
-            if name not in valid:
-                raise InvalidInputError(f"invalid parameter {name!r} for {type(self).__name__}; valid: {sorted(valid)}")
-            setattr(self, name, value)
-        return self
-
-    _estimator_type = "classifier"  # scikit-learn before 1.6
-
     def __sklearn_tags__(self):
-        # scikit-learn >= 1.6 asks estimators for tags; it is imported only when it asks.
-        from sklearn.utils import ClassifierTags, InputTags, Tags, TargetTags
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_class = True
+        tags.classifier_tags.multi_label = True
+        # Arrays of every library are taken as they are; under scikit-learn's
+        # array_api_dispatch its rule holds too (predict in the namespace of fit).
+        tags.array_api_support = True
+        return tags
 
-        return Tags(estimator_type="classifier", target_tags=TargetTags(required=True),
-                    classifier_tags=ClassifierTags(multi_class=False, multi_label=True),
-                    input_tags=InputTags(), array_api_support=True)
-
-    def __repr__(self):
-        defaults = inspect.signature(type(self)).parameters
-        changed = [f"{k}={v!r}" for k, v in self.get_params().items() if v != defaults[k].default]
-        return f"{type(self).__name__}({', '.join(changed)})"
+    def __sklearn_is_fitted__(self):
+        return hasattr(self, "_network")
 
     # -- training --------------------------------------------------------------------
     def _check_hyperparameters(self):
+        """The hidden activation, checked; every other setting that fit does not check later."""
         if self.init not in INITS:
             raise InvalidInputError(f"unknown init {self.init!r}; choose one of {list(INITS)}")
+        if self.early_stopping:
+            fraction = self.validation_fraction
+            check_positive(fraction, "validation_fraction")
+            if not fraction < 1:
+                raise InvalidInputError(f"validation_fraction must be in (0, 1), got {fraction!r}")
+            check_positive(self.n_iter_no_change, "n_iter_no_change", integer=True)
+            check_non_negative(self.tol, "tol")
         return get_activation(self.activation)
 
-    def fit(self, X, y, *, callback=None):
-        """Train on X (m, n_features) and y (m,) or (m, n_outputs) of 0/1 labels.
+    def fit(self, X, y, sample_weight=None, *, callback=None):
+        """Train on X (m, n_features) and y (m,) of class labels or (m, n_labels) of 0/1.
 
-        ``callback(iteration, cost)`` is called at each cost read (every ``cost_every``).
+        ``sample_weight`` (m,): non-negative weights; the cost and its gradients
+        become weighted means over the examples.  ``callback(iteration, cost)``
+        is called at each cost read (every ``cost_every``).
 
         Validation happens before anything is changed, so a failed call leaves
         a previously fitted model as it was.  If training diverges or is
@@ -131,124 +180,375 @@ class BackpropClassifier:
         raised.
         """
         g = self._check_hyperparameters()
-        X, y = as_array(X, "X"), as_array(y, "y")
-        check_same_place({"X": X, "y": y})
-        if X.ndim != 2:
-            raise InvalidInputError(f"X must be 2-D, shape (n_samples, n_features); got shape {tuple(X.shape)}")
-        if y.ndim not in (1, 2):
-            raise InvalidInputError(
-                f"y must be 1-D (n_samples,) or 2-D (n_samples, n_outputs); got shape {tuple(y.shape)}")
-        if y.shape[0] != X.shape[0]:
-            raise InvalidInputError(f"X has {X.shape[0]} samples but y has {y.shape[0]}; they must match")
+        twin = type(self)(**self.get_params())  # records n_features_in_ and names, so self is untouched
+        X, y = self._check_X(X, y, twin)
+        y, labels = read_labels(y, X.shape[0])
+        Y = follow(X, encode_labels(y, labels))
+        if sample_weight is not None:
+            sample_weight = follow(X, self._check_sample_weight(sample_weight, X))
+        output = "softmax" if labels.target_type == "multiclass" else "sigmoid"
+        validation = None
+        if self.early_stopping:
+            X, Y, sample_weight, validation = self._split(X, Y, sample_weight, labels)
+        if self.verbose:
+            callback = _verbose(callback)
         started = {}
 
         def record(plan, backend, dtype):
             started.update(plan=plan, backend=backend, dtype=dtype)
 
+        fitted = dict(labels=labels, twin=twin, activation=g.name, output=output, place=_place(X))
         try:
             done = training.fit(
-                _columns(X), _columns(y), hidden_units=self.hidden_units, activation=g,
+                _columns(X), _columns(Y), hidden_units=self.hidden_units, activation=g,
                 learning_rate=self.learning_rate, num_iterations=self.num_iterations,
                 backend=self.backend, device=self.device, dtype=self.dtype, init=self.init, seed=self.seed,
                 cost_every=self.cost_every, callback=callback, chunk_size=self.chunk_size,
                 workers=self.workers, stream=self.stream, batch_size=self.batch_size, epochs=self.epochs,
-                fused=self.fused, on_plan=record)
+                fused=self.fused, on_plan=record, output=output, sample_weight=sample_weight, validation=validation,
+                n_iter_no_change=self.n_iter_no_change, tol=self.tol,
+                on_validation=_print_validation if self.verbose else None)
         except (TrainingDivergedError, TrainingInterrupted, DeviceMemoryError, DistributedTrainingError) as exc:
-            self._set_fitted(exc.parameters, exc.history, exc.iteration, y.ndim, **started)
+            self._set_fitted(exc.parameters, exc.history, exc.iteration, None, None, **fitted, **started)
             raise
-        self._set_fitted(done.result.parameters, done.result.history, done.result.n_iter, y.ndim,
-                         plan=done.plan, backend=done.backend, dtype=done.dtype)
+        result = done.result
+        self._set_fitted(result.parameters, result.history, result.n_iter, result.validation,
+                         result.best_iteration, **fitted, plan=done.plan, backend=done.backend, dtype=done.dtype)
         return self
 
-    def _set_fitted(self, parameters, history, n_iter, y_ndim, *, plan, backend, dtype):
-        self.parameters_ = parameters
-        self.cost_history_ = list(history)
-        self.n_iter_ = n_iter
-        self.n_features_in_ = parameters["W1"].shape[1]
+    def _check_X(self, X, y, twin):
+        """X (and y) checked as scikit-learn checks them; ``twin`` records the features seen."""
+        if X is None:
+            raise InvalidInputError("X is None; pass an array (n_samples, n_features)")
+        if is_device_array(X):  # checked where it lives: NumPy would pull it to the host
+            X = _check_device_X(as_array(X, "X"))
+            twin.n_features_in_ = X.shape[1]
+            if y is None:
+                raise InvalidInputError(
+                    f"{type(self).__name__} requires y to be passed, but the target y is None")
+            return X, as_array(y, "y")
+        with _project_errors():
+            return validate_data(twin, X, y, dtype=FLOAT_DTYPES, multi_output=True, y_numeric=False)
+
+    @staticmethod
+    def _check_sample_weight(sample_weight, X):
+        from sklearn.utils.validation import _check_sample_weight
+
+        if is_device_array(sample_weight) or is_device_array(X):
+            return as_array(sample_weight, "sample_weight")  # checked on the device by training.fit
+        with _project_errors():
+            return _check_sample_weight(sample_weight, X, dtype=X.dtype, ensure_non_negative=True)
+
+    def _split(self, X, Y, sample_weight, labels):
+        """Hold out ``validation_fraction`` of the examples (stratified by class) for early stopping."""
+        owner = backend_for_array(X)
+        xp = array_namespace(Y)
+        if labels.target_type == "binary":
+            stratify = owner.to_numpy(Y[:, 0])
+        elif labels.target_type == "multiclass":
+            stratify = owner.to_numpy(xp.argmax(xp.astype(Y, xp.float32), axis=1))
+        else:  # scikit-learn does not stratify multilabel targets either
+            stratify = None
+        try:
+            train, held = train_test_split(np.arange(X.shape[0]), test_size=float(self.validation_fraction),
+                                           random_state=self.seed, stratify=stratify)
+        except ValueError as exc:
+            raise InvalidInputError(f"cannot hold out validation_fraction={self.validation_fraction} "
+                                    f"for early stopping: {exc}") from None
+        xp = array_namespace(X)
+        index = "int32" if X.shape[0] < 2**31 else "int64"  # JAX has no int64 by default
+
+        def take(a, rows):
+            return None if a is None else xp.take(a, owner.asarray(rows, index), axis=0)
+
+        return (take(X, train), take(Y, train), take(sample_weight, train),
+                (_columns(take(X, held)), _columns(take(Y, held)), take(sample_weight, held)))
+
+    def _set_fitted(self, parameters, history, n_iter, validation, best_iteration, *, labels, twin,
+                    activation, output, plan, backend, dtype, place=("numpy", "cpu")):
+        self._network = _Placed(parameters, backend, dtype)
+        self._fit_place = place
+        self.classes_ = labels.classes
+        self.target_type_ = labels.target_type
+        self._label_dtype = labels.dtype
+        self.activation_ = activation
+        self.output_ = output
+        self.n_features_in_ = twin.n_features_in_
+        if hasattr(twin, "feature_names_in_"):
+            self.feature_names_in_ = twin.feature_names_in_
+        elif hasattr(self, "feature_names_in_"):
+            del self.feature_names_in_
         self.n_outputs_ = parameters["W2"].shape[0]
+        self.cost_history_ = list(history)
+        self.loss_curve_ = [J for _, J in self.cost_history_]
+        self.n_iter_ = n_iter
+        self.validation_scores_ = None if validation is None else [s for _, _, s in validation]
+        self.validation_loss_curve_ = None if validation is None else [J for _, J, _ in validation]
+        self.best_validation_score_ = None if validation is None else max(self.validation_scores_)
+        self.best_iteration_ = best_iteration
         self.dtype_ = dtype
-        self.backend_ = backend
         self.plan_ = plan
-        self._y_ndim = y_ndim
+
+    @property
+    def parameters_(self):
+        """``{"W1", "b1", "W2", "b2"}`` on the device the model computes on."""
+        self._check_fitted()
+        return self._network.parameters
+
+    @property
+    def backend_(self):
+        """The adapter the model computes with."""
+        self._check_fitted()
+        return self._network.backend
 
     # -- prediction ------------------------------------------------------------------
     def _check_fitted(self):
-        if not hasattr(self, "parameters_"):
-            raise NotFittedError(f"this {type(self).__name__} is not fitted yet; call fit(X, y) first")
+        if not self.__sklearn_is_fitted__():
+            raise NotFittedError(f"This {type(self).__name__} instance is not fitted yet. Call 'fit' with "
+                                 "appropriate arguments before using this estimator.")
 
-    def _probabilities(self, X):
+    def _check_place(self, X, method):
+        """Under scikit-learn's array_api_dispatch, its rule: the namespace and device of fit."""
+        from sklearn import get_config
+
+        if get_config()["array_api_dispatch"] and _place(X) != self._fit_place:
+            raise InvalidInputError(
+                f"Inputs passed to {type(self).__name__}.{method}() must use the same namespace and the same "
+                f"device as those passed to fit(): fitted on {self._fit_place}, called with {_place(X)} "
+                "(without array_api_dispatch, this estimator answers in the library it is asked in)")
+
+    def _probabilities(self, X, method):
         """A2 as (m, n_outputs) in the caller's library and device."""
         self._check_fitted()
-        X = as_array(X, "X")
-        if X.ndim != 2:
-            raise InvalidInputError(f"X must be 2-D, shape (n_samples, n_features); got shape {tuple(X.shape)}")
-        if X.shape[1] != self.n_features_in_:
-            raise InvalidInputError(f"X has {X.shape[1]} features but the model was trained on {self.n_features_in_}")
-        if X.shape[0] == 0:
-            raise InvalidInputError("X is empty (0 samples)")
+        self._check_place(X, method)
+        if is_device_array(X):
+            X = _check_device_X(as_array(X, "X"))
+            if X.shape[1] != self.n_features_in_:
+                raise InvalidInputError(f"X has {X.shape[1]} features, but {type(self).__name__} is "
+                                        f"expecting {self.n_features_in_} features as input.")
+        else:
+            with _project_errors():
+                X = validate_data(self, X, reset=False, dtype=FLOAT_DTYPES)
         backend = self.backend_
         Xd = to_backend(_columns(X), backend, self.dtype_, "X")
         check_finite(Xd, backend.xp, "X")
         with backend.context():
-            _, _, _, A2 = equations.forward(Xd, *unpack(self.parameters_), get_activation(self.activation))
+            _, _, _, A2 = equations.forward(Xd, *unpack(self.parameters_), get_activation(self.activation_),
+                                            equations.get_output(self.output_))
         A2 = A2.T
         if backend.holds(X):
             return A2
         return backend_for_array(X).asarray(backend.to_numpy(A2), self.dtype_)
 
     def predict_proba(self, X):
-        """Probabilities: (m, 2) columns [P(0), P(1)] for a 1-D y, else (m, n_outputs) of P(1)."""
-        P = self._probabilities(X)
-        if self._y_ndim == 1:
+        """Probabilities (m, n_classes) in ``classes_`` order; (m, n_labels) of P(1) for indicator y."""
+        P = self._probabilities(X, "predict_proba")
+        if self.target_type_ == "binary":
             xp = array_namespace(P)
             return xp.concat([1.0 - P, P], axis=1)
         return P
 
-    def predict(self, X):
-        """0/1 labels, (m,) for a 1-D y, else (m, n_outputs), in X's library and float dtype."""
-        P = self._probabilities(X)
-        xp = array_namespace(P)
-        labels = xp.astype(P > 0.5, P.dtype)
-        return labels[:, 0] if self._y_ndim == 1 else labels
+    def predict_log_proba(self, X):
+        """The logarithm of :meth:`predict_proba`."""
+        self._check_place(X, "predict_log_proba")
+        P = self.predict_proba(X)
+        return array_namespace(P).log(P)
 
-    def score(self, X, y) -> float:
-        """Mean accuracy (for several outputs, every output of a sample must be right)."""
+    def predict(self, X):
+        """Labels of the kind fitted: (m,) from ``classes_``, or (m, n_labels) of 0/1 for indicator y.
+
+        In X's library and on its device where the labels are numbers; string
+        labels come back as a NumPy array.
+        """
+        P = self._probabilities(X, "predict")
+        return labels_from_classes(P, Labels(self.classes_, self.target_type_, self._label_dtype))
+
+    def score(self, X, y, sample_weight=None) -> float:
+        """Mean accuracy (for indicator y, every label of a sample must be right), optionally weighted."""
         pred = self.predict(X)
-        y = as_array(y, "y")
-        pred_host = backend_for_array(pred).to_numpy(pred)
-        y_host = np.asarray(backend_for_array(y).to_numpy(y), dtype=pred_host.dtype)
-        if y_host.shape != pred_host.shape:
-            raise InvalidInputError(f"y has shape {y_host.shape} but predictions have shape {pred_host.shape}")
-        correct = pred_host == y_host
-        return float(np.mean(correct if correct.ndim == 1 else np.all(correct, axis=1)))
+
+        def host(a):
+            return backend_for_array(a).to_numpy(a) if is_array_api_obj(a) else a
+
+        with _project_errors():
+            return float(accuracy_score(host(y), host(pred),
+                                        sample_weight=None if sample_weight is None else host(sample_weight)))
 
     # -- saving ----------------------------------------------------------------------
     def save(self, path) -> None:
-        """Write parameters and hyperparameters to ``path`` (.npz; no pickle)."""
+        """Write parameters, hyperparameters and fitted labels to ``path`` (.npz; no pickle).
+
+        Metadata keys: ``estimator``, ``params``, ``dtype``, ``n_iter``,
+        ``cost_history``, and the fitted ``classes`` (a list), ``classes_dtype``
+        (a NumPy dtype string), ``target_type``, ``label_dtype``, ``activation``,
+        ``output``, ``n_features_in`` and ``feature_names_in`` (a list or None).
+        """
         self._check_fitted()
-        host = {k: self.backend_.to_numpy(v) for k, v in self.parameters_.items()}
-        meta = {"estimator": type(self).__name__, "params": self.get_params(),
-                "dtype": self.dtype_, "y_ndim": self._y_ndim, "n_iter": self.n_iter_,
-                "cost_history": self.cost_history_}
-        meta["params"]["device"] = None if meta["params"]["device"] is None else self.backend_.device_name
-        save_parameters(path, host, meta)
+        names = getattr(self, "feature_names_in_", None)
+        meta = {"estimator": type(self).__name__, "params": _jsonable_params(self.get_params()),
+                "dtype": self.dtype_, "n_iter": self.n_iter_, "cost_history": self.cost_history_,
+                "classes": self.classes_.tolist(), "classes_dtype": self.classes_.dtype.str,
+                "target_type": self.target_type_, "label_dtype": self._label_dtype,
+                "activation": self.activation_, "output": self.output_,
+                "n_features_in": int(self.n_features_in_),
+                "feature_names_in": None if names is None else [str(n) for n in names]}
+        save_parameters(path, self._network.host(), meta)
 
     @classmethod
-    def load(cls, path, *, backend=None, device=None, dtype=None):
-        """Load a model saved by :meth:`save`, optionally onto another backend/device/dtype."""
+    def load(cls, path, *, backend="numpy", device=None, dtype=None):
+        """Load a model saved by :meth:`save` onto ``backend`` and ``device`` (NumPy by default).
+
+        Where the model computes is the caller's choice only: the backend and device the file
+        records are replaced by these, so a file never decides what the program connects to
+        (a model trained on a Dask cluster or a GPU loads on NumPy unless asked otherwise).
+        """
         host, meta = load_parameters(path)
         params = dict(meta["params"])
-        if backend is not None:
-            params["backend"], params["device"] = backend, device
+        params["backend"], params["device"] = backend, device
         model = cls(**params)
         be = get_backend(model.backend, model.device)
         dtype = dtype or meta["dtype"]
+        n2, n0 = host["W2"].shape[0], host["W1"].shape[1]
+        if "classes" in meta:
+            labels = Labels(np.asarray(meta["classes"], dtype=_safe_dtype(meta["classes_dtype"])),
+                            meta["target_type"], meta["label_dtype"])
+            activation, output = meta["activation"], meta["output"]
+        else:  # written before labels were fitted: 0/1 float labels, the lecture's sigmoid
+            binary = meta.get("y_ndim", 1) == 1
+            labels = Labels(np.array([0.0, 1.0]) if binary else np.arange(n2),
+                            "binary" if binary else "multilabel-indicator", "float64")
+            activation, output = params.get("activation", "tanh"), "sigmoid"
+        twin = cls()
+        twin.n_features_in_ = meta.get("n_features_in", n0)
+        if meta.get("feature_names_in") is not None:
+            twin.feature_names_in_ = np.asarray(meta["feature_names_in"], dtype=object)
         model._set_fitted(be.parameters_from_host(host, dtype), [tuple(h) for h in meta["cost_history"]],
-                          meta["n_iter"], meta["y_ndim"], plan=None, backend=be, dtype=dtype)
+                          meta["n_iter"], None, None, labels=labels, twin=twin, activation=activation,
+                          output=output, plan=None, backend=be, dtype=dtype)
         return model
+
+
+class _Placed:
+    """Fitted parameters and the backend they compute on.
+
+    Pickled or deep-copied, they travel as host NumPy arrays with the backend's
+    name and device, and return there on first use; where that backend cannot
+    run here, they stay on the host and NumPy computes, with a warning.
+    """
+
+    def __init__(self, parameters, backend, dtype):
+        self._parameters, self._backend, self.dtype = parameters, backend, dtype
+        self.backend_name, self.device = backend.name, _portable_device(backend.requested_device)
+        self._host = None
+
+    def host(self) -> dict:
+        if self._parameters is None:
+            return self._host
+        return {k: self._backend.to_numpy(v) for k, v in self._parameters.items()}
+
+    def __getstate__(self):
+        return {"host": self.host(), "backend_name": self.backend_name, "device": self.device,
+                "dtype": self.dtype}
+
+    def __setstate__(self, state):
+        self._host, self.backend_name = state["host"], state["backend_name"]
+        self.device, self.dtype = state["device"], state["dtype"]
+        self._parameters = self._backend = None
+
+    @property
+    def backend(self):
+        if self._backend is None:
+            try:
+                self._backend = get_backend(self.backend_name, self.device)
+                self._backend.dtype(self.dtype)
+            except (BackendUnavailableError, InvalidInputError) as exc:  # no GPU here, or no such plugin
+                warnings.warn(f"this model was trained on the {self.backend_name} backend (device "
+                              f"{self.device!r}), which cannot run here ({exc}); it computes with NumPy "
+                              "on the host instead", UserWarning, stacklevel=4)
+                self._backend = get_backend("numpy")
+        return self._backend
+
+    @property
+    def parameters(self) -> dict:
+        if self._parameters is None:
+            self._parameters = self.backend.parameters_from_host(self._host, self.dtype)
+        return self._parameters
+
+
+def _place(X) -> tuple:
+    """(library, device) of an input; lists and data frames count as NumPy."""
+    if not is_device_array(X):
+        return ("numpy", "cpu")
+    owner = backend_for_array(X)
+    return (owner.name, str(owner.device))
+
+
+def _portable_device(spec):
+    """A device named by a string or an index travels with a pickle; a live object (a Client) does not."""
+    return spec if spec is None or isinstance(spec, (str, int)) else None
+
+
+def _jsonable_params(params: dict) -> dict:
+    """Hyperparameters as JSON values: NumPy scalars (from np.arange grids) become Python numbers."""
+    out = {}
+    for k, v in params.items():
+        if isinstance(v, np.generic):
+            v = v.item()
+        elif k == "device" and v is not None:
+            v = _portable_device(v) if isinstance(v, (str, int)) else str(v)
+        out[k] = v
+    return out
+
+
+def _safe_dtype(name: str):
+    """A label dtype read from a file: booleans, numbers, strings or Python objects only."""
+    dtype = np.dtype(name)
+    if dtype.kind not in "biufUO":
+        raise InvalidInputError(f"a model file's classes have dtype {name!r}, which labels cannot have")
+    return dtype
+
+
+@contextlib.contextmanager
+def _project_errors():
+    """scikit-learn's checks keep their messages (its own checks look for them) as the project's errors."""
+    try:
+        yield
+    except BackpropCoreError:
+        raise
+    except ValueError as exc:
+        raise InvalidInputError(str(exc)) from exc
+    except TypeError as exc:
+        raise InvalidTypeError(str(exc)) from exc
+
+
+def _check_device_X(X):
+    """X of a library other than NumPy, checked where it lives, in scikit-learn's words."""
+    if X.ndim != 2:
+        raise InvalidInputError(f"Expected 2D array, got {X.ndim}D array instead; X must be "
+                                "(n_samples, n_features). Reshape your data.")
+    if X.shape[0] == 0:
+        raise InvalidInputError(f"Found array with 0 sample(s) (shape={tuple(X.shape)}) while a minimum of 1 "
+                                "is required.")
+    if X.shape[1] == 0:
+        raise InvalidInputError(f"Found array with 0 feature(s) (shape={tuple(X.shape)}) while a minimum of 1 "
+                                "is required.")
+    return X
 
 
 def _columns(a):
     """Samples-as-rows to examples-as-columns: (m, n) -> (n, m); (m,) -> (1, m)."""
     xp = array_namespace(a)
     return xp.reshape(a, (1, a.shape[0])) if a.ndim == 1 else a.T
+
+
+def _verbose(callback):
+    def show(iteration, cost):
+        print(f"Iteration {iteration}, loss = {cost:.8f}")
+        if callback is not None:
+            callback(iteration, cost)
+
+    return show
+
+
+def _print_validation(iteration, cost, score):
+    print(f"Validation score: {score:f}, validation loss = {cost:.8f}")

@@ -6,7 +6,9 @@ This loop does everything around it, the same for all: it reads the cost every
 ``cost_every`` iterations (the one host read, so a diverging run can stop
 early), keeps the history and the last parameters known to be good, and turns
 divergence, Ctrl-C, out-of-memory and cluster failures into the project's
-errors, each carrying those parameters.
+errors, each carrying those parameters.  An optional :class:`EarlyStopping`
+monitor scores held-out data at the same cost reads and stops the run when
+the score stops improving, keeping the best parameters.
 """
 
 from __future__ import annotations
@@ -21,11 +23,18 @@ from .errors import is_out_of_memory
 
 @dataclass
 class TrainResult:
-    """``parameters`` after training, ``history`` of (iteration, cost) pairs, ``n_iter`` steps run."""
+    """``parameters`` after training, ``history`` of (iteration, cost) pairs, ``n_iter`` steps run.
+
+    With early stopping, ``validation`` holds (iteration, validation cost,
+    validation score) at each cost read, ``parameters`` are those of
+    ``best_iteration`` and ``n_iter`` counts the steps actually run.
+    """
 
     parameters: dict
     history: list = field(default_factory=list)
     n_iter: int = 0
+    validation: list | None = None
+    best_iteration: int | None = None
 
 
 class Strategy:
@@ -85,8 +94,38 @@ class CostReads:
             self.callback(iteration, J)
 
 
+class EarlyStopping:
+    """Scores held-out data at each cost read; stops when the score stops improving.
+
+    ``evaluate(params) -> (validation cost, validation score)`` as Python
+    floats (a score is higher for better parameters, e.g. accuracy).  As in
+    scikit-learn's MLP: a check whose score is not above the best so far by
+    ``tol`` counts as no improvement, and the run stops after more than
+    ``n_iter_no_change`` such checks in a row; the parameters with the best
+    score are kept.  ``callback(iteration, cost, score)`` is told each check.
+    """
+
+    def __init__(self, evaluate, n_iter_no_change: int = 10, tol: float = 1e-4, callback=None):
+        self.evaluate, self.n_iter_no_change, self.tol, self.callback = evaluate, n_iter_no_change, tol, callback
+        self.history, self.best_score, self.best_parameters, self.best_iteration = [], -math.inf, None, None
+        self.checks_without_improvement = 0
+
+    def should_stop(self, iteration: int, params: dict) -> bool:
+        cost, score = self.evaluate(params)
+        self.history.append((iteration, cost, score))
+        if self.callback is not None:
+            self.callback(iteration, cost, score)
+        if score < self.best_score + self.tol:
+            self.checks_without_improvement += 1
+        else:
+            self.checks_without_improvement = 0
+        if score > self.best_score:
+            self.best_score, self.best_parameters, self.best_iteration = score, params, iteration
+        return self.checks_without_improvement > self.n_iter_no_change
+
+
 def run(strategy: Strategy, parameters: dict, *, num_iterations: int, learning_rate: float,
-        cost_every: int = 100, callback=None) -> TrainResult:
+        cost_every: int = 100, callback=None, monitor: EarlyStopping | None = None) -> TrainResult:
     """Run ``num_iterations`` steps of ``strategy`` from ``parameters``.
 
     ``callback(iteration, cost)`` is called at each cost read with a Python
@@ -98,8 +137,12 @@ def run(strategy: Strategy, parameters: dict, *, num_iterations: int, learning_r
     parameters of the last completed iteration), and whatever the strategy's
     :meth:`Strategy.failure` makes of an exception (out of memory, a lost
     cluster), also holding the last completed parameters.
+
+    With a ``monitor``, the held-out data are scored at every cost read (and
+    for the final parameters); the run may stop early, and the result holds
+    the best-scoring parameters.
     """
-    params, i = parameters, 0
+    params, i, stopped = parameters, 0, False
     costs = CostReads(parameters, learning_rate, callback, strategy.unit)
     with strategy.running():
         try:
@@ -108,9 +151,15 @@ def run(strategy: Strategy, parameters: dict, *, num_iterations: int, learning_r
                 new_params, J = strategy.step(params, i, with_cost)
                 if with_cost:
                     costs.record(i, J, params)
+                    stopped = monitor is not None and monitor.should_stop(i, params)
+                    if stopped:
+                        break
                 params = new_params
-            i = num_iterations
-            costs.record(num_iterations, strategy.cost(params), params)
+            if not stopped:
+                i = num_iterations
+                costs.record(num_iterations, strategy.cost(params), params)
+                if monitor is not None:
+                    monitor.should_stop(num_iterations, params)
         except KeyboardInterrupt:
             raise TrainingInterrupted(params, i, costs.history) from None
         except BackpropCoreError:
@@ -120,4 +169,7 @@ def run(strategy: Strategy, parameters: dict, *, num_iterations: int, learning_r
             if error is None:
                 raise
             raise error from exc
-    return TrainResult(parameters=params, history=costs.history, n_iter=num_iterations)
+    if monitor is None:
+        return TrainResult(parameters=params, history=costs.history, n_iter=num_iterations)
+    return TrainResult(parameters=monitor.best_parameters, history=costs.history, n_iter=i,
+                       validation=monitor.history, best_iteration=monitor.best_iteration)

@@ -107,7 +107,21 @@ HYPERPARAMETERS = {
     "workers": (_either(_is_int, _is_none), "an integer or null"),
     "stream": (_one_of(True, False, "auto"), 'true, false or "auto"'),
     "fused": (_one_of(True, False, "auto"), 'true, false or "auto"'),
+    "early_stopping": (_one_of(True, False), "true or false"),
+    "validation_fraction": (_is_number, "a finite number"),
+    "n_iter_no_change": (_is_int, "an integer"),
+    "tol": (_is_number, "a finite number"),
+    "verbose": (_either(_one_of(True, False), _is_int), "true, false or an integer"),
 }
+
+
+def _is_label_list(v):
+    return isinstance(v, list) and len(v) > 0 and all(
+        isinstance(c, (str, bool)) or _is_number(c) for c in v)
+
+
+def _is_name_list(v):
+    return isinstance(v, list) and all(isinstance(n, str) for n in v)
 
 
 def _is_hyperparameters(v):
@@ -120,12 +134,20 @@ METADATA = {
     "format": (True, _one_of(FORMAT), f"{FORMAT!r}"),
     "params": (True, _is_hyperparameters, "an object of hyperparameters"),
     "dtype": (True, _one_of("float32", "float64"), '"float32" or "float64"'),
-    "y_ndim": (True, _one_of(1, 2), "1 or 2"),
+    "y_ndim": (False, _one_of(1, 2), "1 or 2"),
     "n_iter": (True, lambda v: _is_int(v) and v >= 0, "a non-negative integer"),
     "cost_history": (True, _is_history, "a list of [iteration, finite cost] pairs"),
     "estimator": (False, _is_str, "a string"),
     "n_features_in": (False, lambda v: _is_int(v) and v > 0, "a positive integer"),
     "n_outputs": (False, lambda v: _is_int(v) and v > 0, "a positive integer"),
+    "classes": (False, _is_label_list, "a non-empty list of labels (strings, numbers or booleans)"),
+    "classes_dtype": (False, _is_str, "a NumPy dtype string"),
+    "target_type": (False, _one_of("binary", "multiclass", "multilabel-indicator"),
+                    '"binary", "multiclass" or "multilabel-indicator"'),
+    "label_dtype": (False, _is_str, "a NumPy dtype name"),
+    "activation": (False, _is_str, "a string"),
+    "output": (False, _one_of("sigmoid", "softmax"), '"sigmoid" or "softmax"'),
+    "feature_names_in": (False, _either(_is_none, _is_name_list), "a list of strings or null"),
 }
 
 
@@ -441,7 +463,7 @@ def _check_model(parameters: dict, meta: dict) -> None:
     for key, (value, actual, what) in recorded.items():
         if value is not None and value != actual:
             raise _Problem(f"metadata {key} is {value} but {what} is {actual}")
-    if meta["y_ndim"] == 1 and n2 != 1:
+    if meta.get("y_ndim") == 1 and n2 != 1:
         raise _Problem(f"metadata y_ndim is 1 (one output) but W2 has {n2} rows")
 
 

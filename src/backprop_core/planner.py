@@ -25,6 +25,7 @@ import numpy as np
 
 from .backends._base import cpu_cores
 from .chunked import ChunkedGradients, working_bytes_per_example
+from .equations import SIGMOID
 from .errors import InvalidInputError
 from .strategies import Chunked, Fused, MiniBatch, WholeBatch, equations_gradients
 
@@ -83,7 +84,8 @@ def _positive_int(value, what):
 
 
 def plan(backend, shape, dtype: str, activation, *, chunk_size="auto", workers=None, stream="auto",
-         batch_size=None, epochs=None, fused="auto", host_data: bool = False) -> Plan:
+         batch_size=None, epochs=None, fused="auto", host_data: bool = False, output=SIGMOID,
+         weighted: bool = False, early_stopping: bool = False) -> Plan:
     """The plan for training an n0-n1-n2 network on m examples: ``shape = (n0, n1, n2, m)``.
 
     ``chunk_size``: "auto", None (never chunk) or a number of examples.
@@ -93,7 +95,10 @@ def plan(backend, shape, dtype: str, activation, *, chunk_size="auto", workers=N
     ``fused``: True, False or "auto": the equations compiled into one GPU kernel
     on backends that can (:mod:`backprop_core.fused`); "auto" uses it where it
     has been measured to pay.  ``host_data``: the data are NumPy arrays on the
-    host (only those can be streamed).
+    host (only those can be streamed).  ``output``, ``weighted``: the output
+    layer, and whether examples carry weights (both decide the executor:
+    :func:`executor_for`).  ``early_stopping``: held-out data are scored at the
+    cost reads.
     """
     n0, n1, n2, m = shape
     if workers is not None:
@@ -106,6 +111,12 @@ def plan(backend, shape, dtype: str, activation, *, chunk_size="auto", workers=N
     need = m * working_bytes_per_example(n0, n1, n2, itemsize)
 
     if backend.distributed:
+        unsupported = [what for what, used in (("sample weights", weighted), ("early stopping", early_stopping),
+                                               (f"a {output.name} output", output != SIGMOID)) if used]
+        if unsupported:
+            raise InvalidInputError(
+                f"training on Dask does not support {' or '.join(unsupported)} yet: compute the arrays "
+                "(X.compute()) to train on one device")
         if batch_size is not None or isinstance(chunk_size, int) or stream is True:
             raise InvalidInputError(
                 "on Dask the chunks are the Dask array's own (rechunk it to change them); "
@@ -123,7 +134,8 @@ def plan(backend, shape, dtype: str, activation, *, chunk_size="auto", workers=N
         return _logged(Plan("mini-batch", batch_size=batch_size, epochs=epochs,
                             reason="batch_size was given"))
 
-    fused_plan = _fused_plan(backend, shape, fused, explicit=isinstance(chunk_size, int) or stream is True)
+    fused_plan = _fused_plan(backend, shape, fused, explicit=isinstance(chunk_size, int) or stream is True,
+                             output=output, weighted=weighted, fits=fits or not host_data)
     if fused_plan is not None:
         return _logged(fused_plan)
 
@@ -136,19 +148,19 @@ def plan(backend, shape, dtype: str, activation, *, chunk_size="auto", workers=N
             f"the data need {need / 2**30:.1f} GiB, more than half the device's free memory"
         return _logged(Plan("streamed chunks", chunk_size=size, workers=workers or 1, reason=why))
 
+    executor = executor_for(backend, output, weighted)
     if isinstance(chunk_size, int):
-        return _logged(Plan("chunks", executor=default_executor(backend), chunk_size=chunk_size,
+        return _logged(Plan("chunks", executor=executor, chunk_size=chunk_size,
                             workers=workers or backend.default_workers, reason="chunk_size was given"))
     if chunk_size is None or not backend.chunks_by_default:
-        executor = default_executor(backend)
         if executor == "equations":
             return _logged(Plan("whole batch", reason="chunk_size=None" if chunk_size is None
                                 else f"the {backend.name} backend runs best on the whole batch"))
         return _logged(Plan("whole batch", executor=executor, chunk_size=m, reason="chunk_size=None"))
-    return _logged(_cpu_plan(backend, shape, dtype, activation, workers))
+    return _logged(_cpu_plan(backend, shape, dtype, activation, workers, executor))
 
 
-def _fused_plan(backend, shape, fused, explicit: bool) -> Plan | None:
+def _fused_plan(backend, shape, fused, explicit: bool, *, output, weighted, fits) -> Plan | None:
     """The fused kernel's plan where it is asked for and applies; None to plan otherwise."""
     from .fused import choose
 
@@ -165,6 +177,10 @@ def _fused_plan(backend, shape, fused, explicit: bool) -> Plan | None:
         raise InvalidInputError("the fused kernel runs the whole batch on the device: "
                                 "chunk_size and stream=True do not apply with fused=True")
     use, why = choose(fused, *shape[:3])
+    if use and (output != SIGMOID or weighted):
+        use, why = False, "the fused kernel computes the sigmoid output without sample weights"
+    if use and not fits:
+        use, why = False, "the data do not fit on the device: chunks are streamed instead"
     if use and not explicit:
         return Plan("whole batch", executor="fused", reason=why)
     if fused is True:
@@ -198,13 +214,20 @@ def default_executor(backend) -> str:
     return "equations"
 
 
+def executor_for(backend, output=SIGMOID, weighted: bool = False) -> str:
+    """The executor for a fit: executors lowered from the traced equations compute the
+    lecture's unweighted sigmoid network only, so anything else runs the equations."""
+    if weighted or output != SIGMOID:
+        return "equations"
+    return default_executor(backend)
+
+
 # -- the CPU: chunk size and threads from a calibration ---------------------------------
 _calibrations: dict = {}
 
 
-def _cpu_plan(backend, shape, dtype, activation, workers) -> Plan:
+def _cpu_plan(backend, shape, dtype, activation, workers, executor) -> Plan:
     n0, n1, n2, m = shape
-    executor = default_executor(backend)
     if m < MIN_CHUNKED_M:
         return Plan("whole batch", executor=executor, chunk_size=m if executor != "equations" else None,
                     workers=1, reason=f"m = {m:,} is below {MIN_CHUNKED_M:,}: one pass")
@@ -275,21 +298,25 @@ def _measure(backend, n0, n1, n2, activation, dtype, budget_s):
 
 
 # -- from a plan to the strategy the loop runs ------------------------------------------
-def make_gradients(backend, executor: str, activation, shape, dtype):
+def make_gradients(backend, executor: str, activation, shape, dtype, output=SIGMOID, weighted: bool = False):
     """``make(with_cost)`` for :class:`ChunkedGradients` computing by ``executor``."""
     if executor == "equations":
-        return equations_gradients(backend, activation)
+        return equations_gradients(backend, activation, output, weighted)
     raise InvalidInputError(f"unknown executor {executor!r}")
 
 
-def build(p: Plan, X, Y, parameters, activation, learning_rate, backend, dtype, seed=0):
-    """The strategy that runs plan ``p`` on X (n0, m) and Y (n2, m)."""
+def build(p: Plan, X, Y, parameters, activation, learning_rate, backend, dtype, seed=0, output=SIGMOID,
+          weighted: bool = False):
+    """The strategy that runs plan ``p`` on X (n0, m) and Y (n2, m).
+
+    A ``weighted`` fit's Y carries the weights as its last row (n2 + 1, m).
+    """
     if p.mode == "dask":
         from .dask_training import DaskFullBatch
 
         return DaskFullBatch(X, Y, parameters, activation, learning_rate, backend)
     if p.mode == "mini-batch":
-        return MiniBatch(X, Y, activation, learning_rate, backend, p.batch_size, seed)
+        return MiniBatch(X, Y, activation, learning_rate, backend, p.batch_size, seed, output, weighted)
     if p.executor == "fused":
         from .fused import FusedStep
 
@@ -297,10 +324,10 @@ def build(p: Plan, X, Y, parameters, activation, learning_rate, backend, dtype, 
         step = FusedStep(X.shape[0], n1, Y.shape[0], activation, learning_rate, dtype, backend.device)
         return Fused(X, Y, step, backend)
     if p.chunk_size is None:
-        return WholeBatch(X, Y, activation, learning_rate, backend)
-    n0, n2 = X.shape[0], Y.shape[0]
+        return WholeBatch(X, Y, activation, learning_rate, backend, output, weighted)
+    n0, n2 = X.shape[0], parameters["W2"].shape[0]
     n1 = parameters["W1"].shape[0]
-    make = make_gradients(backend, p.executor, activation, (n0, n1, n2), dtype)
+    make = make_gradients(backend, p.executor, activation, (n0, n1, n2), dtype, output, weighted)
     gradients = ChunkedGradients(make, p.chunk_size, backend=backend, dtype=dtype, workers=p.workers,
                                  stream=p.streams)
     return Chunked(X, Y, learning_rate, backend, gradients)

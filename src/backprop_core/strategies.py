@@ -3,6 +3,11 @@
 Each is a :class:`~backprop_core.loop.Strategy` that holds the data and
 supplies only its step and the cost; :func:`backprop_core.loop.run` does the
 rest.  (Dask, which computes on a cluster, is in :mod:`backprop_core.dask_training`.)
+
+Every strategy takes the output layer (``output``, sigmoid by default) and
+whether the fit is ``weighted``: a weighted fit carries the examples' weights
+as Y's last row, so that every chunk, batch, shuffle and stream slices them
+with their examples (:func:`split_weights`).
 """
 
 from __future__ import annotations
@@ -10,35 +15,78 @@ from __future__ import annotations
 import contextlib
 
 import numpy as np
+from array_api_compat import array_namespace
 
 from . import equations
 from .chunked import ChunkedGradients, chunk_bounds
+from .equations import SIGMOID
 from .loop import Strategy
 from .parameters import pack, unpack, updated
 
 
+def split_weights(Y, weighted: bool):
+    """``(Y, weights)``: the labels (n2, m) and, for a weighted fit, the weights (1, m) under them."""
+    return (Y[:-1, ...], Y[-1:, ...]) if weighted else (Y, None)
+
+
 # -- the equations over the parameters dict ----------------------------------------------
-def make_step(g, learning_rate: float, with_cost: bool):
+def make_step(g, learning_rate: float, with_cost: bool, output=SIGMOID, weighted: bool = False):
     """``params, X, Y -> (params, J)``: one iteration of the equations on the whole of X."""
 
     def step(params, X, Y):
-        *new, J = equations.step(X, Y, *unpack(params), g, learning_rate, with_cost)
+        Y, weights = split_weights(Y, weighted)
+        *new, J = equations.step(X, Y, *unpack(params), g, learning_rate, with_cost, output, weights)
         return pack(new), J
 
     return step
 
 
-def make_cost(g):
+def make_cost(g, output=SIGMOID, weighted: bool = False):
     """``params, X, Y -> J``."""
 
     def cost(params, X, Y):
-        _, _, Z2, _ = equations.forward(X, *unpack(params), g)
-        return equations.cost_from_logits(Z2, Y)
+        Y, weights = split_weights(Y, weighted)
+        _, _, Z2, _ = equations.forward(X, *unpack(params), g, output)
+        return equations.cost_from_logits(Z2, Y, output=output, weights=weights)
 
     return cost
 
 
-def equations_gradients(backend, g):
+def make_validation_scores(g, output=SIGMOID, weighted: bool = False):
+    """``params, X, Y -> [J, accuracy]`` on held-out data, as one array (so one host read).
+
+    Accuracy counts an example as right when every output is (the argmax for
+    softmax, each A2 > 0.5 for sigmoid outputs); weighted like the cost.
+    """
+
+    def scores(params, X, Y):
+        Y, weights = split_weights(Y, weighted)
+        xp = array_namespace(X)
+        _, _, Z2, _ = equations.forward(X, *unpack(params), g, output)
+        J = equations.cost_from_logits(Z2, Y, output=output, weights=weights)
+        if output.name == "softmax":
+            right = xp.argmax(Z2, axis=0) == xp.argmax(Y, axis=0)
+        else:
+            right = xp.all((Z2 > 0.0) == (Y > 0.5), axis=0)
+        right = xp.astype(right, X.dtype)
+        accuracy = xp.mean(right if weights is None else weights[0, ...] * right)
+        return xp.stack([J, accuracy])
+
+    return scores
+
+
+def validation_evaluator(X, Y, g, backend, output=SIGMOID, weighted: bool = False):
+    """For :class:`~backprop_core.loop.EarlyStopping`: ``params -> (cost, accuracy)`` on X, Y, as floats."""
+    scores = backend.compile(make_validation_scores(g, output, weighted))
+
+    def evaluate(params):
+        cost, accuracy = backend.to_numpy(scores(params, X, Y)).tolist()
+        return cost, accuracy
+
+    return evaluate
+
+
+def equations_gradients(backend, g, output=SIGMOID, weighted: bool = False):
     """For :class:`ChunkedGradients`: the equations on one chunk, compiled by the backend.
 
     One compiled function per m (the whole batch's size, a constant of the
@@ -51,7 +99,8 @@ def equations_gradients(backend, g):
         def gradients(params, Xc, Yc, m):
             if m not in compiled:
                 def chunk(params, Xc, Yc):
-                    return equations.gradients(Xc, Yc, *unpack(params), g, m, with_cost)
+                    Yc, weights = split_weights(Yc, weighted)
+                    return equations.gradients(Xc, Yc, *unpack(params), g, m, with_cost, output, weights)
 
                 compiled[m] = backend.compile(chunk)
             return compiled[m](params, Xc, Yc)
@@ -65,11 +114,11 @@ def equations_gradients(backend, g):
 class WholeBatch(Strategy):
     """The lecture's step on all m examples at once, compiled by the backend where it can be."""
 
-    def __init__(self, X, Y, g, learning_rate: float, backend):
+    def __init__(self, X, Y, g, learning_rate: float, backend, output=SIGMOID, weighted: bool = False):
         self.X, self.Y, self.backend = X, Y, backend
-        self._step = backend.compile(make_step(g, learning_rate, with_cost=False))
-        self._step_with_cost = backend.compile(make_step(g, learning_rate, with_cost=True))
-        self._cost = backend.compile(make_cost(g))
+        self._step = backend.compile(make_step(g, learning_rate, False, output, weighted))
+        self._step_with_cost = backend.compile(make_step(g, learning_rate, True, output, weighted))
+        self._cost = backend.compile(make_cost(g, output, weighted))
 
     def step(self, params, i, with_cost):
         return (self._step_with_cost if with_cost else self._step)(params, self.X, self.Y)
@@ -130,13 +179,14 @@ class MiniBatch(Strategy):
 
     unit = "update"
 
-    def __init__(self, X, Y, g, learning_rate: float, backend, batch_size: int, seed=0):
+    def __init__(self, X, Y, g, learning_rate: float, backend, batch_size: int, seed=0, output=SIGMOID,
+                 weighted: bool = False):
         self.X, self.Y, self.backend = X, Y, backend
         self.bounds = chunk_bounds(X.shape[1], batch_size)
         self.rng = np.random.default_rng(seed)
-        self._step = backend.compile(make_step(g, learning_rate, with_cost=False))
-        self._step_with_cost = backend.compile(make_step(g, learning_rate, with_cost=True))
-        self._cost = backend.compile(make_cost(g))
+        self._step = backend.compile(make_step(g, learning_rate, False, output, weighted))
+        self._step_with_cost = backend.compile(make_step(g, learning_rate, True, output, weighted))
+        self._cost = backend.compile(make_cost(g, output, weighted))
         self.memory_advice = f"use a smaller batch_size than {batch_size}"
 
     @property

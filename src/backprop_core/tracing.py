@@ -332,20 +332,26 @@ def _toposort(outputs) -> list:
     return order
 
 
-def trace_gradients(n0: int, n1: int, n2: int, g, with_cost: bool = True, **kw) -> Graph:
+def trace_gradients(n0: int, n1: int, n2: int, g, with_cost: bool = True, weighted: bool = False,
+                    **kw) -> Graph:
     """The graph of ``equations.gradients`` for an n0-n1-n2 network and activation ``g``.
 
-    Inputs: X (n0, M), Y (n2, M), W1, b1, W2, b2 and the scalar m (the whole
-    batch's size, which scales the sums).  Outputs: dW1, db1, dW2, db2 and J
-    (None unless ``with_cost``).  ``kw`` goes to ``equations.gradients``.
+    Inputs: X (n0, M), Y (n2, M), W1, b1, W2, b2, the scalar m (the whole
+    batch's size, which scales the sums) and, when ``weighted``, the examples'
+    weights (1, M).  Outputs: dW1, db1, dW2, db2 and J (None unless
+    ``with_cost``).  ``kw`` goes to ``equations.gradients`` (``output=``).
     """
     from . import equations
 
-    def gradients(X, Y, W1, b1, W2, b2, m):
-        return equations.gradients(X, Y, W1, b1, W2, b2, g, m=m, with_cost=with_cost, **kw)
+    inputs = {"X": (n0, M), "Y": (n2, M), "W1": (n1, n0), "b1": (n1, 1),
+              "W2": (n2, n1), "b2": (n2, 1), "m": ()}
+    if weighted:
+        inputs["weights"] = (1, M)
 
-    return trace(gradients, {"X": (n0, M), "Y": (n2, M), "W1": (n1, n0), "b1": (n1, 1),
-                             "W2": (n2, n1), "b2": (n2, 1), "m": ()})
+    def gradients(X, Y, W1, b1, W2, b2, m, weights=None):
+        return equations.gradients(X, Y, W1, b1, W2, b2, g, m=m, with_cost=with_cost, weights=weights, **kw)
+
+    return trace(gradients, inputs)
 
 
 # -- running a graph through a real namespace --------------------------------------------

@@ -10,44 +10,72 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from array_api_compat import array_namespace
+
 from . import planner
 from .backends import backend_for_array, get_backend
+from .equations import SIGMOID, get_output
 from .initialization import initial_parameters_host
-from .loop import TrainResult, run
+from .loop import EarlyStopping, TrainResult, run
+from .strategies import validation_evaluator
 from .validation import (
     as_array,
     check_binary,
     check_dtype_name,
     check_finite,
+    check_non_negative,
+    check_one_hot,
     check_parameters,
     check_positive,
     check_same_place,
+    check_sample_weight,
     check_shapes,
     to_backend,
 )
 
 
+def with_weights(Y, weights):
+    """Y (n2, m) with the examples' weights, scaled to average 1, as its last row: (n2 + 1, m).
+
+    Scaled so, the equations' (1/m) sums are weighted means; carried under Y,
+    the weights follow their examples through every chunk, batch and stream.
+    """
+    if weights is None:
+        return Y
+    xp = array_namespace(Y, weights)
+    weights = xp.reshape(weights, (1, Y.shape[1]))
+    return xp.concat([Y, weights * (Y.shape[1] / xp.sum(weights))], axis=0)
+
+
 def train(X, Y, parameters: dict, *, activation, learning_rate: float, num_iterations: int, backend,
           cost_every: int = 100, callback=None, plan: planner.Plan | None = None, seed=0,
+          output=SIGMOID, sample_weight=None, monitor: EarlyStopping | None = None,
           **options) -> TrainResult:
     """Run ``num_iterations`` steps on ``backend`` (mini-batch: ``plan.epochs`` epochs instead).
 
-    X (n0, m), Y (n2, m) and the parameters are already on the backend's
-    device in one float dtype (with a streaming plan, X and Y are host NumPy
-    arrays).  Without ``plan``, :func:`backprop_core.planner.plan` makes one
-    from ``options`` (chunk_size, workers, stream, batch_size, epochs).
+    X (n0, m), Y (n2, m), the parameters and ``sample_weight`` (m,) if given
+    are already on the backend's device in one float dtype (with a streaming
+    plan, X, Y and the weights are host NumPy arrays).  ``output`` is the
+    output layer (:data:`backprop_core.equations.OUTPUTS`); ``monitor`` stops
+    early on held-out data (:class:`backprop_core.loop.EarlyStopping`).
+    Without ``plan``, :func:`backprop_core.planner.plan` makes one from
+    ``options`` (chunk_size, workers, stream, batch_size, epochs).
     Errors: see :func:`backprop_core.loop.run`.
     """
+    output = get_output(output)
     dtype = _dtype_name(parameters["W1"])
+    weighted = sample_weight is not None
     if plan is None:
         n1 = parameters["W1"].shape[0]
         plan = planner.plan(backend, (X.shape[0], n1, Y.shape[0], X.shape[1]), dtype, activation,
-                            host_data=options.get("stream") is True, **options)
-    strategy = planner.build(plan, X, Y, parameters, activation, learning_rate, backend, dtype, seed)
+                            host_data=options.get("stream") is True, output=output, weighted=weighted,
+                            early_stopping=monitor is not None, **options)
+    strategy = planner.build(plan, X, with_weights(Y, sample_weight), parameters, activation, learning_rate,
+                             backend, dtype, seed, output, weighted)
     if plan.mode == "mini-batch":
         num_iterations = plan.epochs * strategy.updates_per_epoch
     return run(strategy, parameters, num_iterations=num_iterations, learning_rate=learning_rate,
-               cost_every=cost_every, callback=callback)
+               cost_every=cost_every, callback=callback, monitor=monitor)
 
 
 def _dtype_name(array) -> str:
@@ -73,10 +101,23 @@ def resolve_backend(backend, device, X):
     return backend.for_data(X)
 
 
+def _placed_and_checked(X, Y, sample_weight, place, dtype, output, what=""):
+    """X, Y and the weights on ``place`` as ``dtype``, checked (one host read each)."""
+    X, Y = to_backend(X, place, dtype, "X" + what), to_backend(Y, place, dtype, "Y" + what)
+    check_finite(X, place.xp, "X" + what)
+    check_finite(Y, place.xp, "Y" + what)
+    (check_one_hot if output.name == "softmax" else check_binary)(Y, place.xp, "Y" + what)
+    if sample_weight is not None:
+        sample_weight = to_backend(as_array(sample_weight, "sample_weight"), place, dtype, "sample_weight")
+        check_sample_weight(sample_weight, X.shape[1], place.xp, "sample_weight" + what)
+    return X, Y, sample_weight
+
+
 def fit(X, Y, *, hidden_units: int, activation, learning_rate: float, num_iterations: int,
         backend="numpy", device=None, dtype=None, parameters=None, init="normal", seed=0,
         cost_every=100, callback=None, chunk_size="auto", workers=None, stream="auto",
-        batch_size=None, epochs=None, fused="auto", on_plan=None) -> Fit:
+        batch_size=None, epochs=None, fused="auto", on_plan=None, output="sigmoid", sample_weight=None,
+        validation=None, n_iter_no_change=10, tol=1e-4, on_validation=None) -> Fit:
     """Check X (n0, m) and Y (n2, m), plan, move them once to the backend, and train.
 
     ``parameters`` (host or any library) replace the random start, which is
@@ -84,12 +125,19 @@ def fit(X, Y, *, hidden_units: int, activation, learning_rate: float, num_iterat
     ``on_plan(plan, backend, dtype)`` is called once everything is checked and
     before training starts (the estimator records the plan there, so that an
     error raised during training still finds it).
+
+    ``output``: "sigmoid" (Y of 0/1 labels, the lecture) or "softmax" (Y one-hot).
+    ``sample_weight`` (m,): non-negative weights of the examples.
+    ``validation``: ``(X_val, Y_val, weights_val or None)`` held out for early
+    stopping (:class:`backprop_core.loop.EarlyStopping` with ``n_iter_no_change``
+    and ``tol``; ``on_validation(iteration, cost, accuracy)`` is told each check).
     """
     check_positive(hidden_units, "hidden_units", integer=True)
     check_positive(learning_rate, "learning_rate")
     check_positive(num_iterations, "num_iterations", integer=True)
     check_positive(cost_every, "cost_every", integer=True)
     check_dtype_name(dtype)
+    output = get_output(output)
     X, Y = as_array(X, "X"), as_array(Y, "Y")
     source = check_same_place({"X": X, "Y": Y})
     check_shapes(X, Y)
@@ -101,12 +149,19 @@ def fit(X, Y, *, hidden_units: int, activation, learning_rate: float, num_iterat
     host_data = source.name == "numpy" and not backend.distributed
     p = planner.plan(backend, (n0, hidden_units, n2, m), dtype, activation, chunk_size=chunk_size,
                      workers=workers, stream=stream, batch_size=batch_size, epochs=epochs, fused=fused,
-                     host_data=host_data)
+                     host_data=host_data, output=output, weighted=sample_weight is not None,
+                     early_stopping=validation is not None)
     place = get_backend("numpy") if p.streams else backend
-    X, Y = to_backend(X, place, dtype, "X"), to_backend(Y, place, dtype, "Y")
-    check_finite(X, place.xp, "X")
-    check_finite(Y, place.xp, "Y")
-    check_binary(Y, place.xp)
+    X, Y, sample_weight = _placed_and_checked(X, Y, sample_weight, place, dtype, output)
+    monitor = None
+    if validation is not None:
+        check_positive(n_iter_no_change, "n_iter_no_change", integer=True)
+        check_non_negative(tol, "tol")
+        X_val, Y_val, w_val = validation
+        X_val, Y_val, w_val = _placed_and_checked(X_val, Y_val, w_val, backend, dtype, output, " (validation)")
+        evaluate = validation_evaluator(X_val, with_weights(Y_val, w_val), activation, backend, output,
+                                        w_val is not None)
+        monitor = EarlyStopping(evaluate, int(n_iter_no_change), float(tol), on_validation)
     if parameters is None:
         parameters = backend.parameters_from_host(
             initial_parameters_host(n0, hidden_units, n2, init, seed), dtype)
@@ -117,5 +172,6 @@ def fit(X, Y, *, hidden_units: int, activation, learning_rate: float, num_iterat
         on_plan(p, backend, dtype)
     result = train(X, Y, parameters, activation=activation, learning_rate=learning_rate,
                    num_iterations=num_iterations, backend=backend, cost_every=cost_every,
-                   callback=callback, plan=p, seed=seed)
+                   callback=callback, plan=p, seed=seed, output=output, sample_weight=sample_weight,
+                   monitor=monitor)
     return Fit(result, p, backend, dtype)

@@ -1,9 +1,18 @@
-"""Input checks that name the problem, and moving data onto a backend."""
+"""Input checks that name the problem, and moving data onto a backend.
+
+The labels of the estimator are read here too (:func:`read_labels`): their
+target type is decided by scikit-learn's own ``type_of_target`` and
+``check_classification_targets``, on the host for host labels, and for labels
+on a device from their unique values (a few numbers brought to the host).
+"""
 
 from __future__ import annotations
 
+import warnings
+from dataclasses import dataclass
+
 import numpy as np
-from array_api_compat import array_namespace, is_array_api_obj
+from array_api_compat import array_namespace, device, is_array_api_obj
 
 from .backends import Backend, backend_for_array
 from .errors import InvalidInputError, InvalidTypeError
@@ -100,6 +109,23 @@ def check_binary(Y, xp, what: str = "Y") -> None:
         raise InvalidInputError(f"{what} must hold binary labels 0 and 1 only")
 
 
+def check_one_hot(Y, xp, what: str = "Y") -> None:
+    """Y (n2, m) for a softmax output: 0/1 with exactly one 1 per example (column)."""
+    check_binary(Y, xp, what)
+    if not bool(xp.all(xp.sum(Y, axis=0) == 1.0)):
+        raise InvalidInputError(
+            f"{what} must be one-hot for a softmax output: exactly one 1 in each example's column")
+
+
+def check_sample_weight(w, m: int, xp, what: str = "sample_weight") -> None:
+    """``w`` holds m finite, non-negative weights, not all zero (one host read)."""
+    if tuple(w.shape) not in ((m,), (1, m)):
+        raise InvalidInputError(f"{what} has shape {tuple(w.shape)}; expected ({m},), one weight per example")
+    fine = xp.all(xp.isfinite(w)) & xp.all(w >= 0.0) & (xp.sum(w) > 0.0)
+    if not bool(fine):
+        raise InvalidInputError(f"{what} must be finite and non-negative, and not all zero")
+
+
 def check_parameters(parameters, n0: int | None = None, n2: int | None = None) -> tuple[int, int, int]:
     """Shapes of a parameters dict, against X's n0 and Y's n2 where given; returns (n0, n1, n2)."""
     if not isinstance(parameters, dict):
@@ -125,6 +151,14 @@ def check_parameters(parameters, n0: int | None = None, n2: int | None = None) -
     return n0_w, n1, n2_w
 
 
+def check_non_negative(value, what: str):
+    """A finite number >= 0; NumPy scalars are accepted."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)) \
+            or not value >= 0 or not np.isfinite(value):
+        raise InvalidInputError(f"{what} must be a non-negative finite number, got {value!r}")
+    return value
+
+
 def check_positive(value, what: str, *, integer: bool = False):
     """A positive number (an integer where ``integer``); NumPy scalars are accepted."""
     if integer:
@@ -135,3 +169,132 @@ def check_positive(value, what: str, *, integer: bool = False):
                 or not value > 0 or not np.isfinite(value):
             raise InvalidInputError(f"{what} must be a positive finite number, got {value!r}")
     return value
+
+
+# -- the estimator's labels ------------------------------------------------------------------
+#: The target types the estimator trains: one sigmoid output, a softmax over the classes,
+#: or one sigmoid output per label.
+TARGET_TYPES = ("binary", "multiclass", "multilabel-indicator")
+
+
+@dataclass(frozen=True)
+class Labels:
+    """What y holds: ``classes`` (host NumPy, sorted), ``target_type`` and y's ``dtype`` name."""
+
+    classes: np.ndarray
+    target_type: str
+    dtype: str
+
+
+def is_device_array(x) -> bool:
+    """An array of another library than NumPy: checked where it lives, never pulled to the host."""
+    return is_array_api_obj(x) and not isinstance(x, np.ndarray)
+
+
+def dtype_name(dtype) -> str:
+    return str(dtype).rsplit(".", 1)[-1]  # "int64" from NumPy's, torch's or JAX's name
+
+
+def _unique_on_host(y) -> np.ndarray:
+    """y's distinct values, found where y lives; only they come to the host."""
+    xp = array_namespace(y)
+    try:
+        values = xp.unique_values(y)
+    except RuntimeError:  # array-api-strict without data-dependent shapes
+        values = y
+    return np.unique(backend_for_array(values).to_numpy(values))
+
+
+def _warn_column(y):
+    from sklearn.exceptions import DataConversionWarning
+
+    warnings.warn("A column-vector y was passed when a 1d array was expected. Please change the shape of y "
+                  "to (n_samples,), for example using ravel().", DataConversionWarning, stacklevel=4)
+    return array_namespace(y).reshape(y, (y.shape[0],))
+
+
+def read_labels(y, n_samples: int):
+    """``(y, labels)``: y as the estimator trains on it (a column vector becomes 1-D) and its :class:`Labels`.
+
+    The target type is scikit-learn's: continuous or unknown targets are
+    refused in its words, and so is a single class.
+    """
+    from sklearn.utils.multiclass import check_classification_targets, type_of_target, unique_labels
+
+    if y.ndim not in (1, 2):
+        raise InvalidInputError(f"y must be 1-D (n_samples,) or 2-D (n_samples, n_labels); got shape {tuple(y.shape)}")
+    if y.shape[0] != n_samples:
+        raise InvalidInputError(f"Found input variables with inconsistent numbers of samples: [{n_samples}, "
+                                f"{y.shape[0]}]")
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = _warn_column(y)
+    device_labels = is_device_array(y)
+    if device_labels:
+        check_dtype(y, "y")
+        seen = _unique_on_host(y)  # a 1-D y's type follows from its distinct values
+        if seen.dtype.kind == "f" and not np.all(np.isfinite(seen)):
+            raise InvalidInputError(f"Input y contains {'NaN' if np.any(np.isnan(seen)) else 'infinity'}.")
+        if y.ndim == 2:
+            if not np.all((seen == 0) | (seen == 1)):
+                raise InvalidInputError(
+                    f"y is 2-D with values {seen[:5].tolist()}...: a multilabel indicator holds 0 and 1 only "
+                    "(multiclass-multioutput targets are not supported)")
+            seen = np.zeros((2, y.shape[1]), dtype=int)  # stands for an indicator of y's width
+            seen[1] = 1
+    else:
+        seen = y
+    try:
+        target_type = type_of_target(seen, input_name="y")
+        check_classification_targets(seen)
+    except ValueError as exc:
+        raise InvalidInputError(str(exc)) from None
+    except TypeError as exc:  # labels that cannot be sorted together
+        raise InvalidInputError(f"y mixes labels of kinds that cannot be compared (strings and numbers?): "
+                                f"{exc}") from None
+    if target_type not in TARGET_TYPES:
+        raise InvalidInputError(f"y is {target_type}; this classifier takes {', '.join(TARGET_TYPES)} targets")
+    try:
+        classes = np.asarray(seen if device_labels and y.ndim == 1 else unique_labels(seen))
+    except ValueError as exc:  # a mix of strings and numbers
+        raise InvalidInputError(str(exc)) from None
+    if target_type != "multilabel-indicator" and classes.shape[0] < 2:
+        raise InvalidInputError(f"y has only one class ({classes.tolist()[0]!r}); a classifier needs at least "
+                                "2 classes")
+    return y, Labels(classes, target_type, dtype_name(y.dtype))
+
+
+def encode_labels(y, labels: Labels):
+    """Y (m, n_outputs) of 0/1 in y's library: the positive class's column for binary y,
+    one-hot columns in ``classes`` order for multiclass y, y itself for an indicator."""
+    xp = array_namespace(y)
+    if labels.target_type == "multilabel-indicator":
+        return y
+    if labels.target_type == "binary":
+        positive = labels.classes[1]
+        positive = positive if isinstance(y, np.ndarray) else positive.item()
+        return xp.reshape(y == positive, (y.shape[0], 1))
+    classes = labels.classes if isinstance(y, np.ndarray) else xp.asarray(labels.classes, device=device(y))
+    return xp.reshape(y, (y.shape[0], 1)) == xp.reshape(classes, (1, classes.shape[0]))
+
+
+def labels_from_classes(P, labels: Labels):
+    """Predicted labels from probabilities P (m, n_outputs), in P's library where labels are numbers."""
+    xp = array_namespace(P)
+    if labels.target_type == "multilabel-indicator":
+        return xp.astype(P > 0.5, getattr(xp, labels.dtype))
+    if labels.target_type == "binary":
+        index = xp.astype(P[:, 0] > 0.5, xp.int32)
+    else:
+        index = xp.argmax(P, axis=1)
+    if isinstance(P, np.ndarray) or labels.classes.dtype.kind in "OUS":
+        return labels.classes[backend_for_array(index).to_numpy(index)]  # strings live on the host
+    return xp.take(xp.asarray(labels.classes, device=device(P)), index)
+
+
+def follow(X, a):
+    """``a`` (labels or weights) in X's library and on X's device, as scikit-learn moves them."""
+    owner = backend_for_array(X)
+    if is_array_api_obj(a) and owner.holds(a):
+        return a
+    host = backend_for_array(a).to_numpy(a) if is_array_api_obj(a) else np.asarray(a)
+    return owner.asarray(host, dtype_name(host.dtype))

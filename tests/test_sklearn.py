@@ -1,0 +1,500 @@
+"""The estimator's scikit-learn face: labels, softmax, weights, early stopping, the protocol, every check."""
+
+from __future__ import annotations
+
+import copy
+import json
+import pickle
+import subprocess
+import sys
+import textwrap
+import warnings
+
+import joblib
+import numpy as np
+import pytest
+from sklearn.datasets import load_iris, make_moons
+from sklearn.exceptions import DataConversionWarning
+from sklearn.exceptions import NotFittedError as SklearnNotFittedError
+from sklearn.model_selection import GridSearchCV, train_test_split
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils.estimator_checks import check_estimator
+from sklearn.utils.validation import check_is_fitted
+
+import backprop_core as bc
+from backprop_core import planner
+from backprop_core.backends import register_backend, unregister_backend
+from backprop_core.backends.numpy_backend import NumpyBackend
+from backprop_core.equations import OUTPUTS
+
+from conftest import assert_close
+
+
+@pytest.fixture(scope="module")
+def moons():
+    return make_moons(300, noise=0.15, random_state=0)
+
+
+@pytest.fixture(scope="module")
+def iris():
+    X, y = load_iris(return_X_y=True)
+    return StandardScaler().fit_transform(X), y
+
+
+# -- every check -----------------------------------------------------------------------------
+#: The only checks allowed to skip, each because it cannot apply here.
+CANNOT_APPLY = {
+    "check_classifiers_multilabel_output_format_decision_function": "the model has no decision_function",
+    **{name: "needs SCIPY_ARRAY_API=1 before SciPy is imported: run in a subprocess below"
+       for name in ("check_array_api_input", "check_array_api_mixed_inputs", "check_array_api_same_namespace")},
+}
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.SkipTestWarning")
+def test_check_estimator_passes_every_check():
+    results = check_estimator(bc.BackpropClassifier(num_iterations=200), on_fail=None)
+    failed = [(r["check_name"], str(r["exception"])[:300]) for r in results if r["status"] == "failed"]
+    assert failed == []
+    skipped = {r["check_name"] for r in results if r["status"] == "skipped"}
+    assert skipped <= set(CANNOT_APPLY), skipped - set(CANNOT_APPLY)
+    assert sum(r["status"] == "passed" for r in results) >= 60
+
+
+def test_check_estimator_array_api_checks_pass():
+    # SciPy reads SCIPY_ARRAY_API once, at import: a fresh interpreter runs the array API checks
+    # (array-api-strict, torch on the CPU; GPU namespaces skip themselves where there is no GPU).
+    script = textwrap.dedent("""
+        import json, warnings
+        warnings.simplefilter("ignore")
+        from sklearn.utils.estimator_checks import check_estimator
+        import backprop_core as bc
+        results = check_estimator(bc.BackpropClassifier(num_iterations=50), on_fail=None)
+        print(json.dumps([[r["check_name"], r["status"], str(r["exception"])[:200]] for r in results]))
+    """)
+    env = {**__import__("os").environ, "SCIPY_ARRAY_API": "1"}
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=240)
+    assert out.returncode == 0, out.stderr[-2000:]
+    results = json.loads(out.stdout.strip().splitlines()[-1])
+    assert [r for r in results if r[1] == "failed"] == []
+    array_api = [r for r in results if r[0].startswith("check_array_api")]
+    assert sum(r[1] == "passed" for r in array_api) >= 5, array_api
+
+
+# -- labels ------------------------------------------------------------------------------------
+LABEL_KINDS = {
+    "strings": lambda k: np.array(["no", "yes"])[k],
+    "booleans": lambda k: k.astype(bool),
+    "minus one and one": lambda k: 2 * k - 1,
+    "one and two": lambda k: k + 1,
+    "floats 0 and 2": lambda k: 2.0 * k,
+}
+
+
+@pytest.mark.parametrize("kind", list(LABEL_KINDS))
+def test_binary_labels_of_any_kind_come_back_as_they_went_in(moons, kind):
+    X, k = moons
+    y = LABEL_KINDS[kind](k)
+    model = bc.BackpropClassifier(num_iterations=2000).fit(X, y)
+    np.testing.assert_array_equal(model.classes_, np.unique(y))
+    pred = model.predict(X)
+    assert pred.dtype == y.dtype
+    assert set(np.unique(pred)) <= set(model.classes_)
+    assert model.score(X, y) >= 0.95
+
+
+def test_predict_proba_columns_follow_classes_(iris):
+    X, k = iris
+    y = np.array(["virginica", "setosa", "versicolor"])[k]  # sorted order differs from the codes
+    model = bc.BackpropClassifier(num_iterations=1500, learning_rate=0.5).fit(X, y)
+    assert list(model.classes_) == ["setosa", "versicolor", "virginica"]
+    P = model.predict_proba(X)
+    np.testing.assert_array_equal(model.predict(X), model.classes_[np.argmax(P, axis=1)])
+    for j, c in enumerate(model.classes_):
+        assert P[y == c, j].mean() > 0.8, c
+
+
+def test_pandas_series_labels_and_data_frame_features(moons):
+    pd = pytest.importorskip("pandas", reason="pandas is not installed")
+    X, k = moons
+    frame = pd.DataFrame(X, columns=["width", "height"])
+    y = pd.Series(np.array(["no", "yes"])[k])
+    model = bc.BackpropClassifier(num_iterations=1000).fit(frame, y)
+    assert list(model.feature_names_in_) == ["width", "height"]
+    assert model.score(frame, y) > 0.9
+    with pytest.raises(ValueError, match="feature names should match"):
+        model.predict(frame.rename(columns={"width": "w"}))
+    with pytest.warns(UserWarning, match="does not have valid feature names"):
+        model.predict(X)
+
+
+@pytest.mark.parametrize("y, target_type, output, n_outputs", [
+    (lambda k: k % 2, "binary", "sigmoid", 1),
+    (lambda k: k, "multiclass", "softmax", 3),
+    (lambda k: np.eye(3, dtype=int)[k], "multilabel-indicator", "sigmoid", 3),  # one-hot, as scikit-learn reads it
+], ids=["binary", "multiclass", "indicator"])
+def test_target_type_is_decided_as_scikit_learn_decides(iris, y, target_type, output, n_outputs):
+    X, k = iris
+    model = bc.BackpropClassifier(num_iterations=1500, learning_rate=0.5).fit(X, y(k))
+    assert (model.target_type_, model.output_, model.n_outputs_) == (target_type, output, n_outputs)
+
+
+def test_one_hot_labels_train_as_independent_labels_that_are_learnt(iris):
+    X, k = iris
+    Y = np.eye(3, dtype=int)[k]
+    model = bc.BackpropClassifier(num_iterations=3000, learning_rate=0.5).fit(X, Y)
+    pred = model.predict(X)
+    assert pred.dtype == Y.dtype and pred.shape == Y.shape
+    assert model.score(X, Y) >= 0.9  # every label of a row right
+
+
+def test_a_column_vector_y_warns_and_trains_as_a_1d_y(moons):
+    X, k = moons
+    with pytest.warns(DataConversionWarning, match="column-vector y"):
+        column = bc.BackpropClassifier(num_iterations=100).fit(X, k[:, None])
+    flat = bc.BackpropClassifier(num_iterations=100).fit(X, k)
+    np.testing.assert_array_equal(column.parameters_["W1"], flat.parameters_["W1"])
+
+
+def test_labels_on_any_backend_predict_in_its_namespace(backend, iris):
+    X, k = iris
+    dtype = backend.default_dtype
+    y = k + 1  # classes 1, 2, 3
+    model = bc.BackpropClassifier(num_iterations=300, learning_rate=0.5, backend=backend.name,
+                                  device=backend.requested_device)
+    model.fit(backend.asarray(X, dtype), backend.asarray(y, "int32"))
+    reference = bc.BackpropClassifier(num_iterations=300, learning_rate=0.5, dtype=dtype).fit(X, y)
+    np.testing.assert_array_equal(model.classes_, [1, 2, 3])
+    assert model.output_ == "softmax"
+    assert_close(model.predict(backend.asarray(X, dtype)), reference.predict(X).astype(np.int32), backend, "int32",
+                 rtol=0, atol=0)
+    assert_close(model.predict_proba(backend.asarray(X, dtype)), reference.predict_proba(X), backend, dtype)
+
+
+# -- multiclass by softmax -----------------------------------------------------------------------
+def test_softmax_learns_three_classes(iris):
+    X, k = iris
+    model = bc.BackpropClassifier(num_iterations=2000, learning_rate=0.5).fit(X, k)
+    P = model.predict_proba(X)
+    np.testing.assert_allclose(P.sum(axis=1), 1.0)
+    assert model.score(X, k) >= 0.97
+
+
+def test_functional_api_takes_the_output_as_a_keyword(iris):
+    X, k = iris
+    Y = np.eye(3)[k].T  # one-hot columns: the lecture's convention
+    parameters = bc.nn_model(X.T, Y, 6, 1000, learning_rate=0.5, output="softmax")
+    A2, cache = bc.forward_propagation(X.T, parameters, output="softmax")
+    np.testing.assert_allclose(A2.sum(axis=0), 1.0)
+    assert bc.compute_cost(A2, Y, cache=cache, output="softmax") < 0.2
+    pred = bc.predict(parameters, X.T, output="softmax")
+    np.testing.assert_array_equal(pred.sum(axis=0), 1.0)
+    assert np.mean(np.argmax(pred, axis=0) == k) >= 0.95
+
+
+def test_functional_softmax_refuses_labels_that_are_not_one_hot(iris):
+    X, k = iris
+    with pytest.raises(ValueError, match="one-hot"):
+        bc.nn_model(X.T, np.eye(3)[k].T * 0 + 1, 4, 10, output="softmax")
+
+
+# -- sample weights ------------------------------------------------------------------------------
+def test_integer_weights_equal_repeated_examples(iris):
+    X, k = iris
+    w = np.arange(len(k)) % 3  # 0, 1 or 2 copies of each example
+    weighted = bc.BackpropClassifier(num_iterations=300, learning_rate=0.5).fit(X, k, sample_weight=w)
+    repeated = bc.BackpropClassifier(num_iterations=300, learning_rate=0.5).fit(np.repeat(X, w, axis=0),
+                                                                                 np.repeat(k, w))
+    for name in ("W1", "b1", "W2", "b2"):
+        np.testing.assert_allclose(weighted.parameters_[name], repeated.parameters_[name], rtol=1e-9, atol=1e-12)
+
+
+def test_weights_shift_the_decision(moons):
+    X, k = moons
+    heavy = np.where(k == 1, 20.0, 1.0)
+    plain = bc.BackpropClassifier(hidden_units=2, num_iterations=300).fit(X, k)
+    weighted = bc.BackpropClassifier(hidden_units=2, num_iterations=300).fit(X, k, sample_weight=heavy)
+    assert weighted.predict(X).mean() > plain.predict(X).mean() + 0.05
+
+
+@pytest.mark.parametrize("output", ["sigmoid", "softmax"])
+def test_weights_and_softmax_over_chunks_match_the_whole_batch(output):
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((20_000, 3))
+    k = (X[:, 0] > 0).astype(int) + (X[:, 1] > 0) * (output == "softmax")
+    w = rng.uniform(0.0, 2.0, len(k))
+    chunked = bc.BackpropClassifier(num_iterations=20, chunk_size=4096, workers=2).fit(X, k, sample_weight=w)
+    whole = bc.BackpropClassifier(num_iterations=20, chunk_size=None).fit(X, k, sample_weight=w)
+    assert chunked.plan_.mode == "chunks" and whole.plan_.mode == "whole batch"
+    assert chunked.output_ == output
+    for name in ("W1", "b1", "W2", "b2"):
+        np.testing.assert_allclose(chunked.parameters_[name], whole.parameters_[name], rtol=1e-9, atol=1e-12)
+
+
+def test_weights_train_in_mini_batches(moons):
+    X, k = moons
+    model = bc.BackpropClassifier(batch_size=32, epochs=100, learning_rate=0.5)
+    model.fit(X, k, sample_weight=np.ones(len(k)))
+    assert model.plan_.mode == "mini-batch" and model.score(X, k) > 0.85
+
+
+def test_weights_follow_X_to_its_library(moons):
+    torch = pytest.importorskip("torch", reason="torch is not installed")
+    X, k = moons
+    w = np.where(k == 1, 2.0, 1.0)
+    on_host = bc.BackpropClassifier(num_iterations=100).fit(X, k, sample_weight=w)
+    mixed = bc.BackpropClassifier(num_iterations=100).fit(X, torch.asarray(k), sample_weight=torch.asarray(w))
+    np.testing.assert_array_equal(mixed.parameters_["W1"], on_host.parameters_["W1"])
+
+
+def test_executors_other_than_the_equations_are_not_asked_for_weights_or_softmax(monkeypatch):
+    monkeypatch.setattr(planner, "default_executor", lambda backend: "fused")
+    numpy = bc.get_backend("numpy")
+    assert planner.executor_for(numpy) == "fused"
+    assert planner.executor_for(numpy, weighted=True) == "equations"
+    assert planner.executor_for(numpy, OUTPUTS["softmax"]) == "equations"
+
+
+def test_dask_names_what_it_does_not_support_yet(moons):
+    da = pytest.importorskip("dask.array", reason="dask is not installed")
+    X, k = moons
+    with pytest.raises(ValueError, match="training on Dask does not support a softmax output"):
+        bc.BackpropClassifier(num_iterations=5).fit(da.from_array(X, chunks=(100, 2)),
+                                                     da.from_array(np.arange(len(k)) % 3, chunks=100))
+
+
+# -- early stopping ------------------------------------------------------------------------------
+def test_early_stopping_stops_and_records_both_curves(moons):
+    X, k = moons
+    model = bc.BackpropClassifier(num_iterations=100_000, cost_every=20, early_stopping=True).fit(X, k)
+    assert model.n_iter_ < 100_000
+    reads = len(model.validation_scores_)
+    assert len(model.validation_loss_curve_) == reads and len(model.loss_curve_) == reads
+    assert model.best_validation_score_ == max(model.validation_scores_)
+    assert model.best_iteration_ % 20 == 0 and model.best_iteration_ <= model.n_iter_
+
+
+@pytest.mark.parametrize("data", ["iris", "moons"])
+def test_early_stopping_keeps_the_best_parameters(request, data):
+    X, k = request.getfixturevalue(data)
+    settings = dict(num_iterations=20_000, cost_every=50, learning_rate=0.5, seed=3)
+    model = bc.BackpropClassifier(early_stopping=True, validation_fraction=0.2, **settings).fit(X, k)
+    train, held = train_test_split(np.arange(len(k)), test_size=0.2, random_state=3, stratify=k)
+    assert model.score(X[held], k[held]) == pytest.approx(model.best_validation_score_)
+    # The same steps on the training split alone, stopped at the best iteration, give the same parameters.
+    settings["num_iterations"] = model.best_iteration_
+    again = bc.BackpropClassifier(**settings).fit(X[train], k[train])
+    for name in ("W1", "b1", "W2", "b2"):
+        np.testing.assert_allclose(model.parameters_[name], again.parameters_[name], rtol=1e-12)
+
+
+@pytest.mark.parametrize("strategy", [{"chunk_size": 1024, "workers": 2}, {"batch_size": 500, "epochs": 400}],
+                         ids=["chunks", "mini-batch"])
+def test_early_stopping_works_with_every_strategy(strategy):
+    rng = np.random.default_rng(5)
+    X = rng.standard_normal((5000, 2))
+    k = (X[:, 0] * X[:, 1] > 0).astype(int)
+    settings = dict(num_iterations=4000, cost_every=10, early_stopping=True, n_iter_no_change=5, learning_rate=0.5)
+    model = bc.BackpropClassifier(**settings, **strategy).fit(X, k)
+    assert model.plan_.mode == ("chunks" if "chunk_size" in strategy else "mini-batch")
+    assert len(model.validation_scores_) == len(model.loss_curve_)
+    if "chunk_size" in strategy:  # the same steps as the whole batch, so the same checks and the same stop
+        whole = bc.BackpropClassifier(**settings, chunk_size=None).fit(X, k)
+        np.testing.assert_allclose(model.validation_loss_curve_, whole.validation_loss_curve_, rtol=1e-9)
+        assert model.n_iter_ == whole.n_iter_ < 4000
+
+
+def test_without_early_stopping_there_is_no_validation_curve(moons):
+    X, k = moons
+    model = bc.BackpropClassifier(num_iterations=100).fit(X, k)
+    assert model.validation_scores_ is None and model.validation_loss_curve_ is None
+    assert model.n_iter_ == 100
+
+
+def test_early_stopping_runs_on_every_backend(backend, moons):
+    X, k = moons
+    dtype = backend.default_dtype
+    model = bc.BackpropClassifier(num_iterations=3000, cost_every=10, early_stopping=True, n_iter_no_change=3,
+                                  backend=backend.name, device=backend.requested_device)
+    model.fit(backend.asarray(X, dtype), backend.asarray(k, "int32"))
+    assert all(0.0 <= s <= 1.0 for s in model.validation_scores_)
+    assert model.n_iter_ < 3000
+    assert backend.owns(model.predict(backend.asarray(X, dtype)))
+
+
+def test_verbose_prints_the_cost_and_the_validation_score(moons, capsys):
+    X, k = moons
+    bc.BackpropClassifier(num_iterations=40, cost_every=20, early_stopping=True, verbose=True).fit(X, k)
+    out = capsys.readouterr().out
+    assert "Iteration 0, loss = " in out and "Iteration 20, loss = " in out
+    assert out.count("Validation score: ") == 3  # iterations 0, 20 and the final 40
+
+
+@pytest.mark.parametrize("params, message", [
+    ({"validation_fraction": 0.0}, "validation_fraction must be a positive"),
+    ({"validation_fraction": 1.0}, r"validation_fraction must be in \(0, 1\)"),
+    ({"n_iter_no_change": 0}, "n_iter_no_change must be a positive integer"),
+    ({"tol": -1.0}, "tol must be a non-negative"),
+])
+def test_bad_early_stopping_settings_are_named(moons, params, message):
+    X, k = moons
+    with pytest.raises(ValueError, match=message):
+        bc.BackpropClassifier(num_iterations=5, early_stopping=True, **params).fit(X, k)
+
+
+# -- the protocol ---------------------------------------------------------------------------------
+ROUND_TRIPS = {
+    "pickle": lambda model, tmp: pickle.loads(pickle.dumps(model)),
+    "deepcopy": lambda model, tmp: copy.deepcopy(model),
+    "joblib": lambda model, tmp: (joblib.dump(model, tmp / "m.joblib"), joblib.load(tmp / "m.joblib"))[1],
+}
+
+
+@pytest.mark.parametrize("how", list(ROUND_TRIPS))
+def test_a_fitted_model_round_trips_from_any_backend(backend, iris, tmp_path, how):
+    X, k = iris
+    dtype = backend.default_dtype
+    Xd = backend.asarray(X, dtype)
+    model = bc.BackpropClassifier(num_iterations=200, learning_rate=0.5, backend=backend.name,
+                                  device=backend.requested_device).fit(Xd, backend.asarray(k, "int32"))
+    copied = ROUND_TRIPS[how](model, tmp_path)
+    assert copied.backend_.name == backend.name  # back on the backend it trained on
+    assert_close(copied.predict_proba(Xd), backend.to_numpy(model.predict_proba(Xd)), backend, dtype,
+                 rtol=0, atol=0)
+    np.testing.assert_array_equal(copied.classes_, model.classes_)
+
+
+def test_unpickling_imports_no_array_library_until_the_model_is_used(tmp_path, moons):
+    pytest.importorskip("torch", reason="torch is not installed")
+    X, k = moons
+    model = bc.BackpropClassifier(num_iterations=50, backend="torch", device="cpu").fit(X, k)
+    joblib.dump(model, tmp_path / "m.joblib")
+    script = textwrap.dedent(f"""
+        import sys, joblib
+        model = joblib.load({str(tmp_path / "m.joblib")!r})
+        assert "torch" not in sys.modules, "unpickling imported torch"
+        model.predict([[0.0, 0.0]])
+        print(model.backend_.name, "torch" in sys.modules)
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["torch", "True"]
+
+
+class _Vanishing(NumpyBackend):
+    """A backend that exists where a model is trained and not where it is unpickled (as a GPU)."""
+
+    name = "vanishing"
+
+
+def test_a_model_whose_backend_cannot_run_here_predicts_with_numpy(moons):
+    X, k = moons
+    register_backend("vanishing", _Vanishing)
+    try:
+        model = bc.BackpropClassifier(num_iterations=100, backend="vanishing").fit(X, k)
+        expected = model.predict_proba(X)
+        data = pickle.dumps(model)
+    finally:
+        unregister_backend("vanishing")
+    restored = pickle.loads(data)
+    with pytest.warns(UserWarning, match="trained on the vanishing backend .* computes with NumPy"):
+        P = restored.predict_proba(X)
+    np.testing.assert_array_equal(P, expected)
+    assert restored.backend_.name == "numpy"
+
+
+def test_grid_search_over_numpy_scalars_in_two_processes_and_a_json_save(moons, tmp_path):
+    X, k = moons
+    grid = {"hidden_units": np.arange(2, 5, 2), "learning_rate": np.arange(0.5, 1.3, 0.7)}
+    search = GridSearchCV(bc.BackpropClassifier(num_iterations=300), grid, cv=3, n_jobs=2).fit(X, k)
+    best = search.best_estimator_
+    assert isinstance(best.hidden_units, np.integer)
+    assert search.best_score_ > 0.8
+    best.save(tmp_path / "best.npz")
+    loaded = bc.BackpropClassifier.load(tmp_path / "best.npz")
+    assert loaded.hidden_units == best.hidden_units
+    np.testing.assert_array_equal(loaded.predict(X), best.predict(X))
+
+
+def test_numpy_scalar_hyperparameters_are_accepted_everywhere(moons, tmp_path):
+    X, k = moons
+    scalars = dict(hidden_units=np.int64(5), learning_rate=np.float64(0.8), num_iterations=np.int32(300),
+                   seed=np.int64(2), cost_every=np.int64(20), early_stopping=np.bool_(True),
+                   validation_fraction=np.float32(0.2), n_iter_no_change=np.int64(4), tol=np.float64(1e-3),
+                   chunk_size=np.int64(128), workers=np.int64(2))
+    model = bc.BackpropClassifier(**scalars).fit(X, k)
+    plain = bc.BackpropClassifier(**{name: value.item() for name, value in scalars.items()}).fit(X, k)
+    np.testing.assert_array_equal(model.parameters_["W1"], plain.parameters_["W1"])
+    model.save(tmp_path / "m.npz")  # the hyperparameters are written as JSON numbers
+    assert bc.BackpropClassifier.load(tmp_path / "m.npz").get_params() == plain.get_params()
+
+
+def test_save_and_load_keep_the_fitted_labels_and_layers(iris, tmp_path):
+    X, k = iris
+    y = np.array(["a", "b", "c"])[k]
+    model = bc.BackpropClassifier(num_iterations=300, learning_rate=0.5, activation="relu").fit(X, y)
+    model.save(tmp_path / "m.npz")
+    model.set_params(activation="sigmoid")  # not what the parameters were trained with
+    loaded = bc.BackpropClassifier.load(tmp_path / "m.npz")
+    assert (loaded.output_, loaded.activation_, loaded.target_type_) == ("softmax", "relu", "multiclass")
+    np.testing.assert_array_equal(loaded.classes_, model.classes_)
+    np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
+
+
+def test_a_file_saved_before_labels_were_fitted_still_loads(moons, tmp_path):
+    from backprop_core.persistence import save_parameters
+
+    X, k = moons
+    model = bc.BackpropClassifier(num_iterations=100).fit(X, k.astype(float))
+    old = {"estimator": "BackpropClassifier", "params": {"num_iterations": 100}, "dtype": "float64",
+           "y_ndim": 1, "n_iter": 100, "cost_history": model.cost_history_}
+    save_parameters(tmp_path / "old.npz", {n: model.parameters_[n] for n in ("W1", "b1", "W2", "b2")}, old)
+    loaded = bc.BackpropClassifier.load(tmp_path / "old.npz")
+    np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
+    assert loaded.target_type_ == "binary" and loaded.output_ == "sigmoid"
+
+
+def test_set_params_changes_nothing_until_the_next_fit(iris):
+    X, k = iris
+    model = bc.BackpropClassifier(num_iterations=200, learning_rate=0.5).fit(X, k)
+    before = model.predict_proba(X)
+    model.set_params(activation="relu", hidden_units=9, learning_rate=0.1, dtype="float32", init="he")
+    np.testing.assert_array_equal(model.predict_proba(X), before)
+    model.fit(X, k)
+    assert model.activation_ == "relu" and model.parameters_["W1"].shape == (9, 4)
+
+
+def test_unfitted_use_raises_scikit_learns_not_fitted_error(moons, tmp_path):
+    X, k = moons
+    model = bc.BackpropClassifier(num_iterations=20)
+    for use in (model.predict, model.predict_proba, model.predict_log_proba):
+        with pytest.raises(SklearnNotFittedError):
+            use(X)
+    with pytest.raises(SklearnNotFittedError):
+        model.save(tmp_path / "m.npz")
+    with pytest.raises(SklearnNotFittedError):
+        check_is_fitted(model)
+    check_is_fitted(model.fit(X, k))
+
+
+def test_no_warning_from_a_plain_fit_and_predict(moons):
+    X, k = moons
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        bc.BackpropClassifier(num_iterations=20).fit(X, k).predict(X)
+
+
+# -- measured against the peer ----------------------------------------------------------------------
+def test_the_comparison_with_mlp_runs_end_to_end(tmp_path):
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "bench" / "vs_mlp.py"
+    out = subprocess.run([sys.executable, str(script), "--out", str(tmp_path), "--datasets", "moons,digits",
+                          "--repeats", "1", "--quick", "--machine", "test"], capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    records = [json.loads(line) for line in (tmp_path / "vs_mlp.jsonl").read_text().splitlines()]
+    fits = [r for r in records if r["kind"] == "fit"]
+    assert {r["entry"] for r in fits} == {"backprop-core", "MLP full-batch GD", "MLP adam", "MLP lbfgs"}
+    assert {r["classes"] for r in fits} == {2, 10}
+    table = (tmp_path / "vs_mlp.md").read_text()
+    assert "| moons |" in table and "| digits, 10 classes (scaled) |" in table
