@@ -206,6 +206,13 @@ def test_dead_intermediates_lend_their_buffers():
     assert 0 < step.buffer_bytes < one_each / 2
 
 
+def test_a1_dies_before_dz1_is_made():
+    # In the equations' order A1 lives until dW2 at the end, beside g'(Z1) and W2^T dZ2: three
+    # (n1, c) arrays.  Run dW2 as soon as dZ2 exists and two suffice for tanh.
+    step = buffered_gradients(64, 32, 1, "tanh", np.float32, columns=1000)
+    assert step.buffer_bytes < 3 * 32 * 1000 * 4
+
+
 # -- any graph of the ops the tracer records ------------------------------------------------------
 def _every_op(X, Y, W, c):
     """A softmax-like output and the rest of the tracer's ops, for graphs beyond the lecture's."""

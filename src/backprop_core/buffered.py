@@ -4,14 +4,15 @@
 into a graph; this module lowers that graph, once, to a fixed list of NumPy
 calls.  Run array by array, NumPy spends much of a CPU step on what is not the
 math: every intermediate is a fresh array (above glibc's mmap threshold each one
-page-faults), and ``W2.T @ dZ2`` with n2 = 1, a matrix product whose
-contraction has size 1, is an order of magnitude slower than the same outer
-product written as a broadcast multiply.  Here each per-example node writes
-with ``out=`` into a buffer of ``columns`` examples allocated when the object
-is made, a buffer is reused as soon as the node in it is dead (in place where
-an operand dies), transposes are views, and the sums over the examples are
-BLAS products on transposed views.  No line of the lecture's math is written
-here: change an equation and the lowering follows the trace.
+page-faults), ``W2.T @ dZ2`` with n2 = 1, a matrix product whose contraction
+has size 1, is an order of magnitude slower than the same outer product written
+as a broadcast multiply, and ``where`` branches on every element.  Here each
+per-example node writes with ``out=`` into a buffer of ``columns`` examples
+allocated when the object is made; the nodes run in an order that lets arrays
+die early, and a dead node's buffer is reused (in place where an operand dies);
+transposes are views; the sums over the examples are BLAS products on
+transposed views; ``where`` picks bits.  No line of the lecture's math is
+written here: change an equation and the lowering follows the trace.
 
 A chunk of c <= ``columns`` examples runs in the buffers' first c columns.  One
 instance computes one chunk at a time; give each thread its own :meth:`copy`.
@@ -22,7 +23,7 @@ from __future__ import annotations
 import math
 import numbers
 import operator
-from collections import defaultdict
+from collections import Counter, defaultdict
 from functools import partial
 
 import numpy as np
@@ -161,6 +162,50 @@ def _assign(f, args, out):
 
 
 # -- the analysis --------------------------------------------------------------------------
+def _schedule(nodes, outputs, itemsize: int) -> list:
+    """The nodes in an order that keeps fewer per-example arrays alive at once.
+
+    The trace runs in the equations' order, so A1 lives from the forward pass
+    to dW2 = dZ2 A1^T near the end.  Greedily, of the nodes whose arguments are
+    computed, run first the one that frees the most bytes per example net of
+    what it allocates (views first; ties in the trace's order).  Each op still
+    computes what it computed, so the numbers do not change.
+    """
+    position = {n.id: i for i, n in enumerate(nodes)}
+    root = {}  # a transpose is a view of its argument's array
+    for n in nodes:
+        root[n.id] = root[n.args[0].id] if n.op == "transpose" else n.id
+
+    def roots(n):
+        return {root[a.id] for a in n.args if isinstance(a, Node)}
+
+    def width(n):
+        if not n.per_example or n.op in ("input", "transpose"):
+            return 0  # inputs belong to the caller; views cost nothing
+        return math.prod(d for d in n.shape if d is not M) * (1 if n.dtype == "bool" else itemsize)
+
+    by_id = {n.id: n for n in nodes}
+    users = Counter(r for n in nodes if n.op != "transpose" for r in roots(n))
+    kept = {root[o.id] for o in outputs if o is not None}
+
+    def gain(n):
+        if n.op in ("input", "transpose"):
+            return math.inf, -position[n.id]
+        freed = sum(width(by_id[r]) for r in roots(n) if users[r] == 1 and r not in kept)
+        return freed - width(n), -position[n.id]
+
+    order, done, waiting = [], set(), list(nodes)
+    while waiting:
+        ready = [n for n in waiting if all(a.id in done for a in n.args if isinstance(a, Node))]
+        best = max(ready, key=gain)
+        order.append(best)
+        done.add(best.id)
+        waiting.remove(best)
+        if best.op != "transpose":
+            users.subtract(roots(best))
+    return order
+
+
 class _Program:
     """What a graph lowers to, shared by every copy: slots, steps, buffer layout.
 
@@ -178,7 +223,7 @@ class _Program:
 
     def __init__(self, graph: tracing.Graph, dtype: np.dtype):
         self.dtype = dtype
-        nodes = graph.nodes
+        nodes = _schedule(graph.nodes, graph.outputs, dtype.itemsize)
         self.slot = {n.id: i for i, n in enumerate(nodes)}
         for n in graph.inputs.values():  # an input no output needs still takes its argument
             self.slot.setdefault(n.id, len(self.slot))
