@@ -110,6 +110,16 @@ def test_chunks_add_up_to_the_whole_batch():
                  rtol=1e-12, atol=1e-15)
 
 
+@pytest.mark.parametrize("dtype, columns", [(np.float32, 4), (np.float64, 8)])
+def test_a_one_example_chunk_rows_a_buffer_apart(dtype, columns):
+    # Each row of the chunk is one buffer row (16 or 64 bytes) apart: the strides at which
+    # NumPy 2.4's np.negative into a strided output goes wrong on AVX-512.
+    X, Y, params = _problem(1, 1, 2, 6, dtype=dtype)
+    step = buffered_gradients(1, 1, 2, "leaky_relu", dtype, columns=columns)
+    _assert_same(step(X[:, :1], Y[:, :1], *params, 100), _reference(X[:, :1], Y[:, :1], params, "leaky_relu", 100),
+                 **(EXACT if dtype == np.float64 else tolerance("float32")))
+
+
 def test_a_second_call_sees_only_its_own_data():
     X, Y, params = _problem(3, 5, 2, 600)
     step = buffered_gradients(3, 5, 2, "sigmoid", np.float64, columns=300)

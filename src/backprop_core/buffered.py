@@ -103,6 +103,11 @@ def _may_reuse(node: Node) -> tuple:
 def _numpy_call(node: Node, dtype):
     """The NumPy function computing ``node`` from its arguments (accepts ``out=`` where it can)."""
     op = node.op
+    if op == "negative":
+        # NumPy 2.4's np.negative writes wrong numbers when its input steps 16 bytes (float32)
+        # or 64 (float64) and its output is strided: a one-example chunk of a buffer with 4 or
+        # 8 columns.  Multiplying by -1 is exact and gives the same bits.
+        return partial(np.multiply, np.asarray(-1.0, dtype))
     if op in _UFUNCS:
         return _UFUNCS[op]
     if op == "matmul":
