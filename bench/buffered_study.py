@@ -1,6 +1,7 @@
 """The traced step run into preallocated buffers against the equations run array by array.
 
-    python bench/buffered_study.py [--shapes 2-4-1,64-64-1,784-512-1] [--cost] [--out FILE]
+    python bench/buffered_study.py [--shapes 2-4-1,64-64-1,784-512-1] [--studies one,batch]
+                                   [--cost] [--out FILE]
 
 NumPy, float32, BLAS held to one thread, activation tanh.  Two studies, each
 printed as a table of examples per second (medians, the two ways interleaved so
@@ -137,6 +138,7 @@ def main(argv=None):
     p.add_argument("--shapes", default="2-4-1,64-64-1,784-512-1")
     p.add_argument("--min-log2", type=int, default=10)
     p.add_argument("--max-log2", type=int, default=16)
+    p.add_argument("--studies", default="one,batch", help="which of one (call) and batch to run")
     p.add_argument("--cost", action="store_true", help="compute the cost too")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--budget", type=float, default=1.5, help="seconds per way and cell")
@@ -152,11 +154,11 @@ def main(argv=None):
     sizes = [2**k for k in range(args.min_log2, args.max_log2 + 1)]
     records = []
     with threadpool_limits(1):
-        for shape in shapes:
+        for shape in shapes if "one" in args.studies else ():
             rows = list(one_call(shape, sizes, args.cost, args.repeats, args.budget))
             print(_table(rows, "c"), "\n", flush=True)
             records += rows
-        for shape in shapes:
+        for shape in shapes if "batch" in args.studies else ():
             name = "-".join(map(str, shape))
             if name in BATCH:
                 chunk_sizes = [c for c in sizes if c >= 2**12]
