@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import platform
 import statistics
 import sys
@@ -120,7 +121,8 @@ def environment() -> dict:
 
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
                platform.processor())
-    return {"date": dt.date.today().isoformat(), "cpu": cpu, "numpy": np.__version__,
+    return {"date": dt.date.today().isoformat(), "cpu": cpu, "cpus": os.cpu_count(),
+            "load_average": os.getloadavg(), "numpy": np.__version__,
             "blas": [(i["internal_api"], i.get("version"), i.get("architecture")) for i in threadpool_info()]}
 
 
@@ -148,7 +150,8 @@ def main(argv=None):
     from threadpoolctl import threadpool_limits
 
     env = environment()
-    print(f"{env['cpu']}, NumPy {env['numpy']}, BLAS {env['blas']}, {env['date']}, float32, tanh, "
+    print(f"{env['cpu']} ({env['cpus']} CPUs, load average {env['load_average'][0]:.1f} at the start), "
+          f"NumPy {env['numpy']}, BLAS {env['blas']}, {env['date']}, float32, tanh, "
           f"cost {'on' if args.cost else 'off'}, BLAS on one thread\n")
     shapes = [tuple(int(n) for n in s.split("-")) for s in args.shapes.split(",")]
     sizes = [2**k for k in range(args.min_log2, args.max_log2 + 1)]
@@ -165,6 +168,7 @@ def main(argv=None):
                 rows = list(whole_batch(shape, BATCH[name], chunk_sizes, args.cost, args.repeats, args.budget))
                 print(f"m = {BATCH[name]}\n" + _table(rows, "c"), "\n", flush=True)
                 records += rows
+    print(f"load average {os.getloadavg()[0]:.1f} at the end")
     if args.out:
         with args.out.open("a") as f:
             for r in records:
