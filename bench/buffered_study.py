@@ -13,6 +13,8 @@ that a busy machine slows both alike):
 2. A whole batch, m = 2^20 (2-4-1) or 2^18 (64-64-1), over chunks of 2^12 ..
    2^16: the equations chunk by chunk on one thread, one BufferedGradients on
    one thread, and two threads each running its own copy on alternate chunks.
+   Beside it, how much a second thread gains on plain NumPy work at that moment
+   (on a shared machine the second core is not always free).
 
 Writes one JSON line per cell to ``--out`` if given.  Never asserts speed.
 """
@@ -56,6 +58,27 @@ def interleaved_rates(fns: dict, examples: int, repeats: int, budget: float) -> 
                 fn()
             times[name].append((time.perf_counter() - t0) / calls[name])
     return {name: examples / statistics.median(t) for name, t in times.items()}
+
+
+def second_core(repeats=5) -> float:
+    """How much a second thread adds on this machine now: two threads of independent NumPy work
+    (tanh of 2^21 floats, no Python in between) against one, as a rate ratio (2.0: a free core)."""
+    arrays = [np.linspace(-3, 3, 2**21, dtype=np.float32) for _ in range(2)]
+
+    def work(k):
+        for _ in range(10):
+            np.tanh(arrays[k], out=arrays[k])
+
+    with ThreadPoolExecutor(2) as pool:
+        ratios = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            work(0)
+            one = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            list(pool.map(work, (0, 1)))
+            ratios.append(2 * one / (time.perf_counter() - t0))
+    return statistics.median(ratios)
 
 
 def one_call(shape, sizes, with_cost, repeats, budget):
@@ -165,8 +188,14 @@ def main(argv=None):
             name = "-".join(map(str, shape))
             if name in BATCH:
                 chunk_sizes = [c for c in sizes if c >= 2**12]
+                before = second_core()
                 rows = list(whole_batch(shape, BATCH[name], chunk_sizes, args.cost, args.repeats, args.budget))
-                print(f"m = {BATCH[name]}\n" + _table(rows, "c"), "\n", flush=True)
+                after = second_core()
+                rows = [{**r, "second_core_before": before, "second_core_after": after} for r in rows]
+                print(f"m = {BATCH[name]}; two threads of plain NumPy work ran {before:.2f}x one thread's "
+                      f"rate before, {after:.2f}x after (2.00x: a free second core)\n"
+                      + _table([{k: v for k, v in r.items() if not k.startswith("second")} for r in rows], "c"),
+                      "\n", flush=True)
                 records += rows
     print(f"load average {os.getloadavg()[0]:.1f} at the end")
     if args.out:
