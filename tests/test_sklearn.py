@@ -246,12 +246,24 @@ def test_weights_follow_X_to_its_library(moons):
     np.testing.assert_array_equal(mixed.parameters_["W1"], on_host.parameters_["W1"])
 
 
-def test_executors_other_than_the_equations_are_not_asked_for_weights_or_softmax(monkeypatch):
-    monkeypatch.setattr(planner, "default_executor", lambda backend: "fused")
-    numpy = bc.get_backend("numpy")
-    assert planner.executor_for(numpy) == "fused"
-    assert planner.executor_for(numpy, weighted=True) == "equations"
-    assert planner.executor_for(numpy, OUTPUTS["softmax"]) == "equations"
+@pytest.mark.parametrize("output", ["sigmoid", "softmax"])
+def test_the_buffered_executor_computes_weights_and_softmax_as_the_equations_do(output):
+    rng = np.random.default_rng(4)
+    n2 = 3 if output == "softmax" else 1
+    X = rng.standard_normal((2, 500))
+    labels = rng.integers(0, n2 if n2 > 1 else 2, 500)
+    Y = np.eye(n2)[:, labels] if n2 > 1 else labels[None, :].astype(float)
+    weights = rng.random(500) + 0.5
+    start = bc.initialize_parameters(2, 5, n2, init="xavier", seed=2)
+    runs = {}
+    for executor in ("equations", "buffered"):
+        plan = planner.Plan("chunks", executor=executor, chunk_size=128)
+        runs[executor] = bc.train(X, Y, start, activation=bc.get_activation("tanh"), learning_rate=0.5,
+                                  num_iterations=20, backend=bc.get_backend("numpy"), plan=plan,
+                                  output=OUTPUTS[output], sample_weight=weights)
+    for k in start:
+        np.testing.assert_allclose(runs["buffered"].parameters[k], runs["equations"].parameters[k], rtol=1e-12,
+                                   err_msg=k)
 
 
 def test_dask_names_what_it_does_not_support_yet(moons):

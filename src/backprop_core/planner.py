@@ -22,12 +22,13 @@ import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
+from array_api_compat import is_numpy_namespace
 
 from .backends._base import cpu_cores
 from .chunked import ChunkedGradients, working_bytes_per_example
 from .equations import SIGMOID
 from .errors import InvalidInputError
-from .strategies import Chunked, Fused, MiniBatch, WholeBatch, equations_gradients
+from .strategies import Chunked, Fused, MiniBatch, WholeBatch, buffered_gradients, equations_gradients
 
 log = logging.getLogger("backprop_core")
 
@@ -210,15 +211,18 @@ def chunk_size_for_bytes(n0: int, n1: int, n2: int, itemsize: int, target_bytes:
 
 
 def default_executor(backend) -> str:
-    """The fastest way this backend computes a chunk's gradients."""
-    return "equations"
+    """The fastest way this backend computes a chunk's gradients.
+
+    On NumPy: the traced equations lowered to calls into buffers made once
+    ("buffered", :mod:`backprop_core.buffered`); elsewhere the equations
+    themselves, compiled by the backend where it can (jax.jit).
+    """
+    return "buffered" if is_numpy_namespace(backend.xp) else "equations"
 
 
 def executor_for(backend, output=SIGMOID, weighted: bool = False) -> str:
-    """The executor for a fit: executors lowered from the traced equations compute the
-    lecture's unweighted sigmoid network only, so anything else runs the equations."""
-    if weighted or output != SIGMOID:
-        return "equations"
+    """The executor for a fit.  The buffered lowering follows any traced graph, softmax
+    outputs and weighted examples included (the fused kernel is planned apart)."""
     return default_executor(backend)
 
 
@@ -274,13 +278,14 @@ def _measure(backend, n0, n1, n2, activation, dtype, budget_s):
     X = backend.asarray(rng.standard_normal((n0, largest)), dtype)
     Y = backend.asarray((rng.random((n2, largest)) > 0.5).astype(np.float64), dtype)
     params = backend.parameters_from_host(initial_parameters_host(n0, n1, n2, "xavier", 0), dtype)
-    make = make_gradients(backend, default_executor(backend), activation, (n0, n1, n2), dtype)
+    executor = default_executor(backend)
     rates, start = {}, time.perf_counter()
     with backend.context():
         for w in threads:
             for c in sizes:
                 if time.perf_counter() - start > budget_s:
                     break
+                make = make_gradients(backend, executor, activation, (n0, n1, n2), dtype, c)
                 chunked = ChunkedGradients(make, c, backend=backend, dtype=dtype, workers=w)
                 m = c * w * 2
                 Xm, Ym = X[:, :m], Y[:, :m]
@@ -298,10 +303,14 @@ def _measure(backend, n0, n1, n2, activation, dtype, budget_s):
 
 
 # -- from a plan to the strategy the loop runs ------------------------------------------
-def make_gradients(backend, executor: str, activation, shape, dtype, output=SIGMOID, weighted: bool = False):
-    """``make(with_cost)`` for :class:`ChunkedGradients` computing by ``executor``."""
+def make_gradients(backend, executor: str, activation, shape, dtype, columns: int, output=SIGMOID,
+                   weighted: bool = False):
+    """``make(with_cost)`` for :class:`ChunkedGradients` computing by ``executor``, on chunks of
+    at most ``columns`` examples of an n0-n1-n2 network (``shape``)."""
     if executor == "equations":
         return equations_gradients(backend, activation, output, weighted)
+    if executor == "buffered":
+        return buffered_gradients(activation, shape, dtype, columns, output, weighted)
     raise InvalidInputError(f"unknown executor {executor!r}")
 
 
@@ -327,7 +336,7 @@ def build(p: Plan, X, Y, parameters, activation, learning_rate, backend, dtype, 
         return WholeBatch(X, Y, activation, learning_rate, backend, output, weighted)
     n0, n2 = X.shape[0], parameters["W2"].shape[0]
     n1 = parameters["W1"].shape[0]
-    make = make_gradients(backend, p.executor, activation, (n0, n1, n2), dtype, output, weighted)
+    make = make_gradients(backend, p.executor, activation, (n0, n1, n2), dtype, p.chunk_size, output, weighted)
     gradients = ChunkedGradients(make, p.chunk_size, backend=backend, dtype=dtype, workers=p.workers,
                                  stream=p.streams)
     return Chunked(X, Y, learning_rate, backend, gradients)

@@ -110,6 +110,37 @@ def equations_gradients(backend, g, output=SIGMOID, weighted: bool = False):
     return make
 
 
+def buffered_gradients(g, shape, dtype: str, columns: int, output=SIGMOID, weighted: bool = False):
+    """For :class:`ChunkedGradients` on NumPy: the traced equations lowered to calls into buffers
+    made once (:mod:`backprop_core.buffered`), one set of buffers per worker.
+
+    ``shape`` is (n0, n1, n2); chunks hold at most ``columns`` examples.
+    """
+    from .buffered import BufferedGradients
+    from .tracing import trace_gradients
+
+    n0, n1, n2 = shape
+    programs = {}
+
+    def make(with_cost):
+        if with_cost not in programs:  # traced and analysed once; each worker copies the buffers
+            graph = trace_gradients(n0, n1, n2, g, with_cost, weighted, output=output)
+            programs[with_cost] = BufferedGradients(graph, dtype, columns)
+            compute = programs[with_cost]
+        else:
+            compute = programs[with_cost].copy()
+
+        def gradients(params, Xc, Yc, m):
+            Yc, weights = split_weights(Yc, weighted)
+            if weighted:
+                return compute(Xc, Yc, *unpack(params), m, weights)
+            return compute(Xc, Yc, *unpack(params), m)
+
+        return gradients
+
+    return make
+
+
 # -- the strategies ------------------------------------------------------------------------
 class WholeBatch(Strategy):
     """The lecture's step on all m examples at once, compiled by the backend where it can be."""
