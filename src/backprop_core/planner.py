@@ -34,8 +34,9 @@ log = logging.getLogger("backprop_core")
 
 #: Below this many examples a fit runs the whole batch at once: chunks cannot pay.
 MIN_CHUNKED_M = 1 << 13
-#: The largest intermediates one CPU chunk may hold (the calibration's candidates stop there).
-MAX_CPU_CHUNK_BYTES = 32 << 20
+#: The largest intermediates one CPU chunk may hold (the calibration's candidates stop there):
+#: on two threads, large chunks pay (fewer Python-level calls contend for the GIL).
+MAX_CPU_CHUNK_BYTES = 64 << 20
 #: Working memory of one streamed GPU chunk: large enough that its ~30 kernel launches are
 #: negligible, small enough that two chunks in flight fit beside the parameters.
 GPU_CHUNK_BYTES = 256 << 20
@@ -249,7 +250,7 @@ def _cpu_plan(backend, shape, dtype, activation, workers, executor) -> Plan:
     return Plan("chunks", executor=executor, chunk_size=c, workers=w, reason=why, measured=rates)
 
 
-def calibration(backend, n0, n1, n2, activation, dtype, budget_s: float = 0.5) -> dict:
+def calibration(backend, n0, n1, n2, activation, dtype, budget_s: float = 1.0) -> dict:
     """Examples/s of a chunked gradient pass on this machine, by (chunk size, threads).
 
     Measured once per (backend, shape, activation, dtype) in a process, on
@@ -263,8 +264,8 @@ def calibration(backend, n0, n1, n2, activation, dtype, budget_s: float = 0.5) -
 
 def _candidates(n0, n1, n2, itemsize):
     per_example = working_bytes_per_example(n0, n1, n2, itemsize)
-    sizes = [1 << k for k in range(8, 18) if (1 << k) * per_example <= MAX_CPU_CHUNK_BYTES]
-    return sizes[-6:] or [256]
+    sizes = [1 << k for k in range(8, 20) if (1 << k) * per_example <= MAX_CPU_CHUNK_BYTES]
+    return sizes[-7:] or [256]
 
 
 def _measure(backend, n0, n1, n2, activation, dtype, budget_s):
@@ -274,7 +275,7 @@ def _measure(backend, n0, n1, n2, activation, dtype, budget_s):
     rng = np.random.default_rng(0)
     threads = sorted({1, cpu_cores()})
     sizes = _candidates(n0, n1, n2, itemsize)
-    largest = sizes[-1] * threads[-1] * 2
+    largest = sizes[-1] * threads[-1]
     X = backend.asarray(rng.standard_normal((n0, largest)), dtype)
     Y = backend.asarray((rng.random((n2, largest)) > 0.5).astype(np.float64), dtype)
     params = backend.parameters_from_host(initial_parameters_host(n0, n1, n2, "xavier", 0), dtype)
@@ -287,7 +288,7 @@ def _measure(backend, n0, n1, n2, activation, dtype, budget_s):
                     break
                 make = make_gradients(backend, executor, activation, (n0, n1, n2), dtype, c)
                 chunked = ChunkedGradients(make, c, backend=backend, dtype=dtype, workers=w)
-                m = c * w * 2
+                m = c * w  # a chunk per thread
                 Xm, Ym = X[:, :m], Y[:, :m]
                 with chunked.running():
                     chunked(params, Xm, Ym)  # warm-up: buffers, compilation, thread start
