@@ -91,7 +91,9 @@ def test_loop_reads_the_device_only_every_k_iterations(flower_data, monkeypatch)
         monkeypatch.setattr(torch.Tensor, attr, counting)
     bc.train(X, Y, p, activation=get_activation("tanh"), learning_rate=1.2,
              num_iterations=100, backend=backend, cost_every=25)
-    assert reads == {"float": 5, "bool": 0, "item": 0}  # iterations 0, 25, 50, 75 and the final cost
+    # One check of the start parameters before the loop; in it, the cost at iterations 0, 25,
+    # 50, 75 and the final cost.
+    assert reads == {"float": 5, "bool": 1, "item": 0}
 
 
 @pytest.mark.parametrize("activation", sorted(bc.ACTIVATIONS))
