@@ -99,7 +99,8 @@ def test_loop_reads_the_device_only_every_k_iterations(flower_data, monkeypatch)
 @pytest.mark.parametrize("activation", sorted(bc.ACTIVATIONS))
 def test_every_activation_learns_the_flower(flower_data, activation):
     X, Y = flower_data
-    lr = {"tanh": 1.2, "sigmoid": 2.0, "relu": 0.5, "leaky_relu": 0.5}[activation]
+    # Each below 8 / 4.26 = 1.88, the flower's limit under the features' scale rule.
+    lr = {"tanh": 1.2, "sigmoid": 1.8, "relu": 0.5, "leaky_relu": 0.5}[activation]
     model = bc.BackpropClassifier(hidden_units=10, activation=activation, learning_rate=lr,
                                   num_iterations=4000, init="xavier").fit(X.T, Y[0])
     assert model.score(X.T, Y[0]) >= 0.85

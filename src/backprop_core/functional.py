@@ -130,7 +130,7 @@ def backward_propagation(parameters: dict, cache: dict, X, Y, *, activation=None
 
 
 def update_parameters(parameters: dict, grads: dict, learning_rate: float = 1.2) -> dict:
-    """``W := W - learning_rate * dW`` for every parameter; returns a new dict (recording what ``parameters`` record)."""
+    """``W := W - learning_rate * dW`` for every parameter; returns a new dict, recording what ``parameters`` do."""
     check_positive(learning_rate, "learning_rate")
     new = params.updated(parameters, [grads["d" + k] for k in params.NAMES], learning_rate)
     if isinstance(parameters, TrainedParameters):

@@ -89,7 +89,7 @@ DIVERGED_MARGIN = math.log(2.0)
 
 
 def diverged(start: float, J: float) -> bool:
-    """The one rule (see :data:`DIVERGED_FACTOR`): does a run from cost ``start`` that ends at ``J`` count as diverged?"""
+    """The one rule (:data:`DIVERGED_FACTOR`): has a run from cost ``start`` that ends at ``J`` diverged?"""
     return not math.isfinite(J) or J > max(DIVERGED_FACTOR * start, start + DIVERGED_MARGIN)
 
 

@@ -166,9 +166,9 @@ def feature_scale_advice(X, learning_rate: float, xp) -> str | None:
                f"sklearn.preprocessing.StandardScaler) or use {safe}.")
     else:  # already small features: the bias's constant input sets the limit
         inputs, fix = "Even for standardized features, the bias's constant input", f"Use {safe}."
-    return (f"{inputs} makes learning_rate={learning_rate:g} unsafe: gradient descent is sure to be stable only while "
-            f"learning_rate x mean square <= {STABLE_RATE_TIMES_MEAN_SQUARE:g}, so the cost may fall and then "
-            f"rise again. {fix}")
+    return (f"{inputs} makes learning_rate={learning_rate:g} unsafe: gradient descent is sure to be stable "
+            f"only while learning_rate x mean square <= {STABLE_RATE_TIMES_MEAN_SQUARE:g}, so the cost may fall "
+            f"and then rise again. {fix}")
 
 
 def check_seed(seed) -> None:
