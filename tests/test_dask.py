@@ -238,7 +238,8 @@ def test_softmax_and_sample_weights_on_dask_match_numpy():
     g, softmax, numpy_ = get_activation("tanh"), get_output("softmax"), get_backend("numpy")
     kw = dict(num_iterations=20, learning_rate=0.5, cost_every=5)
     expected = run(WholeBatch(X, with_weights(Y, w), g, 0.5, numpy_, softmax, weighted=True), p, **kw)
-    Xd, Yd, wd = da.from_array(X, chunks=(3, 700)), da.from_array(Y, chunks=(3, 700)), da.from_array(w, chunks=700)
+    # Chunked unlike each other on purpose: the weights ride under Y and follow X's chunks.
+    Xd, Yd, wd = da.from_array(X, chunks=(3, 700)), da.from_array(Y, chunks=(3, 1100)), da.from_array(w, chunks=900)
     dask_ = get_backend("dask")
     result = run(DaskFullBatch(Xd, with_weights(Yd, wd), dask_.parameters_from_host(p, "float64"), g, 0.5, dask_,
                                softmax, weighted=True), dask_.parameters_from_host(p, "float64"), **kw)
