@@ -7,9 +7,9 @@ This loop does everything around it, the same for all: it reads the cost every
 stops there), keeps the history and the parameters of the lowest cost read,
 judges at the end whether the run diverged (one rule: :func:`diverged`), and
 turns divergence, Ctrl-C, out-of-memory and cluster failures into the
-project's errors, each carrying parameters that are worth keeping.  An optional :class:`EarlyStopping`
-monitor scores held-out data at the same cost reads and stops the run when
-the score stops improving, keeping the best parameters.
+project's errors, each carrying parameters worth keeping.  An optional
+:class:`EarlyStopping` monitor scores held-out data at the same cost reads and
+stops the run when the score stops improving, keeping the best parameters.
 """
 
 from __future__ import annotations

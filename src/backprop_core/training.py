@@ -25,7 +25,6 @@ from .validation import (
     check_binary,
     check_dtype_name,
     check_finite,
-    feature_scale_advice,
     check_finite_parameters,
     check_non_negative,
     check_one_hot,
@@ -35,6 +34,7 @@ from .validation import (
     check_sample_weight,
     check_seed,
     check_shapes,
+    feature_scale_advice,
     to_backend,
 )
 
