@@ -64,8 +64,9 @@ class DaskBackend(Backend):
                  precision: str = "float32"):
         super().__init__(device, precision=precision)
         self.chunk_library = chunk_library
-        # On a cluster, an iteration that takes longer than this stops training with an
-        # error (all workers gone would otherwise wait forever).
+        # On a cluster, an iteration that takes longer than this (retries after a lost
+        # worker included) stops training with an error: with every worker gone, the
+        # iteration would otherwise wait forever.
         self.iteration_timeout = iteration_timeout
         if _is_client(device):
             self.client = device
@@ -137,11 +138,16 @@ class DaskBackend(Backend):
     def for_data(self, x):
         """This backend with parameters in the library of ``x``'s chunks (NumPy or CuPy)."""
         library = chunk_library_of(x)
-        if library == self.chunk_library:
-            return self
-        adapted = object.__new__(type(self))  # same scheduler and connection, same timeout
+        return self if library == self.chunk_library else self._adapted(chunk_library=library)
+
+    def with_iteration_timeout(self, seconds: float):
+        """This backend with ``iteration_timeout`` set to ``seconds`` (this one is left as it is)."""
+        return self if seconds == self.iteration_timeout else self._adapted(iteration_timeout=float(seconds))
+
+    def _adapted(self, **settings):
+        adapted = object.__new__(type(self))  # same scheduler and connection
         adapted.__dict__.update(self.__dict__)
-        adapted.chunk_library = library
+        adapted.__dict__.update(settings)
         return adapted
 
     def holds(self, x):

@@ -192,3 +192,64 @@ def test_functional_api_checks(flower_data):
         bc.forward_propagation(X, {"W1": np.ones((4, 2))})
     with pytest.raises(ValueError, match="X has 3 features .* W1 expects 2"):
         bc.forward_propagation(np.ones((3, 5)), bc.initialize_parameters(2, 4, 1))
+
+
+# -- masked, sparse and big-endian arrays; seeds and cost reads -----------------------------------
+def _masked(a):
+    masked = np.ma.masked_array(a, mask=np.zeros(a.shape, dtype=bool))
+    masked.mask.flat[0] = True
+    return masked
+
+
+FUNCTIONAL_ARRAYS = {  # id: (call with X (2, m), Y (1, m)) -> refused with the message
+    "masked X": (lambda X, Y: bc.nn_model(_masked(X), Y, 4, 10), "X is a NumPy masked array.*fill them"),
+    "masked Y": (lambda X, Y: bc.nn_model(X, _masked(Y), 4, 10), "Y is a NumPy masked array.*fill them"),
+    "masked X to predict": (lambda X, Y: bc.predict(bc.initialize_parameters(2, 4, 1), _masked(X)),
+                            "X is a NumPy masked array.*fill them"),
+    "sparse X": (lambda X, Y: bc.nn_model(_sparse(X), Y, 4, 10), "Sparse data was passed for X, but dense data"),
+    "sparse Y": (lambda X, Y: bc.nn_model(X, _sparse(Y), 4, 10), "Sparse data was passed for Y, but dense data"),
+    "sparse X to predict": (lambda X, Y: bc.predict(bc.initialize_parameters(2, 4, 1), _sparse(X)),
+                            "Sparse data was passed for X, but dense data"),
+}
+
+
+@pytest.mark.parametrize("case", list(FUNCTIONAL_ARRAYS))
+def test_masked_and_sparse_arrays_are_refused_by_name(flower_data, case):
+    call, message = FUNCTIONAL_ARRAYS[case]
+    with pytest.raises(TypeError, match=message) as info:
+        call(*flower_data)
+    assert isinstance(info.value, bc.BackpropCoreError), "not one of the project's own errors"
+
+
+def test_big_endian_arrays_are_numbers(flower_data):
+    X, Y = flower_data
+    swapped = bc.nn_model(X.astype(">f8"), Y.astype(">i4"), 4, 50)
+    native = bc.nn_model(X, Y, 4, 50)
+    for k in native:
+        np.testing.assert_array_equal(swapped[k], native[k])
+    model = bc.BackpropClassifier(num_iterations=50).fit(X.T.astype(">f8"), Y[0].astype(">i4"))
+    np.testing.assert_array_equal(model.parameters_["W1"], native["W1"])
+
+
+@pytest.mark.parametrize("seed", [-1, 1.5, "0"])
+def test_a_bad_seed_is_named(flower_data, seed):
+    X, Y = flower_data
+    with pytest.raises(ValueError, match="seed must be a non-negative integer or None"):
+        bc.nn_model(X, Y, 4, 10, seed=seed)
+    with pytest.raises(ValueError, match="seed must be a non-negative integer or None"):
+        bc.BackpropClassifier(num_iterations=10, seed=seed).fit(X.T, Y[0])
+
+
+def test_cost_every_zero_is_named_everywhere(flower_data):
+    from backprop_core.activations import get_activation
+    from backprop_core.backends import get_backend
+
+    X, Y = flower_data
+    message = "cost_every must be a positive integer, got 0"
+    with pytest.raises(ValueError, match=message):
+        bc.nn_model(X, Y, 4, 10, cost_every=0)
+    with pytest.raises(ValueError, match=message):
+        bc.BackpropClassifier(num_iterations=10, cost_every=0).fit(X.T, Y[0])
+    with pytest.raises(ValueError, match=message):
+        bc.train(X, Y.astype(float), bc.initialize_parameters(2, 4, 1), activation=get_activation("tanh"),
+                 learning_rate=1.2, num_iterations=10, backend=get_backend("numpy"), cost_every=0)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 
@@ -52,7 +54,7 @@ def test_dask_default_scheduler_matches_numpy(problem, reference):
 def cluster():
     distributed = pytest.importorskip("distributed", reason="dask.distributed is not installed")
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  dashboard_address=None) as cluster, distributed.Client(cluster) as client:
+                                  dashboard_address=":0") as cluster, distributed.Client(cluster) as client:
         yield cluster, client
 
 
@@ -110,25 +112,140 @@ def test_worker_restarted_mid_training_recomputes_its_chunks(problem, reference,
     client.wait_for_workers(2, timeout=60)
 
 
-def test_losing_every_worker_stops_with_an_error_and_keeps_parameters(problem, reference):
+# -- a cluster that fails mid-fit: a DistributedTrainingError within iteration_timeout -------------
+def _parameters_after(iterations, X, Y, p):
+    """What NumPy holds after ``iterations`` of the run _train_dask makes."""
+    backend = get_backend("numpy")
+    return train(X, Y, backend.parameters_from_host(p, "float64"), activation=get_activation("tanh"),
+                 learning_rate=0.5, num_iterations=iterations, backend=backend, cost_every=5).parameters
+
+
+def _scheduler_lost(cluster, client):
+    cluster.sync(cluster.scheduler.close)
+
+
+# id: (what happens at iteration 5, what the error says)
+CLUSTER_FAILURES = {
+    "client closed": (lambda cluster, client: client.close(), "the Dask client was closed"),
+    "scheduler lost": (_scheduler_lost, "the connection to the Dask scheduler at .* was lost"),
+    "every worker lost": (lambda cluster, client: cluster.scale(0),  # keeps no worker and starts none
+                          "did not complete within iteration_timeout=4 s"),
+}
+
+
+@pytest.fixture()
+def small_cluster():
+    """A cluster of one worker thread, closed however the test left it (its scheduler may be gone)."""
     distributed = pytest.importorskip("distributed", reason="dask.distributed is not installed")
+    cluster = distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=":0")
+    client = distributed.Client(cluster)
+    yield cluster, client
+    client.close(timeout=2)
+    try:
+        cluster.close(timeout=2)
+    except Exception:  # noqa: BLE001 - a scheduler the test closed does not answer
+        pass
+
+
+@pytest.mark.parametrize("case", list(CLUSTER_FAILURES))
+def test_a_failing_cluster_stops_within_the_timeout_and_keeps_the_completed_iterations(problem, small_cluster, case):
     from backprop_core.backends.dask_backend import DaskBackend
 
+    cluster, client = small_cluster
     X, Y, p = problem
-    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
-                                  dashboard_address=None) as cluster, distributed.Client(cluster) as client:
-        backend = DaskBackend(client, iteration_timeout=3)
+    fail, message = CLUSTER_FAILURES[case]
+    failed_at = []
 
-        def retire(iteration, cost):
-            if iteration == 5:
-                cluster.scale(0)  # the cluster keeps no worker and starts none
+    def at_five(iteration, cost):
+        if iteration == 5:
+            failed_at.append(time.monotonic())
+            fail(cluster, client)
 
-        with pytest.raises(bc.DistributedTrainingError, match="cluster failed during iteration") as info:
-            _train_dask(backend, *_dask(X, Y), p, callback=retire)
-    kept = info.value.parameters
-    assert info.value.iteration in (5, 6)
-    assert all(np.all(np.isfinite(v)) for v in kept.values())
-    assert not np.allclose(kept["W1"], reference.parameters["W1"])  # 20 iterations, not 5 or 6
+    with pytest.raises(bc.DistributedTrainingError, match=message) as info:
+        _train_dask(DaskBackend(client, iteration_timeout=4), *_dask(X, Y), p, callback=at_five)
+    assert time.monotonic() - failed_at[0] < 1.5 * 4  # within iteration_timeout, not twice it
+    assert info.value.iteration == 6  # iteration 5 completed: its cost read is where the cluster failed
+    expected = _parameters_after(6, X, Y, p)
+    for k in expected:
+        np.testing.assert_allclose(info.value.parameters[k], expected[k], rtol=1e-10, atol=1e-13, err_msg=k)
+
+
+def test_the_estimator_sets_the_iteration_timeout_and_keeps_what_a_first_fit_trained(flower_data, small_cluster):
+    cluster, client = small_cluster
+    X, Y = flower_data
+    Xd, yd = da.from_array(X.T, chunks=(100, 2)), da.from_array(Y[0].astype(float), chunks=100)
+
+    def retire(iteration, cost):
+        if iteration == 5:
+            failed_at.append(time.monotonic())
+            cluster.scale(0)
+
+    failed_at = []
+    model = bc.BackpropClassifier(num_iterations=50, cost_every=5, backend="dask", device=client, iteration_timeout=2)
+    with pytest.raises(bc.DistributedTrainingError, match="iteration_timeout=2 s") as info:
+        model.fit(Xd, yd, callback=retire)
+    assert time.monotonic() - failed_at[0] < 1.5 * 2
+    for k, kept in info.value.parameters.items():
+        np.testing.assert_array_equal(model.parameters_[k], kept, err_msg=k)
+
+
+def test_a_refit_that_loses_its_cluster_leaves_the_model_as_it_was(flower_data, small_cluster):
+    _, client = small_cluster
+    X, Y = flower_data
+    model = bc.BackpropClassifier(num_iterations=50, cost_every=5).fit(X.T, Y[0])
+    before = {k: v.copy() for k, v in model.parameters_.items()}
+
+    def close(iteration, cost):
+        if iteration == 5:
+            client.close()
+
+    Xd, yd = da.from_array(X.T, chunks=(100, 2)), da.from_array(Y[0].astype(float), chunks=100)
+    with pytest.raises(bc.DistributedTrainingError, match="client was closed"):
+        model.set_params(backend="dask", device=client).fit(Xd, yd, callback=close)
+    assert model.backend_.name == "numpy" and model.n_iter_ == 50
+    for k in before:
+        np.testing.assert_array_equal(model.parameters_[k], before[k], err_msg=k)
+
+
+def test_a_model_trained_with_a_client_saves_the_schedulers_address(flower_data, small_cluster, tmp_path):
+    from backprop_core.persistence import load_parameters
+
+    _, client = small_cluster
+    X, Y = flower_data
+    Xd, yd = da.from_array(X.T, chunks=(100, 2)), da.from_array(Y[0].astype(float), chunks=100)
+    model = bc.BackpropClassifier(num_iterations=20, backend="dask", device=client, iteration_timeout=7.0).fit(Xd, yd)
+    model.save(tmp_path / "model.npz")
+    _, meta = load_parameters(tmp_path / "model.npz")
+    assert meta["params"]["device"] == client.scheduler.address
+    loaded = bc.BackpropClassifier.load(tmp_path / "model.npz")
+    assert loaded.iteration_timeout == 7.0
+    np.testing.assert_array_equal(loaded.predict(X.T), model.predict(Xd).compute())
+
+
+# -- softmax outputs and sample weights, chunk by chunk -----------------------------------------------
+def test_softmax_and_sample_weights_on_dask_match_numpy():
+    from backprop_core.dask_training import DaskFullBatch
+    from backprop_core.equations import get_output
+    from backprop_core.loop import run
+    from backprop_core.strategies import WholeBatch
+    from backprop_core.training import with_weights
+
+    rng = np.random.default_rng(2)
+    X = rng.standard_normal((3, 3000))
+    Y = np.eye(3)[(X[0] > 0).astype(int) + (X[1] * X[2] > 0)].T  # one-hot, three classes
+    w = rng.uniform(0.1, 3.0, 3000)
+    p = bc.initialize_parameters(3, 5, 3, init="xavier", seed=4)
+    g, softmax, numpy_ = get_activation("tanh"), get_output("softmax"), get_backend("numpy")
+    kw = dict(num_iterations=20, learning_rate=0.5, cost_every=5)
+    expected = run(WholeBatch(X, with_weights(Y, w), g, 0.5, numpy_, softmax, weighted=True), p, **kw)
+    # Chunked unlike each other on purpose: the weights ride under Y and follow X's chunks.
+    Xd, Yd, wd = da.from_array(X, chunks=(3, 700)), da.from_array(Y, chunks=(3, 1100)), da.from_array(w, chunks=900)
+    dask_ = get_backend("dask")
+    result = run(DaskFullBatch(Xd, with_weights(Yd, wd), dask_.parameters_from_host(p, "float64"), g, 0.5, dask_,
+                               softmax, weighted=True), dask_.parameters_from_host(p, "float64"), **kw)
+    for k in expected.parameters:
+        np.testing.assert_allclose(result.parameters[k], expected.parameters[k], rtol=1e-10, atol=1e-13, err_msg=k)
+    np.testing.assert_allclose([J for _, J in result.history], [J for _, J in expected.history], rtol=1e-10)
 
 
 def test_the_backend_follows_the_library_of_the_chunks():

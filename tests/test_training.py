@@ -91,13 +91,16 @@ def test_loop_reads_the_device_only_every_k_iterations(flower_data, monkeypatch)
         monkeypatch.setattr(torch.Tensor, attr, counting)
     bc.train(X, Y, p, activation=get_activation("tanh"), learning_rate=1.2,
              num_iterations=100, backend=backend, cost_every=25)
-    assert reads == {"float": 5, "bool": 0, "item": 0}  # iterations 0, 25, 50, 75 and the final cost
+    # One check of the start parameters before the loop; in it, the cost at iterations 0, 25,
+    # 50, 75 and the final cost.
+    assert reads == {"float": 5, "bool": 1, "item": 0}
 
 
 @pytest.mark.parametrize("activation", sorted(bc.ACTIVATIONS))
 def test_every_activation_learns_the_flower(flower_data, activation):
     X, Y = flower_data
-    lr = {"tanh": 1.2, "sigmoid": 2.0, "relu": 0.5, "leaky_relu": 0.5}[activation]
+    # Each below 8 / 4.26 = 1.88, the flower's limit under the features' scale rule.
+    lr = {"tanh": 1.2, "sigmoid": 1.8, "relu": 0.5, "leaky_relu": 0.5}[activation]
     model = bc.BackpropClassifier(hidden_units=10, activation=activation, learning_rate=lr,
                                   num_iterations=4000, init="xavier").fit(X.T, Y[0])
     assert model.score(X.T, Y[0]) >= 0.85

@@ -92,6 +92,9 @@ class BackpropClassifier(ClassifierMixin, BaseEstimator):
     n_iter_no_change : int, default 10 (cost reads, one every ``cost_every`` iterations)
     tol : float, default 1e-4
     verbose : print the cost (and the validation score) at every cost read
+    iteration_timeout : float, default 300; on a Dask cluster, the seconds one
+        iteration may take (retries after a lost worker included) before the fit
+        stops with a DistributedTrainingError; unused on one device
 
     Dask arrays are accepted directly: training then runs on Dask (see the
     ``dask`` backend), with the parameters on the client.
@@ -117,7 +120,7 @@ class BackpropClassifier(ClassifierMixin, BaseEstimator):
                  backend="numpy", device=None, dtype=None, seed=0, init="normal", cost_every=100,
                  batch_size=None, epochs=None, chunk_size="auto", workers=None, stream="auto", fused="auto",
                  early_stopping=False, validation_fraction=0.1, n_iter_no_change=10, tol=1e-4,
-                 verbose=False):
+                 verbose=False, iteration_timeout=300.0):
         self.hidden_units = hidden_units
         self.activation = activation
         self.learning_rate = learning_rate
@@ -139,6 +142,7 @@ class BackpropClassifier(ClassifierMixin, BaseEstimator):
         self.n_iter_no_change = n_iter_no_change
         self.tol = tol
         self.verbose = verbose
+        self.iteration_timeout = iteration_timeout
 
     # -- scikit-learn protocol -------------------------------------------------------
     def __sklearn_tags__(self):
@@ -174,10 +178,12 @@ class BackpropClassifier(ClassifierMixin, BaseEstimator):
         become weighted means over the examples.  ``callback(iteration, cost)``
         is called at each cost read (every ``cost_every``).
 
-        Validation happens before anything is changed, so a failed call leaves
-        a previously fitted model as it was.  If training diverges or is
-        interrupted, the model keeps the last good parameters and the error is
-        raised.
+        A fit is all or nothing for a fitted model: if validation fails, or
+        training diverges, is interrupted, runs out of device memory or loses
+        its cluster, the model is left exactly as it was, and the error carries
+        the failed run's parameters (``error.parameters``: the lowest cost read
+        when it diverged, the last completed iteration otherwise).  A first fit
+        that fails so keeps those parameters instead, so nothing trained is lost.
         """
         g = self._check_hyperparameters()
         twin = type(self)(**self.get_params())  # records n_features_in_ and names, so self is untouched
@@ -207,9 +213,10 @@ class BackpropClassifier(ClassifierMixin, BaseEstimator):
                 workers=self.workers, stream=self.stream, batch_size=self.batch_size, epochs=self.epochs,
                 fused=self.fused, on_plan=record, output=output, sample_weight=sample_weight, validation=validation,
                 n_iter_no_change=self.n_iter_no_change, tol=self.tol,
-                on_validation=_print_validation if self.verbose else None)
+                on_validation=_print_validation if self.verbose else None, iteration_timeout=self.iteration_timeout)
         except (TrainingDivergedError, TrainingInterrupted, DeviceMemoryError, DistributedTrainingError) as exc:
-            self._set_fitted(exc.parameters, exc.history, exc.iteration, None, None, **fitted, **started)
+            if not self.__sklearn_is_fitted__():  # a refit leaves the fitted model; the error holds the run's
+                self._set_fitted(exc.parameters, exc.history, exc.iteration, None, None, **fitted, **started)
             raise
         result = done.result
         self._set_fitted(result.parameters, result.history, result.n_iter, result.validation,
@@ -385,7 +392,10 @@ class BackpropClassifier(ClassifierMixin, BaseEstimator):
         """
         self._check_fitted()
         names = getattr(self, "feature_names_in_", None)
-        meta = {"estimator": type(self).__name__, "params": _jsonable_params(self.get_params()),
+        params = self.get_params()
+        if not (params["device"] is None or isinstance(params["device"], (str, int))):
+            params["device"] = self.backend_.device_name  # a live object (a Client, a torch.device): its name
+        meta = {"estimator": type(self).__name__, "params": _jsonable_params(params),
                 "dtype": self.dtype_, "n_iter": self.n_iter_, "cost_history": self.cost_history_,
                 "classes": self.classes_.tolist(), "classes_dtype": self.classes_.dtype.str,
                 "target_type": self.target_type_, "label_dtype": self._label_dtype,

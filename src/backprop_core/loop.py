@@ -3,12 +3,13 @@
 A *strategy* (whole batch, chunks, mini-batches, Dask: :mod:`backprop_core.strategies`,
 :mod:`backprop_core.dask_training`) supplies only how one iteration is computed.
 This loop does everything around it, the same for all: it reads the cost every
-``cost_every`` iterations (the one host read, so a diverging run can stop
-early), keeps the history and the last parameters known to be good, and turns
-divergence, Ctrl-C, out-of-memory and cluster failures into the project's
-errors, each carrying those parameters.  An optional :class:`EarlyStopping`
-monitor scores held-out data at the same cost reads and stops the run when
-the score stops improving, keeping the best parameters.
+``cost_every`` iterations (the one host read, so a run whose cost becomes NaN
+stops there), keeps the history and the parameters of the lowest cost read,
+judges at the end whether the run diverged (one rule: :func:`diverged`), and
+turns divergence, Ctrl-C, out-of-memory and cluster failures into the
+project's errors, each carrying parameters worth keeping.  An optional
+:class:`EarlyStopping` monitor scores held-out data at the same cost reads and
+stops the run when the score stops improving, keeping the best parameters.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from dataclasses import dataclass, field
 
 from .errors import BackpropCoreError, DeviceMemoryError, TrainingDivergedError, TrainingInterrupted
 from .errors import is_out_of_memory
+from .validation import check_positive
 
 
 @dataclass
@@ -48,6 +50,11 @@ class Strategy:
     #: What to try when a step runs out of device memory (ends a DeviceMemoryError's message).
     memory_advice = "train over chunks (chunk_size=..., and stream=True for data kept on the host)"
 
+    @property
+    def costs_all_data(self) -> bool:
+        """Is the cost a step returns that of all the data?  An "update" (a mini-batch's step) costs its batch."""
+        return self.unit == "iteration"
+
     def step(self, params: dict, i: int, with_cost: bool):
         """Iteration ``i``: returns ``(new parameters, J)``, J the cost of ``params`` (None unless asked)."""
         raise NotImplementedError
@@ -69,29 +76,60 @@ class Strategy:
         return None
 
 
+#: Gradient descent has diverged when a cost read is NaN or infinite, or when the cost of
+#: the final parameters is more than DIVERGED_FACTOR times the cost of the start and also
+#: more than DIVERGED_MARGIN above it (ln 2, a coin flip's cost per example: a run started
+#: from nearly perfect parameters is not called diverged for a small rise).  The final cost
+#: is what counts, not a cost on the way: a large learning rate may make the cost rise for a
+#: while and come back down (the moons data, 8 tanh units, learning rate 10: the cost peaks
+#: at 18 times its start and ends near 0), while stable gradient descent never ends far
+#: above where it started.
+DIVERGED_FACTOR = 2.0
+DIVERGED_MARGIN = math.log(2.0)
+
+
+def diverged(start: float, J: float) -> bool:
+    """The one rule (:data:`DIVERGED_FACTOR`): has a run from cost ``start`` that ends at ``J`` diverged?"""
+    return not math.isfinite(J) or J > max(DIVERGED_FACTOR * start, start + DIVERGED_MARGIN)
+
+
 class CostReads:
     """Reads the cost (the loop's one host read), keeps the history, stops a diverging run.
 
     ``record(iteration, J, params)``: ``params`` are the parameters whose cost J
-    is; when J is finite they become the last known-good parameters, which a
-    :class:`TrainingDivergedError` carries.
+    is; the parameters of the lowest cost read are kept, and a
+    :class:`TrainingDivergedError` carries them.  ``start`` is the cost of the
+    start parameters on all the data, against which :func:`diverged` judges the end.
     """
 
     def __init__(self, parameters, learning_rate, callback=None, unit="iteration"):
-        self.history, self.last_good, self.last_good_iteration = [], parameters, 0
+        self.history, self.start = [], None
+        self.best, self.best_cost, self.best_iteration = parameters, math.inf, 0
         self.learning_rate, self.callback, self.unit = learning_rate, callback, unit
 
     def record(self, iteration, J, params):
         J = float(J)  # the one host read, every cost_every iterations
         self.history.append((iteration, J))
         if not math.isfinite(J):
-            raise TrainingDivergedError(
-                f"the cost became {J} at {self.unit} {iteration}: gradient descent diverged; "
-                f"try a smaller learning rate than {self.learning_rate}",
-                parameters=self.last_good, iteration=self.last_good_iteration, history=self.history)
-        self.last_good, self.last_good_iteration = params, iteration
+            raise self._diverged(f"the cost became {J} at {self.unit} {iteration}")
+        if J < self.best_cost:
+            self.best, self.best_cost, self.best_iteration = params, J, iteration
         if self.callback is not None:
             self.callback(iteration, J)
+
+    def check_end(self, iteration, J):
+        """After the final read of a cost of all the data: raise if the run diverged."""
+        if self.start is not None and diverged(self.start, J):
+            raise self._diverged(f"the cost ended at {J:.6g} after {iteration} {self.unit}s, far above "
+                                 f"its start, {self.start:.6g}")
+
+    def _diverged(self, what):
+        kept = "the start parameters" if self.best_cost == math.inf else \
+            f"the parameters of the lowest cost read, {self.best_cost:.6g} at {self.unit} {self.best_iteration}"
+        return TrainingDivergedError(
+            f"{what}: gradient descent diverged; the learning rate {self.learning_rate} is likely too large "
+            f"for the scale of the features: try a smaller learning rate, or standardize the features "
+            f"(kept: {kept})", parameters=self.best, iteration=self.best_iteration, history=self.history)
 
 
 class EarlyStopping:
@@ -132,25 +170,31 @@ def run(strategy: Strategy, parameters: dict, *, num_iterations: int, learning_r
     float.  The history ends with the cost of the final parameters, at
     ``iteration == num_iterations``.
 
-    Raises :class:`TrainingDivergedError` (holding the last parameters whose
-    cost was finite), :class:`TrainingInterrupted` on Ctrl-C (holding the
-    parameters of the last completed iteration), and whatever the strategy's
-    :meth:`Strategy.failure` makes of an exception (out of memory, a lost
-    cluster), also holding the last completed parameters.
+    Raises :class:`TrainingDivergedError` by the rule of :func:`diverged`
+    (holding the parameters of the lowest cost read), :class:`TrainingInterrupted`
+    on Ctrl-C (holding the parameters of the last completed iteration), and
+    whatever the strategy's :meth:`Strategy.failure` makes of an exception (out
+    of memory, a lost cluster), also holding the last completed parameters.
 
     With a ``monitor``, the held-out data are scored at every cost read (and
     for the final parameters); the run may stop early, and the result holds
     the best-scoring parameters.
     """
+    check_positive(num_iterations, "num_iterations", integer=True)
+    check_positive(cost_every, "cost_every", integer=True)
     params, i, stopped = parameters, 0, False
     costs = CostReads(parameters, learning_rate, callback, strategy.unit)
     with strategy.running():
         try:
+            if not strategy.costs_all_data:  # the end is judged against the start on all the data
+                costs.start = float(strategy.cost(parameters))
             for i in range(num_iterations):
                 with_cost = i % cost_every == 0
                 new_params, J = strategy.step(params, i, with_cost)
                 if with_cost:
                     costs.record(i, J, params)
+                    if costs.start is None:
+                        costs.start = costs.history[-1][1]
                     stopped = monitor is not None and monitor.should_stop(i, params)
                     if stopped:
                         break
@@ -160,6 +204,8 @@ def run(strategy: Strategy, parameters: dict, *, num_iterations: int, learning_r
                 costs.record(num_iterations, strategy.cost(params), params)
                 if monitor is not None:
                     monitor.should_stop(num_iterations, params)
+            if not stopped or strategy.costs_all_data:
+                costs.check_end(i, costs.history[-1][1])
         except KeyboardInterrupt:
             raise TrainingInterrupted(params, i, costs.history) from None
         except BackpropCoreError:

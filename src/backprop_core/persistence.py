@@ -112,6 +112,7 @@ HYPERPARAMETERS = {
     "n_iter_no_change": (_is_int, "an integer"),
     "tol": (_is_number, "a finite number"),
     "verbose": (_either(_one_of(True, False), _is_int), "true, false or an integer"),
+    "iteration_timeout": (_is_number, "a finite number"),
 }
 
 

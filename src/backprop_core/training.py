@@ -8,6 +8,7 @@ they will be computed.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 from array_api_compat import array_namespace
@@ -15,6 +16,7 @@ from array_api_compat import array_namespace
 from . import planner
 from .backends import backend_for_array, get_backend
 from .equations import SIGMOID, get_output
+from .errors import TrainingDivergedError
 from .initialization import initial_parameters_host
 from .loop import EarlyStopping, TrainResult, run
 from .strategies import validation_evaluator
@@ -23,13 +25,16 @@ from .validation import (
     check_binary,
     check_dtype_name,
     check_finite,
+    check_finite_parameters,
     check_non_negative,
     check_one_hot,
     check_parameters,
     check_positive,
     check_same_place,
     check_sample_weight,
+    check_seed,
     check_shapes,
+    feature_scale_advice,
     to_backend,
 )
 
@@ -58,11 +63,14 @@ def train(X, Y, parameters: dict, *, activation, learning_rate: float, num_itera
     plan, X, Y and the weights are host NumPy arrays).  ``output`` is the
     output layer (:data:`backprop_core.equations.OUTPUTS`); ``monitor`` stops
     early on held-out data (:class:`backprop_core.loop.EarlyStopping`).
+    Start parameters that are not finite are refused by name.
     Without ``plan``, :func:`backprop_core.planner.plan` makes one from
     ``options`` (chunk_size, workers, stream, batch_size, epochs).
     Errors: see :func:`backprop_core.loop.run`.
     """
     output = get_output(output)
+    check_positive(learning_rate, "learning_rate")
+    check_finite_parameters(parameters)
     dtype = _dtype_name(parameters["W1"])
     weighted = sample_weight is not None
     if plan is None:
@@ -92,13 +100,19 @@ class Fit:
     dtype: str
 
 
-def resolve_backend(backend, device, X):
-    """The adapter to train with: Dask arrays train where their chunks are."""
+def resolve_backend(backend, device, X, iteration_timeout=None):
+    """The adapter to train with: Dask arrays train where their chunks are.
+
+    ``iteration_timeout`` (seconds), where given, replaces a distributed adapter's own.
+    """
     backend = get_backend(backend, device)
     source = backend_for_array(X)
     if source.distributed and not backend.distributed:
         backend = source
-    return backend.for_data(X)
+    backend = backend.for_data(X)
+    if backend.distributed and iteration_timeout is not None:
+        backend = backend.with_iteration_timeout(iteration_timeout)
+    return backend
 
 
 def _placed_and_checked(X, Y, sample_weight, place, dtype, output, what=""):
@@ -117,7 +131,7 @@ def fit(X, Y, *, hidden_units: int, activation, learning_rate: float, num_iterat
         backend="numpy", device=None, dtype=None, parameters=None, init="normal", seed=0,
         cost_every=100, callback=None, chunk_size="auto", workers=None, stream="auto",
         batch_size=None, epochs=None, fused="auto", on_plan=None, output="sigmoid", sample_weight=None,
-        validation=None, n_iter_no_change=10, tol=1e-4, on_validation=None) -> Fit:
+        validation=None, n_iter_no_change=10, tol=1e-4, on_validation=None, iteration_timeout=None) -> Fit:
     """Check X (n0, m) and Y (n2, m), plan, move them once to the backend, and train.
 
     ``parameters`` (host or any library) replace the random start, which is
@@ -131,17 +145,27 @@ def fit(X, Y, *, hidden_units: int, activation, learning_rate: float, num_iterat
     ``validation``: ``(X_val, Y_val, weights_val or None)`` held out for early
     stopping (:class:`backprop_core.loop.EarlyStopping` with ``n_iter_no_change``
     and ``tol``; ``on_validation(iteration, cost, accuracy)`` is told each check).
+    ``iteration_timeout``: on a cluster, the seconds one iteration may take
+    before training stops with a DistributedTrainingError (None: the adapter's own).
+
+    When the features' scale makes ``learning_rate`` unsafe
+    (:func:`backprop_core.validation.feature_scale_advice`, checked before
+    training), a UserWarning says so after the run, or the
+    TrainingDivergedError of a diverged run says it.
     """
     check_positive(hidden_units, "hidden_units", integer=True)
     check_positive(learning_rate, "learning_rate")
     check_positive(num_iterations, "num_iterations", integer=True)
     check_positive(cost_every, "cost_every", integer=True)
+    check_seed(seed)
+    if iteration_timeout is not None:
+        check_positive(iteration_timeout, "iteration_timeout")
     check_dtype_name(dtype)
     output = get_output(output)
     X, Y = as_array(X, "X"), as_array(Y, "Y")
     source = check_same_place({"X": X, "Y": Y})
     check_shapes(X, Y)
-    backend = resolve_backend(backend, device, X)
+    backend = resolve_backend(backend, device, X, iteration_timeout)
     dtype = dtype or backend.default_dtype
     n0, m, n2 = X.shape[0], X.shape[1], Y.shape[0]
     if parameters is not None:
@@ -153,6 +177,7 @@ def fit(X, Y, *, hidden_units: int, activation, learning_rate: float, num_iterat
                      early_stopping=validation is not None)
     place = get_backend("numpy") if p.streams else backend
     X, Y, sample_weight = _placed_and_checked(X, Y, sample_weight, place, dtype, output)
+    unsafe = feature_scale_advice(X, learning_rate, place.xp)  # told once the run is over
     monitor = None
     if validation is not None:
         check_positive(n_iter_no_change, "n_iter_no_change", integer=True)
@@ -170,8 +195,16 @@ def fit(X, Y, *, hidden_units: int, activation, learning_rate: float, num_iterat
             {k: backend_for_array(v).to_numpy(v) for k, v in parameters.items()}, dtype)
     if on_plan is not None:
         on_plan(p, backend, dtype)
-    result = train(X, Y, parameters, activation=activation, learning_rate=learning_rate,
-                   num_iterations=num_iterations, backend=backend, cost_every=cost_every,
-                   callback=callback, plan=p, seed=seed, output=output, sample_weight=sample_weight,
-                   monitor=monitor)
+    try:
+        result = train(X, Y, parameters, activation=activation, learning_rate=learning_rate,
+                       num_iterations=num_iterations, backend=backend, cost_every=cost_every,
+                       callback=callback, plan=p, seed=seed, output=output, sample_weight=sample_weight,
+                       monitor=monitor)
+    except TrainingDivergedError as exc:
+        if unsafe is None:
+            raise
+        # The error names the cause: a warning beside it would say it twice.
+        raise TrainingDivergedError(f"{exc}. {unsafe}", exc.parameters, exc.iteration, exc.history) from None
+    if unsafe is not None:
+        warnings.warn(unsafe, UserWarning, stacklevel=3)
     return Fit(result, p, backend, dtype)
