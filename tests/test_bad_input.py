@@ -253,3 +253,17 @@ def test_cost_every_zero_is_named_everywhere(flower_data):
     with pytest.raises(ValueError, match=message):
         bc.train(X, Y.astype(float), bc.initialize_parameters(2, 4, 1), activation=get_activation("tanh"),
                  learning_rate=1.2, num_iterations=10, backend=get_backend("numpy"), cost_every=0)
+
+
+def test_the_estimator_refuses_a_masked_X_by_name(data):
+    X, y = data
+    masked = np.ma.masked_array(X, mask=np.zeros_like(X, dtype=bool))
+    masked.mask[0, 0] = True
+    with pytest.raises(ValueError, match="masked array"):
+        bc.BackpropClassifier(num_iterations=5).fit(masked, y)
+
+
+def test_the_estimator_names_a_bad_seed_before_early_stopping_splits(data):
+    X, y = data
+    with pytest.raises(ValueError, match="seed must be a non-negative integer"):
+        bc.BackpropClassifier(num_iterations=5, early_stopping=True, seed=-1).fit(X, y)

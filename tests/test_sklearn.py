@@ -266,12 +266,17 @@ def test_the_buffered_executor_computes_weights_and_softmax_as_the_equations_do(
                                    err_msg=k)
 
 
-def test_dask_names_what_it_does_not_support_yet(moons):
+def test_dask_trains_a_softmax_output_and_refuses_only_early_stopping(moons):
     da = pytest.importorskip("dask.array", reason="dask is not installed")
     X, k = moons
-    with pytest.raises(ValueError, match="training on Dask does not support a softmax output"):
-        bc.BackpropClassifier(num_iterations=5).fit(da.from_array(X, chunks=(100, 2)),
-                                                     da.from_array(np.arange(len(k)) % 3, chunks=100))
+    three = np.arange(len(k)) % 3
+    Xd, yd = da.from_array(X, chunks=(100, 2)), da.from_array(three, chunks=100)
+    on_dask = bc.BackpropClassifier(num_iterations=50).fit(Xd, yd)
+    assert on_dask.plan_.mode == "dask" and on_dask.output_ == "softmax"
+    on_host = bc.BackpropClassifier(num_iterations=50).fit(X, three)
+    np.testing.assert_allclose(on_dask.parameters_["W1"], on_host.parameters_["W1"], rtol=1e-9)
+    with pytest.raises(ValueError, match="training on Dask does not support early stopping"):
+        bc.BackpropClassifier(num_iterations=5, early_stopping=True).fit(Xd, yd)
 
 
 # -- early stopping ------------------------------------------------------------------------------

@@ -29,6 +29,7 @@ from .functional import (
     forward_propagation,
     initialize_parameters,
     layer_sizes,
+    TrainedParameters,
     nn_model,
     predict,
     update_parameters,
@@ -43,7 +44,7 @@ __all__ = [
     "ACTIVATIONS", "Activation", "Backend", "BackendUnavailableError", "BackpropClassifier",
     "BackpropCoreError", "DeviceMemoryError", "DistributedTrainingError", "InvalidInputError",
     "InvalidTypeError", "NotFittedError", "Plan", "TrainResult", "TrainingDivergedError",
-    "TrainingInterrupted", "backend_names", "backward_propagation", "compute_cost",
+    "TrainedParameters", "TrainingInterrupted", "backend_names", "backward_propagation", "compute_cost",
     "forward_propagation", "get_activation", "get_backend", "initialize_parameters", "layer_sizes",
     "nn_model", "predict", "register_backend", "train", "unregister_backend", "update_parameters",
 ]

@@ -45,7 +45,9 @@ class _KeepsParameters(BackpropCoreError):
 
 
 class TrainingDivergedError(_KeepsParameters, FloatingPointError):
-    """The cost became NaN or infinite; ``parameters`` are the last whose cost was finite."""
+    """Gradient descent diverged (:func:`backprop_core.loop.diverged`): a cost read became NaN or
+    infinite, or the final cost ended far above the start; ``parameters`` are those of the
+    lowest cost read."""
 
 
 class TrainingInterrupted(_KeepsParameters, KeyboardInterrupt):

@@ -34,6 +34,7 @@ from .validation import (
     check_finite,
     check_non_negative,
     check_positive,
+    check_seed,
     encode_labels,
     follow,
     Labels,
@@ -162,6 +163,7 @@ class BackpropClassifier(ClassifierMixin, BaseEstimator):
         """The hidden activation, checked; every other setting that fit does not check later."""
         if self.init not in INITS:
             raise InvalidInputError(f"unknown init {self.init!r}; choose one of {list(INITS)}")
+        check_seed(self.seed)
         if self.early_stopping:
             fraction = self.validation_fraction
             check_positive(fraction, "validation_fraction")
@@ -227,6 +229,8 @@ class BackpropClassifier(ClassifierMixin, BaseEstimator):
         """X (and y) checked as scikit-learn checks them; ``twin`` records the features seen."""
         if X is None:
             raise InvalidInputError("X is None; pass an array (n_samples, n_features)")
+        if isinstance(X, np.ma.MaskedArray):  # scikit-learn would quietly train on the masked values
+            as_array(X, "X")  # refuses it by name
         if is_device_array(X):  # checked where it lives: NumPy would pull it to the host
             X = _check_device_X(as_array(X, "X"))
             twin.n_features_in_ = X.shape[1]

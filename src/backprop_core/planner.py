@@ -113,11 +113,9 @@ def plan(backend, shape, dtype: str, activation, *, chunk_size="auto", workers=N
     need = m * working_bytes_per_example(n0, n1, n2, itemsize)
 
     if backend.distributed:
-        unsupported = [what for what, used in (("sample weights", weighted), ("early stopping", early_stopping),
-                                               (f"a {output.name} output", output != SIGMOID)) if used]
-        if unsupported:
+        if early_stopping:  # the stratified split would bring every label to the client
             raise InvalidInputError(
-                f"training on Dask does not support {' or '.join(unsupported)} yet: compute the arrays "
+                "training on Dask does not support early stopping yet: compute the arrays "
                 "(X.compute()) to train on one device")
         if batch_size is not None or isinstance(chunk_size, int) or stream is True:
             raise InvalidInputError(
@@ -324,7 +322,7 @@ def build(p: Plan, X, Y, parameters, activation, learning_rate, backend, dtype, 
     if p.mode == "dask":
         from .dask_training import DaskFullBatch
 
-        return DaskFullBatch(X, Y, parameters, activation, learning_rate, backend)
+        return DaskFullBatch(X, Y, parameters, activation, learning_rate, backend, output, weighted)
     if p.mode == "mini-batch":
         return MiniBatch(X, Y, activation, learning_rate, backend, p.batch_size, seed, output, weighted)
     if p.executor == "fused":
