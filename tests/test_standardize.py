@@ -49,6 +49,7 @@ def test_a_constant_feature_gets_scale_one():
     np.testing.assert_allclose(model.feature_scale_, [X[:, 0].std(), 1.0])
 
 
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")  # NumPy's, before ours
 def test_a_spread_too_large_for_the_dtype_is_refused():
     X, y = spread_data()
     X[:, 0] *= 1e300  # its variance overflows float64
