@@ -41,6 +41,26 @@ def test_mean_and_scale_are_each_features_mean_and_standard_deviation(backend):
     assert model.feature_mean_.dtype == model.feature_scale_.dtype == np.float64
 
 
+def test_weighted_statistics_are_those_of_repeated_examples(backend):
+    X, y = spread_data(m=60)
+    repeats = np.arange(60) % 4  # 0 to 3 copies; weight 0 leaves an example out
+    dtype = backend.default_dtype
+    model = bc.BackpropClassifier(standardize=True, num_iterations=20, backend=backend.name,
+                                  device=backend.requested_device)
+    model.fit(backend.asarray(X, dtype), backend.asarray(y, "int32"), sample_weight=backend.asarray(repeats, dtype))
+    X_repeated = np.repeat(X.astype(dtype), repeats, axis=0)
+    np.testing.assert_allclose(model.feature_mean_, X_repeated.mean(axis=0, dtype=np.float64), **tolerance(dtype))
+    np.testing.assert_allclose(model.feature_scale_, X_repeated.std(axis=0, dtype=np.float64), **tolerance(dtype))
+
+
+def test_a_feature_constant_where_the_weight_is_not_zero_gets_scale_one():
+    X, y = spread_data(m=60)
+    weights = np.ones(60)
+    X[:, 1], X[0, 1], weights[0] = 0.1, 5.0, 0.0  # the one different value has weight 0
+    model = bc.BackpropClassifier(standardize=True, num_iterations=20).fit(X, y, sample_weight=weights)
+    assert model.feature_scale_[1] == 1.0
+
+
 def test_a_constant_feature_gets_scale_one():
     X, y = spread_data()
     X[:, 1] = 0.1  # 0.1 is not exact in binary: its computed spread is round-off, not 0
@@ -67,6 +87,14 @@ def test_standardize_must_be_a_boolean():
     X, y = spread_data()
     with pytest.raises(InvalidInputError, match="standardize must be True or False"):
         bc.BackpropClassifier(standardize="yes").fit(X, y)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.SkipTestWarning")
+def test_a_standardizing_model_passes_check_estimator():
+    from sklearn.utils.estimator_checks import check_estimator
+
+    results = check_estimator(bc.BackpropClassifier(num_iterations=200, standardize=True), on_fail=None)
+    assert [(r["check_name"], str(r["exception"])[:300]) for r in results if r["status"] == "failed"] == []
 
 
 # -- applied at fit and at predict ------------------------------------------------------

@@ -199,7 +199,7 @@ class BackpropClassifier(ClassifierMixin, BaseEstimator):
         if sample_weight is not None:
             sample_weight = follow(X, self._check_sample_weight(sample_weight, X))
         output = "softmax" if labels.target_type == "multiclass" else "sigmoid"
-        scaling = _feature_scaling(X, self.dtype) if self.standardize else None
+        scaling = _feature_scaling(X, sample_weight, self.dtype) if self.standardize else None
         if scaling is not None:
             X = _standardized(X, *scaling)
         validation = None
@@ -523,9 +523,11 @@ def _jsonable_params(params: dict) -> dict:
     return out
 
 
-def _feature_scaling(X, dtype):
+def _feature_scaling(X, sample_weight, dtype):
     """Each feature's mean and scale (its standard deviation; 1 where it is constant), (n,) float64.
 
+    X (m, n); ``sample_weight`` (m,) or None.  Weighted, the statistics are those
+    of the data with each example repeated as often as its weight says.
     Computed where X lives, in X's library: a device's or a cluster's data are
     reduced there, and only the 2n numbers come to the host.
     """
@@ -537,10 +539,19 @@ def _feature_scaling(X, dtype):
     def host(a):
         return owner.to_numpy(a).astype(np.float64)
 
-    mean, std = host(xp.mean(X, axis=0)), host(xp.std(X, axis=0))
+    low, high = xp.min(X, axis=0), xp.max(X, axis=0)
+    if sample_weight is None:
+        mean, std = xp.mean(X, axis=0), xp.std(X, axis=0)
+    else:
+        w = xp.reshape(xp.astype(sample_weight, X.dtype), (X.shape[0], 1))
+        mean = xp.sum(w * X, axis=0) / xp.sum(w)
+        std = xp.sqrt(xp.sum(w * (X - mean) ** 2, axis=0) / xp.sum(w))
+        counted = w > 0  # an example of weight 0 is as good as absent
+        low, high = xp.min(xp.where(counted, X, high), axis=0), xp.max(xp.where(counted, X, low), axis=0)
+    mean, std = host(mean), host(std)
     # Constant means every value equal, decided exactly: a computed spread of such a
     # feature is round-off of its mean, whose size depends on the library's summation.
-    constant = host(xp.max(X, axis=0)) == host(xp.min(X, axis=0))
+    constant = host(high) == host(low)
     if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(std))):
         j = int(np.flatnonzero(~(np.isfinite(mean) & np.isfinite(std)))[0])
         raise InvalidInputError(f"feature {j} cannot be standardized: its mean or standard deviation is not "
