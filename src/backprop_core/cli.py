@@ -153,26 +153,27 @@ def _version() -> str:
 def _add_file_options(p):
     p.add_argument("--header", type=_header, default="auto", metavar="{auto,yes,no}",
                    help="does a CSV's first row name the columns? (default auto: yes when no cell is a number)")
-    p.add_argument("--encoding", default="utf-8", help="text encoding of a CSV (default utf-8)")
+    p.add_argument("--encoding", default="utf-8", metavar="NAME", help="text encoding of a CSV (default utf-8)")
 
 
 def _add_data_options(p):
     from .datasets import DATASETS
 
     p.add_argument("--dataset", default=None, choices=sorted(DATASETS), help="built-in data (default flower)")
-    p.add_argument("--m", type=_positive_int, default=None, help="points in the built-in dataset")
-    p.add_argument("--data-seed", type=int, default=None, help="seed of the built-in dataset")
-    p.add_argument("--data", default=None, help="your own data: .csv, .npy or .npz (instead of --dataset)")
-    p.add_argument("--target", default=None, help="label column of a CSV (its name, or index) or array of an .npz")
+    p.add_argument("--m", type=_positive_int, default=None, metavar="M", help="points in the built-in dataset")
+    p.add_argument("--data-seed", type=int, default=None, metavar="SEED", help="seed of the built-in dataset")
+    p.add_argument("--data", default=None, metavar="FILE", help="your own data: .csv, .npy or .npz (instead of --dataset)")
+    p.add_argument("--target", default=None, metavar="COLUMN", help="label column of a CSV (its name, or index) or array of an .npz")
     _add_file_options(p)
 
 
 def _add_model_options(p):
-    p.add_argument("--backend", default="numpy", help=f"one of {', '.join(backend_names())} (default numpy)")
+    p.add_argument("--backend", default="numpy", metavar="NAME", help=f"one of {', '.join(backend_names())} (default numpy)")
     p.add_argument("--device", default=None, help="device for the backend, e.g. cpu, cuda, 0")
-    p.add_argument("--activation", default="tanh", choices=sorted(ACTIVATIONS))
-    p.add_argument("--lr", type=_positive_float, default=1.2, help="learning rate (default 1.2)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the initial weights (default 0)")
+    p.add_argument("--activation", default="tanh", choices=sorted(ACTIVATIONS),
+                   help="of the hidden layer (default tanh)")
+    p.add_argument("--lr", type=_positive_float, default=1.2, metavar="RATE", help="learning rate (default 1.2)")
+    p.add_argument("--seed", type=int, default=0, metavar="SEED", help="seed of the initial weights (default 0)")
     p.add_argument("--dtype", choices=["float32", "float64"], default=None,
                    help="default: float64 on a CPU, float32 on a GPU and on jax")
     p.add_argument("--standardize", action="store_true",
@@ -188,20 +189,20 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="train one network and report", epilog=EXAMPLES["train"], formatter_class=fmt)
     _add_data_options(train)
     _add_model_options(train)
-    train.add_argument("--hidden", type=_positive_int, default=4, help="hidden units (default 4)")
-    train.add_argument("--iterations", type=_positive_int, default=None,
+    train.add_argument("--hidden", type=_positive_int, default=4, metavar="UNITS", help="hidden units (default 4)")
+    train.add_argument("--iterations", type=_positive_int, default=None, metavar="N",
                        help="full-batch iterations (default 10000)")
-    train.add_argument("--batch-size", type=_positive_int, default=None,
+    train.add_argument("--batch-size", type=_positive_int, default=None, metavar="N",
                        help="mini-batch gradient descent with this batch size (default: full batch)")
-    train.add_argument("--epochs", type=_positive_int, default=None,
+    train.add_argument("--epochs", type=_positive_int, default=None, metavar="N",
                        help="passes over the data with --batch-size (default 10)")
-    train.add_argument("--chunk-size", type=_positive_int, default=None,
+    train.add_argument("--chunk-size", type=_positive_int, default=None, metavar="N",
                        help="compute each full-batch step over chunks of this many examples (default: automatic)")
-    train.add_argument("--workers", type=_positive_int, default=None, help="threads sharing the chunks (default: cores)")
+    train.add_argument("--workers", type=_positive_int, default=None, metavar="N", help="threads sharing the chunks (default: cores)")
     train.add_argument("--baseline", action="store_true",
                        help="first fit the lecture's logistic-regression baseline and report it beside the network")
-    train.add_argument("--save", default=None, help="write the trained model here (.npz)")
-    train.add_argument("--plot", default=None,
+    train.add_argument("--save", default=None, metavar="FILE", help="write the trained model here (.npz)")
+    train.add_argument("--plot", default=None, metavar="FILE",
                        help="write the cost curve and the decision boundaries here (.png, .pdf, .svg)")
     train.add_argument("--quiet", action="store_true", help="no progress, only the summary")
     train.add_argument("--json", action="store_true", help="print the summary as one JSON object")
@@ -209,21 +210,21 @@ def build_parser() -> argparse.ArgumentParser:
     sweep = sub.add_parser("sweep", help="one model per hidden-layer size", epilog=EXAMPLES["sweep"], formatter_class=fmt)
     _add_data_options(sweep)
     _add_model_options(sweep)
-    sweep.add_argument("--hidden", type=_positive_int, nargs="+", default=[1, 2, 3, 4, 5, 20, 50],
+    sweep.add_argument("--hidden", type=_positive_int, nargs="+", default=[1, 2, 3, 4, 5, 20, 50], metavar="UNITS",
                        help="hidden-layer sizes (default 1 2 3 4 5 20 50)")
-    sweep.add_argument("--iterations", type=_positive_int, default=5000, help="per model (default 5000)")
-    sweep.add_argument("--plot", default=None, help="write the grid of decision boundaries here (.png)")
+    sweep.add_argument("--iterations", type=_positive_int, default=5000, metavar="N", help="per model (default 5000)")
+    sweep.add_argument("--plot", default=None, metavar="FILE", help="write the grid of decision boundaries here (.png)")
     sweep.add_argument("--json", action="store_true", help="print the results as one JSON object")
 
     predict = sub.add_parser("predict", help="predict with a saved model", epilog=EXAMPLES["predict"],
                              formatter_class=fmt)
     predict.add_argument("model", help="a model saved by train --save")
-    predict.add_argument("--data", required=True, help=".csv, .npy or .npz of features")
-    predict.add_argument("--target", default=None, help="a label column to leave out (and score against)")
+    predict.add_argument("--data", required=True, metavar="FILE", help=".csv, .npy or .npz of features")
+    predict.add_argument("--target", default=None, metavar="COLUMN", help="a label column to leave out (and score against)")
     _add_file_options(predict)
     predict.add_argument("--proba", action="store_true",
                          help="also write probabilities: one column for two classes, one per class otherwise")
-    predict.add_argument("--output", default=None, help="CSV to write (default: standard output)")
+    predict.add_argument("--output", default=None, metavar="FILE", help="CSV to write (default: standard output)")
 
     backends = sub.add_parser("backends", help="list backends, installed versions and (with --probe) devices",
                               epilog=EXAMPLES["backends"], formatter_class=fmt)
