@@ -713,11 +713,11 @@ def cmd_predict(args) -> int:
 
 # -- backends ---------------------------------------------------------------------------
 
-def _installed(library):
+def _installed(library, distributions):
     """``(distribution, version)`` of an importable module, from package metadata (no import)."""
-    from importlib.metadata import PackageNotFoundError, packages_distributions, version
+    from importlib.metadata import PackageNotFoundError, version
 
-    for dist in packages_distributions().get(library, []):
+    for dist in distributions.get(library, []):
         try:
             return dist, version(dist)
         except PackageNotFoundError:
@@ -726,11 +726,14 @@ def _installed(library):
 
 
 def cmd_backends(args) -> int:
+    from importlib.metadata import packages_distributions
+
+    distributions = packages_distributions()  # module -> distributions, read once (a scan of site-packages)
     rows = []
     for name in backend_names():
         backend = make_backend(name)
         library = getattr(backend, "library", "") or None
-        dist, version = _installed(library) if library else (None, None)
+        dist, version = _installed(library, distributions) if library else (None, None)
         row = {"backend": name, "library": library, "distribution": dist, "version": version,
                "installed": version is not None, "usable": None, "devices": None, "reason": None}
         if args.probe or library in sys.modules:  # an imported library costs nothing to ask
