@@ -465,7 +465,8 @@ def cmd_train(args) -> int:
         model = _estimator(args, args.hidden, cost_every=per_epoch)  # one cost read per epoch
     if talk:
         n2 = 1 if y.ndim == 1 else y.shape[1]
-        print(f"training {X.shape[1]}-{args.hidden}-{n2} ({args.activation}) on {source} (m={m:,}) "
+        scaled = ", standardized" if args.standardize else ""
+        print(f"training {X.shape[1]}-{args.hidden}-{n2} ({args.activation}) on {source} (m={m:,}{scaled}) "
               f"with backend {backend.name} on {backend.device_name}")
     stopped = None
     start = time.perf_counter()
@@ -476,22 +477,23 @@ def cmd_train(args) -> int:
     finally:
         progress.close()
     elapsed = time.perf_counter() - start
-    summary.update(_training_summary(model, X, y, elapsed, backend, stopped))
+    final_cost = model.cost_history_[-1][1] if stopped is None else None
     if stopped is not None:
         # What is kept: the parameters of stopped.iteration and the costs read up to them (a
         # model file holds finite costs only; the one that diverged is in the message).
         kept = [(i, J) for i, J in model.cost_history_ if i <= stopped.iteration and math.isfinite(J)]
         model.cost_history_, model.loss_curve_ = kept, [J for _, J in kept]
-    if args.save:
+    if args.save:  # first: what follows reads all the data again, which may fail where training did
         model.save(args.save)
         summary["saved"] = args.save
+    summary.update(_training_summary(model, X, y, elapsed, backend, stopped, final_cost))
     if args.plot:
         _plot_training(model, X, y, args.plot, baseline)
         summary["plot"] = args.plot
     if args.json:
         print(json.dumps(summary))
     else:
-        _print_summary(summary, args)
+        _print_summary(summary)
     if stopped is not None:
         raise stopped
     return 0
@@ -507,8 +509,12 @@ def _fit_baseline(X, y):
         raise UserError(f"--baseline: logistic regression cannot be fitted here: {exc}") from None
 
 
-def _training_summary(model, X, y, elapsed, backend, stopped) -> dict:
-    """What was trained, how well and how fast; from the estimator's record of the fit."""
+def _training_summary(model, X, y, elapsed, backend, stopped, final_cost) -> dict:
+    """What was trained, how well and how fast; from the estimator's record of the fit.
+
+    ``final_cost``: the last cost of a complete fit's history, which is the final
+    parameters' cost on all the data (in mini-batch mode too); None when stopped.
+    """
     m, plan = X.shape[0], model.plan_
     out = {"mode": plan.mode}
     if plan.mode == "mini-batch":
@@ -520,9 +526,7 @@ def _training_summary(model, X, y, elapsed, backend, stopped) -> dict:
         examples = model.n_iter_ * m
         out["iterations"] = model.n_iter_
     finite = [(i, J) for i, J in model.cost_history_ if math.isfinite(J)]
-    out.update(training_accuracy=model.score(X, y),
-               # Complete, the history ends with the final parameters' cost on all the data.
-               final_cost=model.cost_history_[-1][1] if stopped is None else None,
+    out.update(training_accuracy=model.score(X, y), final_cost=final_cost,
                last_cost_read=list(finite[-1]) if finite else None,
                seconds=elapsed, examples_per_second=examples / elapsed if elapsed > 0 else None,
                backend=backend.name, device=str(model.backend_.device_name), dtype=model.dtype_,
@@ -539,7 +543,7 @@ def _stop_reason(exc) -> str:
     return next(reason for kind, reason in _STOPS if isinstance(exc, kind))
 
 
-def _print_summary(s, args):
+def _print_summary(s):
     unit = "update" if s["mode"] == "mini-batch" else "iteration"
     if s["stopped"]:
         print(f"training stopped ({s['stopped']}); the model keeps the parameters of {unit} {s['kept_iteration']:,}")
