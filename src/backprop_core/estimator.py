@@ -413,7 +413,9 @@ class BackpropClassifier(ClassifierMixin, BaseEstimator):
                 "activation": self.activation_, "output": self.output_,
                 "n_features_in": int(self.n_features_in_),
                 "feature_names_in": None if names is None else [str(n) for n in names],
-                "feature_mean": _as_list(self.feature_mean_), "feature_scale": _as_list(self.feature_scale_)}
+                # getattr: a model pickled before standardize existed has neither
+                "feature_mean": _as_list(getattr(self, "feature_mean_", None)),
+                "feature_scale": _as_list(getattr(self, "feature_scale_", None))}
         save_parameters(path, self._network.host(), meta)
 
     @classmethod
