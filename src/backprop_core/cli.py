@@ -473,6 +473,8 @@ def cmd_train(args) -> int:
     try:
         model.fit(X, y, callback=progress)
     except tuple(kind for kind, _ in _STOPS) as exc:
+        if not model.__sklearn_is_fitted__():  # stopped before anything was kept
+            raise
         stopped = exc  # the model keeps the last good parameters: report and save them, then fail
     finally:
         progress.close()
