@@ -259,7 +259,7 @@ def test_the_estimator_refuses_a_masked_X_by_name(data):
     X, y = data
     masked = np.ma.masked_array(X, mask=np.zeros_like(X, dtype=bool))
     masked.mask[0, 0] = True
-    with pytest.raises(ValueError, match="masked array"):
+    with pytest.raises(TypeError, match="masked array"):
         bc.BackpropClassifier(num_iterations=5).fit(masked, y)
 
 

@@ -3,20 +3,32 @@
 from __future__ import annotations
 
 import argparse
+import csv
+import io
 import json
+import math
+import os
+import re
 import sys
+import tempfile
 import time
+import warnings
+from pathlib import Path
 
 import numpy as np
 
 from .activations import ACTIVATIONS
-from .backends import backend_names, make_backend
-from .errors import BackpropCoreError
+from .backends import backend_names, get_backend, host_free_memory, make_backend
+from .errors import BackpropCoreError, DeviceMemoryError, DistributedTrainingError, TrainingDivergedError
+from .errors import TrainingInterrupted
+
+PROG = "backprop-core"
 
 EXAMPLES = {
     "train": """examples:
   backprop-core train                                   # the lecture: flower, 4 tanh units
-  backprop-core train --dataset noisy_moons --hidden 8 --plot moons.png
+  backprop-core train --baseline --plot flower.png      # beside logistic regression, drawn
+  backprop-core train --dataset blobs --standardize     # features far from 0 or widely spread
   backprop-core train --data mine.csv --target label --save model.npz --json
   backprop-core train --backend torch --activation relu --lr 0.5
   backprop-core train --dataset noisy_moons --m 1000000 --chunk-size 65536 --iterations 200
@@ -28,12 +40,76 @@ EXAMPLES = {
   backprop-core predict model.npz --data new.csv
   backprop-core predict model.npz --data new.npy --proba --output predictions.csv""",
     "backends": """examples:
-  backprop-core backends""",
+  backprop-core backends                                # installed libraries, no import
+  backprop-core backends --probe --json                 # import each: does it run here, on what""",
 }
+
+#: Bytes per point that making a built-in dataset takes at its peak (float64 points and
+#: their temporaries: 40 to 48.01 measured with tracemalloc), checked before making one.
+DATASET_BYTES_PER_POINT = 50
 
 
 class UserError(BackpropCoreError):
     """A mistake in what the user asked for: one line, no traceback."""
+
+
+# -- standard streams that cannot stop the work ---------------------------------------
+
+class _Guarded(io.TextIOBase):
+    """A standard stream whose failure (a pipe closed by ``head``, a full disk) loses output, not work.
+
+    The first write that fails is remembered and, as in Python's documented recipe
+    for a closed pipe, the descriptor is pointed at os.devnull, so this and every
+    later write (the interpreter's own flush at exit too) go nowhere quietly.
+    """
+
+    def __init__(self, stream, name):
+        self.stream, self.name, self.failure = stream, name, None
+
+    def write(self, text):
+        if self.failure is None:
+            try:
+                if self.stream is None:  # the program started with this descriptor closed
+                    raise OSError(f"standard {self.name} is closed")
+                self.stream.write(text)
+                self.stream.flush()
+            except (OSError, ValueError) as exc:  # ValueError: the stream object itself was closed
+                self._fail(exc)
+        return len(text)
+
+    def flush(self):
+        if self.failure is None and self.stream is not None:
+            try:
+                self.stream.flush()
+            except (OSError, ValueError) as exc:
+                self._fail(exc)
+
+    def isatty(self):
+        return self.failure is None and self.stream is not None and self.stream.isatty()
+
+    def _fail(self, exc):
+        self.failure = exc
+        if self.stream is None:
+            return
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self.stream.fileno())
+            os.close(devnull)
+        except (OSError, ValueError):  # no descriptor (an in-process caller's buffer): nothing to redirect
+            pass
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None):
+    print(f"{PROG}: warning: {message}", file=sys.stderr)
+
+
+# -- the parser -------------------------------------------------------------------------
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its errors on one line like every other error of the command."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def _positive(kind, what):
@@ -44,7 +120,7 @@ def _positive(kind, what):
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"must be a positive {what}, got {text}") from None
-        if not value > 0:
+        if not value > 0 or (kind is float and not math.isfinite(value)):
             raise argparse.ArgumentTypeError(f"must be a positive {what}, got {text}")
         return value
 
@@ -53,263 +129,686 @@ def _positive(kind, what):
 
 _positive_int = _positive(int, "integer")
 _positive_float = _positive(float, "number")
+_HEADER = {"auto": "auto", "yes": True, "no": False, "true": True, "false": False}
 
 
-def _add_model_options(p):
-    p.add_argument("--backend", default="numpy", help=f"one of {', '.join(backend_names())} (default numpy)")
-    p.add_argument("--device", default=None, help="device for the backend, e.g. cpu, cuda, 0")
-    p.add_argument("--activation", default="tanh", choices=sorted(ACTIVATIONS))
-    p.add_argument("--lr", type=_positive_float, default=1.2, help="learning rate (default 1.2)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the initial weights (default 0)")
-    p.add_argument("--dtype", choices=["float32", "float64"], default=None)
+def _header(text):
+    try:
+        return _HEADER[text.strip().lower()]
+    except KeyError:
+        raise argparse.ArgumentTypeError(f"must be auto, yes or no, got {text}") from None
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("backprop-core")
+    except PackageNotFoundError:  # run from a source tree that is not installed
+        from . import __version__
+
+        return __version__
+
+
+def _add_file_options(p):
+    p.add_argument("--header", type=_header, default="auto", metavar="{auto,yes,no}",
+                   help="does a CSV's first row name the columns? (default auto: yes when no cell is a number)")
+    p.add_argument("--encoding", default="utf-8", metavar="NAME", help="text encoding of a CSV (default utf-8)")
 
 
 def _add_data_options(p):
     from .datasets import DATASETS
 
-    p.add_argument("--dataset", default="flower", choices=sorted(DATASETS), help="built-in data (default flower)")
-    p.add_argument("--m", type=_positive_int, default=None, help="points in the built-in dataset")
-    p.add_argument("--data-seed", type=int, default=None, help="seed of the built-in dataset")
-    p.add_argument("--data", default=None, help="your own data: .csv, .npy or .npz (overrides --dataset)")
-    p.add_argument("--target", default=None, help="label column of a CSV: its name, or index")
+    p.add_argument("--dataset", default=None, choices=sorted(DATASETS), help="built-in data (default flower)")
+    p.add_argument("--m", type=_positive_int, default=None, metavar="M", help="points in the built-in dataset")
+    p.add_argument("--data-seed", type=int, default=None, metavar="SEED", help="seed of the built-in dataset")
+    p.add_argument("--data", default=None, metavar="FILE", help="your own data: .csv, .npy or .npz (instead of --dataset)")
+    p.add_argument("--target", default=None, metavar="COLUMN", help="label column of a CSV (its name, or index) or array of an .npz")
+    _add_file_options(p)
+
+
+def _add_model_options(p):
+    p.add_argument("--backend", default="numpy", metavar="NAME", help=f"one of {', '.join(backend_names())} (default numpy)")
+    p.add_argument("--device", default=None, help="device for the backend, e.g. cpu, cuda, 0")
+    p.add_argument("--activation", default="tanh", choices=sorted(ACTIVATIONS),
+                   help="of the hidden layer (default tanh)")
+    p.add_argument("--lr", type=_positive_float, default=1.2, metavar="RATE", help="learning rate (default 1.2)")
+    p.add_argument("--seed", type=int, default=0, metavar="SEED", help="seed of the initial weights (default 0)")
+    p.add_argument("--dtype", choices=["float32", "float64"], default=None,
+                   help="default: float64 on a CPU, float32 on a GPU and on jax")
+    p.add_argument("--standardize", action="store_true",
+                   help="train on features scaled to mean 0 and standard deviation 1 (learnt here, kept in --save)")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="backprop-core", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = _Parser(prog=PROG, description=__doc__)
+    parser.add_argument("--version", action="version", version=f"{PROG} {_version()}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     fmt = argparse.RawDescriptionHelpFormatter
 
     train = sub.add_parser("train", help="train one network and report", epilog=EXAMPLES["train"], formatter_class=fmt)
     _add_data_options(train)
     _add_model_options(train)
-    train.add_argument("--hidden", type=_positive_int, default=4, help="hidden units (default 4)")
-    train.add_argument("--iterations", type=_positive_int, default=10000, help="default 10000")
-    train.add_argument("--batch-size", type=_positive_int, default=None,
+    train.add_argument("--hidden", type=_positive_int, default=4, metavar="UNITS", help="hidden units (default 4)")
+    train.add_argument("--iterations", type=_positive_int, default=None, metavar="N",
+                       help="full-batch iterations (default 10000)")
+    train.add_argument("--batch-size", type=_positive_int, default=None, metavar="N",
                        help="mini-batch gradient descent with this batch size (default: full batch)")
-    train.add_argument("--epochs", type=_positive_int, default=None, help="passes over the data with --batch-size (default 10)")
-    train.add_argument("--chunk-size", type=_positive_int, default=None,
+    train.add_argument("--epochs", type=_positive_int, default=None, metavar="N",
+                       help="passes over the data with --batch-size (default 10)")
+    train.add_argument("--chunk-size", type=_positive_int, default=None, metavar="N",
                        help="compute each full-batch step over chunks of this many examples (default: automatic)")
-    train.add_argument("--workers", type=_positive_int, default=None, help="threads sharing the chunks (default: cores)")
+    train.add_argument("--workers", type=_positive_int, default=None, metavar="N", help="threads sharing the chunks (default: cores)")
+    train.add_argument("--baseline", action="store_true",
+                       help="first fit the lecture's logistic-regression baseline and report it beside the network")
+    train.add_argument("--save", default=None, metavar="FILE", help="write the trained model here (.npz)")
+    train.add_argument("--plot", default=None, metavar="FILE",
+                       help="write the cost curve and the decision boundaries here (.png, .pdf, .svg)")
     train.add_argument("--quiet", action="store_true", help="no progress, only the summary")
-    train.add_argument("--save", default=None, help="write the trained model here (.npz)")
-    train.add_argument("--plot", default=None, help="write the cost curve (and decision boundary) here (.png)")
-    train.add_argument("--json", action="store_true", help="print the summary as JSON")
+    train.add_argument("--json", action="store_true", help="print the summary as one JSON object")
 
     sweep = sub.add_parser("sweep", help="one model per hidden-layer size", epilog=EXAMPLES["sweep"], formatter_class=fmt)
     _add_data_options(sweep)
     _add_model_options(sweep)
-    sweep.add_argument("--hidden", type=_positive_int, nargs="+", default=[1, 2, 3, 4, 5, 20, 50])
-    sweep.add_argument("--iterations", type=_positive_int, default=5000, help="default 5000")
-    sweep.add_argument("--plot", default=None, help="write the grid of decision boundaries here (.png)")
-    sweep.add_argument("--json", action="store_true")
+    sweep.add_argument("--hidden", type=_positive_int, nargs="+", default=[1, 2, 3, 4, 5, 20, 50], metavar="UNITS",
+                       help="hidden-layer sizes (default 1 2 3 4 5 20 50)")
+    sweep.add_argument("--iterations", type=_positive_int, default=5000, metavar="N", help="per model (default 5000)")
+    sweep.add_argument("--plot", default=None, metavar="FILE", help="write the grid of decision boundaries here (.png)")
+    sweep.add_argument("--json", action="store_true", help="print the results as one JSON object")
 
-    predict = sub.add_parser("predict", help="predict with a saved model", epilog=EXAMPLES["predict"], formatter_class=fmt)
+    predict = sub.add_parser("predict", help="predict with a saved model", epilog=EXAMPLES["predict"],
+                             formatter_class=fmt)
     predict.add_argument("model", help="a model saved by train --save")
-    predict.add_argument("--data", required=True, help=".csv, .npy or .npz of features")
-    predict.add_argument("--target", default=None, help="a label column to drop from a CSV (and score against)")
-    predict.add_argument("--proba", action="store_true", help="also write probabilities")
-    predict.add_argument("--output", default=None, help="CSV to write (default: standard output)")
+    predict.add_argument("--data", required=True, metavar="FILE", help=".csv, .npy or .npz of features")
+    predict.add_argument("--target", default=None, metavar="COLUMN", help="a label column to leave out (and score against)")
+    _add_file_options(predict)
+    predict.add_argument("--proba", action="store_true",
+                         help="also write probabilities: one column for two classes, one per class otherwise")
+    predict.add_argument("--output", default=None, metavar="FILE", help="CSV to write (default: standard output)")
 
-    sub.add_parser("backends", help="list backends and whether they run here", epilog=EXAMPLES["backends"],
-                   formatter_class=fmt)
+    backends = sub.add_parser("backends", help="list backends, installed versions and (with --probe) devices",
+                              epilog=EXAMPLES["backends"], formatter_class=fmt)
+    backends.add_argument("--probe", action="store_true",
+                          help="import each installed library to see whether it runs here and on which devices")
+    backends.add_argument("--json", action="store_true", help="print one JSON object per backend, in a list")
     return parser
 
 
-def _load_data(args, need_labels=True):
-    from . import datasets
+# -- checks made before any work ----------------------------------------------------------
+
+def _check_output_path(path, option, *, inputs=()):
+    """``path`` can be written: its folder exists and takes new files, it is not a folder or an input."""
+    target = Path(path)
+    if target.is_dir():
+        raise UserError(f"{option} {path} is a folder; give a file name")
+    folder = target.parent
+    if not folder.is_dir():
+        raise UserError(f"{option} {path}: folder {folder} does not exist")
+    for given in inputs:
+        if given is not None and target.exists() and Path(given).exists() and os.path.samefile(target, given):
+            raise UserError(f"{option} {path} would overwrite the input {given}")
+    try:  # the only sure test of writability (permissions, read-only mounts, quotas): try it
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise UserError(f"{option} {path}: cannot write in folder {folder} ({exc.strerror})") from None
+    if target.exists() and not os.access(target, os.W_OK):
+        raise UserError(f"{option} {path} exists and is not writable")
+
+
+def _check_plot_path(path, inputs=()):
+    """matplotlib is installed and can write ``path``'s format, before any training."""
+    _check_output_path(path, "--plot", inputs=inputs)
+    try:
+        from matplotlib.backend_bases import FigureCanvasBase
+    except ImportError:
+        raise UserError("--plot needs matplotlib: pip install 'backprop-core[plot]'") from None
+    suffix = Path(path).suffix.lower().lstrip(".")
+    formats = FigureCanvasBase.get_supported_filetypes()
+    if suffix and suffix not in formats:
+        raise UserError(f"--plot {path}: matplotlib cannot write .{suffix} files; use one of "
+                        f"{', '.join('.' + f for f in sorted(formats))}")
+
+
+def _check_data_options(args):
+    if args.data is None:
+        if args.header != "auto" or args.encoding != "utf-8":
+            raise UserError("--header and --encoding apply to a CSV given with --data")
+        if args.target is not None:
+            raise UserError("--target names a column of --data; the built-in datasets have their labels")
+        return
+    given = [option for option, value in (("--dataset", args.dataset), ("--m", args.m),
+                                          ("--data-seed", args.data_seed)) if value is not None]
+    if given:
+        raise UserError(f"{' and '.join(given)} choose a built-in dataset; they do not apply to --data {args.data}")
+
+
+def _check_memory_for_dataset(args):
+    """Refuse a built-in dataset that cannot be made in the memory available now."""
+    if args.data is not None or args.m is None:
+        return
+    need, free = args.m * DATASET_BYTES_PER_POINT, host_free_memory()
+    if free is not None and need > free:
+        raise UserError(f"--m {args.m:,}: making the {args.dataset or 'flower'} dataset needs about {_gb(need)} "
+                        f"({DATASET_BYTES_PER_POINT} bytes a point), but {_gb(free)} of memory is available; "
+                        "choose a smaller --m")
+
+
+def _gb(n) -> str:
+    return f"{n / 1e9:,.1f} GB"
+
+
+def _resolved_backend(args):
+    """Import the backend's library and resolve its device now, so that no timing includes it."""
+    backend = get_backend(args.backend, args.device)
+    if args.dtype is not None:
+        try:
+            backend.dtype(args.dtype)
+        except BackpropCoreError as exc:
+            if backend.name == "jax" and args.dtype == "float64":
+                raise UserError("--dtype float64 on jax needs JAX's 64-bit mode: set the environment variable "
+                                "JAX_ENABLE_X64=1 (JAX_ENABLE_X64=1 backprop-core train --backend jax "
+                                "--dtype float64 ...), or use --dtype float32") from None
+            raise
+    return backend
+
+
+# -- data -------------------------------------------------------------------------------
+
+def _in_option_words(message: str) -> str:
+    """data_io speaks to Python callers (header=True, encoding='latin-1'); say the options instead."""
+    message = re.sub(r"\bheader=(True|False)", lambda m: "--header " + ("yes" if m[1] == "True" else "no"), message)
+    if "encoding=" in message:
+        message = re.sub(r"\bencoding='([\w.-]+)'", r"--encoding \1", message)
+        message = re.sub(r"\bencoding= ", "--encoding ", message)
+        message = re.sub(r" or '([\w.-]+)'", r" or \1", message)
+    return message
+
+
+def _read_table(path, target, args):
     from .data_io import load_table
+    from .errors import DataFileError
+
+    try:
+        return load_table(path, target, header=args.header, encoding=args.encoding)
+    except (DataFileError, BackpropCoreError) as exc:
+        raise UserError(_in_option_words(str(exc))) from None
+
+
+def _load_data(args, need_labels=True):
+    """``(X (m, n), y (m,) or (m, k), name)`` from --data or a built-in dataset."""
+    from . import datasets
 
     if args.data:
-        X, y = load_table(args.data, args.target)
+        X, y = _read_table(args.data, args.target, args)
         if need_labels and y is None:
-            raise UserError(f"{args.data} has no labels: name the label column with --target")
+            raise UserError(f"{args.data} has no labels: name the label column (or .npz array) with --target")
         return X, y, args.data
+    name = args.dataset or "flower"
     kwargs = {}
     if args.m is not None:
         kwargs["m"] = args.m
     if args.data_seed is not None:
         kwargs["seed"] = args.data_seed
-    X, Y = datasets.DATASETS[args.dataset](**kwargs)
-    return X.T, Y[0], args.dataset
+    X, Y = datasets.DATASETS[name](**kwargs)
+    return X.T, Y[0], name
 
+
+def _two_classes(y):
+    """The classes of 1-D labels when there are exactly two, else None."""
+    if y.ndim != 1:
+        return None
+    classes = np.unique(y)
+    return classes if len(classes) == 2 else None
+
+
+# -- progress ---------------------------------------------------------------------------
 
 class _Progress:
-    """A tqdm bar with the cost on a terminal; the lecture's cost lines otherwise; nothing when quiet."""
+    """A tqdm bar on a terminal (left on screen when done), the lecture's cost lines otherwise.
 
-    def __init__(self, total, quiet, every=1000):
-        self.bar, self.quiet, self.every = None, quiet, every
+    Full batch: the bar counts iterations, a line every 1000.  Mini-batch: the
+    cost is read at the start of each epoch (that batch's cost), the bar counts
+    epochs, a line every tenth of them; the last read is the cost on all the data.
+    """
+
+    def __init__(self, quiet, *, iterations=None, epochs=None, updates_per_epoch=None):
+        self.quiet, self.epochs, self.per_epoch = quiet, epochs, updates_per_epoch
+        self.total = epochs if epochs else iterations
+        self.end = epochs * updates_per_epoch if epochs else iterations
+        self.every = max(1, epochs // 10) if epochs else 1000
+        self.bar = None
         if not quiet and sys.stderr.isatty():
             try:
                 from tqdm import tqdm
-
-                self.bar = tqdm(total=total, unit="it", file=sys.stderr, leave=False)
             except ImportError:
-                pass
+                tqdm = None
+            if tqdm is not None:
+                self.bar = tqdm(total=self.total, unit="epoch" if epochs else "it", file=sys.stderr, leave=True,
+                                dynamic_ncols=True)
 
     def __call__(self, iteration, cost):
+        done = iteration // self.per_epoch if self.epochs else iteration
+        final = iteration == self.end
         if self.bar is not None:
-            self.bar.update(iteration - self.bar.n)
+            self.bar.update(done - self.bar.n)
             self.bar.set_postfix(cost=f"{cost:.4f}")
-        elif not self.quiet and iteration % self.every == 0:
-            print(f"Cost after iteration {iteration}: {cost:f}", flush=True)
+        elif not self.quiet and (done % self.every == 0 or final):
+            if not self.epochs:
+                print(f"Cost after iteration {iteration}: {cost:f}")
+            elif final:
+                print(f"Cost after epoch {done}: {cost:f} (all the data)")
+            elif iteration % self.per_epoch == 0:
+                print(f"Cost after epoch {done}: {cost:f} (one batch)")
 
     def close(self):
         if self.bar is not None:
             self.bar.close()
 
 
-def _model(args, hidden, iterations):
+# -- train ------------------------------------------------------------------------------
+
+def _estimator(args, hidden, iterations=None, cost_every=100):
     from .estimator import BackpropClassifier
 
-    extra = {}
+    extra = {} if iterations is None else {"num_iterations": iterations}
     for option in ("batch_size", "epochs", "chunk_size", "workers"):
         if getattr(args, option, None) is not None:
             extra[option] = getattr(args, option)
     return BackpropClassifier(hidden_units=hidden, activation=args.activation, learning_rate=args.lr,
-                              num_iterations=iterations, backend=args.backend, device=args.device,
-                              dtype=args.dtype, seed=args.seed, cost_every=100, **extra)
+                              backend=args.backend, device=args.device,
+                              dtype=args.dtype, seed=args.seed, cost_every=cost_every,
+                              standardize=args.standardize, **extra)
+
+
+def _check_train_options(args):
+    _check_data_options(args)
+    if args.batch_size is None:
+        if args.epochs is not None:
+            raise UserError("--epochs counts passes of mini-batch gradient descent: give --batch-size too")
+    elif args.iterations is not None:
+        raise UserError("--iterations counts full-batch steps; with --batch-size, give --epochs instead")
+    elif args.chunk_size is not None:
+        raise UserError("--chunk-size splits a full-batch step; with --batch-size each update is one batch")
+    inputs = (args.data,)
+    if args.save:
+        _check_output_path(args.save, "--save", inputs=inputs)
+    if args.plot:
+        _check_plot_path(args.plot, inputs=inputs)
+    _check_memory_for_dataset(args)
 
 
 def cmd_train(args) -> int:
+    _check_train_options(args)
+    backend = _resolved_backend(args)
     X, y, source = _load_data(args)
-    model = _model(args, args.hidden, args.iterations)
-    n2 = 1 if y.ndim == 1 else y.shape[1]
-    if not args.quiet and not args.json:
-        print(f"training {X.shape[1]}-{args.hidden}-{n2} ({args.activation}) on {source} (m={X.shape[0]}) "
-              f"with backend {args.backend}", flush=True)
-    total = args.iterations if args.batch_size is None else (args.epochs or 10) * -(-X.shape[0] // args.batch_size)
-    progress = _Progress(total, args.quiet or args.json)
+    m = X.shape[0]
+    if args.baseline and y.ndim != 1:
+        raise UserError("--baseline fits one logistic regression to one label per example; "
+                        f"{source} has {y.shape[1]} label columns")
+    talk = not (args.quiet or args.json)
+    summary = {"data": source, "m": m, "features": X.shape[1], "hidden": args.hidden,
+               "activation": args.activation, "learning_rate": args.lr, "standardize": args.standardize}
+    baseline = None
+    if args.baseline:
+        baseline = _fit_baseline(X, y)
+        summary["baseline_training_accuracy"] = baseline.accuracy
+        if talk:
+            print(f"logistic regression (the baseline): training accuracy {100 * baseline.accuracy:.1f}%")
+    if args.batch_size is None:
+        iterations = args.iterations or 10000
+        progress = _Progress(not talk, iterations=iterations)
+        model = _estimator(args, args.hidden, iterations)
+    else:
+        per_epoch, epochs = -(-m // args.batch_size), args.epochs or 10
+        progress = _Progress(not talk, epochs=epochs, updates_per_epoch=per_epoch)
+        model = _estimator(args, args.hidden, cost_every=per_epoch)  # one cost read per epoch
+    if talk:
+        n2 = 1 if y.ndim == 1 else y.shape[1]
+        scaled = ", standardized" if args.standardize else ""
+        print(f"training {X.shape[1]}-{args.hidden}-{n2} ({args.activation}) on {source} (m={m:,}{scaled}) "
+              f"with backend {backend.name} on {backend.device_name}")
+    stopped = None
     start = time.perf_counter()
     try:
         model.fit(X, y, callback=progress)
+    except tuple(kind for kind, _ in _STOPS) as exc:
+        if not model.__sklearn_is_fitted__():  # stopped before anything was kept
+            raise
+        stopped = exc  # the model keeps the last good parameters: report and save them, then fail
     finally:
         progress.close()
     elapsed = time.perf_counter() - start
-    summary = {"data": source, "m": X.shape[0], "features": X.shape[1], "hidden": args.hidden,
-               "activation": args.activation, "learning_rate": args.lr, "iterations": model.n_iter_,
-               "accuracy": model.score(X, y), "final_cost": model.cost_history_[-1][1],
-               "seconds": elapsed, "examples_per_second": X.shape[0] * model.n_iter_ / elapsed,
-               "backend": args.backend, "device": str(model.backend_.device), "dtype": model.dtype_}
-    if args.save:
+    final_cost = model.cost_history_[-1][1] if stopped is None else None
+    if stopped is not None:
+        # What is kept: the parameters of stopped.iteration and the costs read up to them (a
+        # model file holds finite costs only; the one that diverged is in the message).
+        kept = [(i, J) for i, J in model.cost_history_ if i <= stopped.iteration and math.isfinite(J)]
+        model.cost_history_, model.loss_curve_ = kept, [J for _, J in kept]
+    if args.save:  # first: what follows reads all the data again, which may fail where training did
         model.save(args.save)
         summary["saved"] = args.save
+    summary.update(_training_summary(model, X, y, elapsed, backend, stopped, final_cost))
     if args.plot:
-        _plot_training(model, X, y, args.plot)
+        _plot_training(model, X, y, args.plot, baseline)
         summary["plot"] = args.plot
     if args.json:
         print(json.dumps(summary))
     else:
-        print(f"accuracy: {100 * summary['accuracy']:.1f}%  final cost {summary['final_cost']:.4f}  "
-              f"{elapsed:.2f} s  {summary['examples_per_second']:,.0f} examples/s  "
-              f"({summary['backend']} on {summary['device']}, {summary['dtype']})")
+        _print_summary(summary)
+    if stopped is not None:
+        raise stopped
     return 0
 
 
-def _plot_training(model, X, y, path):
-    from .plotting import pyplot, plot_cost_history, plot_decision_boundary
+def _fit_baseline(X, y):
+    from .baseline import fit_logistic_regression
 
-    plt = pyplot()
-    two_d = X.shape[1] == 2 and y.ndim == 1
-    fig, axes = plt.subplots(1, 2 if two_d else 1, figsize=(11 if two_d else 5.5, 4.5), squeeze=False)
-    plot_cost_history(model.cost_history_, axes[0][0])
-    if two_d:
-        plot_decision_boundary(model, X, y, axes[0][1])
-        axes[0][1].set_title(f"decision boundary, {model.hidden_units} hidden units "
-                             f"({100 * model.score(X, y):.1f}%)")
+    _, codes = np.unique(y, return_inverse=True)  # any labels: the baseline's helper takes numbers
+    try:
+        return fit_logistic_regression(X, codes.reshape(-1))
+    except ValueError as exc:  # scikit-learn's words for data it cannot fit (one class, too few of one)
+        raise UserError(f"--baseline: logistic regression cannot be fitted here: {exc}") from None
+
+
+def _training_summary(model, X, y, elapsed, backend, stopped, final_cost) -> dict:
+    """What was trained, how well and how fast; from the estimator's record of the fit.
+
+    ``final_cost``: the last cost of a complete fit's history, which is the final
+    parameters' cost on all the data (in mini-batch mode too); None when stopped.
+    """
+    m, plan = X.shape[0], model.plan_
+    out = {"mode": plan.mode}
+    if plan.mode == "mini-batch":
+        per_epoch = -(-m // plan.batch_size)
+        epochs, partial = divmod(model.n_iter_, per_epoch)
+        examples = epochs * m + min(partial * plan.batch_size, m)
+        out.update(batch_size=plan.batch_size, epochs=epochs, updates=model.n_iter_)
+    else:
+        examples = model.n_iter_ * m
+        out["iterations"] = model.n_iter_
+    finite = [(i, J) for i, J in model.cost_history_ if math.isfinite(J)]
+    out.update(training_accuracy=model.score(X, y), final_cost=final_cost,
+               last_cost_read=list(finite[-1]) if finite else None,
+               seconds=elapsed, examples_per_second=examples / elapsed if elapsed > 0 else None,
+               backend=backend.name, device=str(model.backend_.device_name), dtype=model.dtype_,
+               stopped=None if stopped is None else _stop_reason(stopped),
+               kept_iteration=None if stopped is None else stopped.iteration)
+    return out
+
+
+_STOPS = ((TrainingInterrupted, "interrupted"), (TrainingDivergedError, "diverged"),
+          (DeviceMemoryError, "out of memory"), (DistributedTrainingError, "cluster failure"))
+
+
+def _stop_reason(exc) -> str:
+    return next(reason for kind, reason in _STOPS if isinstance(exc, kind))
+
+
+def _print_summary(s):
+    unit = "update" if s["mode"] == "mini-batch" else "iteration"
+    if s["stopped"]:
+        print(f"training stopped ({s['stopped']}); the model keeps the parameters of {unit} {s['kept_iteration']:,}")
+    baseline = ("" if "baseline_training_accuracy" not in s
+                else f" (logistic regression: {100 * s['baseline_training_accuracy']:.1f}%)")
+    print(f"training accuracy: {100 * s['training_accuracy']:.1f}%{baseline}")
+    if s["final_cost"] is not None:
+        print(f"final cost (all the data): {s['final_cost']:.4f}")
+    elif s["last_cost_read"] is not None:
+        i, J = s["last_cost_read"]
+        print(f"last finite cost read: {J:.4f} at {unit} {i:,}" + (" (one batch)" if unit == "update" else ""))
+    steps = (f"{s['epochs']:,} epochs of batches of {s['batch_size']:,} ({s['updates']:,} updates)"
+             if s["mode"] == "mini-batch" else f"{s['iterations']:,} iterations ({s['mode']})")
+    rate = f"{s['examples_per_second']:,.0f} examples/s" if s["examples_per_second"] else "-"
+    print(f"{steps} in {s['seconds']:.2f} s: {rate} ({s['backend']} on {s['device']}, {s['dtype']})")
+    if "saved" in s:
+        kept = f" (the parameters of {unit} {s['kept_iteration']:,})" if s["stopped"] else ""
+        print(f"model saved to {s['saved']}{kept}")
+    if "plot" in s:
+        print(f"plot written to {s['plot']}")
+
+
+def _plot_training(model, X, y, path, baseline):
+    from .plotting import plot_cost_history
+
+    plt = _pyplot()
+    classes = _two_classes(y) if X.shape[1] == 2 else None
+    panels = 1 + (classes is not None) + (classes is not None and baseline is not None)
+    fig, axes = plt.subplots(1, panels, figsize=(5.5 * panels, 4.5), squeeze=False)
+    axes = list(axes[0])
+    unit = "update" if model.plan_.mode == "mini-batch" else "iteration"
+    plot_cost_history(model.cost_history_, axes.pop(), title=f"cross-entropy cost J (training data), by {unit}")
+    if classes is not None and baseline is not None:
+        _boundary(axes.pop(0), lambda rows: baseline.classifier.predict(rows), X, y, classes,
+                  f"logistic regression: training accuracy {100 * baseline.accuracy:.1f}%", codes=True)
+    if classes is not None:
+        units = "unit" if model.hidden_units == 1 else "units"
+        _boundary(axes.pop(0), model.predict, X, y, classes,
+                  f"{model.hidden_units} hidden {units} ({model.activation_}): training accuracy "
+                  f"{100 * model.score(X, y):.1f}%")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
 
 
+def _boundary(ax, predict, X, y, classes, title, codes=False):
+    """The decision boundary of two classes of any labels (plotting draws 0/1, named here)."""
+    from .plotting import plot_decision_boundary
+
+    positive = 1 if codes else classes[1]
+    plot_decision_boundary(lambda rows: np.asarray(predict(rows)) == positive, X, (y == classes[1]).astype(int), ax)
+    legend = ax.get_legend()
+    for text, label in zip(legend.get_texts(), classes):
+        text.set_text(f"class {_cell(label)}")
+    ax.set_title(title)
+
+
+def _pyplot():
+    """pyplot on the Agg backend: the command line writes files and never opens a window."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+# -- sweep ------------------------------------------------------------------------------
+
 def cmd_sweep(args) -> int:
+    _check_data_options(args)
+    if args.plot:
+        _check_plot_path(args.plot, inputs=(args.data,))
+    _check_memory_for_dataset(args)
+    backend = _resolved_backend(args)
     X, y, source = _load_data(args)
-    rows = []
-    models = []
+    classes = _two_classes(y)
+    if args.plot and (X.shape[1] != 2 or classes is None):
+        labels = f"{y.shape[1]} label columns" if y.ndim > 1 else f"{len(np.unique(y))} class(es)"
+        raise UserError(f"--plot draws decision boundaries, which needs two features and two classes; "
+                        f"{source} has {X.shape[1]} feature(s) and {labels}")
+    rows, models = [], []
     if not args.json:
-        print(f"{'hidden units':>12}  {'accuracy':>8}  {'seconds':>7}")
+        print(f"{'hidden units':>12}  {'training accuracy':>17}  {'seconds':>7}")
     for h in args.hidden:
         start = time.perf_counter()
-        model = _model(args, h, args.iterations).fit(X, y)
-        rows.append({"hidden": h, "accuracy": model.score(X, y), "seconds": time.perf_counter() - start})
+        model = _estimator(args, h, args.iterations).fit(X, y)
+        rows.append({"hidden": h, "training_accuracy": model.score(X, y), "seconds": time.perf_counter() - start})
         models.append(model)
         if not args.json:
-            print(f"{h:>12}  {100 * rows[-1]['accuracy']:>7.1f}%  {rows[-1]['seconds']:>7.2f}", flush=True)
+            print(f"{h:>12}  {100 * rows[-1]['training_accuracy']:>16.1f}%  {rows[-1]['seconds']:>7.2f}")
+    result = {"data": source, "m": X.shape[0], "iterations": args.iterations, "learning_rate": args.lr,
+              "activation": args.activation, "standardize": args.standardize, "backend": backend.name,
+              "results": rows}
     if args.plot:
-        if X.shape[1] != 2:
-            raise UserError("--plot draws decision boundaries, which needs two features")
-        from .plotting import pyplot, plot_decision_boundary
-
-        plt = pyplot()
-        cols = min(4, len(models))
-        rows_n = -(-len(models) // cols)
-        fig, axes = plt.subplots(rows_n, cols, figsize=(4 * cols, 3.6 * rows_n), squeeze=False)
-        for ax, model, row in zip(axes.flat, models, rows):
-            plot_decision_boundary(model, X, y, ax)
-            ax.set_title(f"{row['hidden']} hidden units: {100 * row['accuracy']:.1f}%")
-        for ax in list(axes.flat)[len(models):]:
-            ax.axis("off")
-        fig.tight_layout()
-        fig.savefig(args.plot, dpi=90)
-        plt.close(fig)
+        _plot_sweep(models, rows, X, y, classes, result, args.plot)
+        result["plot"] = args.plot
     if args.json:
-        print(json.dumps({"data": source, "results": rows}))
+        print(json.dumps(result))
+    elif args.plot:
+        print(f"plot written to {args.plot}")
     return 0
+
+
+def _plot_sweep(models, rows, X, y, classes, result, path):
+    plt = _pyplot()
+    cols = min(4, len(models))
+    rows_n = -(-len(models) // cols)
+    fig, axes = plt.subplots(rows_n, cols, figsize=(4 * cols, 3.6 * rows_n + 0.5), squeeze=False)
+    for ax, model, row in zip(axes.flat, models, rows):
+        units = "unit" if row["hidden"] == 1 else "units"
+        _boundary(ax, model.predict, X, y, classes,
+                  f"{row['hidden']} hidden {units}: {100 * row['training_accuracy']:.1f}%")
+    for ax in list(axes.flat)[len(models):]:
+        ax.axis("off")
+    scaled = ", standardized" if result["standardize"] else ""
+    fig.suptitle(f"{result['data']} (m = {result['m']:,}{scaled}): training accuracy after "
+                 f"{result['iterations']:,} iterations, learning rate {result['learning_rate']:g}, "
+                 f"{result['activation']} hidden units")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+# -- predict ----------------------------------------------------------------------------
+
+def _cell(value) -> str:
+    """A label or number as the file shows it: 1.0 as 1, strings as they are."""
+    if isinstance(value, (float, np.floating)):
+        return np.format_float_positional(value, trim="-")
+    return str(value.item() if isinstance(value, np.generic) else value)
 
 
 def cmd_predict(args) -> int:
-    from .data_io import load_table
     from .estimator import BackpropClassifier
 
+    if args.output:
+        _check_output_path(args.output, "--output", inputs=(args.data, args.model))
     model = BackpropClassifier.load(args.model, backend="numpy")
-    X, y = load_table(args.data, args.target)
+    X, y = _read_table(args.data, args.target, args)
     labels = model.predict(X)
-    columns = [labels.reshape(len(X), -1)]
-    names = ["prediction"] if labels.ndim == 1 else [f"prediction_{i}" for i in range(labels.shape[1])]
+    if labels.ndim == 1:
+        names, columns = ["prediction"], [[_cell(v) for v in labels]]
+    else:  # one 0/1 column per label of an indicator matrix
+        names = [f"prediction_{j}" for j in range(labels.shape[1])]
+        columns = [[_cell(v) for v in labels[:, j]] for j in range(labels.shape[1])]
     if args.proba:
         P = model.predict_proba(X)
-        P = P[:, 1:] if labels.ndim == 1 else P
-        columns.append(P)
-        names += ["probability"] if labels.ndim == 1 else [f"probability_{i}" for i in range(P.shape[1])]
-    n_labels = columns[0].shape[1]
-    table = np.hstack(columns)
-    out = open(args.output, "w") if args.output else sys.stdout
+        if model.target_type_ == "binary":  # P of classes_[1], as a logistic regression gives it
+            names.append("probability")
+            columns.append([f"{p:.6g}" for p in P[:, 1]])
+        else:
+            tags = [_cell(c) for c in model.classes_] if model.target_type_ == "multiclass" else range(P.shape[1])
+            names += [f"probability_{t}" for t in tags]
+            columns += [[f"{p:.6g}" for p in P[:, j]] for j in range(P.shape[1])]
+    out = open(args.output, "w", newline="") if args.output else sys.stdout
     try:
-        out.write(",".join(names) + "\n")
-        for row in table:
-            cells = [str(int(v)) for v in row[:n_labels]] + [f"{v:.6g}" for v in row[n_labels:]]
-            out.write(",".join(cells) + "\n")
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(names)
+        writer.writerows(zip(*columns))
     finally:
         if args.output:
             out.close()
+    notes = sys.stdout if args.output else sys.stderr  # standard output may be the table itself
+    if args.output:
+        print(f"{len(X):,} predictions written to {args.output}", file=notes)
     if y is not None:
-        print(f"accuracy: {100 * model.score(X, y):.1f}%", file=sys.stderr)
+        print(f"accuracy on {args.data}: {100 * model.score(X, y):.1f}%", file=notes)
     return 0
 
 
+# -- backends ---------------------------------------------------------------------------
+
+def _installed(library, distributions):
+    """``(distribution, version)`` of an importable module, from package metadata (no import)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    for dist in distributions.get(library, []):
+        try:
+            return dist, version(dist)
+        except PackageNotFoundError:
+            continue
+    return None, None
+
+
 def cmd_backends(args) -> int:
-    print(f"{'backend':<18} {'usable':<7} {'version':<12} devices / reason")
+    from importlib.metadata import packages_distributions
+
+    distributions = packages_distributions()  # module -> distributions, read once (a scan of site-packages)
+    rows = []
     for name in backend_names():
         backend = make_backend(name)
-        ok, reason = backend.availability()
-        version = backend.version() if ok else "-"
-        where = ", ".join(backend.devices()) if ok else reason
-        print(f"{name:<18} {'yes' if ok else 'no':<7} {version:<12} {where}")
+        library = getattr(backend, "library", "") or None
+        dist, version = _installed(library, distributions) if library else (None, None)
+        row = {"backend": name, "library": library, "distribution": dist, "version": version,
+               "installed": version is not None, "usable": None, "devices": None, "reason": None}
+        if args.probe or library in sys.modules:  # an imported library costs nothing to ask
+            ok, reason = backend.availability()
+            row.update(usable=ok, devices=backend.devices() if ok else None, reason=None if ok else reason)
+        elif version is None:
+            row.update(usable=False, reason=f"{library} is not installed; install it with: {backend.install_hint}")
+        rows.append(row)
+    if args.json:
+        print(json.dumps(rows))
+        return 0
+    print(f"{'backend':<18} {'version':<12} {'runs here':<10} devices / reason")
+    for r in rows:
+        usable = {True: "yes", False: "no", None: "?"}[r["usable"]]
+        where = (", ".join(r["devices"]) if r["devices"] else r["reason"]) or "not probed: --probe imports it to see"
+        print(f"{r['backend']:<18} {r['version'] or '-':<12} {usable:<10} {where}")
     return 0
 
 
 COMMANDS = {"train": cmd_train, "sweep": cmd_sweep, "predict": cmd_predict, "backends": cmd_backends}
 
 
+# -- main -------------------------------------------------------------------------------
+
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    """Run one command; every failure a user or the system causes is one line on stderr.
+
+    Exit status: 0 done, 2 an error (the message says what to change), 130
+    interrupted, 1 standard output closed early (Python's convention); a bug
+    still shows its traceback.
+    """
+    saved = sys.stdout, sys.stderr
+    out, err = sys.stdout, sys.stderr = _Guarded(sys.stdout, "output"), _Guarded(sys.stderr, "error")
+    try:
+        with warnings.catch_warnings():
+            warnings.showwarning = _one_line_warning
+            status = _run(argv)
+        if out.failure is not None and not isinstance(out.failure, BrokenPipeError):
+            print(f"{PROG}: error: cannot write to standard output: {out.failure}", file=sys.stderr)
+            status = max(status, 2)
+        elif out.failure is not None:
+            status = max(status, 1)
+        return status
+    finally:
+        sys.stdout, sys.stderr = saved
+
+
+def _run(argv) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # --help, --version, or a mistake argparse found
+        return exc.code if isinstance(exc.code, int) else 2
     try:
         return COMMANDS[args.command](args)
-    except KeyboardInterrupt:  # TrainingInterrupted too
-        print("backprop-core: interrupted", file=sys.stderr)
+    except TrainingInterrupted as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
         return 130
-    except (BackpropCoreError, OSError) as exc:  # the user's mistakes and the system's refusals; a bug gets a traceback
-        print(f"backprop-core: error: {exc}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    except (BackpropCoreError, OSError, MemoryError) as exc:  # the user's mistakes, the system's refusals
+        print(f"{PROG}: error: {_one_line(exc)}", file=sys.stderr)
         return 2
+
+
+def _one_line(exc) -> str:
+    if isinstance(exc, MemoryError) and not isinstance(exc, BackpropCoreError):
+        return f"out of memory ({type(exc).__name__}: {exc}); try a smaller --m, --chunk-size or --batch-size"
+    return " ".join(str(exc).split())
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ device: NumPy in, NumPy out, even when trained on a GPU.
 from __future__ import annotations
 
 import contextlib
+import os
 import warnings
 
 import numpy as np
@@ -35,6 +36,7 @@ from .validation import (
     check_non_negative,
     check_positive,
     check_seed,
+    dtype_name,
     encode_labels,
     follow,
     Labels,
@@ -96,6 +98,11 @@ class BackpropClassifier(ClassifierMixin, BaseEstimator):
     iteration_timeout : float, default 300; on a Dask cluster, the seconds one
         iteration may take (retries after a lost worker included) before the fit
         stops with a DistributedTrainingError; unused on one device
+    standardize : learn each feature's mean and standard deviation at fit and
+        train on (X - mean) / scale; predict applies the same.  Gradient descent
+        with one learning rate suits features of similar spread: data whose
+        features lie far from 0 or spread over tens of units (``blobs``) need it.
+        A constant feature gets scale 1.
 
     Dask arrays are accepted directly: training then runs on Dask (see the
     ``dask`` backend), with the parameters on the client.
@@ -108,8 +115,10 @@ class BackpropClassifier(ClassifierMixin, BaseEstimator):
     ``loss_curve_`` (the costs alone), ``n_iter_``, ``validation_scores_`` and
     ``validation_loss_curve_`` (accuracy and cost on the held-out data at each
     read, None without early stopping), ``best_validation_score_``,
-    ``best_iteration_``, ``dtype_``, ``backend_`` (the adapter it trained on) and
-    ``plan_`` (how the planner ran the fit: mode, chunk size, threads, and why).
+    ``best_iteration_``, ``dtype_``, ``backend_`` (the adapter it trained on),
+    ``plan_`` (how the planner ran the fit: mode, chunk size, threads, and why),
+    and ``feature_mean_`` and ``feature_scale_`` (n_features,) float64 (None
+    unless ``standardize``).
 
     A fitted model pickles (and deep-copies) with its parameters as host NumPy
     arrays and its backend by name and device; it goes back to that backend on
@@ -121,7 +130,7 @@ class BackpropClassifier(ClassifierMixin, BaseEstimator):
                  backend="numpy", device=None, dtype=None, seed=0, init="normal", cost_every=100,
                  batch_size=None, epochs=None, chunk_size="auto", workers=None, stream="auto", fused="auto",
                  early_stopping=False, validation_fraction=0.1, n_iter_no_change=10, tol=1e-4,
-                 verbose=False, iteration_timeout=300.0):
+                 verbose=False, iteration_timeout=300.0, standardize=False):
         self.hidden_units = hidden_units
         self.activation = activation
         self.learning_rate = learning_rate
@@ -144,6 +153,7 @@ class BackpropClassifier(ClassifierMixin, BaseEstimator):
         self.tol = tol
         self.verbose = verbose
         self.iteration_timeout = iteration_timeout
+        self.standardize = standardize
 
     # -- scikit-learn protocol -------------------------------------------------------
     def __sklearn_tags__(self):
@@ -164,6 +174,8 @@ class BackpropClassifier(ClassifierMixin, BaseEstimator):
         if self.init not in INITS:
             raise InvalidInputError(f"unknown init {self.init!r}; choose one of {list(INITS)}")
         check_seed(self.seed)
+        if not isinstance(self.standardize, (bool, np.bool_)):
+            raise InvalidInputError(f"standardize must be True or False, got {self.standardize!r}")
         if self.early_stopping:
             fraction = self.validation_fraction
             check_positive(fraction, "validation_fraction")
@@ -195,6 +207,9 @@ class BackpropClassifier(ClassifierMixin, BaseEstimator):
         if sample_weight is not None:
             sample_weight = follow(X, self._check_sample_weight(sample_weight, X))
         output = "softmax" if labels.target_type == "multiclass" else "sigmoid"
+        scaling = _feature_scaling(X, sample_weight, self.dtype) if self.standardize else None
+        if scaling is not None:
+            X = _standardized(X, *scaling)
         validation = None
         if self.early_stopping:
             X, Y, sample_weight, validation = self._split(X, Y, sample_weight, labels)
@@ -205,7 +220,8 @@ class BackpropClassifier(ClassifierMixin, BaseEstimator):
         def record(plan, backend, dtype):
             started.update(plan=plan, backend=backend, dtype=dtype)
 
-        fitted = dict(labels=labels, twin=twin, activation=g.name, output=output, place=_place(X))
+        fitted = dict(labels=labels, twin=twin, activation=g.name, output=output, place=_place(X),
+                      scaling=scaling)
         try:
             done = training.fit(
                 _columns(X), _columns(Y), hidden_units=self.hidden_units, activation=g,
@@ -276,8 +292,9 @@ class BackpropClassifier(ClassifierMixin, BaseEstimator):
                 (_columns(take(X, held)), _columns(take(Y, held)), take(sample_weight, held)))
 
     def _set_fitted(self, parameters, history, n_iter, validation, best_iteration, *, labels, twin,
-                    activation, output, plan, backend, dtype, place=("numpy", "cpu")):
+                    activation, output, plan, backend, dtype, place=("numpy", "cpu"), scaling=None):
         self._network = _Placed(parameters, backend, dtype)
+        self.feature_mean_, self.feature_scale_ = (None, None) if scaling is None else scaling
         self._fit_place = place
         self.classes_ = labels.classes
         self.target_type_ = labels.target_type
@@ -343,6 +360,9 @@ class BackpropClassifier(ClassifierMixin, BaseEstimator):
         backend = self.backend_
         Xd = to_backend(_columns(X), backend, self.dtype_, "X")
         check_finite(Xd, backend.xp, "X")
+        if getattr(self, "feature_mean_", None) is not None:  # the features as fit saw them
+            Xd = _standardized(Xd, backend.asarray(self.feature_mean_[:, None], self.dtype_),
+                               backend.asarray(self.feature_scale_[:, None], self.dtype_))
         with backend.context():
             _, _, _, A2 = equations.forward(Xd, *unpack(self.parameters_), get_activation(self.activation_),
                                             equations.get_output(self.output_))
@@ -392,7 +412,8 @@ class BackpropClassifier(ClassifierMixin, BaseEstimator):
         Metadata keys: ``estimator``, ``params``, ``dtype``, ``n_iter``,
         ``cost_history``, and the fitted ``classes`` (a list), ``classes_dtype``
         (a NumPy dtype string), ``target_type``, ``label_dtype``, ``activation``,
-        ``output``, ``n_features_in`` and ``feature_names_in`` (a list or None).
+        ``output``, ``n_features_in``, ``feature_names_in`` (a list or None),
+        and ``feature_mean`` and ``feature_scale`` (lists, or None unless ``standardize``).
         """
         self._check_fitted()
         names = getattr(self, "feature_names_in_", None)
@@ -405,7 +426,10 @@ class BackpropClassifier(ClassifierMixin, BaseEstimator):
                 "target_type": self.target_type_, "label_dtype": self._label_dtype,
                 "activation": self.activation_, "output": self.output_,
                 "n_features_in": int(self.n_features_in_),
-                "feature_names_in": None if names is None else [str(n) for n in names]}
+                "feature_names_in": None if names is None else [str(n) for n in names],
+                # getattr: a model pickled before standardize existed has neither
+                "feature_mean": _as_list(getattr(self, "feature_mean_", None)),
+                "feature_scale": _as_list(getattr(self, "feature_scale_", None))}
         save_parameters(path, self._network.host(), meta)
 
     @classmethod
@@ -436,9 +460,10 @@ class BackpropClassifier(ClassifierMixin, BaseEstimator):
         twin.n_features_in_ = meta.get("n_features_in", n0)
         if meta.get("feature_names_in") is not None:
             twin.feature_names_in_ = np.asarray(meta["feature_names_in"], dtype=object)
+        scaling = _scaling_from_file(path, meta, n0)
         model._set_fitted(be.parameters_from_host(host, dtype), [tuple(h) for h in meta["cost_history"]],
                           meta["n_iter"], None, None, labels=labels, twin=twin, activation=activation,
-                          output=output, plan=None, backend=be, dtype=dtype)
+                          output=output, plan=None, backend=be, dtype=dtype, scaling=scaling)
         return model
 
 
@@ -512,6 +537,77 @@ def _jsonable_params(params: dict) -> dict:
             v = _portable_device(v) if isinstance(v, (str, int)) else str(v)
         out[k] = v
     return out
+
+
+def _feature_scaling(X, sample_weight, dtype):
+    """Each feature's mean and scale (its standard deviation; 1 where it is constant), (n,) float64.
+
+    X (m, n); ``sample_weight`` (m,) or None.  Weighted, the statistics are those
+    of the data with each example repeated as often as its weight says.
+    Computed where X lives, in X's library: a device's or a cluster's data are
+    reduced there, and only the 2n numbers come to the host.
+    """
+    owner = backend_for_array(X)
+    xp = array_namespace(X)
+    if not xp.isdtype(X.dtype, "real floating"):
+        X = xp.astype(X, owner.dtype(dtype or owner.default_dtype))
+
+    def host(a):
+        return owner.to_numpy(a).astype(np.float64)
+
+    low, high = xp.min(X, axis=0), xp.max(X, axis=0)
+    if sample_weight is None:
+        mean, std = xp.mean(X, axis=0), xp.std(X, axis=0)
+    else:
+        w = xp.reshape(xp.astype(sample_weight, X.dtype), (X.shape[0], 1))
+        mean = xp.sum(w * X, axis=0) / xp.sum(w)
+        std = xp.sqrt(xp.sum(w * (X - mean) ** 2, axis=0) / xp.sum(w))
+        counted = w > 0  # an example of weight 0 is as good as absent
+        low, high = xp.min(xp.where(counted, X, high), axis=0), xp.max(xp.where(counted, X, low), axis=0)
+    mean, std = host(mean), host(std)
+    # Constant means every value equal, decided exactly: a computed spread of such a
+    # feature is round-off of its mean, whose size depends on the library's summation.
+    constant = host(high) == host(low)
+    if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(std))):
+        j = int(np.flatnonzero(~(np.isfinite(mean) & np.isfinite(std)))[0])
+        raise InvalidInputError(f"feature {j} cannot be standardized: its mean or standard deviation is not "
+                                f"finite in {dtype_name(X.dtype)} (mean {mean[j]}, std {std[j]})")
+    return mean, np.where(constant | (std == 0), 1.0, std)
+
+
+def _standardized(X, mean, scale):
+    """(X - mean) / scale in X's library; mean and scale are host (n,) or arrays that broadcast."""
+    if isinstance(mean, np.ndarray) and not isinstance(X, np.ndarray):
+        owner = backend_for_array(X)
+        dt = dtype_name(X.dtype) if array_namespace(X).isdtype(X.dtype, "real floating") else owner.default_dtype
+        X = array_namespace(X).astype(X, owner.dtype(dt))
+        mean, scale = owner.asarray(mean, dt), owner.asarray(scale, dt)
+    return (X - mean) / scale
+
+
+def _as_list(a):
+    return None if a is None else [float(v) for v in a]
+
+
+def _scaling_from_file(path, meta, n_features):
+    """``(feature_mean, feature_scale)`` of a model file, checked against its features, or None."""
+    from .errors import ModelFileError
+
+    mean, scale = meta.get("feature_mean"), meta.get("feature_scale")
+    standardize = meta["params"].get("standardize", False)
+    problem = None
+    if (mean is None) != (scale is None):
+        problem = "it has one of feature_mean and feature_scale without the other"
+    elif standardize and mean is None:
+        problem = "hyperparameter standardize is true but feature_mean and feature_scale are missing"
+    elif not standardize and mean is not None:
+        problem = "it has feature_mean and feature_scale but hyperparameter standardize is not true"
+    elif mean is not None and not len(mean) == len(scale) == n_features:
+        problem = (f"feature_mean has {len(mean)} and feature_scale {len(scale)} entries "
+                   f"for a model of {n_features} features")
+    if problem:
+        raise ModelFileError(f"{os.fspath(path)} is not a usable backprop-core model file: {problem}")
+    return None if mean is None else (np.asarray(mean, dtype=np.float64), np.asarray(scale, dtype=np.float64))
 
 
 def _safe_dtype(name: str):

@@ -113,6 +113,7 @@ HYPERPARAMETERS = {
     "tol": (_is_number, "a finite number"),
     "verbose": (_either(_one_of(True, False), _is_int), "true, false or an integer"),
     "iteration_timeout": (_is_number, "a finite number"),
+    "standardize": (_one_of(True, False), "true or false"),
 }
 
 
@@ -123,6 +124,10 @@ def _is_label_list(v):
 
 def _is_name_list(v):
     return isinstance(v, list) and all(isinstance(n, str) for n in v)
+
+
+def _is_number_list(v, positive=False):
+    return isinstance(v, list) and len(v) > 0 and all(_is_number(x) and (x > 0 or not positive) for x in v)
 
 
 def _is_hyperparameters(v):
@@ -149,6 +154,9 @@ METADATA = {
     "activation": (False, _is_str, "a string"),
     "output": (False, _one_of("sigmoid", "softmax"), '"sigmoid" or "softmax"'),
     "feature_names_in": (False, _either(_is_none, _is_name_list), "a list of strings or null"),
+    "feature_mean": (False, _either(_is_none, _is_number_list), "a list of finite numbers or null"),
+    "feature_scale": (False, _either(_is_none, lambda v: _is_number_list(v, positive=True)),
+                      "a list of positive finite numbers or null"),
 }
 
 

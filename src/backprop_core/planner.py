@@ -309,7 +309,7 @@ def make_gradients(backend, executor: str, activation, shape, dtype, columns: in
     if executor == "equations":
         return equations_gradients(backend, activation, output, weighted)
     if executor == "buffered":
-        return buffered_gradients(activation, shape, dtype, columns, output, weighted)
+        return buffered_gradients(backend, activation, shape, dtype, columns, output, weighted)
     raise InvalidInputError(f"unknown executor {executor!r}")
 
 

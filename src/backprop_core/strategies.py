@@ -110,11 +110,13 @@ def equations_gradients(backend, g, output=SIGMOID, weighted: bool = False):
     return make
 
 
-def buffered_gradients(g, shape, dtype: str, columns: int, output=SIGMOID, weighted: bool = False):
+def buffered_gradients(backend, g, shape, dtype: str, columns: int, output=SIGMOID, weighted: bool = False):
     """For :class:`ChunkedGradients` on NumPy: the traced equations lowered to calls into buffers
     made once (:mod:`backprop_core.buffered`), one set of buffers per worker.
 
-    ``shape`` is (n0, n1, n2); chunks hold at most ``columns`` examples.
+    ``shape`` is (n0, n1, n2); chunks hold at most ``columns`` examples.  Like every
+    executor's function, it passes through the adapter's ``compile`` hook (NumPy's
+    runs it as it is).
     """
     from .buffered import BufferedGradients
     from .tracing import trace_gradients
@@ -136,7 +138,7 @@ def buffered_gradients(g, shape, dtype: str, columns: int, output=SIGMOID, weigh
                 return compute(Xc, Yc, *unpack(params), m, weights)
             return compute(Xc, Yc, *unpack(params), m)
 
-        return gradients
+        return backend.compile(gradients)
 
     return make
 

@@ -1,0 +1,234 @@
+"""The README as a reader follows it: every block run in order, every number traced to its source.
+
+Python blocks and shell commands run in document order in one fresh folder,
+each in its own process, as a reader pasting them would.  A comment
+``# prints: TEXT`` in a Python block is a claim about its output, checked.
+The commands that draw docs/flower.png and docs/sweep.png are run as written
+and their JSON compared with the committed JSON, which the README's numbers
+must match.  The command-line reference is compared with what the parser
+prints; ``python tests/test_readme.py`` rewrites it after the parser changes.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+FENCE = re.compile(r"^```(\w*)\n(.*?)^```\n", re.S | re.M)
+#: Where the console script and this interpreter live: first on a reader's PATH.
+BIN = Path(sys.executable).parent
+SCRIPT = BIN / "backprop-core"
+COMMAND = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "backprop_core.cli"]
+COLUMNS = "100"
+
+#: Commands of the README that this test does not run, and why.
+NOT_RUN = {
+    "pip install": "installing: the test runs in the environment that install made",
+    "python3 -m pytest": "the test suite itself",
+    "python bench/": "a benchmark: minutes of measurement on a quiet machine; its results are committed",
+}
+#: The two set-up commands, exactly (.ci/run runs the second after installing torch).
+SET_UP = ["pip install . && backprop-core train", 'pip install -e ".[test]" && python3 -m pytest']
+
+
+def blocks(text=None) -> list[tuple[str, str]]:
+    """``(language, body)`` of every fenced block, in document order."""
+    return [(m[1], m[2]) for m in FENCE.finditer(README.read_text() if text is None else text)]
+
+
+def commands(body) -> list[str]:
+    """The commands of a shell block: one a line, ``a && b`` as two."""
+    lines = [line.split(" #")[0].strip() for line in body.splitlines()]
+    return [part.strip() for line in lines if line and not line.startswith("#") for part in line.split("&&")]
+
+
+def not_run_reason(command):
+    return next((why for prefix, why in NOT_RUN.items() if command.startswith(prefix)), None)
+
+
+def steps() -> list[tuple[str, str]]:
+    """``("python", block)`` and ``("sh", command)`` in document order."""
+    out = []
+    for lang, body in blocks():
+        if lang == "python":
+            out.append(("python", body))
+        elif lang == "sh":
+            out += [("sh", command) for command in commands(body)]
+    return out
+
+
+ORDER = steps()
+PYTHON = [body for lang, body in ORDER if lang == "python"]
+SHELL = [body for lang, body in ORDER if lang == "sh" and not_run_reason(body) is None]
+
+
+@pytest.fixture(scope="module")
+def reader(tmp_path_factory):
+    """Every step run in order in one fresh folder: ``{step: CompletedProcess}`` and the folder."""
+    folder = tmp_path_factory.mktemp("reader")
+    (folder / "docs").mkdir()
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    done = {}
+    for lang, body in ORDER:
+        if lang == "python":
+            done[body] = subprocess.run([sys.executable, "-c", body], capture_output=True, text=True, cwd=folder,
+                                        env=env, timeout=600)
+        elif not_run_reason(body) is None:
+            done[body] = subprocess.run(["bash", "-c", body], capture_output=True, text=True, cwd=folder,
+                                        env=env, timeout=600)
+    return folder, done
+
+
+# -- every block runs, and says what it prints ---------------------------------------------
+
+@pytest.mark.parametrize("body", PYTHON, ids=[f"python-{i + 1}" for i in range(len(PYTHON))])
+def test_python_block_runs(reader, body):
+    out = reader[1][body]
+    assert out.returncode == 0, out.stderr
+
+
+@pytest.mark.parametrize("body", PYTHON, ids=[f"python-{i + 1}" for i in range(len(PYTHON))])
+def test_python_block_prints_what_its_comments_say(reader, body):
+    claims = re.findall(r"# prints: (.+)$", body, re.M)
+    printed = reader[1][body].stdout.splitlines()
+    for claim in claims:
+        assert claim.strip() in printed, (claim, printed)
+
+
+@pytest.mark.parametrize("command", SHELL)
+def test_command_runs_without_error(reader, command):
+    out = reader[1][command]
+    assert out.returncode == 0 and "Traceback" not in out.stderr, out.stderr
+
+
+def test_every_command_is_run_or_says_why_not():
+    skipped = [c for lang, c in ORDER if lang == "sh" and not_run_reason(c) is not None]
+    assert {not_run_reason(c) for c in skipped} == set(NOT_RUN.values())  # no excuse unused
+    assert all(c.startswith(("backprop-core", "pip install", "python3 -m pytest", "python bench/"))
+               for lang, c in ORDER if lang == "sh")
+
+
+def test_set_up_is_the_two_commands_and_ci_runs_the_second():
+    section = README.read_text().split("## Set up", 1)[1].split("\n## ", 1)[0]
+    assert [body.strip() for lang, body in blocks(section) if lang == "sh"] == SET_UP
+    assert SET_UP[1] in (ROOT / ".ci" / "run").read_text().splitlines()
+
+
+# -- the numbers: from the commands that draw the figures -------------------------------------
+
+FIGURES = {"flower": "backprop-core train --baseline --plot docs/flower.png --json > docs/flower.json",
+           "sweep": "backprop-core sweep --plot docs/sweep.png --json > docs/sweep.json"}
+
+
+def committed(name) -> dict:
+    return json.loads((ROOT / "docs" / f"{name}.json").read_text())
+
+
+@pytest.mark.parametrize("name", FIGURES)
+def test_figure_commands_are_in_the_readme_and_draw_their_figure(reader, name):
+    assert FIGURES[name] in SHELL
+    assert (reader[0] / "docs" / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_flower_run_gives_the_committed_numbers(reader):
+    again, kept = json.loads((reader[0] / "docs" / "flower.json").read_text()), committed("flower")
+    for key in ("training_accuracy", "baseline_training_accuracy", "iterations", "hidden", "learning_rate"):
+        assert again[key] == kept[key], key
+    assert again["final_cost"] == pytest.approx(kept["final_cost"], rel=1e-6)
+
+
+def test_sweep_run_gives_the_committed_numbers(reader):
+    again, kept = json.loads((reader[0] / "docs" / "sweep.json").read_text()), committed("sweep")
+    assert [(r["hidden"], r["training_accuracy"]) for r in again["results"]] == \
+        [(r["hidden"], r["training_accuracy"]) for r in kept["results"]]
+    assert (again["iterations"], again["learning_rate"]) == (kept["iterations"], kept["learning_rate"])
+
+
+def test_readme_quotes_the_committed_flower_numbers():
+    run = committed("flower")
+    assert (f"The flower (numpy, {run['hidden']} {run['activation']} hidden units, learning rate "
+            f"{run['learning_rate']:g}, {run['iterations']:,} iterations): training accuracy "
+            f"{100 * run['training_accuracy']:.1f}% (logistic regression: "
+            f"{100 * run['baseline_training_accuracy']:.1f}%).") in README.read_text()
+
+
+def test_readme_quotes_the_committed_sweep_table():
+    run = committed("sweep")
+    table = "| hidden units | training accuracy |\n|---|---|\n" + "".join(
+        f"| {r['hidden']} | {100 * r['training_accuracy']:.1f}% |\n" for r in run["results"])
+    assert table in README.read_text()
+    assert (f"The sweep ({run['iterations']:,} iterations each, learning rate {run['learning_rate']:g}, "
+            f"{run['activation']})") in README.read_text()
+
+
+# -- the reference: the parser's own words --------------------------------------------------
+
+MARKERS = {
+    "usage": ("<!-- command-line reference: generated from the parser by `python tests/test_readme.py`; do not edit -->",
+              "<!-- end of the command-line reference -->"),
+    "help": ("<!-- full help: generated from the parser by `python tests/test_readme.py`; do not edit -->",
+             "<!-- end of the full help -->"),
+}
+SUBCOMMANDS = ("train", "sweep", "predict", "backends")
+
+
+@functools.cache
+def help_text(command) -> str:
+    env = {**os.environ, "COLUMNS": COLUMNS}
+    out = subprocess.run([*COMMAND, command, "--help"], capture_output=True, text=True, env=env, timeout=300,
+                         check=True)
+    return out.stdout
+
+
+@functools.cache
+def generated() -> dict:
+    """The README's generated sections, from ``--help`` of every command at 100 columns."""
+    helps = {c: help_text(c).rstrip() for c in SUBCOMMANDS}
+    usage = "\n\n".join(h.split("\n\n")[0] for h in helps.values())
+    full = "\n\n".join(f"$ backprop-core {c} --help\n{h}" for c, h in helps.items())
+    return {"usage": f"```text\n{usage}\n```", "help": f"```text\n{full}\n```"}
+
+
+def section(text, name) -> str:
+    begin, end = MARKERS[name]
+    return text.split(begin + "\n", 1)[1].split("\n" + end, 1)[0]
+
+
+@pytest.mark.parametrize("name", MARKERS)
+def test_command_line_reference_is_what_the_parser_prints(name):
+    assert section(README.read_text(), name) == generated()[name]
+
+
+def test_usage_names_every_option_of_every_command():
+    usage = section(README.read_text(), "usage")
+    for command in SUBCOMMANDS:
+        options = set(re.findall(r"^  (--[\w-]+)", help_text(command), re.M)) - {"--help"}
+        block = usage.split(f"usage: backprop-core {command} ", 1)[1].split("usage: ", 1)[0]
+        assert options <= set(re.findall(r"--[\w-]+", block)), command
+
+
+# -- nothing outside the repository ----------------------------------------------------------
+
+def test_every_link_and_image_is_in_the_repository():
+    text = README.read_text()
+    targets = re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", text)
+    local = [t for t in targets if not t.startswith(("http://", "https://"))]
+    assert local and all((ROOT / t).exists() for t in local), [t for t in local if not (ROOT / t).exists()]
+    assert "DESIGN" not in text
+
+
+if __name__ == "__main__":  # rewrite the generated sections from the parser
+    text = README.read_text()
+    for name, body in generated().items():
+        text = text.replace(section(text, name), body)
+    README.write_text(text)
+    print("README.md: command-line reference regenerated")
