@@ -145,8 +145,8 @@ def test_bad_hyperparameters_are_named(data, fitted, params, message):
 
 def test_integer_and_boolean_inputs_are_cast(data):
     X, y = data
-    Xi = np.round(X * 10).astype(np.int64)
-    model = bc.BackpropClassifier(num_iterations=200).fit(Xi, y.astype(bool))
+    Xi = np.round(X * 10).astype(np.int64)  # features of tens: a learning rate for their scale
+    model = bc.BackpropClassifier(num_iterations=200, learning_rate=0.01).fit(Xi, y.astype(bool))
     assert model.parameters_["W1"].dtype == np.float64
     assert model.predict(Xi).dtype == np.bool_  # labels of the kind fitted
     labels = bc.BackpropClassifier(num_iterations=200).fit(X, y.astype(np.uint8))

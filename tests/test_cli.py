@@ -288,10 +288,11 @@ def test_jax_float64_trains_with_the_environment_variable():
 def test_a_pipe_closed_by_head_stops_the_output_not_the_training(tmp_path):
     process = subprocess.Popen([*COMMAND, "train", "--iterations", "20000", "--save", str(tmp_path / "m.npz")],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    process.stdout.readline()
-    process.stdout.close()  # what head does after its first line
-    err = process.stderr.read()
-    process.wait(timeout=120)
+    with process.stderr:
+        process.stdout.readline()
+        process.stdout.close()  # what head does after its first line
+        err = process.stderr.read()
+        process.wait(timeout=120)
     assert err == "" and process.returncode == 1  # Python's convention for a closed pipe
     assert (tmp_path / "m.npz").exists()
 

@@ -274,3 +274,15 @@ def test_the_record_survives_the_lectures_update_pickling_and_continued_training
     for p in (updated, again, more):
         assert isinstance(p, dict) and set(p) == {"W1", "b1", "W2", "b2"}
         assert (p.activation, p.output) == ("relu", "sigmoid")
+
+
+def test_a_model_kept_from_a_diverged_first_fit_saves_and_loads(flower_data, tmp_path):
+    X, Y = flower_data
+    model = bc.BackpropClassifier(activation="relu", learning_rate=1e12, num_iterations=200, cost_every=1)
+    with pytest.raises(bc.TrainingDivergedError):
+        model.fit(X.T, Y[0])
+    assert not np.isfinite(model.cost_history_[-1][1])  # the record says what happened
+    model.save(tmp_path / "kept.npz")
+    loaded = bc.BackpropClassifier.load(tmp_path / "kept.npz")
+    np.testing.assert_array_equal(loaded.predict(X.T), model.predict(X.T))
+    assert all(np.isfinite(J) for _, J in loaded.cost_history_)

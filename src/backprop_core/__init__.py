@@ -22,7 +22,6 @@ from .errors import (
     TrainingDivergedError,
     TrainingInterrupted,
 )
-from .estimator import BackpropClassifier, NotFittedError
 from .functional import (
     backward_propagation,
     compute_cost,
@@ -39,6 +38,17 @@ from .planner import Plan
 from .training import train
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name):
+    # The estimator is scikit-learn's kind, and importing scikit-learn takes most of a second:
+    # the lecture's functions and the command line's quick answers do not wait for it.
+    if name in ("BackpropClassifier", "NotFittedError"):
+        from . import estimator
+
+        return getattr(estimator, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "ACTIVATIONS", "Activation", "Backend", "BackendUnavailableError", "BackpropClassifier",

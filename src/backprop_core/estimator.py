@@ -11,6 +11,7 @@ device: NumPy in, NumPy out, even when trained on a GPU.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import warnings
 
@@ -420,8 +421,10 @@ class BackpropClassifier(ClassifierMixin, BaseEstimator):
         params = self.get_params()
         if not (params["device"] is None or isinstance(params["device"], (str, int))):
             params["device"] = self.backend_.device_name  # a live object (a Client, a torch.device): its name
+        # A diverged run's record ends in a NaN or infinite cost; the file keeps the finite reads.
+        history = [(i, J) for i, J in self.cost_history_ if math.isfinite(J)]
         meta = {"estimator": type(self).__name__, "params": _jsonable_params(params),
-                "dtype": self.dtype_, "n_iter": self.n_iter_, "cost_history": self.cost_history_,
+                "dtype": self.dtype_, "n_iter": self.n_iter_, "cost_history": history,
                 "classes": self.classes_.tolist(), "classes_dtype": self.classes_.dtype.str,
                 "target_type": self.target_type_, "label_dtype": self._label_dtype,
                 "activation": self.activation_, "output": self.output_,
