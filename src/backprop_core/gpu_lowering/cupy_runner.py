@@ -374,7 +374,7 @@ def kernel_gradients(backend, g, shape, dtype: str, columns: int, output=SIGMOID
                 values["weights"] = weights
             c = program.check(values)
             if c > columns:
-                raise InvalidInputError(f"a chunk of {c} examples is larger than the {columns} these kernels were made for")
+                raise InvalidInputError(f"a chunk of {c} examples is larger than the {columns} the kernels were made for")
             if c not in arenas:
                 if len(arenas) >= 2:  # a batch has two chunk sizes: the chunk and the rest
                     arenas.clear()

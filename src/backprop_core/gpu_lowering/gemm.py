@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from ..errors import InvalidInputError

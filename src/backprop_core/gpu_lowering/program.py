@@ -32,13 +32,10 @@ from .. import equations, tracing
 from ..buffered import _python_call
 from ..errors import InvalidInputError, InvalidTypeError
 from ..equations import SIGMOID
-from ..parameters import NAMES as PARAMETERS
 from ..tracing import M, Node
 from .gemm import BlasCall, blas_call, layout_of
 from .partition import EXAMPLE_CHAIN, GEMM, HOST, INLINE_TERMS, INPUT, SUM, VIEW, partition
 from .source import COLUMN, SCALAR, ChainKernel, chain_source
-
-GRADIENTS = tuple("d" + name for name in PARAMETERS)
 
 
 # -- the graphs an executor runs ------------------------------------------------------------------
