@@ -13,7 +13,7 @@ import pytest
 from array_api_compat import array_namespace
 
 import backprop_core as bc
-from backprop_core import equations, gpu_lowering, planner
+from backprop_core import equations, gpu_lowering, planner, training
 from backprop_core.activations import ACTIVATIONS, Activation
 from backprop_core.backends import BackendUnavailableError, get_backend
 from backprop_core.backends.array_api_strict_backend import ArrayApiStrictBackend
@@ -21,9 +21,11 @@ from backprop_core.equations import OUTPUTS
 from backprop_core.fused.host import compiler
 from backprop_core.gpu_lowering import Program, gradients_graph, partition, step_graph
 from backprop_core.gpu_lowering.gemm import blas_call, emulate, layout_of
-from backprop_core.gpu_lowering.host import HostChains
+from backprop_core.gpu_lowering import steps
+from backprop_core.gpu_lowering.host import HostChains, HostDevice
 from backprop_core.gpu_lowering.partition import EXAMPLE, EXAMPLE_CHAIN, GEMM, SUM, UNIFORM, UNIFORM_CHAIN
 from backprop_core.gpu_lowering.source import COLUMN, ELEMENT
+from backprop_core.chunked import ChunkedGradients
 from backprop_core.initialization import initial_parameters_host
 from backprop_core.loop import run
 from backprop_core.tracing import Node
@@ -405,7 +407,123 @@ def test_the_levers_are_reported_before_any_gpu_is_touched():
     assert levers["graph_replay_note"] == "not captured yet"
 
 
-# -- on a GPU ------------------------------------------------------------------------------------------------
+# -- the loop's strategy, on the host stand-in and on a GPU ---------------------------------------------------
+PLACES = [pytest.param("host", id="host"), pytest.param("cupy", id="cupy", marks=gpu)]
+
+
+@pytest.fixture(params=PLACES)
+def place(request, tmp_path_factory):
+    """``(backend, device)``: NumPy with the chains built as host C++, or CuPy on a GPU."""
+    if request.param == "host":
+        if compiler() is None:
+            skip_unusable("no C++ compiler (g++, c++, clang++) to build the chains for the CPU", gpu=False)
+        workdir = tmp_path_factory.mktemp("device")
+        return get_backend("numpy"), lambda backend, dtype: HostDevice(backend, dtype, workdir)
+    try:
+        return get_backend("cupy"), steps.cupy_device
+    except BackendUnavailableError as exc:
+        skip_unusable(f"the kernels executor needs CuPy on a GPU: {exc}", gpu=True)
+
+
+def _run_steps(place, X, Y, p, dtype, g="tanh", out="sigmoid", graphs=True, iterations=12, cost_every=4):
+    backend, device = place
+    shape = (X.shape[0], p["W1"].shape[0], Y.shape[0])
+    strategy = gpu_lowering.KernelSteps(backend.asarray(X, dtype), backend.asarray(Y, dtype), shape,
+                                        ACTIVATIONS[g], 0.5, backend, dtype, OUTPUTS[out], graphs=graphs,
+                                        device=device)
+    with backend.context():
+        result = run(strategy, backend.parameters_from_host(p, dtype), num_iterations=iterations,
+                     learning_rate=0.5, cost_every=cost_every)
+    return {k: backend.to_numpy(v) for k, v in result.parameters.items()}, result.history, strategy.levers
+
+
+def _run_equations(X, Y, p, g="tanh", out="sigmoid", iterations=12, cost_every=4):
+    params, history = tuple(p.values()), []
+    for i in range(iterations):
+        *new, J = equations.step(X, Y, *params, ACTIVATIONS[g], 0.5, with_cost=i % cost_every == 0,
+                                 output=OUTPUTS[out])
+        if J is not None:
+            history.append((i, float(J)))
+        params = new
+    J = equations.cost_from_logits(equations.forward(X, *params, ACTIVATIONS[g], OUTPUTS[out])[2], Y,
+                                   output=OUTPUTS[out])
+    return dict(zip(PARAMETERS, params)), history + [(iterations, float(J))]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("n2,out", [(1, "sigmoid"), (3, "softmax")])
+@pytest.mark.parametrize("activation", ACTIVATION_NAMES)
+def test_the_steps_land_on_the_float64_parameters_of_the_equations(place, activation, n2, out, dtype):
+    X, Y, p = _problem(3, 5, n2, 3000, softmax=out == "softmax")
+    got, got_history, _ = _run_steps(place, X, Y, p, dtype, activation, out)
+    want, want_history = _run_equations(X, Y, p, activation, out)
+    for name in PARAMETERS:
+        np.testing.assert_allclose(got[name], want[name], **tolerance(dtype), err_msg=name)
+    assert [i for i, _ in got_history] == [i for i, _ in want_history]
+    np.testing.assert_allclose([J for _, J in got_history], [J for _, J in want_history], **tolerance(dtype))
+
+
+def test_a_wide_network_lands_on_the_float64_parameters_of_the_equations(place):
+    X, Y, p = _problem(64, 300, 1, 2048)  # W1 X and W2 A1 by cuBLAS, the chains one thread per element
+    got, _, levers = _run_steps(place, X, Y, p, "float32", iterations=6)
+    assert levers["launch_kinds"][GEMM] == 4
+    want, _ = _run_equations(X, Y, p, iterations=6)
+    for name in PARAMETERS:
+        np.testing.assert_allclose(got[name], want[name], **tolerance("float32"), err_msg=name)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_replayed_steps_give_the_bits_of_steps_launched_one_by_one(place, dtype):
+    X, Y, p = _problem(3, 5, 2, 2**14)
+    replayed, replayed_history, levers = _run_steps(place, X, Y, p, dtype, graphs=True)
+    assert levers["graph_replay"] is True, levers["graph_replay_note"]
+    eager, eager_history, eager_levers = _run_steps(place, X, Y, p, dtype, graphs=False)
+    assert eager_levers["graph_replay"] is False and eager_levers["graph_replay_note"] == "not asked for"
+    for name in PARAMETERS:
+        assert np.array_equal(replayed[name], eager[name]), name
+    assert replayed_history == eager_history
+
+
+def test_two_runs_are_bit_identical(place):
+    m = 2**16 if place[0].on_gpu else 2**10  # on a GPU: long cuBLAS sums, chains over many blocks
+    X, Y, p = _problem(20, 300, 1, m)
+    first = _run_steps(place, X, Y, p, "float32")
+    second = _run_steps(place, X, Y, p, "float32")
+    for name in PARAMETERS:
+        assert np.array_equal(first[0][name], second[0][name]), name
+    assert first[1] == second[1]
+
+
+def test_parameters_the_loop_keeps_are_never_written_over(place):
+    backend, device = place
+    X, Y, p = _problem(3, 5, 2, 1000)
+    strategy = gpu_lowering.KernelSteps(backend.asarray(X, "float64"), backend.asarray(Y, "float64"), (3, 5, 2),
+                                        ACTIVATIONS["tanh"], 0.5, backend, "float64", device=device)
+    with strategy.running():
+        kept, _ = strategy.step(backend.parameters_from_host(p, "float64"), 0, True)
+        before = {k: backend.to_numpy(v).copy() for k, v in kept.items()}
+        current = kept
+        for i in range(1, 6):
+            current, _ = strategy.step(current, i, i % 2 == 0)
+        strategy.cost(current)
+    for name in PARAMETERS:
+        assert np.array_equal(backend.to_numpy(kept[name]), before[name]), name
+
+
+def test_chunks_of_the_batch_add_up_to_the_gradients_of_the_batch(place):
+    backend, device = place
+    X, Y, p = _problem(3, 5, 2, 5000)
+    g = ACTIVATIONS["relu"]
+    make = gpu_lowering.kernel_gradients(backend, g, (3, 5, 2), "float64", 1200, device=device)
+    chunked = ChunkedGradients(make, 1200, backend=backend, dtype="float64")
+    with backend.context(), chunked.running():
+        got = chunked(backend.parameters_from_host(p, "float64"), backend.asarray(X, "float64"),
+                      backend.asarray(Y, "float64"), with_cost=True)
+    _close([backend.to_numpy(a) for a in got], equations.gradients(X, Y, *p.values(), g, with_cost=True), 1e-12,
+           GRADIENTS)
+
+
+# -- on a GPU only ----------------------------------------------------------------------------------------
 @pytest.fixture
 def cupy_backend():
     try:
@@ -414,88 +532,18 @@ def cupy_backend():
         skip_unusable(f"the kernels executor needs CuPy on a GPU: {exc}", gpu=True)
 
 
-def _kernels_plan(m):
-    return planner.Plan("whole batch", executor="kernels", chunk_size=m, reason="the test asks for the kernels")
-
-
-def _train(backend, X, Y, p, g, dtype, iterations=20, out="sigmoid", plan=None):
-    params = backend.parameters_from_host(p, dtype)
-    result = bc.train(backend.asarray(X, dtype), backend.asarray(Y, dtype), params, activation=g,
-                      learning_rate=0.5, num_iterations=iterations, backend=backend, cost_every=5,
-                      output=out, plan=plan)
-    return {k: backend.to_numpy(v) for k, v in result.parameters.items()}, [J for _, J in result.history]
-
-
 @gpu
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("n2,out", [(1, "sigmoid"), (3, "softmax")])
-@pytest.mark.parametrize("activation", ACTIVATION_NAMES)
-def test_kernels_land_on_the_float64_numpy_parameters(cupy_backend, activation, n2, out, dtype):
-    X, Y, p = _problem(3, 5, n2, 5000, softmax=out == "softmax")
-    g = ACTIVATIONS[activation]
-    got, got_costs = _train(cupy_backend, X, Y, p, g, dtype, out=out, plan=_kernels_plan(5000))
-    want, want_costs = _train(get_backend("numpy"), X, Y, p, g, "float64", out=out,
-                              plan=planner.Plan("whole batch"))
+def test_a_fit_asking_for_the_kernels_runs_them_and_lands_on_the_equations(cupy_backend, dtype, monkeypatch):
+    monkeypatch.setenv(gpu_lowering.ENVIRONMENT, "kernels")
+    X, Y, p = _problem(3, 5, 2, 5000)
+    fit = training.fit(X, Y, hidden_units=5, activation=ACTIVATIONS["tanh"], learning_rate=0.5, num_iterations=20,
+                       backend="cupy", dtype=dtype, parameters=p, cost_every=5)
+    assert (fit.plan.mode, fit.plan.executor) == ("whole batch", "kernels")
+    want, _ = _run_equations(X, Y, p, iterations=20, cost_every=5)
     for name in PARAMETERS:
-        np.testing.assert_allclose(got[name], want[name], **tolerance(dtype), err_msg=name)
-    np.testing.assert_allclose(got_costs, want_costs, **tolerance(dtype))
-
-
-@gpu
-def test_a_wide_network_lands_on_the_float64_numpy_parameters(cupy_backend):
-    X, Y, p = _problem(64, 300, 1, 4096)  # W1 X and W2 A1 by cuBLAS, chains one thread per element
-    g = ACTIVATIONS["tanh"]
-    got, _ = _train(cupy_backend, X, Y, p, g, "float32", 10, plan=_kernels_plan(4096))
-    want, _ = _train(get_backend("numpy"), X, Y, p, g, "float64", 10, plan=planner.Plan("whole batch"))
-    for name in PARAMETERS:
-        np.testing.assert_allclose(got[name], want[name], **tolerance("float32"), err_msg=name)
-
-
-def _run_steps(backend, X, Y, p, dtype, graphs, iterations=12, shape=(3, 5, 2)):
-    steps = gpu_lowering.KernelSteps(backend.asarray(X, dtype), backend.asarray(Y, dtype), shape,
-                                     ACTIVATIONS["tanh"], 0.5, backend, dtype, graphs=graphs)
-    result = run(steps, backend.parameters_from_host(p, dtype), num_iterations=iterations, learning_rate=0.5,
-                 cost_every=4)
-    return {k: backend.to_numpy(v) for k, v in result.parameters.items()}, result.history, steps.levers
-
-
-@gpu
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_graph_replay_gives_the_bits_of_the_launches_one_by_one(cupy_backend, dtype):
-    X, Y, p = _problem(3, 5, 2, 2**16)
-    replayed, replayed_costs, levers = _run_steps(cupy_backend, X, Y, p, dtype, graphs=True)
-    assert levers["graph_replay"] is True, levers["graph_replay_note"]
-    eager, eager_costs, eager_levers = _run_steps(cupy_backend, X, Y, p, dtype, graphs=False)
-    assert eager_levers["graph_replay"] is False
-    for name in PARAMETERS:
-        assert np.array_equal(replayed[name], eager[name]), name
-    assert replayed_costs == eager_costs
-
-
-@gpu
-def test_two_runs_are_bit_identical(cupy_backend):
-    X, Y, p = _problem(20, 300, 1, 2**16)  # cuBLAS products and chains over many blocks
-    first = _run_steps(cupy_backend, X, Y, p, "float32", True, shape=(20, 300, 1))
-    second = _run_steps(cupy_backend, X, Y, p, "float32", True, shape=(20, 300, 1))
-    for name in PARAMETERS:
-        assert np.array_equal(first[0][name], second[0][name]), name
-    assert first[1] == second[1]
-
-
-@gpu
-def test_parameters_the_loop_keeps_are_never_overwritten(cupy_backend):
-    X, Y, p = _problem(3, 5, 2, 1000)
-    steps = gpu_lowering.KernelSteps(cupy_backend.asarray(X, "float64"), cupy_backend.asarray(Y, "float64"),
-                                     (3, 5, 2), ACTIVATIONS["tanh"], 0.5, cupy_backend, "float64")
-    params = cupy_backend.parameters_from_host(p, "float64")
-    with steps.running():
-        kept, _ = steps.step(params, 0, True)
-        before = {k: cupy_backend.to_numpy(v).copy() for k, v in kept.items()}
-        current = kept
-        for i in range(1, 6):
-            current, _ = steps.step(current, i, i % 2 == 0)
-    for name in PARAMETERS:
-        assert np.array_equal(cupy_backend.to_numpy(kept[name]), before[name]), name
+        np.testing.assert_allclose(cupy_backend.to_numpy(fit.result.parameters[name]), want[name],
+                                   **tolerance(dtype), err_msg=name)
 
 
 def _wide_gradient_error(precision):
@@ -513,17 +561,6 @@ def _wide_gradient_error(precision):
 def test_tf32_is_off_by_default_and_on_when_asked(cupy_backend):
     assert _wide_gradient_error("float32") < 1e-5  # dW1 from W1 X and dZ1 X^T, both cuBLAS products
     assert _wide_gradient_error("tf32") > 1e-4     # TensorFloat-32 keeps 10 bits of each input
-
-
-@gpu
-def test_chunks_of_the_batch_add_up_to_the_whole_batch(cupy_backend):
-    X, Y, p = _problem(3, 5, 2, 5000)
-    g = ACTIVATIONS["tanh"]
-    chunked, _ = _train(cupy_backend, X, Y, p, g, "float64",
-                        plan=planner.Plan("chunks", executor="kernels", chunk_size=1200))
-    whole, _ = _train(cupy_backend, X, Y, p, g, "float64", plan=_kernels_plan(5000))
-    for name in PARAMETERS:
-        np.testing.assert_allclose(chunked[name], whole[name], **tolerance("float64"), err_msg=name)
 
 
 @gpu

@@ -7,10 +7,13 @@ through ctypes on NumPy arrays; each cuBLAS call is carried out by
 :func:`.gemm.emulate` on the same memory through the same leading dimensions.
 So a run here checks the partition, the placement of every value (buffers
 reused, views, ``out``), the printed arithmetic and the BLAS arguments at once.
+:class:`HostDevice` runs :mod:`.steps` (the loop's strategy, its parameter
+buffer, its recorded and replayed "graphs") the same way.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import hashlib
 import subprocess
@@ -75,3 +78,53 @@ class HostChains:
     def close(self):
         if self._tmp is not None:
             self._tmp.cleanup()
+
+
+class HostDevice:
+    """Where :mod:`.steps` runs programs on a CPU: NumPy arrays, each program's chains built as
+    host C++, and a "graph" that records the calls a capture makes and replays them.
+
+    Built like :class:`.cupy_runner.CupyDevice`, from ``(backend, dtype)``.
+    """
+
+    capturable = True
+    how = "the host stand-in: chains built as host C++, products emulated with NumPy"
+
+    def __init__(self, backend=None, dtype: str = "float64", workdir: str | Path | None = None):
+        self._workdir, self._chains = workdir, {}
+
+    def context(self):
+        return contextlib.nullcontext()
+
+    def arena(self, program: Program, columns: int, **sizes) -> Arena:
+        return numpy_arena(program, columns, **sizes)
+
+    def empty(self, size: int, dtype: str):
+        return np.empty(size, dtype)
+
+    def stream(self):
+        return None  # work runs as it is queued
+
+    def _run_later(self, stream, work):
+        if stream is None:
+            work()
+        else:  # a capture: recorded, to run at each replay
+            stream.append(work)
+
+    def launch(self, program: Program, bound: Bound, stream):
+        if id(program) not in self._chains:
+            self._chains[id(program)] = HostChains(program, self._workdir)
+        chains = self._chains[id(program)]
+        self._run_later(stream, lambda: chains.run(bound))
+
+    def copy(self, destination, source, stream):
+        self._run_later(stream, lambda: np.copyto(destination, source))
+
+    def capture(self, enqueue) -> list:
+        recorded = []
+        enqueue(recorded)
+        return recorded
+
+    def replay(self, graph: list, stream):
+        for work in graph:
+            work()
