@@ -112,6 +112,21 @@ class _CupyBlas:
             call.ldb, zero.ctypes.data, c_ptr, data, call.ldc, _COMPUTE[compute], _GEMM_DEFAULT)
 
 
+#: By process: compiled modules by source text, their kernels by (text, device, name), and one
+#: cuBLAS handle per device (a handle and its workspace live as long as the process).
+_MODULES, _FUNCTIONS, _BLAS = {}, {}, {}
+
+
+def _blas(cupy, device):
+    """The device's cuBLAS: reached directly (capturable) where it can be, else through CuPy."""
+    if device.id not in _BLAS:
+        try:
+            _BLAS[device.id] = _DirectBlas(cupy)
+        except Exception as exc:  # no cuda.pathfinder, no symbol: still correct, not capturable
+            _BLAS[device.id] = _CupyBlas(cupy, f"{type(exc).__name__}: {exc}")
+    return _BLAS[device.id]
+
+
 class Launcher:
     """Launches a program's calls on one device: its chains compiled once, its products by cuBLAS.
 
@@ -124,20 +139,18 @@ class Launcher:
 
         self._cupy, self.device, self.tf32 = cupy, device, tf32
         with device:
-            try:
-                self.blas = _DirectBlas(cupy)
-            except Exception as exc:  # no cuda.pathfinder, no symbol: still correct, not capturable
-                self.blas = _CupyBlas(cupy, f"{type(exc).__name__}: {exc}")
+            self.blas = _blas(cupy, device)
             self._grid_cap = device.attributes["MultiProcessorCount"] * BLOCKS_PER_MULTIPROCESSOR
-        self._functions = {}
 
     def _function(self, program: Program, name: str):
-        key = (id(program), name)
-        if key not in self._functions:
-            module = self._cupy.RawModule(code=program.source.text)
-            for kernel in program.source.kernels:
-                self._functions[(id(program), kernel.name)] = module.get_function(kernel.name)
-        return self._functions[key]
+        text = program.source.text
+        if text not in _MODULES:  # one compilation per source in a process (CuPy keeps it on disk too)
+            _MODULES[text] = self._cupy.RawModule(code=text)
+        key = (text, self.device.id, name)
+        if key not in _FUNCTIONS:
+            with self.device:
+                _FUNCTIONS[key] = _MODULES[text].get_function(name)
+        return _FUNCTIONS[key]
 
     def _args(self, launch: ChainLaunch, real):
         convert = {"array": lambda a: a, "stride": np.int64, "real": real, "bool": np.bool_}
