@@ -207,6 +207,25 @@ def test_a_max_over_the_examples_is_refused_with_the_reason():
         partition(gradients_graph(2, 4, 1, g, False))
 
 
+def _tanh_through_transposes(Z):
+    return array_namespace(Z).tanh(0.5 * (Z.T.T + Z))  # Z read directly and through two views
+
+
+def test_a_chain_never_reads_through_a_view_what_it_computes(tmp_path_factory):
+    g = Activation("tanh_through_transposes", _tanh_through_transposes, lambda Z, A: 1.0 - A * A)
+    graph = gradients_graph(3, 5, 2, g, True)
+    part = partition(graph)
+    for view in part.views:
+        base = view.args[0]
+        while base in part.views:
+            base = base.args[0]
+        readers = {id(_step_of(part, n.id)) for n in graph.nodes if view in n.args and n not in part.views}
+        assert id(_step_of(part, base.id)) not in readers, f"a view of #{base.id} is read where #{base.id} is made"
+    X, Y, p = _problem(3, 5, 2, 500)
+    got = _host(("views",), lambda: Program(graph, "float64"), tmp_path_factory)({"X": X, "Y": Y, **p, "m": 500})
+    _close(got, equations.gradients(X, Y, *p.values(), g, with_cost=True), 1e-12, GRADIENTS)
+
+
 # -- the printed chains -------------------------------------------------------------------------------
 def test_each_chain_is_one_kernel_for_the_device_and_one_function_for_the_host():
     program = Program(step_graph(2, 4, 1, ACTIVATIONS["tanh"], True), "float32")

@@ -184,9 +184,11 @@ class _Units:
                 a = n.args[0]
                 self.base[n.id] = self.base.get(a.id, a.id)
         self.sources = {}  # node id -> ids of the launching nodes it reads (through views)
+        self.viewed = {}   # node id -> ids of the nodes whose arrays it reads through a view
         for n in nodes:
             if n.id in self.of:
                 self.sources[n.id] = {self.base.get(a.id, a.id) for a in n.args if isinstance(a, Node)} & set(self.of)
+                self.viewed[n.id] = {self.base[a.id] for a in n.args if isinstance(a, Node) and a.id in self.base}
 
     def successors(self, unit) -> set:
         out = set()
@@ -196,7 +198,11 @@ class _Units:
         return out
 
     def would_cycle(self, u, v) -> bool:
-        """Would merging u and v close a cycle: a path from one to the other through a third unit?"""
+        """Would merging u and v close a cycle: a path from one to the other through a third unit,
+        or a view read in one of an array the other computes (a view reads memory, written after)?"""
+        for a, b in ((u, v), (v, u)):
+            if any(self.of.get(x) == b for m in self.members[a] for x in self.viewed[m]):
+                return True
         for start, goal in ((u, v), (v, u)):
             stack, seen = [w for w in self.successors(start) if w != goal], set()
             while stack:
