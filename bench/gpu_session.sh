@@ -108,7 +108,7 @@ step "resolve each GPU backend" 90 /dev/null $PYTHON bench/gpu_check.py --out "$
 step "pytest -m gpu, skips as failures" 200 pytest-gpu.txt env BACKPROP_CORE_REQUIRE_GPU=1 \
     $PYTHON -m pytest -m gpu -q -rfEs --tb=short -p no:cacheprovider
 step "benchmark: GPU backends beside the PyTorch peer" 180 /dev/null \
-    $PYTHON bench/run.py --backends cupy,cupy:fused,torch,jax --peers torch-nn --budget 4 --repeats 5 --out "$OUT"
+    $PYTHON bench/run.py --backends cupy,cupy:kernels,jax,cupy:fused,torch --peers torch-nn --budget 4 --repeats 5 --out "$OUT"
 [[ -f $OUT/table.md ]] || $PYTHON bench/run.py --report "$OUT"  # a benchmark killed hard wrote no table
 for b in torch cupy; do
     step "streamed chunks on $b" 45 /dev/null $PYTHON bench/stream_overlap.py --backend $b --m '2**26' \

@@ -71,7 +71,9 @@ class LibraryEntry:
     ``name`` is a backend (``numpy``: what a user gets by default: the planner's
     choice for this m), or ``name:equations`` for the equations array by array
     on the whole batch, with no planner (compiled by the backend where it can be:
-    jax.jit), to show what the planner's choice is worth.
+    jax.jit), to show what the planner's choice is worth, or ``cupy:kernels``
+    for the traced equations as chains and cuBLAS calls replayed as a CUDA graph
+    (backprop_core.gpu_lowering), which records the levers it used.
     """
 
     def __init__(self, name, device, dtype, lr, precision="float32"):
@@ -79,8 +81,9 @@ class LibraryEntry:
         from backprop_core.backends import get_backend
 
         name, _, self.mode = name.partition(":")
-        if self.mode not in ("", "equations"):
-            raise ValueError(f"unknown mode {self.mode!r} of entry {name!r}; use {name} or {name}:equations")
+        if self.mode not in ("", "equations", "kernels") or (self.mode == "kernels" and name != "cupy"):
+            raise ValueError(f"unknown mode {self.mode!r} of entry {name!r}; use {name}, {name}:equations "
+                             "or cupy:kernels")
         options = {"precision": precision} if precision != "float32" else {}
         self.backend = get_backend(name, device, **options)
         self.dtype, self.lr = dtype, lr
@@ -96,8 +99,13 @@ class LibraryEntry:
         self.backend.synchronize(self.X)
         n1, n0 = params["W1"].shape
         shape = (n0, n1, Y.shape[0], X.shape[1])
-        self.plan = planner.Plan("whole batch", reason="the equations array by array") if self.mode \
-            else planner.plan(self.backend, shape, self.dtype, self.g)
+        if self.mode == "kernels":
+            self.plan = planner.Plan("whole batch", executor="kernels", chunk_size=X.shape[1],
+                                     reason="the kernels executor, asked for by the entry")
+        elif self.mode:
+            self.plan = planner.Plan("whole batch", reason="the equations array by array")
+        else:
+            self.plan = planner.plan(self.backend, shape, self.dtype, self.g)
         self.strategy = planner.build(self.plan, self.X, self.Y, self.params, self.g, self.lr, self.backend,
                                       self.dtype)
         self.running = self.strategy.running()
@@ -123,6 +131,8 @@ class LibraryEntry:
         described = {"precision": self.backend.precision}
         if self.plan is not None:
             described["plan"] = str(self.plan)
+        if hasattr(getattr(self, "strategy", None), "levers"):  # graph replay, chains, TF32: what the kernels used
+            described["levers"] = self.strategy.levers
         return described
 
     def release(self):

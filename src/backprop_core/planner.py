@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from array_api_compat import is_numpy_namespace
 
+from . import gpu_lowering
 from .backends._base import cpu_cores
 from .chunked import ChunkedGradients, working_bytes_per_example
 from .equations import SIGMOID
@@ -156,7 +157,8 @@ def plan(backend, shape, dtype: str, activation, *, chunk_size="auto", workers=N
         if executor == "equations":
             return _logged(Plan("whole batch", reason="chunk_size=None" if chunk_size is None
                                 else f"the {backend.name} backend runs best on the whole batch"))
-        return _logged(Plan("whole batch", executor=executor, chunk_size=m, reason="chunk_size=None"))
+        return _logged(Plan("whole batch", executor=executor, chunk_size=m, reason="chunk_size=None"
+                            if chunk_size is None else f"the {backend.name} backend runs best on the whole batch"))
     return _logged(_cpu_plan(backend, shape, dtype, activation, workers, executor))
 
 
@@ -213,10 +215,17 @@ def default_executor(backend) -> str:
     """The fastest way this backend computes a chunk's gradients.
 
     On NumPy: the traced equations lowered to calls into buffers made once
-    ("buffered", :mod:`backprop_core.buffered`); elsewhere the equations
-    themselves, compiled by the backend where it can (jax.jit).
+    ("buffered", :mod:`backprop_core.buffered`).  On CuPy: the equations
+    themselves until the traced equations lowered to kernels and cuBLAS
+    ("kernels", :mod:`backprop_core.gpu_lowering`) have proven faster on a GPU,
+    or when the environment asks for them (``gpu_lowering.ENVIRONMENT``).
+    Elsewhere the equations, compiled by the backend where it can (jax.jit).
     """
-    return "buffered" if is_numpy_namespace(backend.xp) else "equations"
+    if is_numpy_namespace(backend.xp):
+        return "buffered"
+    if backend.fuses_kernels:  # the backends that run kernels made by this library: CuPy
+        return gpu_lowering.cupy_executor()
+    return "equations"
 
 
 def executor_for(backend, output=SIGMOID, weighted: bool = False) -> str:
@@ -310,6 +319,8 @@ def make_gradients(backend, executor: str, activation, shape, dtype, columns: in
         return equations_gradients(backend, activation, output, weighted)
     if executor == "buffered":
         return buffered_gradients(backend, activation, shape, dtype, columns, output, weighted)
+    if executor == "kernels":
+        return gpu_lowering.kernel_gradients(backend, activation, shape, dtype, columns, output, weighted)
     raise InvalidInputError(f"unknown executor {executor!r}")
 
 
@@ -335,6 +346,9 @@ def build(p: Plan, X, Y, parameters, activation, learning_rate, backend, dtype, 
         return WholeBatch(X, Y, activation, learning_rate, backend, output, weighted)
     n0, n2 = X.shape[0], parameters["W2"].shape[0]
     n1 = parameters["W1"].shape[0]
+    if p.executor == "kernels" and p.mode == "whole batch":  # the step and its update, replayed as a CUDA graph
+        return gpu_lowering.KernelSteps(X, Y, (n0, n1, n2), activation, learning_rate, backend, dtype, output,
+                                        weighted)
     make = make_gradients(backend, p.executor, activation, (n0, n1, n2), dtype, p.chunk_size, output, weighted)
     gradients = ChunkedGradients(make, p.chunk_size, backend=backend, dtype=dtype, workers=p.workers,
                                  stream=p.streams)
