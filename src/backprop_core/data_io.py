@@ -236,7 +236,8 @@ def _load_npy(path, target):
 def _load_npz(path, target):
     label_name = "y" if target is None else str(target)
     try:
-        with np.load(path, allow_pickle=False) as data:
+        # The file opened here, not by np.load, which leaves it open when a damaged zip fails.
+        with open(path, "rb") as f, np.load(f, allow_pickle=False) as data:
             if "X" not in data.files:
                 raise DataFileError(f"{path} has no array named 'X' (it has {data.files})")
             if target is not None and label_name not in data.files:
