@@ -41,7 +41,7 @@ def _plan(backend="numpy", shape=(2, 4, 1, 400), dtype="float64", **options):
 def test_small_data_run_as_one_batch_without_calibrating():
     p = _plan(shape=(2, 4, 1, 400))
     assert p.mode == "whole batch" and p.workers == 1 and not p.measured
-    assert "below" in p.reason
+    assert "stay in cache" in p.reason
 
 
 def test_large_data_on_the_cpu_follow_the_calibration():

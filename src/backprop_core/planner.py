@@ -33,8 +33,10 @@ from .strategies import Chunked, Fused, MiniBatch, WholeBatch, buffered_gradient
 
 log = logging.getLogger("backprop_core")
 
-#: Below this many examples a fit runs the whole batch at once: chunks cannot pay.
-MIN_CHUNKED_M = 1 << 13
+#: Below this working set a fit runs the whole batch at once (it stays in cache: chunks cannot
+#: pay); from it up, the calibration decides.  In examples: 2-4-1 about 12,000, 64-64-1 about
+#: 800, 784-512-1 about 90 (float32).
+MIN_CALIBRATED_BYTES = 1 << 20
 #: The largest intermediates one CPU chunk may hold (the calibration's candidates stop there):
 #: on two threads, large chunks pay (fewer Python-level calls contend for the GIL).
 MAX_CPU_CHUNK_BYTES = 64 << 20
@@ -240,9 +242,11 @@ _calibrations: dict = {}
 
 def _cpu_plan(backend, shape, dtype, activation, workers, executor) -> Plan:
     n0, n1, n2, m = shape
-    if m < MIN_CHUNKED_M:
+    working = m * working_bytes_per_example(n0, n1, n2, np.dtype(dtype).itemsize)
+    if working < MIN_CALIBRATED_BYTES:
         return Plan("whole batch", executor=executor, chunk_size=m if executor != "equations" else None,
-                    workers=1, reason=f"m = {m:,} is below {MIN_CHUNKED_M:,}: one pass")
+                    workers=1, reason=f"the step's {working / 2**10:,.0f} KiB of intermediates stay in cache: "
+                                      "one pass")
     rates = calibration(backend, n0, n1, n2, activation, dtype)
     feasible = {(c, w): r for (c, w), r in rates.items()
                 if c * w <= m and (workers is None or w == workers)}
@@ -299,12 +303,14 @@ def _measure(backend, n0, n1, n2, activation, dtype, budget_s):
                 Xm, Ym = X[:, :m], Y[:, :m]
                 with chunked.running():
                     chunked(params, Xm, Ym)  # warm-up: buffers, compilation, thread start
-                    best = float("inf")
+                    times = []
                     for _ in range(3):
                         t0 = time.perf_counter()
                         chunked(params, Xm, Ym)
-                        best = min(best, time.perf_counter() - t0)
-                rates[(c, w)] = m / best
+                        times.append(time.perf_counter() - t0)
+                # The median, not the best: two threads are erratic where they contend for the GIL,
+                # and a lucky best would choose them where they mostly lose.
+                rates[(c, w)] = m / sorted(times)[1]
     log.debug("calibration of %d-%d-%d %s %s: %s", n0, n1, n2, activation.name, dtype,
               {k: f"{v / 1e6:.3g} M/s" for k, v in rates.items()})
     return rates
