@@ -23,11 +23,15 @@
 # cloudpickle, fsspec, jinja2, msgpack, packaging, psutil, pyyaml, sortedcontainers, toolz) lacks these, and
 # has no network; they are carried in .whl/ and installed with --no-index:
 WHEELS="array_api_compat-1.16.0 array_api_strict-2.6.1 dask-2026.8.0 distributed-2026.8.0 partd-1.4.2
-        locket-1.0.0 tblib-3.2.2 tornado-6.6.1 zict-3.0.0"
-# Checked on the CPU machine on 2026-11-28 with --prepare: all nine downloaded for CPython 3.12 on
-# manylinux x86_64 (3.2 MB; every one pure Python but tornado, cp311-abi3), installed with pip --no-index
-# --no-deps --target into an empty folder, and imported from there (array_api_compat, array_api_strict,
-# dask.array, distributed): OK.
+        locket-1.0.0 tblib-3.2.2 tornado-6.6.1 zict-3.0.0 scikit_learn-1.9.1 narwhals-2.29.0"
+# scikit-learn: the image has one, of a version not read; the estimator needs >= 1.6 (validate_data,
+# tags), so the one the CPU machine tests with travels too, with narwhals (>= 2.0.1 for it; the
+# image's is of a version not read); its other needs (scipy, joblib, threadpoolctl) are there.
+# Checked on the CPU machine on 2026-11-28 with --prepare (CHECK_PYTHON=a Python 3.12, as the image's;
+# here /root/.pyenv/versions/3.12.1/bin/python3.12): all eleven downloaded for CPython 3.12 on manylinux
+# x86_64 (13 MB; pure Python but tornado, cp311-abi3, and scikit-learn, cp312), installed with pip
+# --no-index --no-deps --target into an empty folder, and imported from there (array_api_compat,
+# array_api_strict, dask.array, distributed, sklearn, narwhals): OK.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 WHEEL_DIR=${WHEEL_DIR:-.whl}
@@ -55,15 +59,21 @@ prepare() {  # on the CPU machine: download the wheels and check that they insta
             --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
             --platform manylinux_2_5_x86_64 --platform manylinux1_x86_64 -d "$WHEEL_DIR" "${w%-*}==${w##*-}" || return 1
     done
-    target=$(mktemp -d)
-    $PYTHON -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$target" \
+    # The check runs on a Python 3.12, as the GPU image's: scikit-learn's wheel is built for it. The
+    # image's own packages that the carried ones need (NumPy, SciPy, joblib, threadpoolctl) come from
+    # PyPI into a second folder, for this check only.
+    local check=${CHECK_PYTHON:-python3.12} image
+    target=$(mktemp -d) image=$(mktemp -d)
+    $check -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$target" \
         $(wheel_files) || return 1
-    PYTHONPATH=$target $PYTHON -c "
-import sys, array_api_compat, array_api_strict, dask.array, distributed
-for m in (array_api_compat, array_api_strict, dask, distributed):
+    $check -m pip install -q --no-compile --target "$image" numpy scipy joblib threadpoolctl \
+        cloudpickle fsspec toolz pyyaml packaging click psutil sortedcontainers msgpack jinja2 || return 1
+    PYTHONPATH=$target:$image $check -c "
+import sys, array_api_compat, array_api_strict, dask.array, distributed, sklearn, narwhals
+for m in (array_api_compat, array_api_strict, dask, distributed, sklearn, narwhals):
     assert m.__file__.startswith(sys.argv[1]), m.__file__
     print(m.__name__, m.__version__, 'imported from the target folder')" "$target" || return 1
-    rm -rf "$target"
+    rm -rf "$target" "$image"
     du -sh "$WHEEL_DIR"
 }
 
