@@ -47,8 +47,10 @@ def test_small_data_run_as_one_batch_without_calibrating():
 def test_large_data_on_the_cpu_follow_the_calibration():
     p = _plan(shape=(2, 4, 1, 1 << 18), dtype="float32")
     assert p.mode == "chunks" and p.measured
-    feasible = {k: r for k, r in p.measured.items() if k[0] * k[1] <= 1 << 18}
-    assert (p.chunk_size, p.workers, p.parallel) == max(feasible, key=feasible.get)  # iterations unknown
+    measured = planner.process_calibration(get_backend("numpy"), 2, 4, 1, TANH, "float32")
+    step_s = 0.0 if measured is None else measured.step_s
+    best, _ = planner.choose_chunking(p.measured, 1 << 18, process_step_s=step_s)  # iterations unknown
+    assert (p.chunk_size, p.workers, p.parallel) == best
     assert "calibrated here" in p.reason
 
 
@@ -152,13 +154,34 @@ def test_a_short_fit_does_not_pay_for_starting_processes():
     # 10 steps of 2^20 examples: 0.10 s on one thread; 0.06 s on processes, plus 0.3 s to start them.
     key, why = planner.choose_chunking(RATES, 1 << 20, iterations=10, process_start_s=0.3)
     assert key == (4096, 1, "threads")
-    assert "does not pay over 10 iterations" in why
+    assert "not enough to pay for their start (0.3 s) over 10 iterations" in why
 
 
 def test_a_long_fit_repays_the_start_of_processes():
     key, why = planner.choose_chunking(RATES, 1 << 20, iterations=1000, process_start_s=0.3)
     assert key == (4096, 2, "processes")
     assert "repaid over 1,000 iterations" in why
+
+
+def test_the_round_trip_of_processes_keeps_small_batches_on_threads():
+    # One chunk each: 46 us of work on processes plus their 100 us round trip, 82 us on one thread.
+    assert planner.choose_chunking(RATES, 8192, process_step_s=100e-6)[0] == (4096, 1, "threads")
+    assert planner.choose_chunking(RATES, 1 << 20, process_step_s=100e-6)[0] == (4096, 2, "processes")
+
+
+def test_the_process_with_the_most_chunks_sets_the_pace():
+    # Three chunks on two processes: one does two, so a step takes two chunks' time.
+    assert planner.step_seconds((4096, 2, "processes"), 200e6, 3 * 4096) == pytest.approx(2 * 8192 / 200e6)
+    assert planner.step_seconds((4096, 2, "processes"), 200e6, 4 * 4096, 1e-4) == pytest.approx(2 * 8192 / 200e6 + 1e-4)
+    assert planner.step_seconds((4096, 1, "threads"), 100e6, 3 * 4096) == pytest.approx(3 * 4096 / 100e6)
+
+
+def test_processes_must_win_by_a_margin():
+    close = {(4096, 1, "threads"): 100e6, (4096, 2, "processes"): 100e6 / (planner.PROCESS_MARGIN + 0.05)}
+    key, why = planner.choose_chunking(close, 1 << 20)
+    assert key == (4096, 1, "threads") and "not enough to pay for their round trips" in why
+    clear = {(4096, 1, "threads"): 100e6, (4096, 2, "processes"): 100e6 / (planner.PROCESS_MARGIN - 0.05)}
+    assert planner.choose_chunking(clear, 1 << 20)[0] == (4096, 2, "processes")
 
 
 def test_processes_slower_per_step_are_never_chosen():
@@ -197,7 +220,7 @@ def test_large_data_on_numpy_calibrate_processes_beside_threads():
 def test_the_process_calibration_measures_what_starting_them_costs():
     measured = planner.process_calibration(get_backend("numpy"), 2, 4, 1, TANH, "float32")
     assert measured.rates and all(w == get_backend("numpy").default_workers for _, w in measured.rates)
-    assert measured.start_s > 0 and measured.share_s_per_example > 0
+    assert measured.start_s > 0 and measured.share_s_per_example > 0 and measured.step_s >= 0
     assert measured.start_seconds(1 << 20) > measured.start_seconds(1)
 
 

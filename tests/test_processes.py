@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -276,3 +277,22 @@ def test_worker_processes_need_two():
     network = processes.Network(2, 4, 1, "tanh")
     with pytest.raises(bc.InvalidInputError, match="at least 2"):
         processes.WorkerProcesses(network, 1)
+
+
+@linux_only
+@pytest.mark.skipif(NUMPY.default_workers < 2, reason="pinning needs two cores")
+@pytest.mark.parametrize("ending", ["normal", "interrupted"])
+def test_the_calling_thread_has_a_core_of_its_own_during_the_fit_and_all_its_cores_after(ending):
+    X, Y, params = _problem(1)
+    cores = os.sched_getaffinity(0)
+    during = []
+
+    def look(watch):
+        during.append(os.sched_getaffinity(0))
+        if ending == "interrupted":
+            raise KeyboardInterrupt
+
+    with contextlib.suppress(bc.TrainingInterrupted):
+        _fit("processes", X, Y, params, callback=_Watch(look, at=1))
+    assert len(during[0]) == 1
+    assert os.sched_getaffinity(0) == cores

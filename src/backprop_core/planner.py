@@ -52,6 +52,10 @@ GPU_CHUNK_BYTES = 256 << 20
 STREAM_ABOVE_FREE_SHARE = 0.5
 #: Seconds the calibration of worker processes may take (beside the threads' own budget).
 PROCESS_CALIBRATION_S = 1.0
+#: Worker processes run a fit only where they are predicted to take at most this share of
+#: the threads' time: each step waits for a process on another core, which a busy machine
+#: may not give at once, and a fresh process's first steps are slower than the calibration's.
+PROCESS_MARGIN = 0.85
 #: How the chunks' workers run: "auto" (the calibration decides), on threads, or on processes.
 PARALLEL = ("auto", "threads", "processes")
 
@@ -306,7 +310,7 @@ def _cpu_plan(backend, shape, dtype, activation, workers, executor, parallel, it
         return Plan("whole batch", executor=executor, chunk_size=m if executor != "equations" else None,
                     workers=1, reason=f"the step's {working / 2**10:,.0f} KiB of intermediates stay in cache: "
                                       "one pass")
-    rates, start_s = {}, 0.0
+    rates, start_s, step_s = {}, 0.0, 0.0
     if parallel != "processes":
         rates.update({(c, w, "threads"): r for (c, w), r in calibration(backend, n0, n1, n2, activation,
                                                                           dtype).items()})
@@ -315,8 +319,9 @@ def _cpu_plan(backend, shape, dtype, activation, workers, executor, parallel, it
         measured = process_calibration(backend, n0, n1, n2, activation, dtype)
     if measured is not None:
         rates.update({(c, w, "processes"): r for (c, w), r in measured.rates.items()})
-        start_s = measured.start_seconds(m)
-    choice = choose_chunking(rates, m, workers=workers, iterations=iterations, process_start_s=start_s)
+        start_s, step_s = measured.start_seconds(m), measured.step_s
+    choice = choose_chunking(rates, m, workers=workers, iterations=iterations, process_start_s=start_s,
+                             process_step_s=step_s)
     if choice is None:
         return Plan("whole batch", executor=executor, chunk_size=m if executor != "equations" else None,
                     workers=1, reason="no calibrated chunking fits this m", measured=rates)
@@ -324,40 +329,57 @@ def _cpu_plan(backend, shape, dtype, activation, workers, executor, parallel, it
     return Plan("chunks", executor=executor, chunk_size=c, workers=w, parallel=how, reason=why, measured=rates)
 
 
-def choose_chunking(rates: dict, m: int, *, workers=None, iterations=None, process_start_s: float = 0.0):
+def step_seconds(key, rate: float, m: int, process_step_s: float = 0.0) -> float:
+    """Seconds of one step over m examples by ``key = (chunk_size, workers, parallel)``, calibrated
+    at ``rate`` examples/s.  Worker processes each take every workers-th chunk (the slowest
+    finishes last) and pay ``process_step_s`` per step for their round trip."""
+    c, w, how = key
+    if how != "processes":
+        return m / rate
+    chunks = -(-m // c)
+    slowest = -(-chunks // w)  # chunks of the process with the most
+    return slowest * c * w / rate + process_step_s
+
+
+def choose_chunking(rates: dict, m: int, *, workers=None, iterations=None, process_start_s: float = 0.0,
+                    process_step_s: float = 0.0):
     """The fastest calibrated way to run ``iterations`` steps over m examples, and why:
     ``((chunk_size, workers, parallel), reason)``, or None when no candidate fits.
 
-    ``rates``: examples/s of one step by ``(chunk_size, workers, parallel)``, as
-    measured.  A candidate fits when each of its workers has a chunk and it has
-    the ``workers`` asked for (None: any).  Worker processes cost
-    ``process_start_s`` seconds once per fit (starting them, sharing the data),
-    paid against ``iterations`` steps; with ``iterations=None`` (a benchmark's
-    steady state) the rate of one step alone decides.
+    ``rates``: examples/s by ``(chunk_size, workers, parallel)``, as measured
+    (for processes, with their round trip not counted: :func:`step_seconds`
+    adds ``process_step_s``).  A candidate fits when each of its workers has a
+    chunk and it has the ``workers`` asked for (None: any).  Worker processes
+    also cost ``process_start_s`` seconds once per fit (starting them, sharing
+    the data), paid against ``iterations`` steps; with ``iterations=None`` (a
+    benchmark's steady state) one step's time alone decides.  Processes must
+    win by :data:`PROCESS_MARGIN`.
     """
     feasible = [key for key in rates if key[0] * key[1] <= m and (workers is None or key[1] == workers)]
     if not feasible:
         return None
+    step = {key: step_seconds(key, rates[key], m, process_step_s) for key in feasible}
 
-    def seconds(key):  # the fit's time, or a step's where the number of steps is unknown
-        if iterations is None:
-            return m / rates[key]
-        return iterations * m / rates[key] + (process_start_s if key[2] == "processes" else 0.0)
+    def seconds(key):  # the fit's time, or a step's where the number of steps is unknown, as judged
+        if key[2] != "processes":
+            return step[key] if iterations is None else iterations * step[key]
+        return (step[key] if iterations is None else iterations * step[key] + process_start_s) / PROCESS_MARGIN
 
     best = min(feasible, key=seconds)
-    why = f"calibrated here: {rates[best] / 1e6:.3g} M examples/s"
+    why = f"calibrated here: {m / step[best] / 1e6:.3g} M examples/s at this m"
     if best[2] == "processes":
         why += f" on {best[1]} processes, whose start takes {process_start_s:.2g} s" + (
             " (not counted: the number of iterations is unknown)" if iterations is None
             else f", repaid over {iterations:,} iterations")
     if best[1] > 1:  # against what fewer workers, or threads, reach
-        alone = [rates[k] for k in feasible if k[2] == "threads" and (k[1] == 1 or best[2] == "processes")]
+        alone = [step[k] for k in feasible if k[2] == "threads" and (k[1] == 1 or best[2] == "processes")]
         if alone:
-            why += f" (best on {'one thread' if best[2] == 'threads' else 'threads'} {max(alone) / 1e6:.3g} M/s)"
-    faster = [rates[k] for k in feasible if k[2] == "processes" and rates[k] > rates[best]]
-    if faster and iterations is not None:
-        why += (f"; processes reach {max(faster) / 1e6:.3g} M/s, but their start ({process_start_s:.2g} s) "
-                f"does not pay over {iterations:,} iterations")
+            why += f" (best on {'one thread' if best[2] == 'threads' else 'threads'} {m / min(alone) / 1e6:.3g} M/s)"
+    faster = [step[k] for k in feasible if k[2] == "processes" and step[k] < step[best]]
+    if faster:
+        why += (f"; processes would reach {m / min(faster) / 1e6:.3g} M/s, not enough to pay for "
+                + ("their round trips" if iterations is None else
+                   f"their start ({process_start_s:.2g} s) over {iterations:,} iterations"))
     return best, why
 
 
@@ -421,11 +443,17 @@ def _measure(backend, n0, n1, n2, activation, dtype, budget_s):
 
 @dataclass(frozen=True)
 class ProcessCalibration:
-    """What worker processes measured: ``rates``, examples/s of one step by (chunk size,
-    processes); ``start_s``, starting and stopping them; ``share_s_per_example``, copying
-    an example's X and Y into shared memory (both paid once per fit)."""
+    """What worker processes measured on this machine.
+
+    ``rates``: examples/s by (chunk size, processes), their round trip not
+    counted; ``step_s``: the round trip, paid once per step (parameters out,
+    sums back, the wait for the last worker); ``start_s``: starting and
+    stopping them, and ``share_s_per_example``: copying an example's X and Y
+    into shared memory, both paid once per fit.
+    """
 
     rates: dict
+    step_s: float
     start_s: float
     share_s_per_example: float
 
@@ -447,17 +475,25 @@ def process_calibration(backend, n0, n1, n2, activation, dtype,
     return _process_calibrations[key]
 
 
+def _median_step(workers, params) -> float:
+    workers(params)  # warm-up: the buffers
+    times = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        workers(params)
+        times.append(time.perf_counter() - t0)
+    return sorted(times)[1]
+
+
 def _measure_processes(backend, n0, n1, n2, activation, dtype, budget_s):
     count = cpu_cores()
     network = processes.Network.of((n0, n1, n2), activation, SIGMOID, False, dtype)
     if count < 2 or network is None or not processes.available():
         return None
     sizes = _candidates(n0, n1, n2, np.dtype(dtype).itemsize)
-    # Every size on the same m, several chunks per process where chunks are small: one round
-    # trip serves all of a process's chunks, as in a fit, so its cost is not charged per chunk.
     m = sizes[-1] * count
     X, Y, params = _calibration_data(backend, n0, n1, n2, dtype, m)
-    rates = {}
+    many, fixed = {}, []
     with backend.context(), one_blas_thread():
         t0 = time.perf_counter()
         workers = processes.WorkerProcesses(network, count)
@@ -468,21 +504,25 @@ def _measure_processes(backend, n0, n1, n2, activation, dtype, budget_s):
             for c in sizes:
                 if time.perf_counter() - shared > budget_s:
                     break
-                workers.split(c, m, make_gradients(backend, "buffered", activation, (n0, n1, n2), dtype, c))
-                workers(params)  # warm-up: the buffers
-                times = []
-                for _ in range(3):
-                    t = time.perf_counter()
-                    workers(params)
-                    times.append(time.perf_counter() - t)
-                rates[(c, count)] = m / sorted(times)[1]
+                make = make_gradients(backend, "buffered", activation, (n0, n1, n2), dtype, c)
+                # One step of a chunk per process (a + b) and one of n chunks each (a + n b):
+                # b is a chunk's time, a what every step pays beside its chunks.
+                n = m // (c * count)
+                workers.split(c, m, make)
+                many[c] = (_median_step(workers, params), n)
+                if n > 1:
+                    workers.split(c, c * count, make)
+                    fixed.append((n * _median_step(workers, params) - many[c][0]) / (n - 1))
         finally:
             closing = time.perf_counter()
             workers.close()
             closed = time.perf_counter()
-    measured = ProcessCalibration(rates, (started - t0) + (closed - closing), (shared - started) / m)
-    log.debug("calibration of %d-%d-%d %s %s on %d processes: %s; start %.3g s", n0, n1, n2, activation.name,
-              dtype, count, {k: f"{v / 1e6:.3g} M/s" for k, v in rates.items()}, measured.start_s)
+    step_s = max(0.0, float(np.median(fixed))) if fixed else 0.0
+    rates = {(c, count): m / max(t - step_s, t / 2) for c, (t, n) in many.items()}  # t/2: noise ate it
+    measured = ProcessCalibration(rates, step_s, (started - t0) + (closed - closing), (shared - started) / m)
+    log.debug("calibration of %d-%d-%d %s %s on %d processes: %s; a step's round trip %.3g ms, their start "
+              "%.3g s", n0, n1, n2, activation.name, dtype, count, {k: f"{v / 1e6:.3g} M/s" for k, v in rates.items()},
+              1e3 * measured.step_s, measured.start_s)
     return measured
 
 

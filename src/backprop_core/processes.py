@@ -22,7 +22,10 @@ would copy mid-flight), but without running this process's main module again,
 which spawn and forkserver do: a script that trains at its top level, with no
 ``if __name__ == "__main__"`` guard, would train again in every worker.
 Workers ignore Ctrl-C, which the calling process turns into
-TrainingInterrupted, and run BLAS on one thread.  They are stopped, and the
+TrainingInterrupted, and run BLAS on one thread.  Where there is a core for
+each, the calling thread and each worker are pinned to cores of their own
+while the workers live: the scheduler would otherwise often wake a worker on
+the core of the thread that woke it, and the two would take turns there.  They are stopped, and the
 shared memory released, when the strategy's ``running()`` context ends,
 however it ends.  A worker that dies, or does not answer in time, stops the fit
 with an error that says which one and what happened.
@@ -39,6 +42,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import traceback
 import weakref
@@ -267,6 +271,21 @@ class _Held:
         self.workers, self.segments = [], []
 
 
+def _pin(pids) -> tuple | None:
+    """Pin the calling thread and the processes ``pids`` to a core each, where there are enough;
+    returns (the thread's id, the cores it may use until then), or None where nothing was pinned."""
+    if not hasattr(os, "sched_setaffinity"):
+        return None
+    cores = sorted(os.sched_getaffinity(0))
+    if len(cores) <= len(pids):
+        return None
+    before = os.sched_getaffinity(0)
+    for pid, core in zip(pids, cores[1:]):
+        os.sched_setaffinity(pid, {core})
+    os.sched_setaffinity(0, {cores[0]})  # on Linux, pid 0 is the calling thread
+    return threading.get_native_id(), before
+
+
 def _waited(process: subprocess.Popen, seconds: float) -> bool:
     try:
         process.wait(seconds)
@@ -311,6 +330,7 @@ class WorkerProcesses:
                               offset=params_bytes + i * _slot_bytes(network)) for i in range(count - 1)]
         self._data = self.X = self.Y = None
         self._bounds, self._m, self._make, self._functions = [], 0, None, {}
+        self._pinned = None
         try:
             tracker_fd = resource_tracker.getfd() if sys.version_info < (3, 13) else -1
             for index in range(1, count):
@@ -323,6 +343,7 @@ class WorkerProcesses:
                 self._held.workers.append(_Worker(index, process, here))
             for w in self._held.workers:
                 self._answer(w, self.timeout)
+            self._pinned = _pin([w.process.pid for w in self._held.workers])
         except BaseException:
             self.close()
             raise
@@ -385,9 +406,13 @@ class WorkerProcesses:
         return total
 
     def close(self):
-        """Stop the workers and release the shared memory (idempotent)."""
+        """Stop the workers, release the shared memory, and free the calling thread to run on
+        any of its cores again (idempotent)."""
         self._params = self._slots = self.X = self.Y = None
         self._finalizer()
+        if self._pinned is not None and self._pinned[0] == threading.get_native_id():
+            os.sched_setaffinity(0, self._pinned[1])
+        self._pinned = None
 
     def __enter__(self):
         return self
