@@ -249,3 +249,11 @@ def test_a_callers_own_activation_cannot_cross_to_processes():
 def test_impossible_parallel_plans_are_named(options, message):
     with pytest.raises(bc.InvalidInputError, match=message):
         _plan(**options)
+
+
+def test_processes_are_planned_only_where_the_data_fit_in_shared_memory(monkeypatch):
+    monkeypatch.setattr(processes, "shared_memory_free", lambda: 1 << 20)  # a container's small /dev/shm
+    with pytest.raises(bc.InvalidInputError, match=r"they need 3 MiB and /dev/shm has 1 MiB free"):
+        _plan(shape=(2, 4, 1, 1 << 17), dtype="float64", chunk_size=4096, parallel="processes")
+    auto = _plan(shape=(2, 4, 1, 1 << 18), dtype="float32")
+    assert {k[2] for k in auto.measured} == {"threads"} and auto.parallel == "threads"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import subprocess
 import sys
 
 import numpy as np
@@ -161,15 +162,7 @@ def _workers() -> set:
     while frontier:
         frontier = {pid for pid, parent in parents.items() if parent in frontier}
         found |= frontier
-    workers = set()
-    for pid in found:
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                if b"backprop_core.processes" in f.read():
-                    workers.add(pid)
-        except OSError:
-            continue
-    return workers
+    return {pid for pid in found if _is_worker(pid)}
 
 
 def _segments() -> set:
@@ -273,6 +266,14 @@ def test_a_network_crosses_by_names_only():
     assert processes.Network.of((2, 4, 1), custom, "sigmoid", False, "float64") is None
 
 
+def test_data_larger_than_the_free_shared_memory_are_refused_before_a_byte_is_written(monkeypatch):
+    monkeypatch.setattr(processes, "shared_memory_free", lambda: 1 << 10)
+    X, Y, _ = _problem(1)
+    with processes.WorkerProcesses(processes.Network(3, 5, 1, "tanh"), 2) as workers:
+        with pytest.raises(MemoryError, match="need 0 MiB and /dev/shm has 0 MiB free"):
+            workers.share(X, Y)
+
+
 def test_worker_processes_need_two():
     network = processes.Network(2, 4, 1, "tanh")
     with pytest.raises(bc.InvalidInputError, match="at least 2"):
@@ -296,3 +297,85 @@ def test_the_calling_thread_has_a_core_of_its_own_during_the_fit_and_all_its_cor
         _fit("processes", X, Y, params, callback=_Watch(look, at=1))
     assert len(during[0]) == 1
     assert os.sched_getaffinity(0) == cores
+
+
+# -- as a user runs it -----------------------------------------------------------------------------
+SCRIPT = '''
+import sys
+import numpy as np
+from backprop_core import planner
+from backprop_core.activations import get_activation
+from backprop_core.backends import get_backend
+from backprop_core.errors import TrainingInterrupted
+from backprop_core.initialization import initial_parameters_host
+from backprop_core.training import train
+
+numpy, tanh = get_backend("numpy"), get_activation("tanh")
+rng = np.random.default_rng(0)
+X = rng.standard_normal((3, 4000))
+Y = (X[:1] * X[1:2] > 0).astype(np.float64)
+p = planner.plan(numpy, (3, 5, 1, 4000), "float64", tanh, chunk_size=500, workers=2, parallel="processes")
+
+def started(i, J):
+    print("reading the cost", flush=True)
+
+try:
+    result = train(X, Y, initial_parameters_host(3, 5, 1, "xavier", 0), activation=tanh, learning_rate=0.5,
+                   num_iterations=int(sys.argv[1]), backend=numpy, plan=p, cost_every=50, callback=started)
+    print("trained", result.n_iter, flush=True)
+except TrainingInterrupted as exc:
+    print("interrupted after", exc.iteration, flush=True)
+'''
+
+
+def _run_script(tmp_path, iterations, **popen):
+    path = tmp_path / "train_at_top_level.py"  # no `if __name__ == "__main__"` guard, as scripts often are
+    path.write_text(SCRIPT)
+    return subprocess.Popen([sys.executable, str(path), str(iterations)], stdout=subprocess.PIPE, text=True,
+                            cwd=tmp_path, **popen)
+
+
+def test_a_script_that_trains_at_its_top_level_runs_on_processes(tmp_path):
+    script = _run_script(tmp_path, 200)
+    out, _ = script.communicate(timeout=120)
+    assert script.returncode == 0 and out.strip().endswith("trained 200")
+    assert out.count("reading the cost") == 5, "the script ran once: workers do not run it again"
+
+
+@linux_only
+def test_ctrl_c_in_a_terminal_interrupts_the_fit_and_leaves_nothing_behind(tmp_path):
+    before = _segments()
+    script = _run_script(tmp_path, 10**7, start_new_session=True, stderr=subprocess.PIPE)  # a group, as a shell makes
+    try:
+        assert script.stdout.readline().strip() == "reading the cost"
+        workers = [pid for pid in _group(script.pid) if _is_worker(pid)]
+        os.killpg(script.pid, signal.SIGINT)  # what Ctrl-C sends: to every process of the group
+        out, err = script.communicate(timeout=60)
+    finally:
+        if script.poll() is None:
+            script.kill()
+    assert script.returncode == 0 and "interrupted after" in out
+    assert len(workers) == 1, "the script's worker ran"
+    assert not [pid for pid in workers if pid in _group(script.pid)]
+    assert _segments() - before == set()
+    assert "leaked" not in err, "the resource tracker found shared memory left behind"
+
+
+def _group(group: int) -> set:
+    return {int(pid) for pid in os.listdir("/proc") if pid.isdigit() and _in_group(int(pid), group)}
+
+
+def _is_worker(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return b"backprop_core.processes" in f.read()
+    except OSError:
+        return False
+
+
+def _in_group(pid: int, group: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[2]) == group
+    except (OSError, IndexError, ValueError):
+        return False

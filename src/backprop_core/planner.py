@@ -131,7 +131,7 @@ def plan(backend, shape, dtype: str, activation, *, chunk_size="auto", workers=N
         workers = _positive_int(workers, "workers")
     if iterations is not None:
         iterations = _positive_int(iterations, "iterations")
-    network = _process_network(backend, parallel, (n0, n1, n2), activation, output, weighted, dtype,
+    network = _process_network(backend, parallel, (n0, n1, n2), activation, output, weighted, dtype, m,
                                chunk_size=chunk_size, stream=stream, batch_size=batch_size)
     if stream not in (True, False, "auto"):
         raise InvalidInputError(f"stream must be True, False or 'auto', got {stream!r}")
@@ -192,10 +192,11 @@ def plan(backend, shape, dtype: str, activation, *, chunk_size="auto", workers=N
                              network))
 
 
-def _process_network(backend, parallel, shape, activation, output, weighted, dtype, *, chunk_size, stream,
+def _process_network(backend, parallel, shape, activation, output, weighted, dtype, m, *, chunk_size, stream,
                      batch_size):
-    """The network as worker processes rebuild it, where processes may run this fit; None where
-    they may not.  Refuses, by name, what makes parallel="processes" impossible."""
+    """The network as worker processes rebuild it, where processes may run this fit over m
+    examples; None where they may not.  Refuses, by name, what makes parallel="processes"
+    impossible."""
     if parallel not in PARALLEL:
         raise InvalidInputError(f"parallel must be 'auto', 'threads' or 'processes', got {parallel!r}")
     if parallel == "threads":
@@ -204,8 +205,10 @@ def _process_network(backend, parallel, shape, activation, output, weighted, dty
     activation, output = get_activation(activation), get_output(output)
     numpy_host = not backend.distributed and not backend.on_gpu and is_numpy_namespace(backend.xp)
     network = processes.Network.of(shape, activation, output, weighted, dtype) if numpy_host else None
+    need, free = processes.shared_bytes(shape[0], shape[2] + weighted, m, dtype), processes.shared_memory_free()
+    fits = free is None or need <= free
     if not asked:
-        return network if processes.available() else None
+        return network if processes.available() and fits else None
     if not numpy_host:
         raise InvalidInputError(
             f"parallel='processes' runs chunks on worker processes, which only the numpy backend does "
@@ -218,6 +221,11 @@ def _process_network(backend, parallel, shape, activation, output, weighted, dty
             f"parallel='processes': worker processes rebuild the activation and the output layer by name, "
             f"and the activation {activation.name!r} or the output {output.name!r} given is a function of the "
             f"caller's, not the library's own; use parallel='threads'")
+    if not fits:
+        raise InvalidInputError(
+            f"parallel='processes' copies X and Y into shared memory: they need {need / 2**20:,.0f} MiB and "
+            f"/dev/shm has {free / 2**20:,.0f} MiB free; use parallel='threads' (or, in a container, give it "
+            f"a larger shared memory, e.g. docker run --shm-size)")
     for given, what in ((batch_size is not None, "batch_size (mini-batches run one at a time)"),
                         (chunk_size is None, "chunk_size=None (the batch is never cut into chunks)"),
                         (stream is True, "stream=True (chunks streamed through a device)")):
@@ -568,7 +576,7 @@ def build(p: Plan, X, Y, parameters, activation, learning_rate, backend, dtype, 
     make = make_gradients(backend, p.executor, activation, (n0, n1, n2), dtype, p.chunk_size, output, weighted)
     if p.parallel == "processes" and p.workers > 1:
         network = _process_network(backend, "processes", (n0, n1, n2), activation, output, weighted, dtype,
-                                   chunk_size=p.chunk_size, stream=p.streams, batch_size=None)
+                                   X.shape[1], chunk_size=p.chunk_size, stream=p.streams, batch_size=None)
         gradients = processes.ProcessChunkedGradients(make, p.chunk_size, backend=backend, dtype=dtype,
                                                       workers=p.workers, network=network)
         return processes.ProcessChunked(X, Y, learning_rate, backend, gradients)

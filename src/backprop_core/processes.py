@@ -155,6 +155,24 @@ def available() -> bool:
     return os.name == "posix" and bool(sys.executable)
 
 
+def shared_memory_free() -> int | None:
+    """Bytes free for shared memory (Linux's /dev/shm), or None where that cannot be read.
+
+    A container's is often small (Docker's default is 64 MiB), and writing past
+    its end kills the writer with SIGBUS, so the data are measured against it first.
+    """
+    try:
+        stat = os.statvfs("/dev/shm")
+    except OSError:
+        return None
+    return stat.f_bavail * stat.f_frsize
+
+
+def shared_bytes(n0: int, rows: int, m: int, dtype) -> int:
+    """Bytes X (n0, m) and Y (rows, m) take in shared memory."""
+    return (n0 + rows) * m * np.dtype(dtype).itemsize
+
+
 # -- the worker ---------------------------------------------------------------------------------
 def _serve_command(argv):
     """The worker's entry (:func:`_command`): serve the calling process until it says quit or is gone."""
@@ -360,7 +378,11 @@ class WorkerProcesses:
                 raise InvalidInputError(f"worker processes take {name} as a 2-D NumPy array of {self.dtype}")
         if X.shape[1] != Y.shape[1]:
             raise InvalidInputError(f"X has {X.shape[1]} examples and Y {Y.shape[1]}")
-        segment = SharedMemory(create=True, size=max(1, X.nbytes + Y.nbytes))
+        need, free = X.nbytes + Y.nbytes, shared_memory_free()
+        if free is not None and need > free:
+            raise MemoryError(f"worker processes share X and Y through shared memory: they need "
+                              f"{need / 2**20:,.0f} MiB and /dev/shm has {free / 2**20:,.0f} MiB free")
+        segment = SharedMemory(create=True, size=max(1, need))
         self._held.segments.append(segment)
         Xs, Ys = _views(segment.buf, (X.shape, Y.shape), self.dtype)
         np.copyto(Xs, X)
@@ -515,6 +537,11 @@ class ProcessChunkedGradients(ChunkedGradients):
 class ProcessChunked(Chunked):
     """:class:`~backprop_core.strategies.Chunked` over worker processes: a worker lost mid-fit stops
     the loop as a lost cluster does, with the parameters of the last completed iteration."""
+
+    def __init__(self, X, Y, learning_rate: float, backend, gradients: ProcessChunkedGradients):
+        super().__init__(X, Y, learning_rate, backend, gradients)
+        self.memory_advice = (f"use parallel='threads' (shared memory holds a copy of the data) or a smaller "
+                              f"chunk_size than {gradients.chunk_size}")
 
     def failure(self, exc, params, iteration, history):
         if isinstance(exc, WorkerProcessError):
