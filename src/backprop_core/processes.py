@@ -25,10 +25,11 @@ Workers ignore Ctrl-C, which the calling process turns into
 TrainingInterrupted, and run BLAS on one thread.  Where there is a core for
 each, the calling thread and each worker are pinned to cores of their own
 while the workers live: the scheduler would otherwise often wake a worker on
-the core of the thread that woke it, and the two would take turns there.  They are stopped, and the
-shared memory released, when the strategy's ``running()`` context ends,
-however it ends.  A worker that dies, or does not answer in time, stops the fit
-with an error that says which one and what happened.
+the core of the thread that woke it, and the two would take turns there.
+Workers are stopped, and the shared memory released, when the strategy's
+``running()`` context ends, however it ends.  A worker that dies, or does not
+answer in time, stops the fit with an error that says which one and what
+happened.
 """
 
 from __future__ import annotations
@@ -330,6 +331,7 @@ class WorkerProcesses:
     every chunk, as :class:`~backprop_core.chunked.ChunkedGradients` does.
     :meth:`close` stops the processes and releases the memory (a context
     manager does, and so, as a last resort, does the garbage collector).
+    ``X`` and ``Y`` are the shared copies (None before :meth:`share`).
     """
 
     def __init__(self, network: Network, count: int, *, timeout: float = ROUND_TRIP_TIMEOUT_S):
