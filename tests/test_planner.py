@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import backprop_core as bc
-from backprop_core import planner
+from backprop_core import planner, processes
 from backprop_core.backends import get_backend
 from backprop_core.backends.numpy_backend import NumpyBackend
 
@@ -47,8 +47,10 @@ def test_small_data_run_as_one_batch_without_calibrating():
 def test_large_data_on_the_cpu_follow_the_calibration():
     p = _plan(shape=(2, 4, 1, 1 << 18), dtype="float32")
     assert p.mode == "chunks" and p.measured
-    feasible = {k: r for k, r in p.measured.items() if k[0] * k[1] <= 1 << 18}
-    assert (p.chunk_size, p.workers) == max(feasible, key=feasible.get)
+    measured = planner.process_calibration(get_backend("numpy"), 2, 4, 1, TANH, "float32")
+    step_s = 0.0 if measured is None else measured.step_s
+    best, _ = planner.choose_chunking(p.measured, 1 << 18, process_step_s=step_s)  # iterations unknown
+    assert (p.chunk_size, p.workers, p.parallel) == best
     assert "calibrated here" in p.reason
 
 
@@ -134,3 +136,124 @@ def test_the_fused_kernel_is_planned_only_where_asked_for_and_it_applies():
         _plan("numpy", fused=True)
     with pytest.raises(bc.InvalidInputError, match="chunk_size and stream=True do not apply"):
         _plan(fusing, fused=True, chunk_size=100)
+
+
+# -- threads or processes ------------------------------------------------------------------------
+#: A calibration table, (chunk size, workers, parallel) -> examples/s of one step.
+RATES = {(4096, 1, "threads"): 100e6, (4096, 2, "threads"): 90e6, (4096, 2, "processes"): 180e6,
+         (65536, 2, "processes"): 150e6}
+
+
+def test_processes_measured_faster_run_a_fit_of_unknown_length():
+    (c, w, how), why = planner.choose_chunking(RATES, 1 << 20, process_start_s=0.3)
+    assert (c, w, how) == (4096, 2, "processes")
+    assert "on 2 processes" in why and "not counted" in why
+
+
+def test_a_short_fit_does_not_pay_for_starting_processes():
+    # 10 steps of 2^20 examples: 0.10 s on one thread; 0.06 s on processes, plus 0.3 s to start them.
+    key, why = planner.choose_chunking(RATES, 1 << 20, iterations=10, process_start_s=0.3)
+    assert key == (4096, 1, "threads")
+    assert "not enough to pay for their start (0.3 s) over 10 iterations" in why
+
+
+def test_a_long_fit_repays_the_start_of_processes():
+    key, why = planner.choose_chunking(RATES, 1 << 20, iterations=1000, process_start_s=0.3)
+    assert key == (4096, 2, "processes")
+    assert "repaid over 1,000 iterations" in why
+
+
+def test_the_round_trip_of_processes_keeps_small_batches_on_threads():
+    # One chunk each: 46 us of work on processes plus their 100 us round trip, 82 us on one thread.
+    assert planner.choose_chunking(RATES, 8192, process_step_s=100e-6)[0] == (4096, 1, "threads")
+    assert planner.choose_chunking(RATES, 1 << 20, process_step_s=100e-6)[0] == (4096, 2, "processes")
+
+
+def test_the_process_with_the_most_chunks_sets_the_pace():
+    # Three chunks on two processes: one does two, so a step takes two chunks' time.
+    assert planner.step_seconds((4096, 2, "processes"), 200e6, 3 * 4096) == pytest.approx(2 * 8192 / 200e6)
+    assert planner.step_seconds((4096, 2, "processes"), 200e6, 4 * 4096, 1e-4) == pytest.approx(2 * 8192 / 200e6 + 1e-4)
+    assert planner.step_seconds((4096, 1, "threads"), 100e6, 3 * 4096) == pytest.approx(3 * 4096 / 100e6)
+
+
+def test_processes_must_win_by_a_margin():
+    close = {(4096, 1, "threads"): 100e6, (4096, 2, "processes"): 100e6 / (planner.PROCESS_MARGIN + 0.05)}
+    key, why = planner.choose_chunking(close, 1 << 20)
+    assert key == (4096, 1, "threads") and "not enough to pay for their round trips" in why
+    clear = {(4096, 1, "threads"): 100e6, (4096, 2, "processes"): 100e6 / (planner.PROCESS_MARGIN - 0.05)}
+    assert planner.choose_chunking(clear, 1 << 20)[0] == (4096, 2, "processes")
+
+
+def test_processes_slower_per_step_are_never_chosen():
+    slow = {**RATES, (4096, 2, "processes"): 80e6, (65536, 2, "processes"): 70e6}
+    assert planner.choose_chunking(slow, 1 << 20)[0] == (4096, 1, "threads")
+    assert planner.choose_chunking(slow, 1 << 20, iterations=10**6)[0] == (4096, 1, "threads")
+
+
+def test_the_choice_keeps_to_the_workers_asked_for_and_to_m():
+    assert planner.choose_chunking(RATES, 1 << 20, workers=1)[0] == (4096, 1, "threads")
+    assert planner.choose_chunking(RATES, 6000)[0] == (4096, 1, "threads")  # two chunks of 4096 need 8192
+    assert planner.choose_chunking(RATES, 100) is None
+
+
+def test_a_plan_says_whether_processes_or_threads_share_the_chunks():
+    p = _plan(chunk_size=100, workers=2, parallel="processes")
+    assert (p.parallel, p.workers) == ("processes", 2) and "2 processes" in str(p)
+    assert _plan(chunk_size=100, workers=2).parallel == "threads"
+
+
+@pytest.mark.skipif(get_backend("numpy").default_workers < 2,
+                    reason="worker processes are calibrated on two cores or more")
+@pytest.mark.skipif(not processes.available(), reason="worker processes need a POSIX system")
+def test_large_data_on_numpy_calibrate_processes_beside_threads():
+    shape = (2, 4, 1, 1 << 18)
+    assert {k[2] for k in _plan(shape=shape, dtype="float32").measured} == {"threads", "processes"}
+    only = _plan(shape=shape, dtype="float32", parallel="threads")
+    assert {k[2] for k in only.measured} == {"threads"} and only.parallel == "threads"
+    only = _plan(shape=shape, dtype="float32", parallel="processes")
+    assert {k[2] for k in only.measured} == {"processes"} and only.parallel == "processes"
+
+
+@pytest.mark.skipif(get_backend("numpy").default_workers < 2,
+                    reason="worker processes are calibrated on two cores or more")
+@pytest.mark.skipif(not processes.available(), reason="worker processes need a POSIX system")
+def test_the_process_calibration_measures_what_starting_them_costs():
+    measured = planner.process_calibration(get_backend("numpy"), 2, 4, 1, TANH, "float32")
+    assert measured.rates and all(w == get_backend("numpy").default_workers for _, w in measured.rates)
+    assert measured.start_s > 0 and measured.share_s_per_example > 0 and measured.step_s >= 0
+    assert measured.start_seconds(1 << 20) > measured.start_seconds(1)
+
+
+def test_only_the_numpy_backend_runs_processes():
+    strict = get_backend("array_api_strict")
+    with pytest.raises(bc.InvalidInputError, match="only the numpy backend"):
+        _plan(strict, chunk_size=100, parallel="processes")
+    assert _plan(strict, chunk_size=100, workers=2).parallel == "threads"
+    with pytest.raises(bc.InvalidInputError, match="only the numpy backend"):
+        _plan(_SmallGpu(free=1 << 30), chunk_size=100, parallel="processes")
+
+
+def test_a_callers_own_activation_cannot_cross_to_processes():
+    mine = bc.activations.Activation("tanh", lambda Z: Z, lambda Z, A: 1.0 + 0.0 * Z)
+    with pytest.raises(bc.InvalidInputError, match="the activation 'tanh' or the output 'sigmoid' given is a "
+                                                   "function of the caller's"):
+        planner.plan(get_backend("numpy"), (2, 4, 1, 400), "float64", mine, chunk_size=100, parallel="processes")
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"parallel": "fibers"}, "parallel must be 'auto', 'threads' or 'processes'"),
+    ({"parallel": "processes", "chunk_size": None}, "does not apply with chunk_size=None"),
+    ({"parallel": "processes", "batch_size": 64}, "does not apply with batch_size"),
+    ({"iterations": 0}, "iterations must be a positive integer"),
+])
+def test_impossible_parallel_plans_are_named(options, message):
+    with pytest.raises(bc.InvalidInputError, match=message):
+        _plan(**options)
+
+
+def test_processes_are_planned_only_where_the_data_fit_in_shared_memory(monkeypatch):
+    monkeypatch.setattr(processes, "shared_memory_free", lambda: 1 << 20)  # a container's small /dev/shm
+    with pytest.raises(bc.InvalidInputError, match=r"they need 3 MiB and /dev/shm has 1 MiB free"):
+        _plan(shape=(2, 4, 1, 1 << 17), dtype="float64", chunk_size=4096, parallel="processes")
+    auto = _plan(shape=(2, 4, 1, 1 << 18), dtype="float32")
+    assert {k[2] for k in auto.measured} == {"threads"} and auto.parallel == "threads"

@@ -31,6 +31,27 @@ def chunk_bounds(m: int, chunk_size: int) -> list[tuple[int, int]]:
     return [(a, min(a + chunk_size, m)) for a in range(0, m, chunk_size)]
 
 
+def share_sums(gradients, chunks, params, m: int):
+    """One worker's share: the gradients of its ``chunks`` (pairs Xc, Yc) added in order.
+
+    Threads and worker processes both sum this way, so a plan gives the same
+    bits whichever runs it.
+    """
+    total = None
+    for Xc, Yc in chunks:
+        total = add_parts(total, gradients(params, Xc, Yc, m))
+    return total
+
+
+def one_blas_thread():
+    """A context in which BLAS runs on one thread, where several workers share the cores."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # optional: without it BLAS may oversubscribe the cores
+        return contextlib.nullcontext()
+    return threadpool_limits(1)
+
+
 class ChunkedGradients:
     """``(dW1, db1, dW2, db2, J)`` of a whole batch, summed over chunks of its m columns.
 
@@ -78,10 +99,7 @@ class ChunkedGradients:
             yield current[0].get(), current[1].get()
 
     def _share(self, gradients, bounds, params, X, Y, m):
-        total = None
-        for Xc, Yc in self._chunks(X, Y, bounds):
-            total = add_parts(total, gradients(params, Xc, Yc, m))
-        return total
+        return share_sums(gradients, self._chunks(X, Y, bounds), params, m)
 
     def __call__(self, params, X, Y, with_cost=False):
         m = X.shape[1]
@@ -100,14 +118,7 @@ class ChunkedGradients:
     @contextlib.contextmanager
     def running(self):
         """Pin BLAS to one thread per worker while the workers run (no oversubscription)."""
-        limits = contextlib.nullcontext()
-        if self.workers > 1 and not self.backend.on_gpu:
-            try:
-                from threadpoolctl import threadpool_limits
-
-                limits = threadpool_limits(1)
-            except ImportError:  # optional: without it BLAS may oversubscribe the cores
-                pass
+        limits = one_blas_thread() if self.workers > 1 and not self.backend.on_gpu else contextlib.nullcontext()
         try:
             with limits:
                 yield self

@@ -1,0 +1,553 @@
+"""Chunks of the whole batch on worker processes, where threads take turns on the GIL.
+
+On NumPy a chunk's step is some forty calls of a few microseconds each
+(:mod:`backprop_core.buffered`); threads running them hold the GIL in turn,
+so on narrow networks two threads are no faster than one.  A process has a
+GIL of its own.
+
+Once per fit, X and Y (with the weights row under Y) are copied into shared
+memory, as data move to a device once per fit.  With k workers, the calling
+process is worker 0 and k - 1 worker processes are the others; worker i sums
+the gradients of chunks i, i + k, i + 2k, ... with buffers of its own, traced
+in that process from the network's shape and its activation's and output's
+names (only names and numbers cross).  Each iteration the parameters are
+written into a shared buffer, one byte per worker over a pipe says "go", and
+each worker writes its share's sums into its slot of a shared result buffer
+and answers.  The calling process adds the shares in worker order: a plan
+gives the same bits on every run, and the sums threads give to float rounding.
+
+A worker is a fresh interpreter, started as multiprocessing's "spawn" starts
+one (never a fork of this process, whose threads, BLAS's among them, a fork
+would copy mid-flight), but without running this process's main module again,
+which spawn and forkserver do: a script that trains at its top level, with no
+``if __name__ == "__main__"`` guard, would train again in every worker.
+Workers ignore Ctrl-C, which the calling process turns into
+TrainingInterrupted, and run BLAS on one thread.  Where there is a core for
+each, the calling thread and each worker are pinned to cores of their own
+while the workers live: the scheduler would otherwise often wake a worker on
+the core of the thread that woke it, and the two would take turns there.
+Workers are stopped, and the shared memory released, when the strategy's
+``running()`` context ends, however it ends.  A worker that dies, or does not
+answer in time, stops the fit with an error that says which one and what
+happened.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import math
+import multiprocessing
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import traceback
+import weakref
+from dataclasses import dataclass
+from multiprocessing import connection, resource_tracker
+from multiprocessing.shared_memory import SharedMemory
+
+import numpy as np
+
+from .activations import ACTIVATIONS, get_activation
+from .chunked import ChunkedGradients, chunk_bounds, one_blas_thread, share_sums
+from .equations import OUTPUTS, get_output
+from .errors import DistributedTrainingError, InvalidInputError
+from .parameters import add_parts, pack, unpack
+from .strategies import Chunked, buffered_gradients
+
+#: Seconds a worker may take to answer beyond what the calling process's own share took
+#: (a worker's share is about as long): longer, and it is taken for hung.
+ROUND_TRIP_TIMEOUT_S = 60.0
+#: A timeout grows with the step: at least this many times the calling process's share.
+TIMEOUT_SHARES = 20
+#: Seconds an idle worker has to stop when asked, before it is terminated.
+STOP_WAIT_S = 2.0
+
+_GO, _GO_WITH_COST, _QUIT, _OK = b"0", b"1", b"q", b"k"
+
+
+class WorkerProcessError(RuntimeError):
+    """A worker process died, failed or did not answer; the message says which and what happened.
+
+    Training turns it into a :class:`~backprop_core.errors.DistributedTrainingError`
+    holding the parameters of the last completed iteration (:class:`ProcessChunked`).
+    """
+
+
+@dataclass(frozen=True)
+class Network:
+    """What a worker needs to trace the equations itself: names and numbers, which pickle.
+
+    ``activation`` and ``output`` are names in the library's registries
+    (:data:`~backprop_core.activations.ACTIVATIONS`, :data:`~backprop_core.equations.OUTPUTS`);
+    a weighted fit's Y carries the weights as its last row.
+    """
+
+    n0: int
+    n1: int
+    n2: int
+    activation: str
+    output: str = "sigmoid"
+    weighted: bool = False
+    dtype: str = "float64"
+
+    @classmethod
+    def of(cls, shape, activation, output, weighted: bool, dtype: str) -> "Network | None":
+        """The network of ``shape`` (n0, n1, n2), or None when its activation or output is not
+        the library's own under its name (a caller's functions cannot be rebuilt in a worker)."""
+        activation, output = get_activation(activation), get_output(output)
+        if ACTIVATIONS.get(activation.name) is not activation or OUTPUTS.get(output.name) is not output:
+            return None
+        n0, n1, n2 = (int(n) for n in shape)
+        return cls(n0, n1, n2, activation.name, output.name, bool(weighted), str(np.dtype(dtype)))
+
+    @property
+    def parameter_shapes(self) -> tuple:
+        """Shapes of W1, b1, W2, b2, which are also those of dW1, db1, dW2, db2."""
+        return (self.n1, self.n0), (self.n1, 1), (self.n2, self.n1), (self.n2, 1)
+
+    def make_gradients(self, columns: int):
+        """``make(with_cost)`` of :class:`ChunkedGradients`: the buffered lowering, chunks of ``columns``."""
+        from .backends import get_backend
+
+        return buffered_gradients(get_backend("numpy"), get_activation(self.activation),
+                                  (self.n0, self.n1, self.n2), self.dtype, columns, get_output(self.output),
+                                  self.weighted)
+
+
+def _views(buffer, shapes, dtype, offset=0) -> list:
+    """Arrays of ``shapes`` laid end to end in ``buffer`` from ``offset`` (bytes)."""
+    views = []
+    for shape in shapes:
+        views.append(np.ndarray(shape, dtype, buffer=buffer, offset=offset))
+        offset += math.prod(shape) * dtype.itemsize
+    return views
+
+
+def _sum_shapes(network: Network) -> tuple:
+    return (*network.parameter_shapes, ())  # dW1, db1, dW2, db2 and the cost J
+
+
+def _params_bytes(network: Network) -> int:
+    return sum(math.prod(s) for s in network.parameter_shapes) * np.dtype(network.dtype).itemsize
+
+
+def _slot_bytes(network: Network) -> int:
+    return sum(math.prod(s) for s in _sum_shapes(network)) * np.dtype(network.dtype).itemsize
+
+
+def _command(sys_path, fd: int, tracker_fd: int, index: int, count: int, network: Network, control: str) -> list:
+    """A fresh interpreter running worker ``index``: it imports what this process imports (its
+    ``sys_path``), and not this process's main module, which a script may run unguarded."""
+    boot = ("import signal; signal.signal(signal.SIGINT, signal.SIG_IGN)\n"  # Ctrl-C is the caller's
+            "import json, sys; sys.path[:] = json.loads(sys.argv[1])\n"
+            "from backprop_core.processes import _serve_command; _serve_command(sys.argv[2:])")
+    return [sys.executable, "-c", boot, json.dumps(sys_path), str(fd), str(tracker_fd), str(index), str(count),
+            json.dumps(dataclasses.asdict(network)), control]
+
+
+def available() -> bool:
+    """Can worker processes start here?  (A POSIX system, and an interpreter to start.)"""
+    return os.name == "posix" and bool(sys.executable)
+
+
+def shared_memory_free() -> int | None:
+    """Bytes free for shared memory (Linux's /dev/shm), or None where that cannot be read.
+
+    A container's is often small (Docker's default is 64 MiB), and writing past
+    its end kills the writer with SIGBUS, so the data are measured against it first.
+    """
+    try:
+        stat = os.statvfs("/dev/shm")
+    except OSError:
+        return None
+    return stat.f_bavail * stat.f_frsize
+
+
+def shared_bytes(n0: int, rows: int, m: int, dtype) -> int:
+    """Bytes X (n0, m) and Y (rows, m) take in shared memory."""
+    return (n0 + rows) * m * np.dtype(dtype).itemsize
+
+
+# -- the worker ---------------------------------------------------------------------------------
+def _serve_command(argv):
+    """The worker's entry (:func:`_command`): serve the calling process until it says quit or is gone."""
+    fd, tracker_fd, index, count = (int(a) for a in argv[:4])
+    network, control = Network(**json.loads(argv[4])), argv[5]
+    if tracker_fd >= 0:
+        # As multiprocessing's own children do: segments this worker maps are registered with the
+        # calling process's resource tracker (which unlinks them if that process dies), not with a
+        # tracker of the worker's, which would unlink them when the worker ends.
+        resource_tracker._resource_tracker._fd = tracker_fd
+    one_blas_thread()  # threadpoolctl limits BLAS as the limit is made: here, for the worker's life
+    conn = connection.Connection(fd)
+    try:
+        server = _Server(index, count, network, control)
+    except Exception as exc:
+        conn.send_bytes(_failure(exc))
+        return
+    conn.send_bytes(_OK)
+    while True:
+        try:
+            message = conn.recv_bytes()
+        except (EOFError, OSError):
+            return  # the calling process is gone
+        if message == _QUIT:
+            return
+        try:
+            if message in (_GO, _GO_WITH_COST):
+                server.step(message == _GO_WITH_COST)
+            else:
+                kind, *args = json.loads(message)
+                {"data": server.data, "split": server.split}[kind](*args)
+            conn.send_bytes(_OK)
+        except Exception as exc:  # the calling process raises it
+            conn.send_bytes(_failure(exc))
+
+
+def _failure(exc) -> bytes:
+    return json.dumps([type(exc).__name__, str(exc), traceback.format_exc()]).encode()
+
+
+def _attach(name: str) -> SharedMemory:
+    if sys.version_info >= (3, 13):  # the calling process owns the segment and unlinks it
+        return SharedMemory(name=name, track=False)
+    return SharedMemory(name=name)
+
+
+class _Server:
+    """Worker ``index`` of ``count``: the shared parameters, its slot for the sums, the data, its chunks."""
+
+    def __init__(self, index: int, count: int, network: Network, control: str):
+        self.index, self.count, self.network = index, count, network
+        self.dtype = np.dtype(network.dtype)
+        self.control = _attach(control)
+        self.params = pack(_views(self.control.buf, network.parameter_shapes, self.dtype))
+        self.slot = _views(self.control.buf, _sum_shapes(network), self.dtype,
+                           offset=_params_bytes(network) + (index - 1) * _slot_bytes(network))
+        self.segment = self.X = self.Y = None
+        self.make, self.functions, self.bounds, self.m = None, {}, [], 0
+
+    def data(self, name: str, x_shape, y_shape):
+        """Map the batch the calling process shared (and unmap the one before)."""
+        self.X = self.Y = None
+        _close(self.segment)
+        self.segment = _attach(name)
+        self.X, self.Y = _views(self.segment.buf, (tuple(x_shape), tuple(y_shape)), self.dtype)
+
+    def split(self, chunk_size: int, m: int):
+        """Chunks of ``chunk_size`` over the first m examples; this worker's are every count-th."""
+        self.make, self.functions = self.network.make_gradients(chunk_size), {}
+        self.bounds, self.m = chunk_bounds(m, chunk_size)[self.index::self.count], m
+
+    def step(self, with_cost: bool):
+        """This worker's share of the sums, written into its slot."""
+        if with_cost not in self.functions:
+            self.functions[with_cost] = self.make(with_cost)
+        chunks = ((self.X[:, a:b], self.Y[:, a:b]) for a, b in self.bounds)
+        for view, value in zip(self.slot, share_sums(self.functions[with_cost], chunks, self.params, self.m)):
+            if value is not None:
+                np.copyto(view, value)
+
+
+def _close(segment):
+    """Unmap a segment (views of it that are still alive keep the mapping until they die)."""
+    if segment is not None:
+        with contextlib.suppress(BufferError):
+            segment.close()
+
+
+# -- the calling process's side ----------------------------------------------------------------
+class _Held:
+    """The processes and shared memory of a :class:`WorkerProcesses`, released once, however it ends."""
+
+    def __init__(self):
+        self.workers, self.segments = [], []
+
+    def release(self):
+        for w in self.workers:  # an idle worker is asked to quit; a busy one would not listen
+            if not w.busy and w.process.poll() is None:
+                with contextlib.suppress(OSError):
+                    w.conn.send_bytes(_QUIT)
+        for w in self.workers:
+            if w.busy:  # computing, or hung: it holds nothing worth waiting for
+                w.process.kill()
+            elif not _waited(w.process, STOP_WAIT_S):
+                w.process.terminate()
+            if not _waited(w.process, STOP_WAIT_S):  # a stopped process does not act on SIGTERM
+                w.process.kill()
+                w.process.wait()
+            w.conn.close()
+        for segment in self.segments:
+            _close(segment)
+            with contextlib.suppress(FileNotFoundError):
+                segment.unlink()
+        self.workers, self.segments = [], []
+
+
+def _pin(pids) -> tuple | None:
+    """Pin the calling thread and the processes ``pids`` to a core each, where there are enough;
+    returns (the thread's id, the cores it may use until then), or None where nothing was pinned."""
+    if not hasattr(os, "sched_setaffinity"):
+        return None
+    cores = sorted(os.sched_getaffinity(0))
+    if len(cores) <= len(pids):
+        return None
+    before = os.sched_getaffinity(0)
+    for pid, core in zip(pids, cores[1:]):
+        os.sched_setaffinity(pid, {core})
+    os.sched_setaffinity(0, {cores[0]})  # on Linux, pid 0 is the calling thread
+    return threading.get_native_id(), before
+
+
+def _waited(process: subprocess.Popen, seconds: float) -> bool:
+    try:
+        process.wait(seconds)
+        return True
+    except subprocess.TimeoutExpired:
+        return False
+
+
+@dataclass
+class _Worker:
+    index: int
+    process: subprocess.Popen
+    conn: connection.Connection
+    busy: bool = False
+
+
+class WorkerProcesses:
+    """``count - 1`` worker processes which, with the calling process, sum a batch's gradients.
+
+    ``network`` says what they compute; ``timeout`` is the least time a worker
+    may take to answer.  :meth:`share` copies X (n0, m) and Y into shared
+    memory, :meth:`split` cuts the first m examples into chunks, and a call
+    ``(params, with_cost)`` returns ``(dW1, db1, dW2, db2, J)`` summed over
+    every chunk, as :class:`~backprop_core.chunked.ChunkedGradients` does.
+    :meth:`close` stops the processes and releases the memory (a context
+    manager does, and so, as a last resort, does the garbage collector).
+    ``X`` and ``Y`` are the shared copies (None before :meth:`share`).
+    """
+
+    def __init__(self, network: Network, count: int, *, timeout: float = ROUND_TRIP_TIMEOUT_S):
+        if isinstance(count, bool) or not isinstance(count, int) or count < 2:
+            raise InvalidInputError(f"worker processes need a count of at least 2, got {count!r}")
+        self.network, self.count, self.timeout = network, count, float(timeout)
+        self.dtype = np.dtype(network.dtype)
+        self._held = _Held()
+        self._finalizer = weakref.finalize(self, self._held.release)
+        self._broken = None
+        params_bytes = _params_bytes(network)
+        control = SharedMemory(create=True, size=params_bytes + (count - 1) * _slot_bytes(network))
+        self._held.segments.append(control)
+        self._params = _views(control.buf, network.parameter_shapes, self.dtype)
+        self._slots = [_views(control.buf, _sum_shapes(network), self.dtype,
+                              offset=params_bytes + i * _slot_bytes(network)) for i in range(count - 1)]
+        self._data = self.X = self.Y = None
+        self._bounds, self._m, self._make, self._functions = [], 0, None, {}
+        self._pinned = None
+        try:
+            tracker_fd = resource_tracker.getfd() if sys.version_info < (3, 13) else -1
+            for index in range(1, count):
+                here, there = multiprocessing.Pipe()
+                with there:
+                    fds = (there.fileno(), tracker_fd) if tracker_fd >= 0 else (there.fileno(),)
+                    process = subprocess.Popen(
+                        _command(sys.path, there.fileno(), tracker_fd, index, count, network, control.name),
+                        pass_fds=fds, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+                self._held.workers.append(_Worker(index, process, here))
+            for w in self._held.workers:
+                self._answer(w, self.timeout)
+            self._pinned = _pin([w.process.pid for w in self._held.workers])
+        except BaseException:
+            self.close()
+            raise
+
+    @property
+    def pids(self) -> list:
+        """The worker processes' ids (the calling process's own is not among them)."""
+        return [w.process.pid for w in self._held.workers]
+
+    def share(self, X, Y):
+        """Copy X (n0, m) and Y (rows, m), NumPy arrays of the network's dtype, into shared memory."""
+        for name, A in (("X", X), ("Y", Y)):
+            if not isinstance(A, np.ndarray) or A.dtype != self.dtype or A.ndim != 2:
+                raise InvalidInputError(f"worker processes take {name} as a 2-D NumPy array of {self.dtype}")
+        if X.shape[1] != Y.shape[1]:
+            raise InvalidInputError(f"X has {X.shape[1]} examples and Y {Y.shape[1]}")
+        need, free = X.nbytes + Y.nbytes, shared_memory_free()
+        if free is not None and need > free:
+            raise MemoryError(f"worker processes share X and Y through shared memory: they need "
+                              f"{need / 2**20:,.0f} MiB and /dev/shm has {free / 2**20:,.0f} MiB free")
+        segment = SharedMemory(create=True, size=max(1, need))
+        self._held.segments.append(segment)
+        Xs, Ys = _views(segment.buf, (X.shape, Y.shape), self.dtype)
+        np.copyto(Xs, X)
+        np.copyto(Ys, Y)
+        self._tell_all(["data", segment.name, X.shape, Y.shape])
+        old, self._data, self.X, self.Y = self._data, segment, Xs, Ys
+        if old is not None:  # no worker maps it any more
+            self._held.segments.remove(old)
+            _close(old)
+            old.unlink()
+        self._bounds = []
+
+    def split(self, chunk_size: int, m: int, make_gradients):
+        """From now on: chunks of ``chunk_size`` over the first ``m`` shared examples, this process's
+        share computed by ``make_gradients(with_cost)`` (the workers build their own)."""
+        if self.X is None or not 0 < m <= self.X.shape[1]:
+            raise InvalidInputError(f"split {m} examples: share at least that many first")
+        self._tell_all(["split", int(chunk_size), int(m)])
+        self._bounds, self._m = chunk_bounds(m, chunk_size), int(m)
+        self._make, self._functions = make_gradients, {}
+
+    def __call__(self, params: dict, with_cost: bool = False):
+        if self._broken:
+            raise WorkerProcessError(self._broken)
+        if not self._bounds:
+            raise InvalidInputError("share the data and split them before computing gradients")
+        for view, value in zip(self._params, unpack(params)):
+            np.copyto(view, value)
+        k, bounds = self.count, self._bounds
+        busy = [w for w in self._held.workers if bounds[w.index::k]]
+        for w in busy:
+            self._send(w, _GO_WITH_COST if with_cost else _GO)
+        if with_cost not in self._functions:
+            self._functions[with_cost] = self._make(with_cost)
+        t0 = time.perf_counter()
+        total = share_sums(self._functions[with_cost],
+                           ((self.X[:, a:b], self.Y[:, a:b]) for a, b in bounds[0::k]), params, self._m)
+        timeout = max(self.timeout, TIMEOUT_SHARES * (time.perf_counter() - t0))
+        for w in busy:  # in worker order: the same sum every run
+            self._answer(w, timeout)
+            dW1, db1, dW2, db2, J = self._slots[w.index - 1]
+            total = add_parts(total, (dW1, db1, dW2, db2, J if with_cost else None))
+        return total
+
+    def close(self):
+        """Stop the workers, release the shared memory, and free the calling thread to run on
+        any of its cores again (idempotent)."""
+        self._params = self._slots = self.X = self.Y = None
+        self._finalizer()
+        if self._pinned is not None and self._pinned[0] == threading.get_native_id():
+            os.sched_setaffinity(0, self._pinned[1])
+        self._pinned = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # -- the round trip ------------------------------------------------------------------------
+    def _tell_all(self, message):
+        data = json.dumps(message).encode()
+        for w in self._held.workers:
+            self._send(w, data)
+        for w in self._held.workers:
+            self._answer(w, self.timeout)
+
+    def _send(self, w: _Worker, data: bytes):
+        try:
+            w.conn.send_bytes(data)
+        except OSError:
+            raise self._failed(w, self._death(w)) from None
+        w.busy = True
+
+    def _answer(self, w: _Worker, timeout: float):
+        """Wait for worker ``w``'s answer: it may come, the worker may die, or time may run out."""
+        ready = connection.wait([w.conn], timeout)  # a worker's end closes when it dies
+        if ready:
+            try:
+                answer = w.conn.recv_bytes()
+            except (EOFError, OSError):
+                raise self._failed(w, self._death(w)) from None
+            w.busy = False
+            if answer != _OK:
+                kind, message, trace = json.loads(answer)
+                error = MemoryError if kind == "MemoryError" else WorkerProcessError
+                raise error(f"worker process {w.index} of {self.count} (pid {w.process.pid}) failed: "
+                            f"{kind}: {message}\n{trace}")
+            return
+        raise self._failed(w, f"did not answer within {timeout:.3g} s")
+
+    def _death(self, w: _Worker) -> str:
+        if not _waited(w.process, 1.0):  # its exit status comes a moment after its pipe closes
+            return "closed its pipe"
+        code = w.process.returncode
+        if code < 0:
+            return f"died: killed by signal {signal.Signals(-code).name}"
+        return f"died: exited with status {code}"
+
+    def _failed(self, w: _Worker, what: str) -> WorkerProcessError:
+        self._broken = f"worker process {w.index} of {self.count} (pid {w.process.pid}) {what}"
+        return WorkerProcessError(self._broken)
+
+
+class ProcessChunkedGradients(ChunkedGradients):
+    """:class:`~backprop_core.chunked.ChunkedGradients` whose ``workers`` are processes, the calling
+    one first, on NumPy data (X (n0, m), Y (rows, m)), for ``network``.
+
+    The first call shares X and Y with the workers (a call with other arrays
+    shares those); ``make_gradients`` computes the calling process's share.
+    ``running()`` (or :meth:`close`) stops the workers.  A batch of one chunk,
+    or one worker, runs in the calling process alone.
+    """
+
+    def __init__(self, make_gradients, chunk_size: int, *, backend, dtype: str, workers: int, network: Network,
+                 timeout: float = ROUND_TRIP_TIMEOUT_S):
+        super().__init__(make_gradients, chunk_size, backend=backend, dtype=dtype, workers=workers)
+        self.network, self.timeout = network, timeout
+        self._processes = None
+        self._shared = None  # the (X, Y) the workers hold
+
+    @property
+    def pids(self) -> list:
+        """The worker processes' ids while they run (none before the first call, nor after closing)."""
+        return [] if self._processes is None else self._processes.pids
+
+    def __call__(self, params, X, Y, with_cost=False):
+        if self.workers == 1 or X.shape[1] <= self.chunk_size:
+            return super().__call__(params, X, Y, with_cost)
+        if self._processes is None:
+            self._processes = WorkerProcesses(self.network, self.workers, timeout=self.timeout)
+        if self._shared is None or self._shared[0] is not X or self._shared[1] is not Y:
+            self._processes.share(X, Y)
+            self._processes.split(self.chunk_size, X.shape[1], self.make_gradients)
+            self._shared = (X, Y)
+        return self._processes(params, with_cost)
+
+    def close(self):
+        if self._processes is not None:
+            self._processes.close()
+        self._processes = self._shared = None
+
+    @contextlib.contextmanager
+    def running(self):
+        try:
+            with super().running():
+                yield self
+        finally:
+            self.close()
+
+
+class ProcessChunked(Chunked):
+    """:class:`~backprop_core.strategies.Chunked` over worker processes: a worker lost mid-fit stops
+    the loop as a lost cluster does, with the parameters of the last completed iteration."""
+
+    def __init__(self, X, Y, learning_rate: float, backend, gradients: ProcessChunkedGradients):
+        super().__init__(X, Y, learning_rate, backend, gradients)
+        self.memory_advice = (f"use parallel='threads' (shared memory holds a copy of the data) or a smaller "
+                              f"chunk_size than {gradients.chunk_size}")
+
+    def failure(self, exc, params, iteration, history):
+        if isinstance(exc, WorkerProcessError):
+            return DistributedTrainingError(
+                f"{str(exc).splitlines()[0]}, during iteration {iteration}: training stopped with the "
+                f"parameters of the last completed iteration", params, iteration, history)
+        return super().failure(exc, params, iteration, history)
