@@ -451,11 +451,12 @@ def test_the_benchmark_stopped_midway_keeps_what_finished(tmp_path):
                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     results = tmp_path / "results.jsonl"
     deadline = time.monotonic() + 240
-    while '"kind": "measurement"' not in (results.read_text() if results.exists() else ""):
-        assert run.poll() is None and time.monotonic() < deadline, "no measurement was written while running"
-        time.sleep(0.2)
-    run.send_signal(signal.SIGTERM)  # as `timeout` stops it
-    assert run.wait(timeout=60) == 128 + signal.SIGTERM, run.stderr.read()
+    with run.stderr:
+        while '"kind": "measurement"' not in (results.read_text() if results.exists() else ""):
+            assert run.poll() is None and time.monotonic() < deadline, "no measurement was written while running"
+            time.sleep(0.2)
+        run.send_signal(signal.SIGTERM)  # as `timeout` stops it
+        assert run.wait(timeout=60) == 128 + signal.SIGTERM, run.stderr.read()
     records = [json.loads(line) for line in results.read_text().splitlines()]
     assert records[0]["kind"] == "environment"
     assert [r for r in records if r["kind"] == "measurement" and r["trained"]]

@@ -123,8 +123,6 @@ def test_a_fit_on_processes_lands_where_a_fit_on_threads_lands():
                                rtol=1e-12)
 
 
-@pytest.mark.xfail(raises=TypeError, strict=True,
-                   reason="training.fit takes no parallel= yet: the patch to training.py is in the procs report")
 def test_nn_model_on_processes_matches_threads(flower_data):
     X, Y = flower_data
     on_threads = bc.nn_model(X, Y, 4, 40, chunk_size=64, workers=2, parallel="threads")
@@ -133,9 +131,6 @@ def test_nn_model_on_processes_matches_threads(flower_data):
         np.testing.assert_allclose(on_processes[k], on_threads[k], rtol=1e-12, err_msg=k)
 
 
-@pytest.mark.xfail(raises=TypeError, strict=True,
-                   reason="BackpropClassifier takes no parallel= yet: the patch to estimator.py and "
-                          "persistence.py is in the procs report")
 def test_the_estimator_on_processes_matches_threads(flower_data):
     X, Y = flower_data
     on_threads = bc.BackpropClassifier(num_iterations=40, chunk_size=64, workers=2, parallel="threads")

@@ -198,7 +198,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="passes over the data with --batch-size (default 10)")
     train.add_argument("--chunk-size", type=_positive_int, default=None, metavar="N",
                        help="compute each full-batch step over chunks of this many examples (default: automatic)")
-    train.add_argument("--workers", type=_positive_int, default=None, metavar="N", help="threads sharing the chunks (default: cores)")
+    train.add_argument("--workers", type=_positive_int, default=None, metavar="N",
+                       help="threads or processes sharing the chunks (default: the planner's choice)")
+    train.add_argument("--parallel", choices=["auto", "threads", "processes"], default=None,
+                       help="how the workers run on the numpy backend (default auto: processes where "
+                            "the calibration measured them faster, their start counted)")
     train.add_argument("--baseline", action="store_true",
                        help="first fit the lecture's logistic-regression baseline and report it beside the network")
     train.add_argument("--save", default=None, metavar="FILE", help="write the trained model here (.npz)")
@@ -412,7 +416,7 @@ def _estimator(args, hidden, iterations=None, cost_every=100):
     from .estimator import BackpropClassifier
 
     extra = {} if iterations is None else {"num_iterations": iterations}
-    for option in ("batch_size", "epochs", "chunk_size", "workers"):
+    for option in ("batch_size", "epochs", "chunk_size", "workers", "parallel"):
         if getattr(args, option, None) is not None:
             extra[option] = getattr(args, option)
     return BackpropClassifier(hidden_units=hidden, activation=args.activation, learning_rate=args.lr,

@@ -81,8 +81,13 @@ class BackpropClassifier(ClassifierMixin, BaseEstimator):
     chunk_size : full batch computed over chunks of this many examples, to the same
         parameters; "auto" (default) chunks on the numpy backend where it is faster
         (m at least two cache-sized chunks), None never chunks
-    workers : threads that share the chunks; None for every core on the numpy
-        backend, 1 elsewhere
+    workers : threads (or processes) that share the chunks; None for every core on
+        the numpy backend, 1 elsewhere
+    parallel : {"auto", "threads", "processes"}, default "auto"; how the workers run:
+        "processes" (the numpy backend only) starts worker processes once per fit and
+        shares the data with them, which pays where many short NumPy calls would make
+        threads take turns on the GIL; "auto" uses them where the planner's calibration
+        measured them faster for the fit's num_iterations, their start counted
     stream : keep the data on the host and stream chunks through the device each
         iteration; "auto" (default) does so when the data would not fit on a GPU
     fused : run each iteration as the equations compiled into one GPU kernel (the
@@ -131,7 +136,7 @@ class BackpropClassifier(ClassifierMixin, BaseEstimator):
                  backend="numpy", device=None, dtype=None, seed=0, init="normal", cost_every=100,
                  batch_size=None, epochs=None, chunk_size="auto", workers=None, stream="auto", fused="auto",
                  early_stopping=False, validation_fraction=0.1, n_iter_no_change=10, tol=1e-4,
-                 verbose=False, iteration_timeout=300.0, standardize=False):
+                 verbose=False, iteration_timeout=300.0, standardize=False, parallel="auto"):
         self.hidden_units = hidden_units
         self.activation = activation
         self.learning_rate = learning_rate
@@ -155,6 +160,7 @@ class BackpropClassifier(ClassifierMixin, BaseEstimator):
         self.verbose = verbose
         self.iteration_timeout = iteration_timeout
         self.standardize = standardize
+        self.parallel = parallel
 
     # -- scikit-learn protocol -------------------------------------------------------
     def __sklearn_tags__(self):
@@ -231,7 +237,7 @@ class BackpropClassifier(ClassifierMixin, BaseEstimator):
                 cost_every=self.cost_every, callback=callback, chunk_size=self.chunk_size,
                 workers=self.workers, stream=self.stream, batch_size=self.batch_size, epochs=self.epochs,
                 fused=self.fused, on_plan=record, output=output, sample_weight=sample_weight, validation=validation,
-                n_iter_no_change=self.n_iter_no_change, tol=self.tol,
+                n_iter_no_change=self.n_iter_no_change, tol=self.tol, parallel=self.parallel,
                 on_validation=_print_validation if self.verbose else None, iteration_timeout=self.iteration_timeout)
         except (TrainingDivergedError, TrainingInterrupted, DeviceMemoryError, DistributedTrainingError) as exc:
             if not self.__sklearn_is_fitted__():  # a refit leaves the fitted model; the error holds the run's

@@ -168,7 +168,7 @@ def nn_model(X, Y, n_h: int, num_iterations: int = 10000, print_cost: bool = Fal
     ``output="softmax"`` trains a softmax output on one-hot Y.
     With ``print_cost``, the cost is printed every ``cost_every`` iterations.
     The planner chooses how to run (:mod:`backprop_core.planner`);
-    ``run_options`` (chunk_size, workers, stream, batch_size, epochs) override it.
+    ``run_options`` (chunk_size, workers, parallel, stream, batch_size, epochs) override it.
     """
 
     check_positive(n_h, "n_h (hidden units)", integer=True)

@@ -105,6 +105,7 @@ HYPERPARAMETERS = {
     "epochs": (_either(_is_int, _is_none), "an integer or null"),
     "chunk_size": (_either(_is_int, _one_of("auto", None)), 'an integer, "auto" or null'),
     "workers": (_either(_is_int, _is_none), "an integer or null"),
+    "parallel": (_one_of("auto", "threads", "processes"), '"auto", "threads" or "processes"'),
     "stream": (_one_of(True, False, "auto"), 'true, false or "auto"'),
     "fused": (_one_of(True, False, "auto"), 'true, false or "auto"'),
     "early_stopping": (_one_of(True, False), "true or false"),

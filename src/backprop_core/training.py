@@ -65,7 +65,7 @@ def train(X, Y, parameters: dict, *, activation, learning_rate: float, num_itera
     early on held-out data (:class:`backprop_core.loop.EarlyStopping`).
     Start parameters that are not finite are refused by name.
     Without ``plan``, :func:`backprop_core.planner.plan` makes one from
-    ``options`` (chunk_size, workers, stream, batch_size, epochs).
+    ``options`` (chunk_size, workers, parallel, stream, batch_size, epochs).
     Errors: see :func:`backprop_core.loop.run`.
     """
     output = get_output(output)
@@ -77,7 +77,7 @@ def train(X, Y, parameters: dict, *, activation, learning_rate: float, num_itera
         n1 = parameters["W1"].shape[0]
         plan = planner.plan(backend, (X.shape[0], n1, Y.shape[0], X.shape[1]), dtype, activation,
                             host_data=options.get("stream") is True, output=output, weighted=weighted,
-                            early_stopping=monitor is not None, **options)
+                            early_stopping=monitor is not None, iterations=num_iterations, **options)
     strategy = planner.build(plan, X, with_weights(Y, sample_weight), parameters, activation, learning_rate,
                              backend, dtype, seed, output, weighted)
     if plan.mode == "mini-batch":
@@ -131,7 +131,8 @@ def fit(X, Y, *, hidden_units: int, activation, learning_rate: float, num_iterat
         backend="numpy", device=None, dtype=None, parameters=None, init="normal", seed=0,
         cost_every=100, callback=None, chunk_size="auto", workers=None, stream="auto",
         batch_size=None, epochs=None, fused="auto", on_plan=None, output="sigmoid", sample_weight=None,
-        validation=None, n_iter_no_change=10, tol=1e-4, on_validation=None, iteration_timeout=None) -> Fit:
+        validation=None, n_iter_no_change=10, tol=1e-4, on_validation=None, iteration_timeout=None,
+        parallel="auto") -> Fit:
     """Check X (n0, m) and Y (n2, m), plan, move them once to the backend, and train.
 
     ``parameters`` (host or any library) replace the random start, which is
@@ -147,6 +148,8 @@ def fit(X, Y, *, hidden_units: int, activation, learning_rate: float, num_iterat
     and ``tol``; ``on_validation(iteration, cost, accuracy)`` is told each check).
     ``iteration_timeout``: on a cluster, the seconds one iteration may take
     before training stops with a DistributedTrainingError (None: the adapter's own).
+    ``parallel``: "threads" or "processes" share the chunks, or "auto": the
+    planner's choice for ``num_iterations`` steps (:func:`backprop_core.planner.plan`).
 
     When the features' scale makes ``learning_rate`` unsafe
     (:func:`backprop_core.validation.feature_scale_advice`, checked before
@@ -174,7 +177,7 @@ def fit(X, Y, *, hidden_units: int, activation, learning_rate: float, num_iterat
     p = planner.plan(backend, (n0, hidden_units, n2, m), dtype, activation, chunk_size=chunk_size,
                      workers=workers, stream=stream, batch_size=batch_size, epochs=epochs, fused=fused,
                      host_data=host_data, output=output, weighted=sample_weight is not None,
-                     early_stopping=validation is not None)
+                     early_stopping=validation is not None, parallel=parallel, iterations=num_iterations)
     place = get_backend("numpy") if p.streams else backend
     X, Y, sample_weight = _placed_and_checked(X, Y, sample_weight, place, dtype, output)
     unsafe = feature_scale_advice(X, learning_rate, place.xp)  # told once the run is over
