@@ -102,6 +102,14 @@ def test_impossible_plans_are_named(options, message):
         _plan(**options)
 
 
+def test_the_activation_may_be_given_by_name():
+    backend = get_backend("numpy")
+    by_name = planner.plan(backend, (3, 5, 1, 1 << 16), "float32", "tanh", parallel="threads")
+    assert by_name == planner.plan(backend, (3, 5, 1, 1 << 16), "float32", TANH, parallel="threads")
+    with pytest.raises(bc.InvalidInputError, match="unknown activation 'tanhh'"):
+        planner.plan(backend, (3, 5, 1, 1 << 16), "float32", "tanhh")
+
+
 def test_minibatch_that_would_not_fit_is_refused_before_training():
     with pytest.raises(bc.InvalidInputError, match="mini-batch training needs the data on the device"):
         _plan(_SmallGpu(free=1 << 10), shape=(2, 4, 1, 1 << 20), host_data=True, batch_size=64)

@@ -109,6 +109,7 @@ def plan(backend, shape, dtype: str, activation, *, chunk_size="auto", workers=N
          weighted: bool = False, early_stopping: bool = False, parallel="auto", iterations=None) -> Plan:
     """The plan for training an n0-n1-n2 network on m examples: ``shape = (n0, n1, n2, m)``.
 
+    ``activation``: an :class:`~backprop_core.activations.Activation` or its name.
     ``chunk_size``: "auto", None (never chunk) or a number of examples.
     ``workers``: how many share the chunks (None: the planner's choice).
     ``parallel``: whether the workers are "threads" or "processes" (only the
@@ -127,6 +128,7 @@ def plan(backend, shape, dtype: str, activation, *, chunk_size="auto", workers=N
     cost reads.
     """
     n0, n1, n2, m = shape
+    activation = get_activation(activation)
     if workers is not None:
         workers = _positive_int(workers, "workers")
     if iterations is not None:
