@@ -59,6 +59,7 @@ def write_table(records, path) -> None:
             lines[-1] += f" {1e3 * r['transfer_s']:.3g} ms |"
             lines[-1] += f" {max(runs[(e, shape)]):,} | {_fmt(best['examples_per_s'])} ({best['m']:,}) |"
         lines.append("")
+    lines += default_against_the_rest(runs, shapes)
     notes = [r for r in records if r.get("kind") == "note"]
     if notes:
         lines += ["Notes:", ""]
@@ -70,6 +71,27 @@ def write_table(records, path) -> None:
         lines.append(f"- {r['entry']} {r['shape']} m={r['m']}: the step did NOT train; excluded")
     with open(path, "w") as f:
         f.write("\n".join(lines) + "\n")
+
+
+def default_against_the_rest(runs, shapes, default="numpy") -> list[str]:
+    """Markdown lines: at every m the default entry ran, its rate beside the fastest other
+    entry's (peer or backend) at that same m, and their ratio (the table above compares one m)."""
+    lines = []
+    for shape in shapes:
+        mine = runs.get((default, shape), {})
+        rows = []
+        for m in sorted(mine):
+            others = {e: by_m[m]["examples_per_s"] for (e, s), by_m in runs.items()
+                      if s == shape and e != default and m in by_m}
+            if others:
+                best = max(others, key=others.get)
+                rate = mine[m]["examples_per_s"]
+                rows.append(f"| 2^{m.bit_length() - 1} | {_fmt(rate)} | {best}{' (peer)' if best in PEERS else ''} | "
+                            f"{_fmt(others[best])} | {rate / others[best]:.2f} |")
+        if rows:
+            lines += [f"## {default} against the fastest other entry at each m: {shape}", "",
+                      f"| m | {default} | fastest other | its examples/s | x |", "|---|---|---|---|---|", *rows, ""]
+    return lines
 
 
 def _machine(env) -> str:

@@ -41,8 +41,24 @@ def test_harness_runs_end_to_end(tmp_path):
         assert r["trained"] is True and r["cost_after"] < r["cost_before"]
     table = (tmp_path / "table.md").read_text()
     assert "## 2-4-1, m = 1,024" in table and "| numpy | cpu |" in table
+    assert "## numpy against the fastest other entry at each m: 2-4-1" not in table  # numpy alone
     png = (tmp_path / "throughput.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_default_is_set_against_the_fastest_other_entry_at_each_m():
+    import report
+
+    def run(rate, m):
+        return {m: {"examples_per_s": rate, "m": m}}
+
+    runs = {("numpy", "2-4-1"): {**run(10.0, 1024), **run(30.0, 2048)},
+            ("jax", "2-4-1"): {**run(20.0, 1024), **run(15.0, 2048)},
+            ("torch-nn", "2-4-1"): run(12.0, 2048)}
+    lines = report.default_against_the_rest(runs, ["2-4-1"])
+    assert lines[0] == "## numpy against the fastest other entry at each m: 2-4-1"
+    assert "| 2^10 | 10 /s | jax | 20 /s | 0.50 |" in lines
+    assert "| 2^11 | 30 /s | jax | 15 /s | 2.00 |" in lines
 
 
 def test_trained_step_check_rejects_a_step_that_does_nothing():
