@@ -54,6 +54,16 @@ def skip_unusable(reason: str, *, gpu: bool):
     pytest.skip(reason)
 
 
+@pytest.fixture
+def cupy_backend():
+    """The CuPy adapter on its default GPU, for the tests of what only CuPy runs (kernels this
+    library compiles); skips, saying why, where CuPy or a GPU is missing."""
+    try:
+        return get_backend("cupy")
+    except BackendUnavailableError as exc:
+        skip_unusable(f"this test runs kernels compiled for CuPy on a GPU: {exc}", gpu=True)
+
+
 def _make(spec, gpu=False):
     name, device, flags = spec
     try:

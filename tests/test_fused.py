@@ -15,7 +15,6 @@ from array_api_compat import array_namespace
 
 from backprop_core import equations, tracing
 from backprop_core.activations import ACTIVATIONS, Activation
-from backprop_core.backends import BackendUnavailableError, get_backend
 from backprop_core.errors import InvalidInputError, InvalidTypeError
 from backprop_core.fused import (MAX_ACCUMULATORS, FusedStep, NotFusableError, accumulator_count, choose,
                                  fused_support, kernel_source, lower_step)
@@ -261,14 +260,6 @@ def test_bad_arguments_are_named(call, error, match):
 
 
 # -- on a GPU -------------------------------------------------------------------------------------------
-@pytest.fixture
-def cupy_backend():
-    try:
-        return get_backend("cupy")
-    except BackendUnavailableError as exc:
-        skip_unusable(f"the fused step needs CuPy on a GPU: {exc}", gpu=True)
-
-
 def _train_fused(backend, X, Y, p, g, dtype, iterations, cost_every=5):
     n1, n0 = p["W1"].shape
     step = FusedStep(n0, n1, p["W2"].shape[0], g, 0.5, dtype)

@@ -543,14 +543,6 @@ def test_chunks_of_the_batch_add_up_to_the_gradients_of_the_batch(place):
 
 
 # -- on a GPU only ----------------------------------------------------------------------------------------
-@pytest.fixture
-def cupy_backend():
-    try:
-        return get_backend("cupy")
-    except BackendUnavailableError as exc:
-        skip_unusable(f"the kernels executor needs CuPy on a GPU: {exc}", gpu=True)
-
-
 @gpu
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_a_fit_asking_for_the_kernels_runs_them_and_lands_on_the_equations(cupy_backend, dtype, monkeypatch):
