@@ -308,7 +308,7 @@ def _resolved_backend(args):
     if args.dtype is not None:
         try:
             backend.dtype(args.dtype)
-        except BackpropCoreError as exc:
+        except BackpropCoreError:
             if backend.name == "jax" and args.dtype == "float64":
                 raise UserError("--dtype float64 on jax needs JAX's 64-bit mode: set the environment variable "
                                 "JAX_ENABLE_X64=1 (JAX_ENABLE_X64=1 backprop-core train --backend jax "
@@ -776,7 +776,8 @@ def main(argv=None) -> int:
     still shows its traceback.
     """
     saved = sys.stdout, sys.stderr
-    out, err = sys.stdout, sys.stderr = _Guarded(sys.stdout, "output"), _Guarded(sys.stderr, "error")
+    out = sys.stdout = _Guarded(sys.stdout, "output")
+    sys.stderr = _Guarded(sys.stderr, "error")
     try:
         with warnings.catch_warnings():
             warnings.showwarning = _one_line_warning
