@@ -17,7 +17,9 @@
 # Steps run in order of worth (check, tests, benchmark, streaming), each under its own time limit and all
 # inside BUDGET_S (default 480 s); a step that no longer fits is skipped, saying so.  A machine start costs
 # 1-2 of the 15 device minutes, so a second try only fits on the still-warm machine: BUDGET_S=200.
-# Here, the same script rehearses on the CPU with PYTHON=.venv/bin/python and a stand-in nvidia-smi on PATH.
+# Here, the same script rehearses on the CPU with PYTHON=<a Python 3.12 venv>/bin/python (the carried
+# scikit-learn wheel is for CPython 3.12) and a stand-in nvidia-smi on PATH; rehearsed so on 2026-11-28:
+# every step ran and wrote its file, and every GPU test failed, as it must where no GPU is usable.
 #
 # The GPU image (python3 3.12; CuPy 14, PyTorch 2.11, JAX 0.11, NumPy 2.5, numba, pytest, hypothesis, click,
 # cloudpickle, fsspec, jinja2, msgpack, packaging, psutil, pyyaml, sortedcontainers, toolz) lacks these, and
@@ -95,13 +97,14 @@ export XLA_PYTHON_CLIENT_PREALLOCATE=false
 START=$SECONDS
 step() {  # step NAME MAX_SECONDS OUTPUT_FILE COMMAND...: at most MAX_SECONDS, and never past the budget
     local name=$1 cap=$2 file=$3 left t0 rc
+    [[ $file == /* ]] || file=$OUT/$file  # a file in the output folder, or a path such as /dev/null
     shift 3
     left=$((BUDGET_S - (SECONDS - START)))
     if ((left < 20)); then echo "== $name: skipped, ${left} s left of ${BUDGET_S} s"; return 0; fi
     ((cap > left)) && cap=$left
     echo "== $name (at most ${cap} s, at $((SECONDS - START)) s)"
     t0=$SECONDS
-    timeout -k 5 "$cap" "$@" 2>&1 | tee -a "$OUT/$file"
+    timeout -k 5 "$cap" "$@" 2>&1 | tee -a "$file"
     rc=${PIPESTATUS[0]}
     echo "== $name: exit $rc after $((SECONDS - t0)) s$( ((rc == 124 || rc == 137)) && echo ' (time limit)')"
 }
