@@ -110,6 +110,19 @@ def test_the_activation_decides_the_boundary_of_a_parameters_dict(flower_data, f
         assert_same_contours(a, b)
 
 
+def test_parameters_that_record_their_activation_are_drawn_with_it(flower_data):
+    X, Y = flower_data
+    relu = bc.nn_model(X, Y, 4, 300, activation="relu", learning_rate=0.5)
+    fig = Figure()
+    a, b = fig.subplots(1, 2)
+    plot_decision_boundary(relu, X, Y, a, title="{accuracy}")
+    plot_decision_boundary(lambda x: bc.predict(relu, x.T), X, Y, b, title="{accuracy}")
+    assert_same_contours(a, b)
+    assert a.get_title() == b.get_title()
+    with pytest.raises(bc.InvalidInputError, match="trained with activation 'relu', not 'tanh'"):
+        plot_decision_boundary(relu, X, Y, Figure().subplots(), activation="tanh")
+
+
 def test_the_lectures_call_works_as_written(flower_data, fitted):
     import matplotlib.pyplot as plt
 

@@ -109,7 +109,9 @@ def plot_decision_boundary(model, X, y, ax=None, *, activation=None, title: str 
 
     * a fitted estimator (anything with ``predict`` taking rows (k, 2));
     * a parameters dict ``W1 b1 W2 b2`` of one output, with ``activation``
-      (default "tanh", the lecture's); it is evaluated on the host in float64;
+      (default: the one ``nn_model``'s parameters record, else "tanh", the
+      lecture's; one contradicting the record is refused, as ``predict``
+      refuses it); it is evaluated on the host in float64;
     * a callable taking grid points as rows (k, 2) and returning k labels, as in
       the lecture: ``plot_decision_boundary(lambda x: predict(parameters, x.T), X, Y)``.
 
@@ -167,11 +169,13 @@ def _two_features(X, y):
 def _classifier(model, activation):
     """A function from grid rows (k, 2) to k host labels, whatever ``model`` is."""
     if isinstance(model, dict):
-        from .functional import predict
+        from .functional import TrainedParameters, predict
 
         host = {k: _host(v, f"parameters[{k!r}]").astype(float) for k, v in model.items()}
-        g = activation or "tanh"
-        return _flat(lambda rows: predict(host, rows.T, activation=g))
+        if isinstance(model, TrainedParameters):  # the copy keeps what they were trained with
+            host = TrainedParameters(host, activation=model.activation, output=model.output)
+        # As predict does: the recorded activation (tanh for a plain dict); a contradicting one refused.
+        return _flat(lambda rows: predict(host, rows.T, activation=activation))
     if activation is not None:
         raise InvalidInputError("activation= applies to a parameters dict; a fitted model or a "
                                 "callable carries its own")
