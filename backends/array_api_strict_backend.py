@@ -1,14 +1,16 @@
 """array-api-strict: the Array API reference implementation, to prove portability.
 
 Devices: ``None`` or ``"CPU_DEVICE"`` (default), ``"device1"``, ``"device2"`` (fake
-devices that catch every array made without ``device=``), or an
-``array_api_strict.Device``.  Flags such as boolean indexing are set with
+devices that catch every array made without ``device=``), the devices without
+64-bit types that newer versions have (``"no_float64"``, ``"no_x64"``), or an
+``array_api_strict.Device``.  The default dtype is the device's own, as the
+library's inspection API reports it: float32 where float64 is missing.  Flags such as boolean indexing are set with
 ``array_api_strict.set_array_api_strict_flags``.
 """
 
 from __future__ import annotations
 
-from ._base import Backend, InvalidDeviceError
+from ._base import Backend, BackendUnavailableError, InvalidDeviceError
 
 
 def _is_strict_array(x) -> bool:
@@ -57,3 +59,18 @@ class ArrayApiStrictBackend(Backend):
 
     def devices(self):
         return [_name(d) for d in self._import().__array_namespace_info__().devices()]
+
+    def _real_dtypes(self) -> dict:
+        return self._import().__array_namespace_info__().dtypes(device=self.device, kind="real floating")
+
+    @property
+    def default_dtype(self) -> str:
+        info = self._import().__array_namespace_info__()
+        return str(info.default_dtypes(device=self.device)["real floating"]).rsplit(".", 1)[-1]
+
+    def dtype(self, name: str):
+        if name in ("float32", "float64") and name not in self._real_dtypes():
+            raise BackendUnavailableError(
+                f"array_api_strict's device {self.device_name!r} has no {name} (it computes in "
+                f"{', '.join(self._real_dtypes())}); use dtype='{self.default_dtype}' or another device")
+        return super().dtype(name)

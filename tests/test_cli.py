@@ -275,6 +275,18 @@ def test_jax_float64_names_the_environment_variable():
     nothing_trained(out)
 
 
+def test_a_dtype_the_device_lacks_is_one_line_in_option_words():
+    pytest.importorskip("array_api_strict", reason="array-api-strict is not installed")
+    from backprop_core.backends import get_backend
+
+    if "no_float64" not in get_backend("array_api_strict").devices():
+        pytest.skip("this version of array-api-strict has no device without float64")
+    out = subprocess.run([*COMMAND, "train", "--backend", "array_api_strict", "--device", "no_float64",
+                          "--dtype", "float64"], capture_output=True, text=True, timeout=300)
+    one_line_error(out, "has no float64 (it computes in float32); use --dtype float32")
+    nothing_trained(out)
+
+
 def test_jax_float64_trains_with_the_environment_variable():
     pytest.importorskip("jax", reason="jax is not installed")
     out = run("train", "--backend", "jax", "--dtype", "float64", "--iterations", "20", "--json",

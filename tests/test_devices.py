@@ -182,6 +182,25 @@ def test_array_api_strict_names_its_devices():
 
 # -- devices compared as objects -----------------------------------------------------------
 
+def _strict_device_without_float64():
+    backend = get_backend("array_api_strict")
+    if "no_float64" not in backend.devices():
+        pytest.skip("this version of array-api-strict has no device without float64")
+    return get_backend("array_api_strict", "no_float64")
+
+
+def test_a_strict_device_without_float64_computes_in_float32_by_default():
+    backend = _strict_device_without_float64()
+    assert backend.default_dtype == "float32"
+    assert get_backend("array_api_strict").default_dtype == "float64"
+
+
+def test_float64_on_a_strict_device_without_it_is_refused_by_name():
+    backend = _strict_device_without_float64()
+    with pytest.raises(BackendUnavailableError, match="device 'no_float64' has no float64 .*use dtype='float32'"):
+        backend.dtype("float64")
+
+
 def test_holds_compares_library_and_device_objects():
     xp = pytest.importorskip("array_api_strict", reason="array-api-strict is not installed")
     on_device1 = xp.asarray([1.0], device=xp.Device("device1"))

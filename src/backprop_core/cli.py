@@ -308,12 +308,12 @@ def _resolved_backend(args):
     if args.dtype is not None:
         try:
             backend.dtype(args.dtype)
-        except BackpropCoreError:
+        except BackpropCoreError as exc:
             if backend.name == "jax" and args.dtype == "float64":
                 raise UserError("--dtype float64 on jax needs JAX's 64-bit mode: set the environment variable "
                                 "JAX_ENABLE_X64=1 (JAX_ENABLE_X64=1 backprop-core train --backend jax "
                                 "--dtype float64 ...), or use --dtype float32") from None
-            raise
+            raise UserError(re.sub(r"\bdtype='(\w+)'", r"--dtype \1", str(exc))) from None
     return backend
 
 
