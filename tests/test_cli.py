@@ -126,6 +126,22 @@ def test_standardize_rescues_the_blobs(tmp_path):
     assert scaled["standardize"] is True
 
 
+def test_the_unsafe_scale_is_told_once_in_option_words():
+    out = run("sweep", "--dataset", "blobs", "--hidden", "1", "2", "--iterations", "50")
+    assert out.returncode == 0, out.stderr
+    (warning,) = out.stderr.strip().splitlines()
+    assert warning.startswith("backprop-core: warning: The features' scale (a mean square of 51.2")
+    assert "makes --lr 1.2 unsafe" in warning and "(--standardize) or use --lr 0.156 or less" in warning
+    assert "learning_rate=" not in warning and "BackpropClassifier" not in warning
+
+
+def test_a_diverged_run_names_the_options_that_fix_it():
+    out = run("train", "--lr", "1e6", "--iterations", "1000")
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "gradient descent diverged" in out.stderr and "makes --lr 1e+06 unsafe" in out.stderr
+    assert "use --lr 1.88 or less" in out.stderr and "learning_rate=" not in out.stderr
+
+
 def test_a_standardized_model_predicts_through_predict_as_in_python(tmp_path):
     from backprop_core import BackpropClassifier
 

@@ -195,8 +195,10 @@ def test_the_blobs_at_the_lectures_learning_rate_warn_naming_scale_rate_and_fix(
     with pytest.warns(UserWarning, match=r"mean square of 51\.2 in the largest feature\) makes learning_rate=1\.2 "
                                          r"unsafe.*standardize=True on BackpropClassifier"):
         bc.BackpropClassifier(num_iterations=50).fit(X.T, Y[0])
-    with pytest.warns(UserWarning, match=r"learning_rate=1\.2 unsafe"):
+    with pytest.warns(bc.FeatureScaleWarning, match=r"learning_rate=1\.2 unsafe") as told:
         bc.nn_model(X, Y, 4, 50)
+    (advice,) = [w.message.advice for w in told if isinstance(w.message, bc.FeatureScaleWarning)]
+    assert advice.learning_rate == 1.2 and advice.safe_rate == pytest.approx(8 / advice.largest)
 
 
 @pytest.mark.parametrize("data", ["flower", "standardized blobs"])

@@ -17,6 +17,7 @@ from .errors import (
     BackpropCoreError,
     DeviceMemoryError,
     DistributedTrainingError,
+    FeatureScaleWarning,
     InvalidInputError,
     InvalidTypeError,
     TrainingDivergedError,
@@ -52,7 +53,7 @@ def __getattr__(name):
 
 __all__ = [
     "ACTIVATIONS", "Activation", "Backend", "BackendUnavailableError", "BackpropClassifier",
-    "BackpropCoreError", "DeviceMemoryError", "DistributedTrainingError", "InvalidInputError",
+    "BackpropCoreError", "DeviceMemoryError", "DistributedTrainingError", "FeatureScaleWarning", "InvalidInputError",
     "InvalidTypeError", "NotFittedError", "Plan", "TrainResult", "TrainingDivergedError",
     "TrainedParameters", "TrainingInterrupted", "backend_names", "backward_propagation", "compute_cost",
     "forward_propagation", "get_activation", "get_backend", "initialize_parameters", "layer_sizes",

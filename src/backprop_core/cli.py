@@ -19,7 +19,8 @@ import numpy as np
 
 from .activations import ACTIVATIONS
 from .backends import backend_names, get_backend, host_free_memory, make_backend
-from .errors import BackpropCoreError, DeviceMemoryError, DistributedTrainingError, TrainingDivergedError
+from .errors import (BackpropCoreError, DeviceMemoryError, DistributedTrainingError, FeatureScaleWarning,
+                     TrainingDivergedError)
 from .errors import TrainingInterrupted
 
 PROG = "backprop-core"
@@ -99,8 +100,20 @@ class _Guarded(io.TextIOBase):
             pass
 
 
+_warned = set()
+
+
 def _one_line_warning(message, category, filename, lineno, file=None, line=None):
-    print(f"{PROG}: warning: {message}", file=sys.stderr)
+    """A warning on one line, in option words; each text once (a sweep fits many models)."""
+    text = _advice_in_options(message.advice) if isinstance(message, FeatureScaleWarning) else str(message)
+    if text not in _warned:
+        _warned.add(text)
+        print(f"{PROG}: warning: {text}", file=sys.stderr)
+
+
+def _advice_in_options(advice) -> str:
+    """The library's advice on an unsafe learning rate, naming this command's options."""
+    return advice.said(f"--lr {advice.learning_rate:g}", f"--lr {advice.safe_rate:.3g} or less", "--standardize")
 
 
 # -- the parser -------------------------------------------------------------------------
@@ -813,7 +826,10 @@ def _run(argv) -> int:
 def _one_line(exc) -> str:
     if isinstance(exc, MemoryError) and not isinstance(exc, BackpropCoreError):
         return f"out of memory ({type(exc).__name__}: {exc}); try a smaller --m, --chunk-size or --batch-size"
-    return " ".join(str(exc).split())
+    text = str(exc)
+    if isinstance(exc, TrainingDivergedError) and exc.advice is not None:
+        text = text.replace(str(exc.advice), _advice_in_options(exc.advice))
+    return " ".join(text.split())
 
 
 if __name__ == "__main__":

@@ -47,7 +47,10 @@ class _KeepsParameters(BackpropCoreError):
 class TrainingDivergedError(_KeepsParameters, FloatingPointError):
     """Gradient descent diverged (:func:`backprop_core.loop.diverged`): a cost read became NaN or
     infinite, or the final cost ended far above the start; ``parameters`` are those of the
-    lowest cost read."""
+    lowest cost read.  ``advice``: the features' scale that made the learning rate unsafe, where
+    it was (its text ends the message)."""
+
+    advice = None
 
 
 class TrainingInterrupted(_KeepsParameters, KeyboardInterrupt):
@@ -77,3 +80,12 @@ def is_out_of_memory(exc: BaseException) -> bool:
     text = f"{type(exc).__name__} {exc}".lower()
     return isinstance(exc, MemoryError) or "out of memory" in text or "outofmemory" in text \
         or "resource_exhausted" in text or "resource exhausted" in text
+
+
+class FeatureScaleWarning(UserWarning):
+    """The features' scale makes the learning rate unsafe; ``advice`` says by how much
+    (:class:`backprop_core.validation.ScaleAdvice`), so a caller can say it in its own words."""
+
+    def __init__(self, advice):
+        super().__init__(str(advice))
+        self.advice = advice

@@ -16,7 +16,7 @@ from array_api_compat import array_namespace
 from . import planner
 from .backends import backend_for_array, get_backend
 from .equations import SIGMOID, get_output
-from .errors import TrainingDivergedError
+from .errors import FeatureScaleWarning, TrainingDivergedError
 from .initialization import initial_parameters_host
 from .loop import EarlyStopping, TrainResult, run
 from .strategies import validation_evaluator
@@ -207,7 +207,9 @@ def fit(X, Y, *, hidden_units: int, activation, learning_rate: float, num_iterat
         if unsafe is None:
             raise
         # The error names the cause: a warning beside it would say it twice.
-        raise TrainingDivergedError(f"{exc}. {unsafe}", exc.parameters, exc.iteration, exc.history) from None
+        error = TrainingDivergedError(f"{exc}. {unsafe}", exc.parameters, exc.iteration, exc.history)
+        error.advice = unsafe
+        raise error from None
     if unsafe is not None:
-        warnings.warn(unsafe, UserWarning, stacklevel=3)
+        warnings.warn(FeatureScaleWarning(unsafe), stacklevel=3)
     return Fit(result, p, backend, dtype)

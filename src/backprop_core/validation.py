@@ -145,8 +145,43 @@ def check_finite_parameters(parameters: dict) -> None:
 STABLE_RATE_TIMES_MEAN_SQUARE = 8.0
 
 
-def feature_scale_advice(X, learning_rate: float, xp) -> str | None:
-    """What to say when the features' scale makes ``learning_rate`` unsafe, else None.
+@dataclass(frozen=True)
+class ScaleAdvice:
+    """Why ``learning_rate`` is unsafe for features whose largest mean square is ``largest``.
+
+    ``str()`` says it to a Python caller; :meth:`said` lets another caller (the
+    command line) name its own options.
+    """
+
+    learning_rate: float
+    largest: float
+
+    @property
+    def safe_rate(self) -> float:
+        """The largest learning rate the rule calls safe for these features."""
+        return STABLE_RATE_TIMES_MEAN_SQUARE / max(1.0, self.largest)
+
+    def said(self, rate: str, safe: str, standardize: str) -> str:
+        """The advice, with ``rate`` naming the learning rate given, ``safe`` the safe one and
+        ``standardize`` the way to standardize the features."""
+        if self.largest > 1.0:
+            inputs = f"The features' scale (a mean square of {self.largest:.3g} in the largest feature)"
+            fix = f"Standardize the features ({standardize}) or use {safe}."
+        else:  # already small features: the bias's constant input sets the limit
+            inputs, fix = "Even for standardized features, the bias's constant input", f"Use {safe}."
+        return (f"{inputs} makes {rate} unsafe: gradient descent is sure to be stable only while the "
+                f"learning rate x mean square <= {STABLE_RATE_TIMES_MEAN_SQUARE:g}, so the cost may fall "
+                f"and then rise again. {fix}")
+
+    def __str__(self):
+        return self.said(f"learning_rate={self.learning_rate:g}",
+                         f"a learning rate of at most {self.safe_rate:.3g}",
+                         "standardize=True on BackpropClassifier, or scale them, e.g. with "
+                         "sklearn.preprocessing.StandardScaler")
+
+
+def feature_scale_advice(X, learning_rate: float, xp) -> ScaleAdvice | None:
+    """Why the features' scale makes ``learning_rate`` unsafe, else None.
 
     X (n0, m); one reduction and one host read.  The rule:
     ``learning_rate * max(1, max_j mean(x_j^2)) > 8`` (see
@@ -155,20 +190,8 @@ def feature_scale_advice(X, learning_rate: float, xp) -> str | None:
     set (up to 51) is far above, and there its cost falls, then rises again.
     """
     mean_squares = xp.vecdot(X, X, axis=-1) / X.shape[1]  # vecdot: no temporary as large as X
-    largest = float(xp.max(mean_squares))
-    scale = max(1.0, largest)
-    if not learning_rate * scale > STABLE_RATE_TIMES_MEAN_SQUARE:
-        return None
-    safe = f"a learning rate of at most {STABLE_RATE_TIMES_MEAN_SQUARE / scale:.3g}"
-    if largest > 1.0:
-        inputs = f"The features' scale (a mean square of {largest:.3g} in the largest feature)"
-        fix = (f"Standardize the features (standardize=True on BackpropClassifier, or scale them, e.g. with "
-               f"sklearn.preprocessing.StandardScaler) or use {safe}.")
-    else:  # already small features: the bias's constant input sets the limit
-        inputs, fix = "Even for standardized features, the bias's constant input", f"Use {safe}."
-    return (f"{inputs} makes learning_rate={learning_rate:g} unsafe: gradient descent is sure to be stable "
-            f"only while learning_rate x mean square <= {STABLE_RATE_TIMES_MEAN_SQUARE:g}, so the cost may fall "
-            f"and then rise again. {fix}")
+    advice = ScaleAdvice(float(learning_rate), float(xp.max(mean_squares)))
+    return advice if learning_rate * max(1.0, advice.largest) > STABLE_RATE_TIMES_MEAN_SQUARE else None
 
 
 def check_seed(seed) -> None:
