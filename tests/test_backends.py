@@ -62,6 +62,20 @@ def test_estimator_outputs_in_callers_namespace_and_device(backend, flower_data)
     np.testing.assert_array_equal(model.predict(X.T), backend.to_numpy(model.predict(Xd)))
 
 
+def test_a_float64_model_answers_jax_in_float32_where_jax_has_no_float64(flower_data):
+    jax = pytest.importorskip("jax", reason="jax is not installed")
+    if jax.config.jax_enable_x64:
+        pytest.skip("JAX's 64-bit mode is on here: it has float64")
+    X, Y = flower_data
+    model = bc.BackpropClassifier(num_iterations=200).fit(X.T, Y[0])  # NumPy, float64
+    jax_cpu = get_backend("jax", "cpu")
+    Xd = jax_cpu.asarray(X.T, "float32")
+    assert_close(model.predict_proba(Xd), model.predict_proba(X.T), jax_cpu, "float32")
+    labels = model.predict(Xd)
+    assert jax_cpu.owns(labels)
+    np.testing.assert_array_equal(jax_cpu.to_numpy(labels), model.predict(X.T))
+
+
 def test_unknown_backend_names_the_known_ones():
     with pytest.raises(ValueError, match=r"unknown backend 'tensorflow'.*numpy"):
         get_backend("tensorflow")

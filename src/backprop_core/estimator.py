@@ -376,7 +376,7 @@ class BackpropClassifier(ClassifierMixin, BaseEstimator):
         A2 = A2.T
         if backend.holds(X):
             return A2
-        return backend_for_array(X).asarray(backend.to_numpy(A2), self.dtype_)
+        return _in_callers_library(backend.to_numpy(A2), X, self.dtype_)
 
     def predict_proba(self, X):
         """Probabilities (m, n_classes) in ``classes_`` order; (m, n_labels) of P(1) for indicator y."""
@@ -582,6 +582,18 @@ def _feature_scaling(X, sample_weight, dtype):
         raise InvalidInputError(f"feature {j} cannot be standardized: its mean or standard deviation is not "
                                 f"finite in {dtype_name(X.dtype)} (mean {mean[j]}, std {std[j]})")
     return mean, np.where(constant | (std == 0), 1.0, std)
+
+
+def _in_callers_library(host, X, dtype: str):
+    """``host`` as an array of X's library on X's device, in ``dtype``, or in X's float dtype where
+    that library has no ``dtype`` (JAX computes in float32 unless its 64-bit mode is on)."""
+    caller = backend_for_array(X)
+    try:
+        caller.dtype(dtype)
+    except BackendUnavailableError:
+        xp = array_namespace(X)
+        dtype = dtype_name(X.dtype) if xp.isdtype(X.dtype, "real floating") else caller.default_dtype
+    return caller.asarray(host, dtype)
 
 
 def _standardized(X, mean, scale):
