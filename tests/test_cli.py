@@ -197,7 +197,7 @@ def test_ctrl_c_saves_the_kept_parameters_and_prints_the_summary(tmp_path):
     assert BackpropClassifier.load(tmp_path / "m.npz").n_iter_ == kept >= 1000
 
 
-def test_divergence_saves_the_last_parameters_with_a_finite_cost(tmp_path):
+def test_divergence_saves_the_parameters_of_the_lowest_cost_read(tmp_path):
     from backprop_core import BackpropClassifier
 
     out = run("train", "--lr", "1e12", "--activation", "relu", "--iterations", "3000", "--save", tmp_path / "m.npz")
@@ -231,6 +231,24 @@ def test_train_refuses_to_overwrite_its_data(tmp_path):
     assert path.read_text().startswith("a,b,label")
 
 
+def test_a_save_that_fails_after_training_names_the_file_after_the_summary(tmp_path, monkeypatch, capsys):
+    import errno
+
+    from backprop_core import cli
+    from backprop_core.estimator import BackpropClassifier
+
+    def full_disk(self, path):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(BackpropClassifier, "save", full_disk)
+    status = cli.main(["train", "--iterations", "50", "--save", str(tmp_path / "m.npz")])
+    out, err = capsys.readouterr()
+    assert status == 2
+    assert "training accuracy" in out and "model saved" not in out
+    assert err.strip() == f"backprop-core: error: the model could not be saved to {tmp_path / 'm.npz'}: " \
+                          "No space left on device"
+
+
 def test_predict_output_path_is_checked_before_loading(tmp_path):
     one_line_error(run("predict", "missing.npz", "--data", "missing.csv", "--output", tmp_path), "is a folder")
 
@@ -238,8 +256,13 @@ def test_predict_output_path_is_checked_before_loading(tmp_path):
 @pytest.mark.parametrize("args, message", [
     (["--epochs", "3"], "give --batch-size too"),
     (["--batch-size", "8", "--iterations", "10"], "give --epochs instead"),
-    (["--batch-size", "8", "--chunk-size", "10"], "each update is one batch"),
-    (["--data", "d.csv", "--m", "100"], "--m choose a built-in dataset"),
+    (["--batch-size", "8", "--chunk-size", "10"], "--chunk-size applies to the chunks of a full-batch step"),
+    (["--batch-size", "8", "--workers", "2"], "--workers applies to the chunks of a full-batch step"),
+    (["--batch-size", "8", "--parallel", "threads"], "--parallel applies to the chunks of a full-batch step"),
+    (["--data", "d.csv", "--m", "100"], "--m chooses a built-in dataset; it does not apply"),
+    (["--data", "d.csv", "--m", "100", "--data-seed", "1"], "--m and --data-seed choose a built-in dataset"),
+    (["--dataset", "blobs", "--data-seed", "-1"], "--data-seed must be a non-negative integer, got -1"),
+    (["--save", "same.png", "--plot", "same.png"], "--save and --plot both name same.png"),
     (["--header", "yes"], "apply to a CSV given with --data"),
     (["--target", "label"], "the built-in datasets have their labels"),
     (["--backend", "tensorflow"], "unknown backend 'tensorflow'"),

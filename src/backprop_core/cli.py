@@ -288,6 +288,8 @@ def _check_plot_path(path, inputs=()):
 
 
 def _check_data_options(args):
+    if args.data_seed is not None and args.data_seed < 0:
+        raise UserError(f"--data-seed must be a non-negative integer, got {args.data_seed}")
     if args.data is None:
         if args.header != "auto" or args.encoding != "utf-8":
             raise UserError("--header and --encoding apply to a CSV given with --data")
@@ -297,7 +299,8 @@ def _check_data_options(args):
     given = [option for option, value in (("--dataset", args.dataset), ("--m", args.m),
                                           ("--data-seed", args.data_seed)) if value is not None]
     if given:
-        raise UserError(f"{' and '.join(given)} choose a built-in dataset; they do not apply to --data {args.data}")
+        verb, it = ("chooses", "it does") if len(given) == 1 else ("choose", "they do")
+        raise UserError(f"{' and '.join(given)} {verb} a built-in dataset; {it} not apply to --data {args.data}")
 
 
 def _check_memory_for_dataset(args):
@@ -445,13 +448,20 @@ def _check_train_options(args):
             raise UserError("--epochs counts passes of mini-batch gradient descent: give --batch-size too")
     elif args.iterations is not None:
         raise UserError("--iterations counts full-batch steps; with --batch-size, give --epochs instead")
-    elif args.chunk_size is not None:
-        raise UserError("--chunk-size splits a full-batch step; with --batch-size each update is one batch")
+    else:
+        for option, value in (("--chunk-size", args.chunk_size), ("--workers", args.workers),
+                              ("--parallel", args.parallel)):
+            if value is not None:
+                raise UserError(f"{option} applies to the chunks of a full-batch step; with --batch-size "
+                                "each update is one batch")
     inputs = (args.data,)
     if args.save:
         _check_output_path(args.save, "--save", inputs=inputs)
     if args.plot:
         _check_plot_path(args.plot, inputs=inputs)
+        if args.save and Path(args.save).resolve() == Path(args.plot).resolve():
+            raise UserError(f"--save and --plot both name {args.save}: the plot would overwrite the model; "
+                            "give each a file of its own")
     _check_memory_for_dataset(args)
 
 
@@ -472,14 +482,15 @@ def cmd_train(args) -> int:
         summary["baseline_training_accuracy"] = baseline.accuracy
         if talk:
             print(f"logistic regression (the baseline): training accuracy {100 * baseline.accuracy:.1f}%")
+    # The model first: making it imports the estimator, which the progress bar's clock must not count.
     if args.batch_size is None:
         iterations = args.iterations or 10000
-        progress = _Progress(not talk, iterations=iterations)
         model = _estimator(args, args.hidden, iterations)
+        progress = _Progress(not talk, iterations=iterations)
     else:
         per_epoch, epochs = -(-m // args.batch_size), args.epochs or 10
-        progress = _Progress(not talk, epochs=epochs, updates_per_epoch=per_epoch)
         model = _estimator(args, args.hidden, cost_every=per_epoch)  # one cost read per epoch
+        progress = _Progress(not talk, epochs=epochs, updates_per_epoch=per_epoch)
     if talk:
         n2 = 1 if y.ndim == 1 else y.shape[1]
         scaled = ", standardized" if args.standardize else ""
@@ -502,9 +513,13 @@ def cmd_train(args) -> int:
         # model file holds finite costs only; the one that diverged is in the message).
         kept = [(i, J) for i, J in model.cost_history_ if i <= stopped.iteration and math.isfinite(J)]
         model.cost_history_, model.loss_curve_ = kept, [J for _, J in kept]
+    unsaved = None
     if args.save:  # first: what follows reads all the data again, which may fail where training did
-        model.save(args.save)
-        summary["saved"] = args.save
+        try:
+            model.save(args.save)
+            summary["saved"] = args.save
+        except OSError as exc:  # a full disk, a folder gone since the check: say so after the summary
+            unsaved = UserError(f"the model could not be saved to {args.save}: {exc.strerror or exc}")
     summary.update(_training_summary(model, X, y, elapsed, backend, stopped, final_cost))
     if args.plot:
         _plot_training(model, X, y, args.plot, baseline)
@@ -513,6 +528,8 @@ def cmd_train(args) -> int:
         print(json.dumps(summary))
     else:
         _print_summary(summary)
+    if unsaved is not None:
+        raise unsaved
     if stopped is not None:
         raise stopped
     return 0
@@ -648,8 +665,9 @@ def cmd_sweep(args) -> int:
     if not args.json:
         print(f"{'hidden units':>12}  {'training accuracy':>17}  {'seconds':>7}")
     for h in args.hidden:
+        model = _estimator(args, h, args.iterations)  # made first: the first one imports the estimator
         start = time.perf_counter()
-        model = _estimator(args, h, args.iterations).fit(X, y)
+        model.fit(X, y)
         rows.append({"hidden": h, "training_accuracy": model.score(X, y), "seconds": time.perf_counter() - start})
         models.append(model)
         if not args.json:
