@@ -221,6 +221,18 @@ def test_masked_and_sparse_arrays_are_refused_by_name(flower_data, case):
     assert isinstance(info.value, bc.BackpropCoreError), "not one of the project's own errors"
 
 
+@pytest.mark.parametrize("fit", [lambda X, Y: bc.BackpropClassifier(num_iterations=10).fit(X.T, Y[0]),
+                                 lambda X, Y: bc.nn_model(X, Y, 4, 10, backend="torch")],
+                         ids=["estimator", "nn_model"])
+def test_a_sparse_torch_tensor_is_refused_by_name(flower_data, fit):
+    torch = pytest.importorskip("torch", reason="torch is not installed")
+    X, Y = flower_data
+    with pytest.raises(TypeError, match=r"Sparse data was passed for X \(a torch tensor of layout torch.sparse_coo\)"
+                                        r".*'.to_dense\(\)'") as info:
+        fit(torch.from_numpy(X).to_sparse(), torch.from_numpy(Y))
+    assert isinstance(info.value, bc.BackpropCoreError)
+
+
 def test_big_endian_arrays_are_numbers(flower_data):
     X, Y = flower_data
     swapped = bc.nn_model(X.astype(">f8"), Y.astype(">i4"), 4, 50)

@@ -38,6 +38,9 @@ def as_array(x, what: str):
     if _is_sparse(x):
         raise InvalidTypeError(f"Sparse data was passed for {what}, but dense data is required. "
                                f"Use '.toarray()' to convert to a dense numpy array.")
+    if _is_sparse_tensor(x):
+        raise InvalidTypeError(f"Sparse data was passed for {what} (a torch tensor of layout {x.layout}), but "
+                               f"dense data is required. Use '.to_dense()' to convert to a dense tensor.")
     if not is_array_api_obj(x):
         try:
             x = np.asarray(x)
@@ -53,6 +56,12 @@ def _is_sparse(x) -> bool:
     # Only a program that imported scipy.sparse can hold a sparse matrix: never import it here.
     sparse = sys.modules.get("scipy.sparse")
     return sparse is not None and sparse.issparse(x)
+
+
+def _is_sparse_tensor(x) -> bool:
+    # As above: only a program that imported torch can hold a torch tensor.
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(x, torch.Tensor) and x.layout != torch.strided
 
 
 def check_same_place(named: dict) -> Backend:
