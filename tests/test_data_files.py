@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import encodings.aliases
 import os
 
 import numpy as np
@@ -9,6 +10,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from backprop_core.cli import main
 from backprop_core.data_io import load_table
 from backprop_core.errors import DataFileError, InvalidInputError
 
@@ -136,6 +138,40 @@ def test_the_offset_counts_the_byte_order_mark(tmp_path):
 def test_an_unknown_encoding_is_named(tmp_path):
     with pytest.raises(InvalidInputError, match="unknown text encoding 'klingon'"):
         load_table(csv_file(tmp_path, "a\n1\n"), encoding="klingon")
+
+
+@pytest.mark.parametrize("encoding", ["base64", "rot13", "zlib_codec", "hex", "uu_codec", "bz2_codec"])
+def test_a_codec_that_is_not_a_text_encoding_is_named_with_the_file(tmp_path, encoding):
+    refused(csv_file(tmp_path, "a,b,label\n1,2,0\n"), f"{encoding!r} is not a text encoding", encoding=encoding)
+
+
+@pytest.mark.parametrize("encoding", ["punycode", "undefined"])
+def test_a_text_encoding_that_cannot_decode_the_file_is_named_with_the_file(tmp_path, encoding):
+    refused(csv_file(tmp_path, "a,b,label\n1,2,0\n"), f"cannot decode it as {encoding}", encoding=encoding)
+
+
+ALL_CODECS = sorted(set(encodings.aliases.aliases.values()) | {"punycode", "undefined", "idna", "unicode_escape"})
+
+
+@pytest.mark.parametrize("encoding", ALL_CODECS)
+def test_every_codec_reads_the_file_or_says_why_not(tmp_path, encoding):
+    path = tmp_path / "d.csv"
+    path.write_bytes(b"a,b,label\n1,2,0\n3,4,\xff\xfe\x00\x80\\x\n")
+    try:
+        load_table(path, "label", encoding=encoding)
+    except DataFileError as exc:
+        assert str(path) in str(exc)
+    except InvalidInputError as exc:  # a codec this Python does not have (mbcs off Windows)
+        assert "unknown text encoding" in str(exc)
+
+
+@pytest.mark.parametrize("encoding, fragment", [("base64", "'base64' is not a text encoding"),
+                                                ("punycode", "cannot decode it as punycode")])
+def test_the_command_line_says_a_wrong_codec_in_one_line(tmp_path, capsys, encoding, fragment):
+    path = csv_file(tmp_path, "a,b,label\n1,2,0\n3,4,1\n")
+    assert main(["train", "--data", str(path), "--target", "label", "--encoding", encoding]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and fragment in err and str(path) in err, err
 
 
 # -- .npy and .npz ----------------------------------------------------------------------------

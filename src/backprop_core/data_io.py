@@ -86,6 +86,9 @@ def _load_csv(path, target, header, encoding):
     return X, y
 
 
+_ENCODING_HINT = "pass encoding= with the file's encoding, for example encoding='latin-1' or 'utf-16'"
+
+
 def _decode(path, encoding) -> str:
     try:
         codec = codecs.lookup(encoding)
@@ -102,9 +105,15 @@ def _decode(path, encoding) -> str:
     except UnicodeDecodeError as exc:
         at = offset + exc.start
         hint = ("it starts with a UTF-16 byte-order mark: pass encoding='utf-16'" if raw.startswith(_UTF16_BOMS)
-                else "pass encoding= with the file's encoding, for example encoding='latin-1' or 'utf-16'")
+                else _ENCODING_HINT)
         raise DataFileError(f"{path} is not {codec.name} text: byte {raw[exc.start:exc.start + 1]!r} "
                             f"at byte offset {at} cannot be decoded; {hint}") from None
+    except UnicodeError as exc:  # a decoder that names no byte (punycode, undefined)
+        reason = exc.__cause__ or exc  # Python 3.11 wraps the decoder's own error in "decoding with ... failed"
+        raise DataFileError(f"{path}: cannot decode it as {codec.name}: {reason}; {_ENCODING_HINT}") from None
+    except LookupError:  # codecs also holds bytes-to-bytes ones (base64, zlib_codec, rot13)
+        raise DataFileError(f"{path}: {encoding!r} is not a text encoding (it does not turn bytes into text); "
+                            f"{_ENCODING_HINT}") from None
     return text[1:] if text.startswith("\ufeff") else text
 
 
