@@ -104,6 +104,31 @@ def test_bad_cells_rows_and_columns_are_named(tmp_path, text, target, fragment):
     refused(csv_file(tmp_path, text), fragment, target=target)
 
 
+@pytest.mark.parametrize("cell, why", [
+    ("1_000", "underscore"),          # float() reads 1000: Python's digit separators, no CSV writer's
+    ("\u0661\u0662", "non-ASCII"),    # Arabic-Indic digits: float() reads 12
+    ("\uff11", "non-ASCII"),           # a full-width 1
+])
+def test_a_number_only_python_would_read_is_refused_by_row_and_column(tmp_path, cell, why):
+    message = refused(csv_file(tmp_path, f"a,b,label\n1,2,0\n3,{cell},1\n"), r"row 3, column 'b'", target="label")
+    assert repr(cell) in message and why in message
+    message = refused(csv_file(tmp_path, f"a,b,label\n1,2,0\n3,4,{cell}\n"), r"row 3, column 'label'", target="label")
+    assert repr(cell) in message and why in message
+
+
+def test_numbers_as_csv_writers_write_them_are_read(tmp_path):
+    X, y = load_table(csv_file(tmp_path, "a,b,label\n+1.5,-.5,0\n1.,1E+3,1\n 7 ,2.5e-3,1\n"), "label")
+    np.testing.assert_array_equal(X, [[1.5, -0.5], [1.0, 1000.0], [7.0, 0.0025]])
+    np.testing.assert_array_equal(y, [0, 1, 1])
+
+
+@pytest.mark.parametrize("label", ["\x00", "yes\x00", "y\x00es"])
+def test_a_nul_byte_in_a_label_is_named_by_row_and_column(tmp_path, label):
+    # NumPy's strings drop trailing NULs: "yes\x00" would become "yes", "\x00" an empty label.
+    path = csv_file(tmp_path, f"a,b,label\n1,2,yes\n3,4,{label}\n5,6,no\n")
+    refused(path, r"row 3, column 'label': .*NUL", target="label")
+
+
 def test_labels_are_returned_as_written(tmp_path):
     X, y = load_table(csv_file(tmp_path, "a,b,label\n1,2,yes\n3,4,no\n5,6, yes \n"), "label")
     assert y.dtype.kind == "U" and y.tolist() == ["yes", "no", "yes"]

@@ -14,6 +14,7 @@ import codecs
 import csv
 import io
 import math
+import re
 import zipfile
 from pathlib import Path
 
@@ -183,13 +184,31 @@ def _column_name(j, names) -> str:
     return f"column {j + 1} (index {j})"
 
 
+# A number as CSV writers write it.  float() reads more: "1_000" (Python's digit
+# separators) and digits of other scripts ("\u0661\u0662"), which no writer means as a number.
+_PLAIN_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?", re.ASCII)
+
+
 def _number(cell: str):
-    """The finite number in ``cell``, or None."""
+    """The finite number written in ``cell`` (blanks around it allowed), or None."""
+    text = cell.strip()
+    if not _PLAIN_NUMBER.fullmatch(text):
+        return None
+    value = float(text)
+    return value if math.isfinite(value) else None
+
+
+def _lenient(cell: str):
+    """Why ``cell``, which Python's float() reads, is not a number as a CSV writes it; else None."""
     try:
-        value = float(cell)
+        float(cell)
     except ValueError:
         return None
-    return value if math.isfinite(value) else None
+    if "_" in cell:
+        return "it has an underscore, a digit separator that Python reads but no CSV writer writes"
+    if not cell.isascii():
+        return "it has non-ASCII characters (digits of another script); write the number in ASCII digits"
+    return None
 
 
 def _feature(path, line, cell, j, names) -> float:
@@ -198,6 +217,9 @@ def _feature(path, line, cell, j, names) -> float:
         where = f"{path}: row {line}, {_column_name(j, names)}"
         if not cell.strip():
             raise DataFileError(f"{where}: missing value (empty cell)")
+        why = _lenient(cell)
+        if why:
+            raise DataFileError(f"{where}: cell {cell!r} is not written as a plain number: {why}")
         raise DataFileError(f"{where}: non-numeric cell {cell!r} (features must be finite numbers)")
     return value
 
@@ -205,8 +227,14 @@ def _feature(path, line, cell, j, names) -> float:
 def _labels(path, cells, j, names) -> np.ndarray:
     """(m,) float64 when every label is a number, else (m,) str."""
     for line, cell in cells:
+        where = f"{path}: row {line}, {_column_name(j, names)}"
         if not cell.strip():
-            raise DataFileError(f"{path}: row {line}, {_column_name(j, names)}: missing label (empty cell)")
+            raise DataFileError(f"{where}: missing label (empty cell)")
+        if "\x00" in cell:  # NumPy's strings drop trailing NULs: "yes\x00" would become "yes", "\x00" empty
+            raise DataFileError(f"{where}: label {cell!r} holds a NUL byte (\\x00)")
+        why = _lenient(cell)
+        if why:
+            raise DataFileError(f"{where}: label {cell!r} is not written as a plain number: {why}")
     values = [_number(cell) for _, cell in cells]
     if all(v is not None for v in values):
         return np.array(values, dtype=np.float64)
