@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import encodings.aliases
+import io
 import os
+import random
+import re
+import zipfile
 
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
+from numpy.lib import format as npy_format
 
+from backprop_core import data_io
 from backprop_core.cli import main
-from backprop_core.data_io import load_table
+from backprop_core.data_io import available_memory, load_table
 from backprop_core.errors import DataFileError, InvalidInputError
 
 
@@ -291,6 +297,132 @@ def test_a_truncated_npz_is_named(tmp_path):
     for length in range(0, len(whole), 7):
         (tmp_path / "d.npz").write_bytes(whole[:length])
         refused(tmp_path / "d.npz", "d.npz")
+
+
+def test_every_corruption_of_a_compressed_npz_is_named(tmp_path):
+    np.savez_compressed(tmp_path / "whole.npz", X=np.random.default_rng(0).random((50, 3)), y=np.ones(50))
+    whole = (tmp_path / "whole.npz").read_bytes()
+    rng = random.Random(0)
+    for _ in range(300):
+        damaged = bytearray(whole)
+        for _ in range(3):
+            damaged[rng.randrange(len(damaged))] = rng.randrange(256)
+        (tmp_path / "d.npz").write_bytes(bytes(damaged))
+        try:
+            load_table(tmp_path / "d.npz")
+        except DataFileError as exc:  # a flipped byte in the data itself may still read: that is fine
+            assert "d.npz" in str(exc)
+
+
+def test_an_array_file_with_the_other_suffix_is_named(tmp_path):
+    np.save(tmp_path / "a.npy", np.ones((3, 2)))
+    (tmp_path / "a.npz").write_bytes((tmp_path / "a.npy").read_bytes())
+    refused(tmp_path / "a.npz", "is a .npy array, not a .npz archive: rename it to .npy")
+    np.savez(tmp_path / "b.npz", X=np.ones((3, 2)))
+    (tmp_path / "b.npy").write_bytes((tmp_path / "b.npz").read_bytes())
+    refused(tmp_path / "b.npy", "is a .npz archive, not a .npy array: rename it to .npz")
+
+
+def test_an_npz_member_that_is_not_an_array_is_named(tmp_path):
+    with zipfile.ZipFile(tmp_path / "d.npz", "w") as archive:
+        archive.writestr("X", b"1,2,3\n")
+    refused(tmp_path / "d.npz", "array 'X' .*no NumPy header")
+
+
+# -- an array is measured by its header before it is read -------------------------------------
+
+# 2.4 EB of float64: more than any machine's memory, and more than a 57-bit address space maps,
+# so that where nothing is refused in advance the allocation itself fails.
+HUGE = (10**17, 3)
+
+
+def header_only(shape, descr="<f8"):
+    """The bytes of a .npy header declaring ``shape``, without the data."""
+    stream = io.BytesIO()
+    npy_format.write_array_header_1_0(stream, {"shape": shape, "fortran_order": False, "descr": descr})
+    return stream.getvalue()
+
+
+def npy_bytes(array):
+    stream = io.BytesIO()
+    np.save(stream, array)
+    return stream.getvalue()
+
+
+def npz_of_members(path, **members):
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, content in members.items():
+            archive.writestr(f"{name}.npy", content)
+    return path
+
+
+def needs_a_memory_figure():
+    if available_memory() is None:
+        pytest.skip("this system does not say how much memory is free, so no array is refused for its size")
+
+
+def test_an_npy_larger_than_memory_is_refused_from_its_header(tmp_path):
+    needs_a_memory_figure()
+    (tmp_path / "d.npy").write_bytes(header_only(HUGE))
+    refused(tmp_path / "d.npy", r"the array of shape \(100000000000000000, 3\) and dtype float64 needs 2\.4 EB, "
+                                r"but .* of memory is available \(refused from its header")
+
+
+@pytest.mark.parametrize("name, shape", [("X", HUGE), ("y", HUGE[:1])])
+def test_an_npz_array_larger_than_memory_is_refused_from_its_header(tmp_path, name, shape):
+    needs_a_memory_figure()
+    members = {"X": npy_bytes(np.ones((3, 2))), "y": npy_bytes(np.ones(3)), name: header_only(shape)}
+    refused(npz_of_members(tmp_path / "d.npz", **members),
+            rf"array '{name}' of shape {re.escape(str(shape))} and dtype float64 needs .* of memory is available")
+
+
+def test_a_compressed_npz_is_measured_before_it_is_decompressed(tmp_path):
+    needs_a_memory_figure()
+    stream = io.BytesIO()
+    with zipfile.ZipFile(stream, "w", zipfile.ZIP_DEFLATED) as archive:
+        with archive.open("X.npy", "w", force_zip64=True) as member:
+            member.write(header_only(HUGE, "|u1"))
+            member.write(bytes(2**20))  # compresses to a kilobyte: the zip's size says nothing of the array's
+    (tmp_path / "d.npz").write_bytes(stream.getvalue())
+    # 3e17 bytes as stored, and 8 bytes a number once converted to float64 for the network.
+    refused(tmp_path / "d.npz", r"array 'X' of shape \(100000000000000000, 3\) and dtype uint8 needs 2\.7 EB "
+                                r"\(300\.0 PB as stored and 2\.4 EB as float64\)")
+
+
+@pytest.mark.parametrize("suffix", [".npy", ".npz"])
+def test_an_array_is_read_up_to_the_memory_available_and_refused_beyond(tmp_path, monkeypatch, suffix):
+    monkeypatch.setattr(data_io, "available_memory", lambda: 8000)  # a machine with 8 kB free
+    fits, too_big = np.ones((100, 10)), np.ones((100, 10), dtype=np.float32)  # 8 kB; 4 kB + 8 kB as float64
+    for name, A in (("fits", fits), ("too_big", too_big)):
+        if suffix == ".npy":
+            np.save(tmp_path / f"{name}.npy", A)
+        else:
+            np.savez(tmp_path / f"{name}.npz", X=A)
+    X, _ = load_table(tmp_path / f"fits{suffix}")
+    np.testing.assert_array_equal(X, fits)
+    refused(tmp_path / f"too_big{suffix}", r"of shape \(100, 10\) and dtype float32 needs 12\.0 kB \(4\.0 kB as stored "
+                                           r"and 8\.0 kB as float64\), but 8\.0 kB of memory is available")
+
+
+def test_running_out_of_memory_while_reading_is_named(tmp_path, monkeypatch):
+    monkeypatch.setattr(data_io, "available_memory", lambda: None)  # nothing is refused in advance
+    (tmp_path / "d.npy").write_bytes(header_only(HUGE))
+    refused(tmp_path / "d.npy", "not enough memory to read it")
+    npz_of_members(tmp_path / "d.npz", X=header_only(HUGE))
+    refused(tmp_path / "d.npz", "not enough memory to read it")
+
+
+def test_an_object_array_is_refused_from_its_header(tmp_path):
+    (tmp_path / "d.npy").write_bytes(header_only((2, 2), "|O"))  # no pickle follows: never read
+    refused(tmp_path / "d.npy", "would need pickle")
+
+
+def test_the_command_line_says_an_array_too_large_in_one_line(tmp_path, capsys):
+    needs_a_memory_figure()
+    npz_of_members(tmp_path / "d.npz", X=header_only(HUGE), y=header_only(HUGE[:1]))
+    assert main(["train", "--data", str(tmp_path / "d.npz")]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "of memory is available" in err and "d.npz" in err, err
 
 
 def test_missing_files_and_folders(tmp_path):
