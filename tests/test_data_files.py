@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import encodings.aliases
+import io
 import os
+import random
+import re
+import zipfile
 
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
+from numpy.lib import format as npy_format
 
-from backprop_core.data_io import load_table
+from backprop_core import data_io
+from backprop_core.cli import main
+from backprop_core.data_io import available_memory, load_table
 from backprop_core.errors import DataFileError, InvalidInputError
 
 
@@ -102,6 +110,31 @@ def test_bad_cells_rows_and_columns_are_named(tmp_path, text, target, fragment):
     refused(csv_file(tmp_path, text), fragment, target=target)
 
 
+@pytest.mark.parametrize("cell, why", [
+    ("1_000", "underscore"),          # float() reads 1000: Python's digit separators, no CSV writer's
+    ("\u0661\u0662", "non-ASCII"),    # Arabic-Indic digits: float() reads 12
+    ("\uff11", "non-ASCII"),           # a full-width 1
+])
+def test_a_number_only_python_would_read_is_refused_by_row_and_column(tmp_path, cell, why):
+    message = refused(csv_file(tmp_path, f"a,b,label\n1,2,0\n3,{cell},1\n"), r"row 3, column 'b'", target="label")
+    assert repr(cell) in message and why in message
+    message = refused(csv_file(tmp_path, f"a,b,label\n1,2,0\n3,4,{cell}\n"), r"row 3, column 'label'", target="label")
+    assert repr(cell) in message and why in message
+
+
+def test_numbers_as_csv_writers_write_them_are_read(tmp_path):
+    X, y = load_table(csv_file(tmp_path, "a,b,label\n+1.5,-.5,0\n1.,1E+3,1\n 7 ,2.5e-3,1\n"), "label")
+    np.testing.assert_array_equal(X, [[1.5, -0.5], [1.0, 1000.0], [7.0, 0.0025]])
+    np.testing.assert_array_equal(y, [0, 1, 1])
+
+
+@pytest.mark.parametrize("label", ["\x00", "yes\x00", "y\x00es"])
+def test_a_nul_byte_in_a_label_is_named_by_row_and_column(tmp_path, label):
+    # NumPy's strings drop trailing NULs: "yes\x00" would become "yes", "\x00" an empty label.
+    path = csv_file(tmp_path, f"a,b,label\n1,2,yes\n3,4,{label}\n5,6,no\n")
+    refused(path, r"row 3, column 'label': .*NUL", target="label")
+
+
 def test_labels_are_returned_as_written(tmp_path):
     X, y = load_table(csv_file(tmp_path, "a,b,label\n1,2,yes\n3,4,no\n5,6, yes \n"), "label")
     assert y.dtype.kind == "U" and y.tolist() == ["yes", "no", "yes"]
@@ -136,6 +169,40 @@ def test_the_offset_counts_the_byte_order_mark(tmp_path):
 def test_an_unknown_encoding_is_named(tmp_path):
     with pytest.raises(InvalidInputError, match="unknown text encoding 'klingon'"):
         load_table(csv_file(tmp_path, "a\n1\n"), encoding="klingon")
+
+
+@pytest.mark.parametrize("encoding", ["base64", "rot13", "zlib_codec", "hex", "uu_codec", "bz2_codec"])
+def test_a_codec_that_is_not_a_text_encoding_is_named_with_the_file(tmp_path, encoding):
+    refused(csv_file(tmp_path, "a,b,label\n1,2,0\n"), f"{encoding!r} is not a text encoding", encoding=encoding)
+
+
+@pytest.mark.parametrize("encoding", ["punycode", "undefined"])
+def test_a_text_encoding_that_cannot_decode_the_file_is_named_with_the_file(tmp_path, encoding):
+    refused(csv_file(tmp_path, "a,b,label\n1,2,0\n"), f"cannot decode it as {encoding}", encoding=encoding)
+
+
+ALL_CODECS = sorted(set(encodings.aliases.aliases.values()) | {"punycode", "undefined", "idna", "unicode_escape"})
+
+
+@pytest.mark.parametrize("encoding", ALL_CODECS)
+def test_every_codec_reads_the_file_or_says_why_not(tmp_path, encoding):
+    path = tmp_path / "d.csv"
+    path.write_bytes(b"a,b,label\n1,2,0\n3,4,\xff\xfe\x00\x80\\x\n")
+    try:
+        load_table(path, "label", encoding=encoding)
+    except DataFileError as exc:
+        assert str(path) in str(exc)
+    except InvalidInputError as exc:  # a codec this Python does not have (mbcs off Windows)
+        assert "unknown text encoding" in str(exc)
+
+
+@pytest.mark.parametrize("encoding, fragment", [("base64", "'base64' is not a text encoding"),
+                                                ("punycode", "cannot decode it as punycode")])
+def test_the_command_line_says_a_wrong_codec_in_one_line(tmp_path, capsys, encoding, fragment):
+    path = csv_file(tmp_path, "a,b,label\n1,2,0\n3,4,1\n")
+    assert main(["train", "--data", str(path), "--target", "label", "--encoding", encoding]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and fragment in err and str(path) in err, err
 
 
 # -- .npy and .npz ----------------------------------------------------------------------------
@@ -230,6 +297,132 @@ def test_a_truncated_npz_is_named(tmp_path):
     for length in range(0, len(whole), 7):
         (tmp_path / "d.npz").write_bytes(whole[:length])
         refused(tmp_path / "d.npz", "d.npz")
+
+
+def test_every_corruption_of_a_compressed_npz_is_named(tmp_path):
+    np.savez_compressed(tmp_path / "whole.npz", X=np.random.default_rng(0).random((50, 3)), y=np.ones(50))
+    whole = (tmp_path / "whole.npz").read_bytes()
+    rng = random.Random(0)
+    for _ in range(300):
+        damaged = bytearray(whole)
+        for _ in range(3):
+            damaged[rng.randrange(len(damaged))] = rng.randrange(256)
+        (tmp_path / "d.npz").write_bytes(bytes(damaged))
+        try:
+            load_table(tmp_path / "d.npz")
+        except DataFileError as exc:  # a flipped byte in the data itself may still read: that is fine
+            assert "d.npz" in str(exc)
+
+
+def test_an_array_file_with_the_other_suffix_is_named(tmp_path):
+    np.save(tmp_path / "a.npy", np.ones((3, 2)))
+    (tmp_path / "a.npz").write_bytes((tmp_path / "a.npy").read_bytes())
+    refused(tmp_path / "a.npz", "is a .npy array, not a .npz archive: rename it to .npy")
+    np.savez(tmp_path / "b.npz", X=np.ones((3, 2)))
+    (tmp_path / "b.npy").write_bytes((tmp_path / "b.npz").read_bytes())
+    refused(tmp_path / "b.npy", "is a .npz archive, not a .npy array: rename it to .npz")
+
+
+def test_an_npz_member_that_is_not_an_array_is_named(tmp_path):
+    with zipfile.ZipFile(tmp_path / "d.npz", "w") as archive:
+        archive.writestr("X", b"1,2,3\n")
+    refused(tmp_path / "d.npz", "array 'X' .*no NumPy header")
+
+
+# -- an array is measured by its header before it is read -------------------------------------
+
+# 2.4 EB of float64: more than any machine's memory, and more than a 57-bit address space maps,
+# so that where nothing is refused in advance the allocation itself fails.
+HUGE = (10**17, 3)
+
+
+def header_only(shape, descr="<f8"):
+    """The bytes of a .npy header declaring ``shape``, without the data."""
+    stream = io.BytesIO()
+    npy_format.write_array_header_1_0(stream, {"shape": shape, "fortran_order": False, "descr": descr})
+    return stream.getvalue()
+
+
+def npy_bytes(array):
+    stream = io.BytesIO()
+    np.save(stream, array)
+    return stream.getvalue()
+
+
+def npz_of_members(path, **members):
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, content in members.items():
+            archive.writestr(f"{name}.npy", content)
+    return path
+
+
+def needs_a_memory_figure():
+    if available_memory() is None:
+        pytest.skip("this system does not say how much memory is free, so no array is refused for its size")
+
+
+def test_an_npy_larger_than_memory_is_refused_from_its_header(tmp_path):
+    needs_a_memory_figure()
+    (tmp_path / "d.npy").write_bytes(header_only(HUGE))
+    refused(tmp_path / "d.npy", r"the array of shape \(100000000000000000, 3\) and dtype float64 needs 2\.4 EB, "
+                                r"but .* of memory is available \(refused from its header")
+
+
+@pytest.mark.parametrize("name, shape", [("X", HUGE), ("y", HUGE[:1])])
+def test_an_npz_array_larger_than_memory_is_refused_from_its_header(tmp_path, name, shape):
+    needs_a_memory_figure()
+    members = {"X": npy_bytes(np.ones((3, 2))), "y": npy_bytes(np.ones(3)), name: header_only(shape)}
+    refused(npz_of_members(tmp_path / "d.npz", **members),
+            rf"array '{name}' of shape {re.escape(str(shape))} and dtype float64 needs .* of memory is available")
+
+
+def test_a_compressed_npz_is_measured_before_it_is_decompressed(tmp_path):
+    needs_a_memory_figure()
+    stream = io.BytesIO()
+    with zipfile.ZipFile(stream, "w", zipfile.ZIP_DEFLATED) as archive:
+        with archive.open("X.npy", "w", force_zip64=True) as member:
+            member.write(header_only(HUGE, "|u1"))
+            member.write(bytes(2**20))  # compresses to a kilobyte: the zip's size says nothing of the array's
+    (tmp_path / "d.npz").write_bytes(stream.getvalue())
+    # 3e17 bytes as stored, and 8 bytes a number once converted to float64 for the network.
+    refused(tmp_path / "d.npz", r"array 'X' of shape \(100000000000000000, 3\) and dtype uint8 needs 2\.7 EB "
+                                r"\(300\.0 PB as stored and 2\.4 EB as float64\)")
+
+
+@pytest.mark.parametrize("suffix", [".npy", ".npz"])
+def test_an_array_is_read_up_to_the_memory_available_and_refused_beyond(tmp_path, monkeypatch, suffix):
+    monkeypatch.setattr(data_io, "available_memory", lambda: 8000)  # a machine with 8 kB free
+    fits, too_big = np.ones((100, 10)), np.ones((100, 10), dtype=np.float32)  # 8 kB; 4 kB + 8 kB as float64
+    for name, A in (("fits", fits), ("too_big", too_big)):
+        if suffix == ".npy":
+            np.save(tmp_path / f"{name}.npy", A)
+        else:
+            np.savez(tmp_path / f"{name}.npz", X=A)
+    X, _ = load_table(tmp_path / f"fits{suffix}")
+    np.testing.assert_array_equal(X, fits)
+    refused(tmp_path / f"too_big{suffix}", r"of shape \(100, 10\) and dtype float32 needs 12\.0 kB \(4\.0 kB as stored "
+                                           r"and 8\.0 kB as float64\), but 8\.0 kB of memory is available")
+
+
+def test_running_out_of_memory_while_reading_is_named(tmp_path, monkeypatch):
+    monkeypatch.setattr(data_io, "available_memory", lambda: None)  # nothing is refused in advance
+    (tmp_path / "d.npy").write_bytes(header_only(HUGE))
+    refused(tmp_path / "d.npy", "not enough memory to read it")
+    npz_of_members(tmp_path / "d.npz", X=header_only(HUGE))
+    refused(tmp_path / "d.npz", "not enough memory to read it")
+
+
+def test_an_object_array_is_refused_from_its_header(tmp_path):
+    (tmp_path / "d.npy").write_bytes(header_only((2, 2), "|O"))  # no pickle follows: never read
+    refused(tmp_path / "d.npy", "would need pickle")
+
+
+def test_the_command_line_says_an_array_too_large_in_one_line(tmp_path, capsys):
+    needs_a_memory_figure()
+    npz_of_members(tmp_path / "d.npz", X=header_only(HUGE), y=header_only(HUGE[:1]))
+    assert main(["train", "--data", str(tmp_path / "d.npz")]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "of memory is available" in err and "d.npz" in err, err
 
 
 def test_missing_files_and_folders(tmp_path):

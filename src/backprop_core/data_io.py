@@ -6,6 +6,8 @@ name, or for a file without a header its number counted from 1 and its 0-based
 index).  Nothing is dropped silently: a first row that is neither clearly a
 header nor clearly data is an error, not a guess.  Labels are returned as they
 are (numbers or strings); which labels a model accepts is the estimator's call.
+An array file is measured by its header before it is read: an array larger than
+the memory available is refused, not decompressed until the machine gives out.
 """
 
 from __future__ import annotations
@@ -14,11 +16,16 @@ import codecs
 import csv
 import io
 import math
+import os
+import re
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
+from numpy.lib import format as npy_format
 
+from .backends import host_free_memory
 from .errors import DataFileError, InvalidInputError
 
 _UTF8_BOM = codecs.BOM_UTF8
@@ -40,6 +47,8 @@ def load_table(path, target=None, *, header="auto", encoding="utf-8"):
     .npz: the features are the array ``X``; the labels the array ``y`` (or the
     array named by ``target``), if there is one.  Complex, string and object
     features are refused; big-endian arrays are read in native byte order.
+    An array larger than :func:`available_memory` is refused from its header,
+    before it is read.
     """
     if header not in (True, False, "auto") or not isinstance(header, (bool, str)):
         raise InvalidInputError(f"header must be True, False or 'auto', got {header!r}")
@@ -51,11 +60,43 @@ def load_table(path, target=None, *, header="auto", encoding="utf-8"):
     if not path.is_file():  # a pipe or a device: reading it could wait forever
         raise DataFileError(f"{path} is not a regular file")
     suffix = path.suffix.lower()
-    if suffix == ".npz":
-        return _load_npz(path, target)
-    if suffix == ".npy":
-        return _load_npy(path, target)
-    return _load_csv(path, target, header, encoding)
+    try:
+        if suffix == ".npz":
+            return _load_npz(path, target)
+        if suffix == ".npy":
+            return _load_npy(path, target)
+        return _load_csv(path, target, header, encoding)
+    except MemoryError:
+        # What no header foretells: a CSV's text, the finiteness check, other programs taking memory meanwhile.
+        raise DataFileError(f"{path}: not enough memory to read it ({_free_memory_words()})") from None
+
+
+def available_memory():
+    """Bytes of memory available now for a new array, or None where the system does not say.
+
+    Linux's MemAvailable (free memory and the page cache it would give back), as
+    the command line measures it; elsewhere the free pages ``os.sysconf`` counts.
+    """
+    free = host_free_memory()
+    if free is not None:
+        return free
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):  # no sysconf (Windows), or no such name (macOS)
+        return None
+
+
+def _size(n) -> str:
+    """``n`` bytes in words: "2.4 GB", "512.0 kB", "300 bytes"."""
+    for unit, scale in (("EB", 1e18), ("PB", 1e15), ("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:,.1f} {unit}"
+    return f"{n} bytes"
+
+
+def _free_memory_words() -> str:
+    free = available_memory()
+    return "the free memory is unknown" if free is None else f"{_size(free)} of memory is available"
 
 
 # -- CSV -------------------------------------------------------------------------------
@@ -86,6 +127,9 @@ def _load_csv(path, target, header, encoding):
     return X, y
 
 
+_ENCODING_HINT = "pass encoding= with the file's encoding, for example encoding='latin-1' or 'utf-16'"
+
+
 def _decode(path, encoding) -> str:
     try:
         codec = codecs.lookup(encoding)
@@ -102,9 +146,15 @@ def _decode(path, encoding) -> str:
     except UnicodeDecodeError as exc:
         at = offset + exc.start
         hint = ("it starts with a UTF-16 byte-order mark: pass encoding='utf-16'" if raw.startswith(_UTF16_BOMS)
-                else "pass encoding= with the file's encoding, for example encoding='latin-1' or 'utf-16'")
+                else _ENCODING_HINT)
         raise DataFileError(f"{path} is not {codec.name} text: byte {raw[exc.start:exc.start + 1]!r} "
                             f"at byte offset {at} cannot be decoded; {hint}") from None
+    except UnicodeError as exc:  # a decoder that names no byte (punycode, undefined)
+        reason = exc.__cause__ or exc  # Python 3.11 wraps the decoder's own error in "decoding with ... failed"
+        raise DataFileError(f"{path}: cannot decode it as {codec.name}: {reason}; {_ENCODING_HINT}") from None
+    except LookupError:  # codecs also holds bytes-to-bytes ones (base64, zlib_codec, rot13)
+        raise DataFileError(f"{path}: {encoding!r} is not a text encoding (it does not turn bytes into text); "
+                            f"{_ENCODING_HINT}") from None
     return text[1:] if text.startswith("\ufeff") else text
 
 
@@ -174,13 +224,31 @@ def _column_name(j, names) -> str:
     return f"column {j + 1} (index {j})"
 
 
+# A number as CSV writers write it.  float() reads more: "1_000" (Python's digit
+# separators) and digits of other scripts ("\u0661\u0662"), which no writer means as a number.
+_PLAIN_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?", re.ASCII)
+
+
 def _number(cell: str):
-    """The finite number in ``cell``, or None."""
+    """The finite number written in ``cell`` (blanks around it allowed), or None."""
+    text = cell.strip()
+    if not _PLAIN_NUMBER.fullmatch(text):
+        return None
+    value = float(text)
+    return value if math.isfinite(value) else None
+
+
+def _lenient(cell: str):
+    """Why ``cell``, which Python's float() reads, is not a number as a CSV writes it; else None."""
     try:
-        value = float(cell)
+        float(cell)
     except ValueError:
         return None
-    return value if math.isfinite(value) else None
+    if "_" in cell:
+        return "it has an underscore, a digit separator that Python reads but no CSV writer writes"
+    if not cell.isascii():
+        return "it has non-ASCII characters (digits of another script); write the number in ASCII digits"
+    return None
 
 
 def _feature(path, line, cell, j, names) -> float:
@@ -189,6 +257,9 @@ def _feature(path, line, cell, j, names) -> float:
         where = f"{path}: row {line}, {_column_name(j, names)}"
         if not cell.strip():
             raise DataFileError(f"{where}: missing value (empty cell)")
+        why = _lenient(cell)
+        if why:
+            raise DataFileError(f"{where}: cell {cell!r} is not written as a plain number: {why}")
         raise DataFileError(f"{where}: non-numeric cell {cell!r} (features must be finite numbers)")
     return value
 
@@ -196,8 +267,14 @@ def _feature(path, line, cell, j, names) -> float:
 def _labels(path, cells, j, names) -> np.ndarray:
     """(m,) float64 when every label is a number, else (m,) str."""
     for line, cell in cells:
+        where = f"{path}: row {line}, {_column_name(j, names)}"
         if not cell.strip():
-            raise DataFileError(f"{path}: row {line}, {_column_name(j, names)}: missing label (empty cell)")
+            raise DataFileError(f"{where}: missing label (empty cell)")
+        if "\x00" in cell:  # NumPy's strings drop trailing NULs: "yes\x00" would become "yes", "\x00" empty
+            raise DataFileError(f"{where}: label {cell!r} holds a NUL byte (\\x00)")
+        why = _lenient(cell)
+        if why:
+            raise DataFileError(f"{where}: label {cell!r} is not written as a plain number: {why}")
     values = [_number(cell) for _, cell in cells]
     if all(v is not None for v in values):
         return np.array(values, dtype=np.float64)
@@ -206,18 +283,25 @@ def _labels(path, cells, j, names) -> np.ndarray:
 
 # -- .npy and .npz ---------------------------------------------------------------------
 
-# Whatever NumPy or zipfile raise for a damaged or truncated file.
-_DAMAGE = (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError)
+# Whatever NumPy, zipfile or zlib raise for a damaged, truncated or unusual file (zipfile:
+# RuntimeError for an encrypted member, NotImplementedError for a compression it lacks).
+_DAMAGE = (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError, zlib.error, RuntimeError)
+
+# How np.load tells an archive (one with files, or an empty one) from a .npy.
+_ZIP_STARTS = (b"PK\x03\x04", b"PK\x05\x06")
 
 
 def _load_npy(path, target):
     try:
-        A = np.load(path, allow_pickle=False)
+        with open(path, "rb") as f:
+            if f.read(4) in _ZIP_STARTS:
+                raise DataFileError(f"{path} is a .npz archive, not a .npy array: rename it to .npz")
+            f.seek(0)
+            A = _read_array(path, f, "the array")
+    except DataFileError:
+        raise
     except _DAMAGE as exc:
         raise DataFileError(f"{path} cannot be read as a .npy array: {_reason(exc)}") from None
-    if not isinstance(A, np.ndarray):
-        A.close()
-        raise DataFileError(f"{path} is a .npz archive, not a .npy array: rename it to .npz")
     A = _features(path, A, "the array")
     if target is None:
         return A, None
@@ -236,14 +320,23 @@ def _load_npy(path, target):
 def _load_npz(path, target):
     label_name = "y" if target is None else str(target)
     try:
-        # The file opened here, not by np.load, which leaves it open when a damaged zip fails.
-        with open(path, "rb") as f, np.load(f, allow_pickle=False) as data:
-            if "X" not in data.files:
-                raise DataFileError(f"{path} has no array named 'X' (it has {data.files})")
-            if target is not None and label_name not in data.files:
-                raise DataFileError(f"{path} has no label array named {label_name!r} (it has {data.files})")
-            X = data["X"]
-            y = data[label_name] if label_name in data.files else None
+        with open(path, "rb") as f:
+            if f.read(len(npy_format.MAGIC_PREFIX)) == npy_format.MAGIC_PREFIX:
+                raise DataFileError(f"{path} is a .npy array, not a .npz archive: rename it to .npy")
+            f.seek(0)
+            with zipfile.ZipFile(f) as archive:
+                # np.savez names a member "X.npy" and np.load calls it "X"; read both spellings, as np.load does.
+                members = {(name[:-4] if name.endswith(".npy") else name): name for name in archive.namelist()}
+                if "X" not in members:
+                    raise DataFileError(f"{path} has no array named 'X' (it has {list(members)})")
+                if target is not None and label_name not in members:
+                    raise DataFileError(f"{path} has no label array named {label_name!r} (it has {list(members)})")
+                with archive.open(members["X"]) as member:
+                    X = _read_array(path, member, "array 'X'")
+                y = None
+                if label_name in members:
+                    with archive.open(members[label_name]) as member:
+                        y = _read_array(path, member, f"array {label_name!r}")
     except DataFileError:
         raise
     except _DAMAGE as exc:
@@ -254,13 +347,49 @@ def _load_npz(path, target):
     return X, y
 
 
+def _read_array(path, f, what) -> np.ndarray:
+    """The array in the .npy stream ``f``, read only once its header shows that it fits in memory."""
+    start = f.read(len(npy_format.MAGIC_PREFIX))
+    if not start:
+        raise EOFError("empty")
+    if start != npy_format.MAGIC_PREFIX:
+        raise DataFileError(f"{path}: {what} has no NumPy header (it is not a .npy array)")
+    f.seek(0)
+    version = npy_format.read_magic(f)
+    if version not in ((1, 0), (2, 0), (3, 0)):
+        raise DataFileError(f"{path}: {what} is in NumPy file format {version[0]}.{version[1]}, which this "
+                            f"NumPy ({np.__version__}) cannot read")
+    # Format 3.0 is 2.0 with a UTF-8 header (for field names): shape and dtype read the same.
+    read_header = npy_format.read_array_header_1_0 if version == (1, 0) else npy_format.read_array_header_2_0
+    shape, _, dtype = read_header(f)
+    if dtype.hasobject:
+        raise DataFileError(f"{path}: {what} holds Python objects, which would need pickle to read "
+                            "(refused: pickle can run code)")
+    if any(n < 0 for n in shape):
+        raise DataFileError(f"{path}: {what} declares the impossible shape {shape}")
+    _check_fits(path, what, shape, dtype)
+    f.seek(0)
+    return npy_format.read_array(f, allow_pickle=False)
+
+
+def _check_fits(path, what, shape, dtype) -> None:
+    """Refuse an array whose reading would need more than the memory available now."""
+    free = available_memory()
+    if free is None:
+        return
+    stored = math.prod(shape) * dtype.itemsize
+    # Numbers are then converted to native float64: a second copy, unless they are that already.
+    as_float64 = math.prod(shape) * 8 if dtype.kind in "biuf" and dtype != np.float64 else 0
+    if stored + as_float64 > free:
+        parts = f" ({_size(stored)} as stored and {_size(as_float64)} as float64)" if as_float64 else ""
+        raise DataFileError(f"{path}: {what} of shape {shape} and dtype {dtype} needs {_size(stored + as_float64)}"
+                            f"{parts}, but {_size(free)} of memory is available (refused from its header, before "
+                            "reading it)")
+
+
 def _reason(exc) -> str:
     text = str(exc)
-    if text.startswith("Object arrays"):
-        return "it holds Python objects, which would need pickle to read (refused: pickle can run code)"
-    if text.startswith("This file contains pickled"):
-        return "it is neither a NumPy array file nor a pickle we would run (it has no NumPy header)"
-    if isinstance(exc, EOFError):
+    if isinstance(exc, EOFError) or text.startswith("EOF"):
         return "it is empty or truncated"
     return f"{type(exc).__name__}: {text}"
 
@@ -270,7 +399,7 @@ def _features(path, A, what) -> np.ndarray:
     _check_kind(path, A, what)
     if A.ndim != 2 or A.shape[0] == 0 or A.shape[1] == 0:
         raise DataFileError(f"{path}: {what} must be a non-empty 2-D table (samples as rows), got shape {A.shape}")
-    A = A.astype(np.float64)  # also native byte order
+    A = A.astype(np.float64, copy=False)  # also native byte order; no second copy of a float64 table
     finite = np.isfinite(A)
     if not finite.all():
         i, j = np.argwhere(~finite)[0]
@@ -292,7 +421,7 @@ def _label_array(path, y, what, m) -> np.ndarray:
         y = y.astype(str)
     else:
         _check_kind(path, y, f"array {what!r}")
-        y = y.astype(np.float64)
+        y = y.astype(np.float64, copy=False)
     if y.ndim not in (1, 2) or y.shape[0] != m:
         raise DataFileError(f"{path}: array {what!r} has shape {y.shape}; it needs one label (row) for each "
                             f"of the {m} samples in 'X'")
