@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 import warnings
 
 import numpy as np
@@ -30,7 +29,7 @@ from .errors import BackpropCoreError, DeviceMemoryError, DistributedTrainingErr
 from .errors import InvalidTypeError, TrainingDivergedError, TrainingInterrupted
 from .initialization import INITS
 from .parameters import unpack
-from .persistence import load_parameters, save_parameters
+from .persistence import classes_of, load_parameters, save_parameters
 from .validation import (
     as_array,
     check_finite,
@@ -42,6 +41,7 @@ from .validation import (
     follow,
     Labels,
     is_device_array,
+    label_dtype_name,
     labels_from_classes,
     read_labels,
     to_backend,
@@ -432,7 +432,9 @@ class BackpropClassifier(ClassifierMixin, BaseEstimator):
         meta = {"estimator": type(self).__name__, "params": _jsonable_params(params),
                 "dtype": self.dtype_, "n_iter": self.n_iter_, "cost_history": history,
                 "classes": self.classes_.tolist(), "classes_dtype": self.classes_.dtype.str,
-                "target_type": self.target_type_, "label_dtype": self._label_dtype,
+                "target_type": self.target_type_,
+                # label_dtype_name: a model pickled before it named y's dtype as fit found it
+                "label_dtype": label_dtype_name(self._label_dtype, self.classes_, self.target_type_),
                 "activation": self.activation_, "output": self.output_,
                 "n_features_in": int(self.n_features_in_),
                 "feature_names_in": None if names is None else [str(n) for n in names],
@@ -449,7 +451,7 @@ class BackpropClassifier(ClassifierMixin, BaseEstimator):
         records are replaced by these, so a file never decides what the program connects to
         (a model trained on a Dask cluster or a GPU loads on NumPy unless asked otherwise).
         """
-        host, meta = load_parameters(path)
+        host, meta = load_parameters(path)  # checked whole: each field, and against the others and the weights
         params = dict(meta["params"])
         params["backend"], params["device"] = backend, device
         model = cls(**params)
@@ -457,8 +459,7 @@ class BackpropClassifier(ClassifierMixin, BaseEstimator):
         dtype = dtype or meta["dtype"]
         n2, n0 = host["W2"].shape[0], host["W1"].shape[1]
         if "classes" in meta:
-            labels = Labels(np.asarray(meta["classes"], dtype=_safe_dtype(meta["classes_dtype"])),
-                            meta["target_type"], meta["label_dtype"])
+            labels = Labels(classes_of(meta), meta["target_type"], meta["label_dtype"])
             activation, output = meta["activation"], meta["output"]
         else:  # written before labels were fitted: 0/1 float labels, the lecture's sigmoid
             binary = meta.get("y_ndim", 1) == 1
@@ -469,7 +470,8 @@ class BackpropClassifier(ClassifierMixin, BaseEstimator):
         twin.n_features_in_ = meta.get("n_features_in", n0)
         if meta.get("feature_names_in") is not None:
             twin.feature_names_in_ = np.asarray(meta["feature_names_in"], dtype=object)
-        scaling = _scaling_from_file(path, meta, n0)
+        scaling = None if meta.get("feature_mean") is None else (
+            np.asarray(meta["feature_mean"], dtype=np.float64), np.asarray(meta["feature_scale"], dtype=np.float64))
         model._set_fitted(be.parameters_from_host(host, dtype), [tuple(h) for h in meta["cost_history"]],
                           meta["n_iter"], None, None, labels=labels, twin=twin, activation=activation,
                           output=output, plan=None, backend=be, dtype=dtype, scaling=scaling)
@@ -596,35 +598,6 @@ def _standardized(X, mean, scale):
 
 def _as_list(a):
     return None if a is None else [float(v) for v in a]
-
-
-def _scaling_from_file(path, meta, n_features):
-    """``(feature_mean, feature_scale)`` of a model file, checked against its features, or None."""
-    from .errors import ModelFileError
-
-    mean, scale = meta.get("feature_mean"), meta.get("feature_scale")
-    standardize = meta["params"].get("standardize", False)
-    problem = None
-    if (mean is None) != (scale is None):
-        problem = "it has one of feature_mean and feature_scale without the other"
-    elif standardize and mean is None:
-        problem = "hyperparameter standardize is true but feature_mean and feature_scale are missing"
-    elif not standardize and mean is not None:
-        problem = "it has feature_mean and feature_scale but hyperparameter standardize is not true"
-    elif mean is not None and not len(mean) == len(scale) == n_features:
-        problem = (f"feature_mean has {len(mean)} and feature_scale {len(scale)} entries "
-                   f"for a model of {n_features} features")
-    if problem:
-        raise ModelFileError(f"{os.fspath(path)} is not a usable backprop-core model file: {problem}")
-    return None if mean is None else (np.asarray(mean, dtype=np.float64), np.asarray(scale, dtype=np.float64))
-
-
-def _safe_dtype(name: str):
-    """A label dtype read from a file: booleans, numbers, strings or Python objects only."""
-    dtype = np.dtype(name)
-    if dtype.kind not in "biufUO":
-        raise InvalidInputError(f"a model file's classes have dtype {name!r}, which labels cannot have")
-    return dtype
 
 
 @contextlib.contextmanager
