@@ -32,6 +32,7 @@ from .parameters import unpack
 from .persistence import classes_of, load_parameters, save_parameters
 from .validation import (
     as_array,
+    check_dtype_name,
     check_finite,
     check_non_negative,
     check_positive,
@@ -450,7 +451,9 @@ class BackpropClassifier(ClassifierMixin, BaseEstimator):
         Where the model computes is the caller's choice only: the backend and device the file
         records are replaced by these, so a file never decides what the program connects to
         (a model trained on a Dask cluster or a GPU loads on NumPy unless asked otherwise).
+        ``dtype``: "float32" or "float64", or None for the file's own.
         """
+        check_dtype_name(dtype)  # nothing but a float the network computes in (int8 would cast silently)
         host, meta = load_parameters(path)  # checked whole: each field, and against the others and the weights
         params = dict(meta["params"])
         params["backend"], params["device"] = backend, device
