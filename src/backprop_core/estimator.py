@@ -116,7 +116,9 @@ class BackpropClassifier(ClassifierMixin, BaseEstimator):
 
     Fitted attributes: ``classes_``, ``target_type_`` ("binary", "multiclass" or
     "multilabel-indicator"), ``activation_`` and ``output_`` (the hidden
-    activation and output layer the parameters belong to), ``parameters_`` (on
+    activation and output layer the parameters belong to), ``fitted_params_``
+    (``get_params()`` as it was at fit, a device object by its name: what
+    :meth:`save` writes; ``set_params`` changes only the next fit), ``parameters_`` (on
     the training device), ``n_features_in_`` (and ``feature_names_in_`` for
     data frames), ``n_outputs_``, ``cost_history_`` (list of (iteration, cost)),
     ``loss_curve_`` (the costs alone), ``n_iter_``, ``validation_scores_`` and
@@ -228,8 +230,8 @@ class BackpropClassifier(ClassifierMixin, BaseEstimator):
         def record(plan, backend, dtype):
             started.update(plan=plan, backend=backend, dtype=dtype)
 
-        fitted = dict(labels=labels, twin=twin, activation=g.name, output=output, place=_place(X),
-                      scaling=scaling)
+        fitted = dict(labels=labels, twin=twin, params=twin.get_params(), activation=g.name, output=output,
+                      place=_place(X), scaling=scaling)
         try:
             done = training.fit(
                 _columns(X), _columns(Y), hidden_units=self.hidden_units, activation=g,
@@ -299,9 +301,10 @@ class BackpropClassifier(ClassifierMixin, BaseEstimator):
         return (take(X, train), take(Y, train), take(sample_weight, train),
                 (_columns(take(X, held)), _columns(take(Y, held)), take(sample_weight, held)))
 
-    def _set_fitted(self, parameters, history, n_iter, validation, best_iteration, *, labels, twin,
+    def _set_fitted(self, parameters, history, n_iter, validation, best_iteration, *, labels, twin, params,
                     activation, output, plan, backend, dtype, place=("numpy", "cpu"), scaling=None):
         self._network = _Placed(parameters, backend, dtype)
+        self.fitted_params_ = _recorded_params(params, backend)
         self.feature_mean_, self.feature_scale_ = (None, None) if scaling is None else scaling
         self._fit_place = place
         self.classes_ = labels.classes
@@ -417,6 +420,9 @@ class BackpropClassifier(ClassifierMixin, BaseEstimator):
     def save(self, path) -> None:
         """Write parameters, hyperparameters and fitted labels to ``path`` (.npz; no pickle).
 
+        A fitted model saves what it fitted: ``params`` are ``fitted_params_``, the
+        hyperparameters as they were at fit, whatever ``set_params`` changed since.
+
         Metadata keys: ``estimator``, ``params``, ``dtype``, ``n_iter``,
         ``cost_history``, and the fitted ``classes`` (a list), ``classes_dtype``
         (a NumPy dtype string), ``target_type``, ``label_dtype``, ``activation``,
@@ -425,9 +431,7 @@ class BackpropClassifier(ClassifierMixin, BaseEstimator):
         """
         self._check_fitted()
         names = getattr(self, "feature_names_in_", None)
-        params = self.get_params()
-        if not (params["device"] is None or isinstance(params["device"], (str, int))):
-            params["device"] = self.backend_.device_name  # a live object (a Client, a torch.device): its name
+        params = getattr(self, "fitted_params_", None) or self._params_of_an_old_pickle()
         # A diverged run's record ends in a NaN or infinite cost; the file keeps the finite reads.
         history = [(i, J) for i, J in self.cost_history_ if math.isfinite(J)]
         meta = {"estimator": type(self).__name__, "params": _jsonable_params(params),
@@ -443,6 +447,16 @@ class BackpropClassifier(ClassifierMixin, BaseEstimator):
                 "feature_mean": _as_list(getattr(self, "feature_mean_", None)),
                 "feature_scale": _as_list(getattr(self, "feature_scale_", None))}
         save_parameters(path, self._network.host(), meta)
+
+    def _params_of_an_old_pickle(self) -> dict:
+        """A model pickled before ``fitted_params_`` existed: get_params(), with what its weights
+        need (their rows, their activation, their scaling) as the weights show it."""
+        params = self.get_params() | {"hidden_units": int(self._network.host()["W1"].shape[0]),
+                                      "activation": self.activation_,
+                                      "standardize": getattr(self, "feature_mean_", None) is not None}
+        if params["device"] is None or isinstance(params["device"], (str, int)):
+            return params  # nothing to name: the backend need not wake (a GPU's, where none is)
+        return _recorded_params(params, self.backend_)
 
     @classmethod
     def load(cls, path, *, backend="numpy", device=None, dtype=None):
@@ -476,8 +490,8 @@ class BackpropClassifier(ClassifierMixin, BaseEstimator):
         scaling = None if meta.get("feature_mean") is None else (
             np.asarray(meta["feature_mean"], dtype=np.float64), np.asarray(meta["feature_scale"], dtype=np.float64))
         model._set_fitted(be.parameters_from_host(host, dtype), [tuple(h) for h in meta["cost_history"]],
-                          meta["n_iter"], None, None, labels=labels, twin=twin, activation=activation,
-                          output=output, plan=None, backend=be, dtype=dtype, scaling=scaling)
+                          meta["n_iter"], None, None, labels=labels, twin=twin, params=model.get_params(),
+                          activation=activation, output=output, plan=None, backend=be, dtype=dtype, scaling=scaling)
         return model
 
 
@@ -539,6 +553,15 @@ def _place(X) -> tuple:
 def _portable_device(spec):
     """A device named by a string or an index travels with a pickle; a live object (a Client) does not."""
     return spec if spec is None or isinstance(spec, (str, int)) else None
+
+
+def _recorded_params(params: dict, backend) -> dict:
+    """The hyperparameters a fit ran with, as ``fitted_params_`` keeps them: a device given as a
+    live object (a Dask Client, a torch.device) by the name that finds it again."""
+    device = params["device"]
+    if not (device is None or isinstance(device, (str, int))):
+        return params | {"device": backend.device_name}
+    return dict(params)
 
 
 def _jsonable_params(params: dict) -> dict:
