@@ -562,7 +562,7 @@ def load_refused(path, *fragments):
     return message
 
 
-def test_what_save_writes_loads_and_predicts_as_the_model_did(saved_models, tmp_path):
+def test_what_save_writes_loads_with_its_labels(saved_models, tmp_path):
     for kind in saved_models:
         arrays, meta, X = good(saved_models, kind)
         loaded = bc.BackpropClassifier.load(rewritten(tmp_path, arrays, meta))

@@ -487,7 +487,8 @@ def _depth(value) -> int:
 # -- the checks shared by saving and loading ---------------------------------------------
 
 def _check_model(parameters: dict, meta: dict) -> None:
-    """Parameters finite, shapes consistent with each other and with the metadata; metadata typed."""
+    """Parameters finite, shapes consistent with each other and with the metadata; metadata typed,
+    and what the estimator reads (labels, output layer, features) consistent with itself and the weights."""
     for name, A in parameters.items():
         if A.dtype.kind != "f" or A.dtype.itemsize not in (4, 8):
             raise _Problem(f"{name} has dtype {A.dtype}; parameters are float32 or float64")
