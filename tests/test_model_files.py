@@ -11,8 +11,12 @@ import os
 import json
 import pickle
 import socket
+import string
 import struct
+import subprocess
+import sys
 import tracemalloc
+import warnings
 import zipfile
 import zlib
 
@@ -21,8 +25,13 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+try:
+    import pandas as pd
+except ImportError:  # the data-frame model is left out where pandas is missing, said where it is used
+    pd = None
+
 import backprop_core as bc
-from backprop_core.errors import ModelFileError
+from backprop_core.errors import InvalidInputError, ModelFileError
 from backprop_core.persistence import FORMAT, MAX_ARRAY_BYTES, load_parameters, save_parameters
 
 NAMES = ("W1", "b1", "W2", "b2")
@@ -483,3 +492,365 @@ def test_metadata_with_characters_outside_unicode_is_refused(tmp_path):
     header = npy(np.array("{}"))[:-8]  # a '<U2' header; the 8 data bytes replaced by two bad code points
     refused(write(tmp_path, zip_bytes(members() | {"__meta__.npy": header + struct.pack("<II", 0x110000, 0x41)})),
             "metadata|damaged")
+
+
+# -- the estimator's metadata: read only once checked whole ------------------------------------
+#
+# Files saved by BackpropClassifier.save, then their metadata rewritten.  Every rewrite that
+# makes the labels or layers disagree with each other or with the weights must be refused by
+# BackpropClassifier.load with a ModelFileError that names the file; nothing else may escape.
+
+LABEL_FIELDS = ("classes", "classes_dtype", "target_type", "label_dtype", "activation", "output")
+KINDS = ["binary", "strings", "multilabel", "frame", "standardized"]
+
+
+def fitted_data(kind):
+    """(X, y) of each kind the estimator saves differently."""
+    rng = np.random.default_rng(7)
+    X = rng.standard_normal((60, 4))
+    k = np.digitize(X[:, 0] + X[:, 1], [-0.5, 0.5])  # three classes, about equally many
+    if kind == "binary":
+        return X, (X[:, 0] > 0).astype(int)
+    if kind == "strings":
+        return X, np.array(["cat", "dog", "emu"])[k]
+    if kind == "multilabel":
+        return X, np.stack([X[:, 0] > 0, X[:, 1] > 0], axis=1).astype(int)
+    if kind == "frame":  # string labels as Python objects, as pandas holds them
+        return pd.DataFrame(X, columns=["w", "x", "y", "z"]), pd.Series(np.where(X[:, 2] > 0, "yes", "no"),
+                                                                         dtype=object)
+    return 40 + 10 * X, (X[:, 0] > 0).astype(int)  # standardized
+
+
+@pytest.fixture(scope="module")
+def saved_models(tmp_path_factory):
+    """kind -> (arrays, metadata, X): what save wrote for a model of each kind, read back by hand."""
+    out = {}
+    for kind in KINDS:
+        if kind == "frame" and pd is None:
+            continue
+        X, y = fitted_data(kind)
+        model = bc.BackpropClassifier(num_iterations=30, learning_rate=0.5,
+                                      standardize=kind == "standardized").fit(X, y)
+        path = tmp_path_factory.mktemp(kind) / "good.npz"
+        model.save(path)
+        with zipfile.ZipFile(path) as z:
+            arrays = {name[:-4]: np.lib.format.read_array(io.BytesIO(z.read(name)), allow_pickle=False)
+                      for name in z.namelist()}
+        meta = json.loads(str(arrays.pop("__meta__")[()]))
+        out[kind] = (arrays, meta, np.asarray(X, dtype=float))
+    return out
+
+
+def good(saved_models, kind):
+    if kind not in saved_models:
+        pytest.skip("pandas is not installed: the data-frame model cannot be made")
+    arrays, meta, X = saved_models[kind]
+    return dict(arrays), json.loads(json.dumps(meta)), X  # copies: tests edit them
+
+
+def rewritten(tmp_path, arrays, meta):
+    return write(tmp_path, zip_bytes(members(params=arrays, meta=meta)))
+
+
+def load_refused(path, *fragments):
+    with pytest.raises(ModelFileError) as info:
+        bc.BackpropClassifier.load(path)
+    message = str(info.value)
+    assert str(path) in message
+    for fragment in fragments:
+        assert fragment in message, message
+    return message
+
+
+def test_what_save_writes_loads_with_its_labels(saved_models, tmp_path):
+    for kind in saved_models:
+        arrays, meta, X = good(saved_models, kind)
+        loaded = bc.BackpropClassifier.load(rewritten(tmp_path, arrays, meta))
+        assert loaded.target_type_ == meta["target_type"]
+        assert loaded.classes_.tolist() == meta["classes"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("field", LABEL_FIELDS)
+def test_a_missing_label_field_is_named(saved_models, tmp_path, kind, field):
+    arrays, meta, _ = good(saved_models, kind)
+    del meta[field]
+    load_refused(rewritten(tmp_path, arrays, meta), repr(field))
+
+
+@pytest.mark.parametrize("changes, fragment", [
+    ({"classes_dtype": "notatype"}, "classes_dtype"),
+    ({"classes_dtype": "|O"}, "classes_dtype"),  # Python objects: not a label dtype a file may name
+    ({"classes_dtype": "<c16"}, "classes_dtype"),
+    ({"classes_dtype": "|V8"}, "classes_dtype"),
+    ({"classes_dtype": "<M8[s]"}, "classes_dtype"),
+    ({"classes_dtype": "<f16"}, "classes_dtype"),
+    ({"classes_dtype": "|S3"}, "classes_dtype"),
+    ({"classes_dtype": "[('a', '<i8')]"}, "classes_dtype"),
+    ({"classes": ["a", "b"], "classes_dtype": "|u1"}, "classes"),
+    ({"classes": [0, 300], "classes_dtype": "|u1"}, "classes"),
+    ({"classes": [-1, 1], "classes_dtype": "<u8"}, "classes"),
+    ({"classes": [0.5, 1], "classes_dtype": "<i8"}, "classes"),
+    ({"classes": [False, True], "classes_dtype": "<i8"}, "classes"),
+    ({"classes": [0, 1], "classes_dtype": "|b1"}, "classes"),
+    ({"classes": [0, 1e300], "classes_dtype": "<f4"}, "classes"),
+    ({"classes": [0, 1], "classes_dtype": "<U1"}, "classes"),
+    ({"classes": [0]}, "2 classes"),
+    ({"classes": [0, 1, 2]}, "2 classes"),
+    ({"activation": "swish"}, "activation"),
+    ({"output": "linear"}, "output"),
+    ({"target_type": "continuous"}, "target_type"),
+    ({"label_dtype": "f2py"}, "label_dtype"),
+    ({"label_dtype": "object"}, "label_dtype"),
+    ({"label_dtype": "complex128"}, "label_dtype"),
+])
+def test_a_malformed_label_field_is_named(saved_models, tmp_path, changes, fragment):
+    arrays, meta, _ = good(saved_models, "binary")
+    load_refused(rewritten(tmp_path, arrays, meta | changes), fragment)
+
+
+def with_rows(arrays, n2, seed=1):
+    """The arrays with W2 and b2 of n2 output rows (a network that is sound on its own)."""
+    rng = np.random.default_rng(seed)
+    n1 = arrays["W1"].shape[0]
+    return arrays | {"W2": rng.standard_normal((n2, n1)), "b2": rng.standard_normal((n2, 1))}
+
+
+@pytest.mark.parametrize("kind, changes, rows, fragments", [
+    # A multiclass model needs a softmax over one row per class.
+    ("binary", {"classes": [0, 1, 2], "target_type": "multiclass"}, None, ["multiclass", "softmax"]),
+    ("binary", {"classes": [0, 1, 2], "target_type": "multiclass", "output": "softmax"}, None,
+     ["multiclass", "3 output rows", "W2 has 1"]),
+    ("strings", {"target_type": "multiclass", "classes": ["cat", "dog"]}, 2, ["multiclass", "at least 3"]),
+    # A binary model is one sigmoid row.
+    ("binary", {"output": "softmax"}, None, ["binary", "sigmoid"]),
+    ("binary", {}, 2, ["binary", "1 output row", "W2 has 2"]),
+    ("strings", {"target_type": "binary", "output": "sigmoid"}, None, ["binary", "2 classes"]),
+    ("strings", {"output": "sigmoid"}, None, ["multiclass", "softmax"]),
+    # Duplicate or unsorted classes are not what fit records.
+    ("strings", {"classes": ["cat", "cat", "emu"]}, None, ["distinct"]),
+    ("strings", {"classes": ["emu", "dog", "cat"]}, None, ["sorted"]),
+    ("binary", {"classes": [1, 0]}, None, ["sorted"]),
+    # An indicator's classes are its outputs 0 .. k-1, one sigmoid row each.
+    ("multilabel", {"classes": [5, 6]}, None, ["multilabel-indicator", "0, 1"]),
+    ("multilabel", {"classes": [0, 1, 2]}, None, ["multilabel-indicator", "3 output rows", "W2 has 2"]),
+    ("multilabel", {"classes": ["0", "1"], "classes_dtype": "<U1"}, None, ["multilabel-indicator", "0, 1"]),
+    ("multilabel", {"output": "softmax"}, None, ["multilabel-indicator", "sigmoid"]),
+    ("multilabel", {"label_dtype": "<U3"}, None, ["label_dtype"]),
+    ("multilabel", {"y_ndim": 1}, None, ["y_ndim"]),
+    ("binary", {"y_ndim": 2}, None, ["y_ndim"]),
+    # The features: names for each column of W1, scaling only where standardize says so.
+    ("frame", {"feature_names_in": ["w", "x"]}, None, ["feature_names_in", "2", "4 features"]),
+    ("frame", {"feature_names_in": ["w", "x", "y", "z", "v"]}, None, ["feature_names_in", "5"]),
+    ("binary", {"feature_mean": [0.0] * 4, "feature_scale": [1.0] * 4}, None, ["standardize is not true"]),
+    ("standardized", {"feature_mean": None, "feature_scale": None}, None, ["standardize is true"]),
+])
+def test_metadata_that_contradicts_itself_or_the_weights_is_refused(saved_models, tmp_path, kind, changes,
+                                                                     rows, fragments):
+    arrays, meta, _ = good(saved_models, kind)
+    if rows is not None:
+        arrays = with_rows(arrays, rows)
+    load_refused(rewritten(tmp_path, arrays, meta | changes), *fragments)
+
+
+def test_save_refuses_what_load_would_refuse_and_writes_nothing(saved_models, tmp_path):
+    arrays, meta, _ = good(saved_models, "strings")
+    del meta["format"]
+    with pytest.raises(InvalidInputError, match="not saving .*distinct"):
+        save_parameters(tmp_path / "m.npz", arrays, meta | {"classes": ["cat", "cat", "emu"]})
+    assert not (tmp_path / "m.npz").exists()
+
+
+def test_a_label_dtype_from_a_file_imports_nothing(saved_models, tmp_path):
+    # getattr(numpy, "f2py") imports numpy.f2py: the name a file gives must never be looked up.
+    # scipy imports numpy.f2py itself on the way, so the script first loads and predicts with the
+    # sound file, then forgets numpy.f2py and watches for anything importing it again.
+    arrays, meta, X = good(saved_models, "multilabel")
+    sound = rewritten(tmp_path, arrays, meta)
+    hostile = write(tmp_path, zip_bytes(members(params=arrays, meta=meta | {"label_dtype": "f2py"})), "hostile.npz")
+    script = f"""
+import sys, numpy as np, backprop_core as bc
+from backprop_core.errors import ModelFileError
+X = np.zeros((1, 4))
+bc.BackpropClassifier.load({str(sound)!r}).predict(X)
+for name in [n for n in sys.modules if n == "numpy.f2py" or n.startswith("numpy.f2py.")]:
+    del sys.modules[name]
+np.__dict__.pop("f2py", None)
+imported = []
+
+class Watch:
+    def find_spec(self, name, path=None, target=None):
+        if name.startswith("numpy.f2py"):
+            imported.append(name)
+        return None
+
+sys.meta_path.insert(0, Watch())
+try:
+    bc.BackpropClassifier.load({str(hostile)!r}).predict(X)
+except ModelFileError as exc:
+    print("refused:", exc)
+print("imported:", imported)
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.splitlines()[0].startswith("refused:") and "label_dtype" in out.stdout
+    assert out.stdout.splitlines()[-1] == "imported: []"
+
+
+def test_predict_casts_an_indicator_only_to_a_label_dtype_it_knows():
+    from backprop_core.validation import Labels, labels_from_classes
+
+    P = np.array([[0.2, 0.9]])
+    assert labels_from_classes(P, Labels(np.arange(2), "multilabel-indicator", "int8")).dtype == np.int8
+    with pytest.raises(InvalidInputError, match="f2py"):
+        labels_from_classes(P, Labels(np.arange(2), "multilabel-indicator", "f2py"))
+
+
+def test_a_wide_unicode_classes_dtype_loads_as_wide_as_its_longest_class(saved_models, tmp_path):
+    """<U100000000 would make 3 classes 1.2 GB; they load at the longest class's width."""
+    arrays, meta, X = good(saved_models, "strings")
+    path = rewritten(tmp_path, arrays, meta | {"classes_dtype": "<U100000000"})
+    assert path.stat().st_size < 10_000
+    tracemalloc.start()
+    try:
+        model = bc.BackpropClassifier.load(path)
+        predicted = model.predict(X)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 20 << 20
+    assert model.classes_.dtype == np.dtype("<U3") and predicted.dtype == np.dtype("<U3")
+    assert set(predicted.tolist()) <= {"cat", "dog", "emu"}
+
+
+def test_a_unicode_classes_dtype_narrower_than_a_class_is_refused(saved_models, tmp_path):
+    arrays, meta, _ = good(saved_models, "strings")
+    load_refused(rewritten(tmp_path, arrays, meta | {"classes_dtype": "<U2"}), "<U2", "3 characters")
+
+
+def test_classes_too_large_for_memory_are_refused_from_the_file(saved_models, tmp_path):
+    # 1000 classes of which one is 5 million characters: a 5 MB file, and 20 GB as a fixed-width array.
+    arrays, meta, _ = good(saved_models, "strings")
+    classes = [f"a{i:03d}" for i in range(999)] + ["b" * 5_000_000]
+    path = rewritten(tmp_path, with_rows(arrays, 1000), meta | {"classes": classes, "classes_dtype": "<U5000000"})
+    tracemalloc.start()
+    try:
+        load_refused(path, "1000 classes", "limit")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 200 << 20
+
+
+def test_a_file_without_labels_and_several_outputs_says_how_many_it_has(tmp_path):
+    meta = {k: v for k, v in metadata().items() if k != "y_ndim"}
+    refused(valid_file(tmp_path, params=parameters(n2=2), meta=meta), "W2 has 2 rows")
+
+
+def test_a_file_without_labels_names_an_unknown_activation(tmp_path):
+    meta = metadata(params=metadata()["params"] | {"activation": "swish"})
+    refused(valid_file(tmp_path, meta=meta), "activation")
+
+
+# -- properties: an edited estimator file loads soundly, or is refused by name --------------------
+
+def plausible_values():
+    """Values a careless or hostile edit might put in each field the estimator reads."""
+    names = st.text(string.ascii_lowercase, min_size=0, max_size=4)
+    labels = (st.lists(st.integers(-3, 300), max_size=5) | st.lists(names, max_size=5)
+              | st.lists(st.booleans(), max_size=3) | st.lists(st.floats(-2, 2), max_size=4))
+    dtypes = st.sampled_from(["|b1", "|i1", "<i8", ">i4", "|u1", "<u8", "<f2", "<f4", "<f8", "<U1", "<U3",
+                              "<U100000000", "|O", "<c16", "|S3", "|V8", "<M8[s]", "notatype", "U0", "<U-1"])
+    return {
+        "classes": labels,
+        "classes_dtype": dtypes,
+        "target_type": st.sampled_from(["binary", "multiclass", "multilabel-indicator", "continuous"]),
+        "label_dtype": st.sampled_from(["bool", "int8", "int64", "uint16", "float16", "float64", "<U3",
+                                        "object", "f2py", "bfloat16", "complex64", "ma"]),
+        "activation": st.sampled_from(["tanh", "sigmoid", "relu", "leaky_relu", "swish", ""]),
+        "output": st.sampled_from(["sigmoid", "softmax", "linear"]),
+        "feature_names_in": st.none() | st.lists(names, max_size=6),
+        "feature_mean": st.none() | st.lists(st.floats(-5, 5), max_size=6),
+        "feature_scale": st.none() | st.lists(st.floats(0.1, 5), max_size=6),
+        "n_features_in": st.integers(0, 6),
+        "y_ndim": st.sampled_from([1, 2]),
+        "dtype": st.sampled_from(["float32", "float64", "int8"]),
+    }
+
+
+_DELETE = object()
+
+
+@st.composite
+def edited_estimator_files(draw):
+    """(kind, changes, output rows): a few fields of a saved model's metadata edited or deleted
+    (``changes``: field -> new value or _DELETE), and its W2 and b2 remade with other rows or not."""
+    kind = draw(st.sampled_from(KINDS if pd is not None else [k for k in KINDS if k != "frame"]))
+    values = plausible_values()
+    edits = draw(st.dictionaries(st.sampled_from(sorted(values)), st.just(None), min_size=1, max_size=3))
+    changes = {}
+    for key in edits:
+        if draw(st.integers(0, 5)) == 0:
+            changes[key] = _DELETE
+        elif draw(st.integers(0, 7)) == 0:
+            changes[key] = draw(json_values)
+        else:
+            changes[key] = draw(values[key])
+    if draw(st.integers(0, 3)) == 0:
+        changes["params.standardize"] = draw(st.booleans())
+    rows = draw(st.none() | st.integers(1, 4))
+    return kind, changes, rows
+
+
+def edited(meta, changes):
+    meta = json.loads(json.dumps(meta))
+    for key, value in changes.items():
+        holder, name = (meta["params"], key.split(".", 1)[1]) if key.startswith("params.") else (meta, key)
+        if value is _DELETE:
+            holder.pop(name, None)
+        else:
+            holder[name] = value
+    return meta
+
+
+def load_soundly_or_refuse(path, X):
+    """A ModelFileError naming the file, or a model whose predictions are of the kind it says it is."""
+    try:
+        model = bc.BackpropClassifier.load(path)
+    except ModelFileError as exc:
+        assert str(path) in str(exc)
+        event(f"refused: {str(exc).split(': ', 1)[-1][:30]}")
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # feature names fitted, a plain array given
+        predicted, P = model.predict(X), model.predict_proba(X)
+    m, k = X.shape[0], len(model.classes_)
+    if model.target_type_ == "multilabel-indicator":
+        assert predicted.shape == P.shape == (m, k) and set(np.unique(predicted).tolist()) <= {0, 1}
+    else:
+        assert predicted.shape == (m,) and P.shape == (m, k)
+        assert set(predicted.tolist()) <= set(model.classes_.tolist())
+        assert k == len(set(model.classes_.tolist())) >= 2
+        np.testing.assert_allclose(P.sum(axis=1), 1.0, rtol=1e-6)
+    event("loaded")
+    return model
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=HEALTH)
+@given(edit=edited_estimator_files())
+def test_an_edited_estimator_file_loads_soundly_or_is_refused(saved_models, tmp_path, edit):
+    kind, changes, rows = edit
+    arrays, meta, X = saved_models[kind]
+    arrays = arrays if rows is None else with_rows(arrays, rows)
+    load_soundly_or_refuse(rewritten(tmp_path, arrays, edited(meta, changes)), X[:8])
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=HEALTH)
+@given(kind=st.sampled_from(KINDS), key=st.sampled_from(LABEL_FIELDS + ("feature_names_in", "n_features_in",
+                                                                       "feature_mean", "feature_scale")),
+       value=json_values)
+def test_any_json_in_a_field_the_estimator_reads(saved_models, tmp_path, kind, key, value):
+    if kind not in saved_models:
+        return  # pandas is not installed
+    arrays, meta, X = saved_models[kind]
+    load_soundly_or_refuse(rewritten(tmp_path, arrays, edited(meta, {key: value})), X[:8])

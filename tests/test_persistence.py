@@ -80,6 +80,17 @@ def test_files_that_are_not_models_are_refused_by_the_estimator(tmp_path):
         bc.BackpropClassifier.load(tmp_path / "junk.npz")
 
 
+@pytest.mark.parametrize("dtype", ["int8", "int64", "uint8", "bool", "float16", "complex128", "f2py"])
+def test_load_casts_the_weights_only_to_float32_or_float64(tmp_path, flower_data, dtype):
+    X, Y = flower_data
+    bc.BackpropClassifier(num_iterations=50).fit(X.T, Y[0]).save(tmp_path / "model.npz")
+    with pytest.raises(InvalidInputError, match="'float32', 'float64' or None") as info:
+        bc.BackpropClassifier.load(tmp_path / "model.npz", dtype=dtype)
+    assert not isinstance(info.value, ModelFileError)  # the caller's argument is wrong, not the file
+    for chosen in ("float32", "float64"):
+        assert bc.BackpropClassifier.load(tmp_path / "model.npz", dtype=chosen).parameters_["W1"].dtype == chosen
+
+
 def test_saving_an_unfitted_model_is_refused(tmp_path):
     with pytest.raises(bc.NotFittedError):
         bc.BackpropClassifier().save(tmp_path / "m.npz")

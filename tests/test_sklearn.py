@@ -482,6 +482,78 @@ def test_set_params_changes_nothing_until_the_next_fit(iris):
     assert model.activation_ == "relu" and model.parameters_["W1"].shape == (9, 4)
 
 
+FITTED = dict(num_iterations=200, learning_rate=0.5, hidden_units=5, activation="relu", standardize=True, seed=4)
+
+
+@pytest.mark.parametrize("changes", [
+    {"standardize": False},
+    {"hidden_units": 8},
+    {"activation": "sigmoid", "learning_rate": 0.1, "num_iterations": 5, "dtype": "float32", "seed": 9},
+], ids=["standardize", "hidden_units", "others"])
+def test_a_fitted_model_saves_what_it_fitted_whatever_set_params_did_since(iris, tmp_path, changes):
+    X, k = iris
+    model = bc.BackpropClassifier(**FITTED).fit(X, k)
+    expected = model.predict_proba(X)
+    model.set_params(**changes)
+    model.save(tmp_path / "m.npz")
+    loaded = bc.BackpropClassifier.load(tmp_path / "m.npz")
+    np.testing.assert_array_equal(loaded.predict_proba(X), expected)
+    assert loaded.get_params() == bc.BackpropClassifier(**FITTED).get_params()
+    assert model.fitted_params_ == loaded.fitted_params_ == bc.BackpropClassifier(**FITTED).get_params()
+    assert model.get_params()["hidden_units"] == changes.get("hidden_units", 5)  # set_params still holds
+
+
+def test_the_next_fit_records_and_saves_the_new_hyperparameters(iris, tmp_path):
+    X, k = iris
+    model = bc.BackpropClassifier(**FITTED).fit(X, k)
+    model.set_params(hidden_units=3, standardize=False).fit(X, k)
+    refitted = FITTED | {"hidden_units": 3, "standardize": False}
+    assert model.fitted_params_ == bc.BackpropClassifier(**refitted).get_params()
+    model.save(tmp_path / "m.npz")
+    loaded = bc.BackpropClassifier.load(tmp_path / "m.npz")
+    assert (loaded.hidden_units, loaded.standardize, loaded.parameters_["W1"].shape) == (3, False, (3, 4))
+    np.testing.assert_array_equal(loaded.predict_proba(X), model.predict_proba(X))
+
+
+def test_a_failed_refit_keeps_the_fitted_hyperparameters_for_the_save(iris, tmp_path):
+    X, k = iris
+    model = bc.BackpropClassifier(**FITTED).fit(X, k)
+    expected = model.predict_proba(X)
+    with pytest.raises(bc.TrainingDivergedError):
+        model.set_params(learning_rate=1e12, hidden_units=9).fit(X, k)
+    model.save(tmp_path / "m.npz")
+    loaded = bc.BackpropClassifier.load(tmp_path / "m.npz")
+    assert loaded.get_params() == bc.BackpropClassifier(**FITTED).get_params()
+    np.testing.assert_array_equal(loaded.predict_proba(X), expected)
+
+
+def test_a_model_pickled_before_it_recorded_its_hyperparameters_saves_what_its_weights_need(iris, tmp_path):
+    X, k = iris
+    model = bc.BackpropClassifier(**FITTED).fit(X, k)
+    expected = model.predict_proba(X)
+    del model.fitted_params_  # as unpickled from an earlier version
+    model.set_params(hidden_units=8, activation="tanh", standardize=False)
+    model.save(tmp_path / "m.npz")
+    loaded = bc.BackpropClassifier.load(tmp_path / "m.npz")
+    assert (loaded.hidden_units, loaded.activation, loaded.standardize) == (5, "relu", True)
+    np.testing.assert_array_equal(loaded.predict_proba(X), expected)
+
+
+@pytest.mark.parametrize("kind", ["pandas object strings", "longdouble indicator"])
+def test_labels_of_a_dtype_a_file_does_not_name_save_and_predict_alike(moons, tmp_path, kind):
+    X, k = moons
+    if kind == "pandas object strings":
+        pd = pytest.importorskip("pandas", reason="pandas is not installed")
+        y, predicted_dtype = pd.Series(np.array(["no", "yes"])[k], dtype=object), np.dtype("<U3")
+    else:
+        y, predicted_dtype = np.stack([k, 1 - k], axis=1).astype(np.longdouble), np.dtype("float32")
+    model = bc.BackpropClassifier(num_iterations=100).fit(X, y)
+    model.save(tmp_path / "m.npz")
+    loaded = bc.BackpropClassifier.load(tmp_path / "m.npz")
+    assert model.predict(X).dtype == loaded.predict(X).dtype == predicted_dtype
+    np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
+
+
 def test_unfitted_use_raises_scikit_learns_not_fitted_error(moons, tmp_path):
     X, k = moons
     model = bc.BackpropClassifier(num_iterations=20)

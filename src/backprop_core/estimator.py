@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 import warnings
 
 import numpy as np
@@ -30,9 +29,10 @@ from .errors import BackpropCoreError, DeviceMemoryError, DistributedTrainingErr
 from .errors import InvalidTypeError, TrainingDivergedError, TrainingInterrupted
 from .initialization import INITS
 from .parameters import unpack
-from .persistence import load_parameters, save_parameters
+from .persistence import classes_of, load_parameters, save_parameters
 from .validation import (
     as_array,
+    check_dtype_name,
     check_finite,
     check_non_negative,
     check_positive,
@@ -42,6 +42,7 @@ from .validation import (
     follow,
     Labels,
     is_device_array,
+    label_dtype_name,
     labels_from_classes,
     read_labels,
     to_backend,
@@ -115,7 +116,9 @@ class BackpropClassifier(ClassifierMixin, BaseEstimator):
 
     Fitted attributes: ``classes_``, ``target_type_`` ("binary", "multiclass" or
     "multilabel-indicator"), ``activation_`` and ``output_`` (the hidden
-    activation and output layer the parameters belong to), ``parameters_`` (on
+    activation and output layer the parameters belong to), ``fitted_params_``
+    (``get_params()`` as it was at fit, a device object by its name: what
+    :meth:`save` writes; ``set_params`` changes only the next fit), ``parameters_`` (on
     the training device), ``n_features_in_`` (and ``feature_names_in_`` for
     data frames), ``n_outputs_``, ``cost_history_`` (list of (iteration, cost)),
     ``loss_curve_`` (the costs alone), ``n_iter_``, ``validation_scores_`` and
@@ -227,8 +230,8 @@ class BackpropClassifier(ClassifierMixin, BaseEstimator):
         def record(plan, backend, dtype):
             started.update(plan=plan, backend=backend, dtype=dtype)
 
-        fitted = dict(labels=labels, twin=twin, activation=g.name, output=output, place=_place(X),
-                      scaling=scaling)
+        fitted = dict(labels=labels, twin=twin, params=twin.get_params(), activation=g.name, output=output,
+                      place=_place(X), scaling=scaling)
         try:
             done = training.fit(
                 _columns(X), _columns(Y), hidden_units=self.hidden_units, activation=g,
@@ -298,9 +301,10 @@ class BackpropClassifier(ClassifierMixin, BaseEstimator):
         return (take(X, train), take(Y, train), take(sample_weight, train),
                 (_columns(take(X, held)), _columns(take(Y, held)), take(sample_weight, held)))
 
-    def _set_fitted(self, parameters, history, n_iter, validation, best_iteration, *, labels, twin,
+    def _set_fitted(self, parameters, history, n_iter, validation, best_iteration, *, labels, twin, params,
                     activation, output, plan, backend, dtype, place=("numpy", "cpu"), scaling=None):
         self._network = _Placed(parameters, backend, dtype)
+        self.fitted_params_ = _recorded_params(params, backend)
         self.feature_mean_, self.feature_scale_ = (None, None) if scaling is None else scaling
         self._fit_place = place
         self.classes_ = labels.classes
@@ -416,6 +420,9 @@ class BackpropClassifier(ClassifierMixin, BaseEstimator):
     def save(self, path) -> None:
         """Write parameters, hyperparameters and fitted labels to ``path`` (.npz; no pickle).
 
+        A fitted model saves what it fitted: ``params`` are ``fitted_params_``, the
+        hyperparameters as they were at fit, whatever ``set_params`` changed since.
+
         Metadata keys: ``estimator``, ``params``, ``dtype``, ``n_iter``,
         ``cost_history``, and the fitted ``classes`` (a list), ``classes_dtype``
         (a NumPy dtype string), ``target_type``, ``label_dtype``, ``activation``,
@@ -424,15 +431,15 @@ class BackpropClassifier(ClassifierMixin, BaseEstimator):
         """
         self._check_fitted()
         names = getattr(self, "feature_names_in_", None)
-        params = self.get_params()
-        if not (params["device"] is None or isinstance(params["device"], (str, int))):
-            params["device"] = self.backend_.device_name  # a live object (a Client, a torch.device): its name
+        params = getattr(self, "fitted_params_", None) or self._params_of_an_old_pickle()
         # A diverged run's record ends in a NaN or infinite cost; the file keeps the finite reads.
         history = [(i, J) for i, J in self.cost_history_ if math.isfinite(J)]
         meta = {"estimator": type(self).__name__, "params": _jsonable_params(params),
                 "dtype": self.dtype_, "n_iter": self.n_iter_, "cost_history": history,
                 "classes": self.classes_.tolist(), "classes_dtype": self.classes_.dtype.str,
-                "target_type": self.target_type_, "label_dtype": self._label_dtype,
+                "target_type": self.target_type_,
+                # label_dtype_name: a model pickled before it named y's dtype as fit found it
+                "label_dtype": label_dtype_name(self._label_dtype, self.classes_, self.target_type_),
                 "activation": self.activation_, "output": self.output_,
                 "n_features_in": int(self.n_features_in_),
                 "feature_names_in": None if names is None else [str(n) for n in names],
@@ -441,6 +448,16 @@ class BackpropClassifier(ClassifierMixin, BaseEstimator):
                 "feature_scale": _as_list(getattr(self, "feature_scale_", None))}
         save_parameters(path, self._network.host(), meta)
 
+    def _params_of_an_old_pickle(self) -> dict:
+        """A model pickled before ``fitted_params_`` existed: get_params(), with what its weights
+        need (their rows, their activation, their scaling) as the weights show it."""
+        params = self.get_params() | {"hidden_units": int(self._network.host()["W1"].shape[0]),
+                                      "activation": self.activation_,
+                                      "standardize": getattr(self, "feature_mean_", None) is not None}
+        if params["device"] is None or isinstance(params["device"], (str, int)):
+            return params  # nothing to name: the backend need not wake (a GPU's, where none is)
+        return _recorded_params(params, self.backend_)
+
     @classmethod
     def load(cls, path, *, backend="numpy", device=None, dtype=None):
         """Load a model saved by :meth:`save` onto ``backend`` and ``device`` (NumPy by default).
@@ -448,8 +465,10 @@ class BackpropClassifier(ClassifierMixin, BaseEstimator):
         Where the model computes is the caller's choice only: the backend and device the file
         records are replaced by these, so a file never decides what the program connects to
         (a model trained on a Dask cluster or a GPU loads on NumPy unless asked otherwise).
+        ``dtype``: "float32" or "float64", or None for the file's own.
         """
-        host, meta = load_parameters(path)
+        check_dtype_name(dtype)  # nothing but a float the network computes in (int8 would cast silently)
+        host, meta = load_parameters(path)  # checked whole: each field, and against the others and the weights
         params = dict(meta["params"])
         params["backend"], params["device"] = backend, device
         model = cls(**params)
@@ -457,8 +476,7 @@ class BackpropClassifier(ClassifierMixin, BaseEstimator):
         dtype = dtype or meta["dtype"]
         n2, n0 = host["W2"].shape[0], host["W1"].shape[1]
         if "classes" in meta:
-            labels = Labels(np.asarray(meta["classes"], dtype=_safe_dtype(meta["classes_dtype"])),
-                            meta["target_type"], meta["label_dtype"])
+            labels = Labels(classes_of(meta), meta["target_type"], meta["label_dtype"])
             activation, output = meta["activation"], meta["output"]
         else:  # written before labels were fitted: 0/1 float labels, the lecture's sigmoid
             binary = meta.get("y_ndim", 1) == 1
@@ -469,10 +487,11 @@ class BackpropClassifier(ClassifierMixin, BaseEstimator):
         twin.n_features_in_ = meta.get("n_features_in", n0)
         if meta.get("feature_names_in") is not None:
             twin.feature_names_in_ = np.asarray(meta["feature_names_in"], dtype=object)
-        scaling = _scaling_from_file(path, meta, n0)
+        scaling = None if meta.get("feature_mean") is None else (
+            np.asarray(meta["feature_mean"], dtype=np.float64), np.asarray(meta["feature_scale"], dtype=np.float64))
         model._set_fitted(be.parameters_from_host(host, dtype), [tuple(h) for h in meta["cost_history"]],
-                          meta["n_iter"], None, None, labels=labels, twin=twin, activation=activation,
-                          output=output, plan=None, backend=be, dtype=dtype, scaling=scaling)
+                          meta["n_iter"], None, None, labels=labels, twin=twin, params=model.get_params(),
+                          activation=activation, output=output, plan=None, backend=be, dtype=dtype, scaling=scaling)
         return model
 
 
@@ -534,6 +553,15 @@ def _place(X) -> tuple:
 def _portable_device(spec):
     """A device named by a string or an index travels with a pickle; a live object (a Client) does not."""
     return spec if spec is None or isinstance(spec, (str, int)) else None
+
+
+def _recorded_params(params: dict, backend) -> dict:
+    """The hyperparameters a fit ran with, as ``fitted_params_`` keeps them: a device given as a
+    live object (a Dask Client, a torch.device) by the name that finds it again."""
+    device = params["device"]
+    if not (device is None or isinstance(device, (str, int))):
+        return params | {"device": backend.device_name}
+    return dict(params)
 
 
 def _jsonable_params(params: dict) -> dict:
@@ -608,35 +636,6 @@ def _standardized(X, mean, scale):
 
 def _as_list(a):
     return None if a is None else [float(v) for v in a]
-
-
-def _scaling_from_file(path, meta, n_features):
-    """``(feature_mean, feature_scale)`` of a model file, checked against its features, or None."""
-    from .errors import ModelFileError
-
-    mean, scale = meta.get("feature_mean"), meta.get("feature_scale")
-    standardize = meta["params"].get("standardize", False)
-    problem = None
-    if (mean is None) != (scale is None):
-        problem = "it has one of feature_mean and feature_scale without the other"
-    elif standardize and mean is None:
-        problem = "hyperparameter standardize is true but feature_mean and feature_scale are missing"
-    elif not standardize and mean is not None:
-        problem = "it has feature_mean and feature_scale but hyperparameter standardize is not true"
-    elif mean is not None and not len(mean) == len(scale) == n_features:
-        problem = (f"feature_mean has {len(mean)} and feature_scale {len(scale)} entries "
-                   f"for a model of {n_features} features")
-    if problem:
-        raise ModelFileError(f"{os.fspath(path)} is not a usable backprop-core model file: {problem}")
-    return None if mean is None else (np.asarray(mean, dtype=np.float64), np.asarray(scale, dtype=np.float64))
-
-
-def _safe_dtype(name: str):
-    """A label dtype read from a file: booleans, numbers, strings or Python objects only."""
-    dtype = np.dtype(name)
-    if dtype.kind not in "biufUO":
-        raise InvalidInputError(f"a model file's classes have dtype {name!r}, which labels cannot have")
-    return dtype
 
 
 @contextlib.contextmanager

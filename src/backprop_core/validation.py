@@ -8,6 +8,7 @@ on a device from their unique values (a few numbers brought to the host).
 
 from __future__ import annotations
 
+import re
 import sys
 import warnings
 from dataclasses import dataclass
@@ -283,6 +284,29 @@ def check_positive(value, what: str, *, integer: bool = False):
 TARGET_TYPES = ("binary", "multiclass", "multilabel-indicator")
 
 
+#: The dtypes of numeric labels, by name; an indicator's predictions are cast to one of them.
+NUMERIC_LABEL_DTYPES = ("bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
+                        "float16", "float32", "float64")
+_UNICODE_NAME = re.compile(r"[<>|=]?U[1-9][0-9]{0,8}")
+
+
+def is_label_dtype_name(name: str) -> bool:
+    """One of :data:`NUMERIC_LABEL_DTYPES`, or fixed-width unicode as NumPy names it ("<U5")."""
+    return name in NUMERIC_LABEL_DTYPES or _UNICODE_NAME.fullmatch(name) is not None
+
+
+def label_dtype_name(name: str, classes: np.ndarray, target_type: str) -> str:
+    """y's dtype ``name`` as :class:`Labels` records it: always a name :func:`is_label_dtype_name` allows.
+
+    Only an indicator's is used (predict casts its 0/1 to it): one of another dtype (bfloat16,
+    longdouble) predicts float32.  Class labels of another dtype (Python objects, as a pandas
+    Series of strings holds them) are named by their classes' dtype.
+    """
+    if is_label_dtype_name(name):
+        return name
+    return "float32" if target_type == "multilabel-indicator" else dtype_name(classes.dtype)
+
+
 @dataclass(frozen=True)
 class Labels:
     """What y holds: ``classes`` (host NumPy, sorted), ``target_type`` and y's ``dtype`` name."""
@@ -366,7 +390,7 @@ def read_labels(y, n_samples: int):
     if target_type != "multilabel-indicator" and classes.shape[0] < 2:
         raise InvalidInputError(f"y has only one class ({classes.tolist()[0]!r}); a classifier needs at least "
                                 "2 classes")
-    return y, Labels(classes, target_type, dtype_name(y.dtype))
+    return y, Labels(classes, target_type, label_dtype_name(dtype_name(y.dtype), classes, target_type))
 
 
 def encode_labels(y, labels: Labels):
@@ -387,7 +411,7 @@ def labels_from_classes(P, labels: Labels):
     """Predicted labels from probabilities P (m, n_outputs), in P's library where labels are numbers."""
     xp = array_namespace(P)
     if labels.target_type == "multilabel-indicator":
-        return xp.astype(P > 0.5, getattr(xp, labels.dtype))
+        return xp.astype(P > 0.5, _numeric_label_dtype(xp, labels.dtype))
     if labels.target_type == "binary":
         index = xp.astype(P[:, 0] > 0.5, xp.int32)
     else:
@@ -395,6 +419,15 @@ def labels_from_classes(P, labels: Labels):
     if isinstance(P, np.ndarray) or labels.classes.dtype.kind in "OUS":
         return labels.classes[backend_for_array(index).to_numpy(index)]  # strings live on the host
     return xp.take(xp.asarray(labels.classes, device=device(P)), index)
+
+
+def _numeric_label_dtype(xp, name: str):
+    """The dtype of ``xp`` that ``name`` names, looked up only once it is one of the allowed names:
+    a name from a file reaches no other attribute (``getattr(numpy, "f2py")`` imports a module)."""
+    if name not in NUMERIC_LABEL_DTYPES:
+        raise InvalidInputError(f"an indicator's labels have one of the dtypes {', '.join(NUMERIC_LABEL_DTYPES)}; "
+                                f"not {name!r}")
+    return getattr(xp, NUMERIC_LABEL_DTYPES[NUMERIC_LABEL_DTYPES.index(name)])
 
 
 def follow(X, a):
