@@ -270,6 +270,6 @@ def test_concurrent_saves_from_two_processes_leave_one_whole_model(tmp_path):
 
 
 def test_the_file_format_knows_every_hyperparameter_of_the_estimator():
-    from backprop_core.persistence import HYPERPARAMETERS
+    from backprop_core.model_schema import HYPERPARAMETERS
 
     assert set(HYPERPARAMETERS) == set(bc.BackpropClassifier().get_params())

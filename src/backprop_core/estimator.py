@@ -29,7 +29,8 @@ from .errors import BackpropCoreError, DeviceMemoryError, DistributedTrainingErr
 from .errors import InvalidTypeError, TrainingDivergedError, TrainingInterrupted
 from .initialization import INITS
 from .parameters import unpack
-from .persistence import classes_of, load_parameters, save_parameters
+from .model_schema import classes_of
+from .persistence import load_parameters, save_parameters
 from .validation import (
     as_array,
     check_dtype_name,
