@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 sys.path.insert(0, str(BENCH))
@@ -86,3 +88,19 @@ def test_chunk_study_runs_end_to_end(tmp_path):
     assert all(r["seconds"] > 0 and math.isfinite(r["examples_per_s"]) for r in rows)
     assert "| 2^12 | numpy, chunked |" in (tmp_path / "chunks.md").read_text()
     assert (tmp_path / "chunks.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_blas_study_times_both_products_with_both_libraries(tmp_path):
+    pytest.importorskip("torch", reason="torch is not installed")
+    out = subprocess.run(
+        [sys.executable, str(BENCH / "blas_study.py"), "--shape", "16-8-1", "--ms", "6", "--repeats", "2",
+         "--out", str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    env, *rows = [json.loads(line) for line in (tmp_path / "blas.jsonl").read_text().splitlines()]
+    assert env["kind"] == "environment" and env["torch_blas"] and env["numpy_blas"]
+    threads = sorted({1, os.cpu_count() or 1})
+    assert {(r["library"], r["product"], r["threads"]) for r in rows} == {
+        (lib, product, t) for lib in ("numpy", "torch") for product in ("forward W1 X", "backward dZ1 X^T")
+        for t in threads}
+    assert all(r["m"] == 64 and r["gflops"] == pytest.approx(2 * 16 * 8 * 64 / r["seconds"] / 1e9) for r in rows)
+    assert "| 2^6 | 1 | forward W1 X |" in (tmp_path / "blas.md").read_text()
