@@ -248,6 +248,15 @@ def test_weights_follow_X_to_its_library(moons):
     np.testing.assert_array_equal(mixed.parameters_["W1"], on_host.parameters_["W1"])
 
 
+def test_one_number_weighs_every_example_alike_on_a_device_too(moons):
+    torch = pytest.importorskip("torch", reason="torch is not installed")
+    X, k = moons
+    Xt, kt = torch.asarray(X), torch.asarray(k)
+    plain = bc.BackpropClassifier(num_iterations=100, backend="torch", device="cpu").fit(Xt, kt)
+    weighted = bc.BackpropClassifier(num_iterations=100, backend="torch", device="cpu").fit(Xt, kt, sample_weight=3.0)
+    torch.testing.assert_close(weighted.parameters_["W1"], plain.parameters_["W1"])
+
+
 @pytest.mark.parametrize("output", ["sigmoid", "softmax"])
 def test_the_buffered_executor_computes_weights_and_softmax_as_the_equations_do(output):
     rng = np.random.default_rng(4)

@@ -272,6 +272,9 @@ class BackpropClassifier(ClassifierMixin, BaseEstimator):
     def _check_sample_weight(sample_weight, X):
         from sklearn.utils.validation import _check_sample_weight
 
+        if is_device_array(X) and isinstance(sample_weight, (int, float, np.number)) \
+                and not isinstance(sample_weight, bool):  # one weight for all, as scikit-learn reads a number
+            sample_weight = np.full(X.shape[0], float(sample_weight))
         if is_device_array(sample_weight) or is_device_array(X):
             return as_array(sample_weight, "sample_weight")  # checked on the device by training.fit
         with _project_errors():
