@@ -181,11 +181,20 @@ def test_a_failed_save_keeps_the_old_model_and_leaves_no_temporary_file(tmp_path
     path = tmp_path / "model.npz"
     save_parameters(path, *model(1))
     monkeypatch.setattr(where, fail(exc))
-    with pytest.raises(type(exc)):
+    with pytest.raises(type(exc)) as failed:
         save_parameters(path, *model(2))
     monkeypatch.undo()
+    if isinstance(exc, OSError):  # the message names the file being saved, never the temporary one
+        assert str(failed.value) == f"[Errno {exc.errno}] cannot save {path}: {exc.strerror}"
     assert sorted(os.listdir(tmp_path)) == ["model.npz"]
     assert_is(path, 1)
+
+
+def test_a_folder_at_the_target_is_named_not_the_temporary_file(tmp_path):
+    (tmp_path / "model.npz").mkdir()
+    with pytest.raises(IsADirectoryError, match=rf"cannot save {tmp_path / 'model.npz'}: Is a directory$"):
+        save_parameters(tmp_path / "model.npz", *model(1))
+    assert sorted(os.listdir(tmp_path)) == ["model.npz"]
 
 
 def with_nan(params, meta):

@@ -519,7 +519,8 @@ def cmd_train(args) -> int:
             model.save(args.save)
             summary["saved"] = args.save
         except OSError as exc:  # a full disk, a folder gone since the check: say so after the summary
-            unsaved = UserError(f"the model could not be saved to {args.save}: {exc.strerror or exc}")
+            reason = exc.strerror or str(exc)  # the library's own names the file already
+            unsaved = UserError(reason if str(args.save) in reason else f"cannot save {args.save}: {reason}")
     summary.update(_training_summary(model, X, y, elapsed, backend, stopped, final_cost))
     if args.plot:
         _plot_training(model, X, y, args.plot, baseline)

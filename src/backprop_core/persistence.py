@@ -116,11 +116,13 @@ def _replace_atomically(target: str, write) -> None:
             os.chmod(temporary, mode)
             os.fsync(f.fileno())
         os.replace(temporary, target)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(temporary)
         except FileNotFoundError:
             pass
+        if isinstance(exc, OSError) and exc.errno is not None:  # name the file being saved, not the temporary one
+            raise type(exc)(exc.errno, f"cannot save {target}: {exc.strerror}") from None
         raise
     _fsync_folder(folder)
 
