@@ -100,15 +100,18 @@ class _Guarded(io.TextIOBase):
             pass
 
 
-_warned = set()
+def _one_line_warnings():
+    """A ``warnings.showwarning`` for one run: each warning on one line, in option words, and each
+    text once (a sweep fits many models)."""
+    told = set()
 
+    def show(message, category, filename, lineno, file=None, line=None):
+        text = _advice_in_options(message.advice) if isinstance(message, FeatureScaleWarning) else str(message)
+        if text not in told:
+            told.add(text)
+            print(f"{PROG}: warning: {text}", file=sys.stderr)
 
-def _one_line_warning(message, category, filename, lineno, file=None, line=None):
-    """A warning on one line, in option words; each text once (a sweep fits many models)."""
-    text = _advice_in_options(message.advice) if isinstance(message, FeatureScaleWarning) else str(message)
-    if text not in _warned:
-        _warned.add(text)
-        print(f"{PROG}: warning: {text}", file=sys.stderr)
+    return show
 
 
 def _advice_in_options(advice) -> str:
@@ -329,14 +332,16 @@ def _resolved_backend(args):
                 raise UserError("--dtype float64 on jax needs JAX's 64-bit mode: set the environment variable "
                                 "JAX_ENABLE_X64=1 (JAX_ENABLE_X64=1 backprop-core train --backend jax "
                                 "--dtype float64 ...), or use --dtype float32") from None
-            raise UserError(re.sub(r"\bdtype='(\w+)'", r"--dtype \1", str(exc))) from None
+            raise UserError(_in_option_words(str(exc))) from None
     return backend
 
 
 # -- data -------------------------------------------------------------------------------
 
 def _in_option_words(message: str) -> str:
-    """data_io speaks to Python callers (header=True, encoding='latin-1'); say the options instead."""
+    """The library speaks to Python callers (header=True, encoding='latin-1', dtype='float32');
+    say the options instead."""
+    message = re.sub(r"\bdtype='(\w+)'", r"--dtype \1", message)
     message = re.sub(r"\bheader=(True|False)", lambda m: "--header " + ("yes" if m[1] == "True" else "no"), message)
     if "encoding=" in message:
         message = re.sub(r"\bencoding='([\w.-]+)'", r"--encoding \1", message)
@@ -812,7 +817,7 @@ def main(argv=None) -> int:
     sys.stderr = _Guarded(sys.stderr, "error")
     try:
         with warnings.catch_warnings():
-            warnings.showwarning = _one_line_warning
+            warnings.showwarning = _one_line_warnings()
             status = _run(argv)
         if out.failure is not None and not isinstance(out.failure, BrokenPipeError):
             print(f"{PROG}: error: cannot write to standard output: {out.failure}", file=sys.stderr)

@@ -129,7 +129,7 @@ LABELS = "with the labels"
 
 #: Top-level metadata keys: (required, test, what it must be).  The estimator reads the
 #: required ones (``BackpropClassifier.load``); any other key is refused.  Beyond its type,
-#: every field is checked against the others and the weights (:func:`_check_model`).
+#: every field is checked against the others and the weights (:func:`check_model`).
 METADATA = {
     "format": (True, _one_of(FORMAT), f"{FORMAT!r}"),
     "params": (True, _is_hyperparameters, "an object of hyperparameters"),
@@ -210,7 +210,7 @@ def _check_metadata(meta: dict) -> None:
                 raise Problem(f"its metadata has no {key!r}")
             if required == LABELS and labelled:
                 raise Problem(f"its metadata has no {key!r}, which a fitted model records with "
-                               f"{', '.join(labelled)}")
+                              f"{', '.join(labelled)}")
         elif not test(meta[key]):
             raise Problem(f"metadata {key} must be {what}, not {_shown(meta[key])}")
     unknown = sorted(set(meta["params"]) - set(HYPERPARAMETERS))
@@ -244,17 +244,17 @@ def _check_labels(meta: dict, n2: int) -> None:
     if target == "multilabel-indicator":
         if classes.dtype.kind not in "iu" or classes.tolist() != list(range(k)):
             raise Problem(f"target_type multilabel-indicator has classes 0, 1, .., k-1 (one per output), "
-                           f"not {_shown(meta['classes'])}")
+                          f"not {_shown(meta['classes'])}")
         if meta["label_dtype"] not in NUMERIC_LABEL_DTYPES:
             raise Problem(f"label_dtype of a multilabel-indicator is one of {', '.join(NUMERIC_LABEL_DTYPES)}, "
-                           f"not {meta['label_dtype']!r}")
+                          f"not {meta['label_dtype']!r}")
     wanted = "softmax" if target == "multiclass" else "sigmoid"
     if output != wanted:
         raise Problem(f"target_type {target} is trained with a {wanted} output, but output is {output!r}")
     rows = 1 if target == "binary" else k
     if n2 != rows:
         raise Problem(f"target_type {target} with {k} classes has {rows} output row{'s' * (rows > 1)}, "
-                       f"but W2 has {n2}")
+                      f"but W2 has {n2}")
     y_ndim = 2 if target == "multilabel-indicator" else 1
     if meta.get("y_ndim", y_ndim) != y_ndim:
         raise Problem(f"metadata y_ndim is {meta['y_ndim']} but target_type {target} is {y_ndim}-D")
@@ -264,11 +264,11 @@ def _check_unlabelled(meta: dict, n2: int) -> None:
     """A file written before labels were fitted: 0/1 labels, the sigmoid output, the activation of params."""
     if meta.get("y_ndim", 1) == 1 and n2 != 1:
         raise Problem(f"metadata y_ndim is 1 (one output{'' if 'y_ndim' in meta else ', as a file without it'}) "
-                       f"but W2 has {n2} rows")
+                      f"but W2 has {n2} rows")
     activation = meta["params"].get("activation", "tanh")
     if activation not in ACTIVATIONS:
         raise Problem(f"hyperparameter activation, which the weights were trained with, must be one of "
-                       f"{', '.join(ACTIVATIONS)}, not {_shown(activation)}")
+                      f"{', '.join(ACTIVATIONS)}, not {_shown(activation)}")
 
 
 def _classes(meta: dict) -> np.ndarray:
@@ -290,7 +290,7 @@ def _classes(meta: dict) -> np.ndarray:
         dtype = np.dtype(body).newbyteorder("=")
     if len(values) * dtype.itemsize > MAX_CLASSES_BYTES:
         raise Problem(f"its {len(values)} classes take {len(values) * dtype.itemsize} bytes as {dtype}, "
-                       f"more than the limit of {MAX_CLASSES_BYTES}")
+                      f"more than the limit of {MAX_CLASSES_BYTES}")
     if kind in "iu":
         info = np.iinfo(dtype)
         outside = [c for c in values if not info.min <= c <= info.max]
@@ -314,7 +314,7 @@ def _check_features(meta: dict, n0: int) -> None:
     names = meta.get("feature_names_in")
     if names is not None and len(names) != n0:
         raise Problem(f"feature_names_in has {len(names)} names for a model of {n0} features "
-                       "(n0, the columns of W1)")
+                      "(n0, the columns of W1)")
     mean, scale = meta.get("feature_mean"), meta.get("feature_scale")
     standardize = meta["params"].get("standardize", False)
     if (mean is None) != (scale is None):
@@ -325,4 +325,4 @@ def _check_features(meta: dict, n0: int) -> None:
         raise Problem("it has feature_mean and feature_scale but hyperparameter standardize is not true")
     if mean is not None and not len(mean) == len(scale) == n0:
         raise Problem(f"feature_mean has {len(mean)} and feature_scale {len(scale)} entries "
-                       f"for a model of {n0} features")
+                      f"for a model of {n0} features")

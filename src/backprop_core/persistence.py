@@ -239,14 +239,14 @@ def _declared_array(archive, info) -> tuple:
     if info.compress_type == zipfile.ZIP_STORED:
         if info.compress_size != info.file_size:
             raise Problem(f"{what} is stored uncompressed but declares {info.compress_size} bytes "
-                           f"packed and {info.file_size} unpacked")
+                          f"packed and {info.file_size} unpacked")
     elif info.compress_type == zipfile.ZIP_DEFLATED:
         if info.file_size > MAX_DEFLATE_RATIO * max(info.compress_size, 1):
             raise Problem(f"{what} claims to unpack {info.compress_size} bytes into {info.file_size}, "
-                           "more than deflate can (a zip bomb?)")
+                          "more than deflate can (a zip bomb?)")
     else:
         raise Problem(f"{what} uses zip compression method {info.compress_type}; "
-                       "only stored or deflated members are read")
+                      "only stored or deflated members are read")
     limit = MAX_ARRAY_BYTES if what != f"{_META}.npy" else 4 * MAX_METADATA_CHARS
     if info.file_size > limit + MAX_HEADER_CHARS + 16:
         raise Problem(f"{what} declares {info.file_size} bytes, more than the limit of {limit}")
@@ -276,7 +276,7 @@ def _declared_array(archive, info) -> tuple:
         raise Problem(f"{what} declares {nbytes} bytes of data, more than the limit of {limit}")
     if header_length + nbytes != info.file_size:
         raise Problem(f"{what} declares shape {shape} of {dtype} ({nbytes} bytes) "
-                       f"but holds {info.file_size - header_length} bytes of data")
+                      f"but holds {info.file_size - header_length} bytes of data")
     return shape, fortran_order, dtype, nbytes, header_length
 
 

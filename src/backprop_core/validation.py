@@ -427,7 +427,7 @@ def _numeric_label_dtype(xp, name: str):
     if name not in NUMERIC_LABEL_DTYPES:
         raise InvalidInputError(f"an indicator's labels have one of the dtypes {', '.join(NUMERIC_LABEL_DTYPES)}; "
                                 f"not {name!r}")
-    return getattr(xp, NUMERIC_LABEL_DTYPES[NUMERIC_LABEL_DTYPES.index(name)])
+    return getattr(xp, name)
 
 
 def follow(X, a):
