@@ -11,7 +11,7 @@ from backprop_core.activations import ACTIVATIONS, get_activation
 from backprop_core.backends import get_backend
 from backprop_core.chunked import ChunkedGradients
 from backprop_core.initialization import initial_parameters_host
-from backprop_core.strategies import equations_gradients
+from backprop_core.strategies import make_equations_gradients
 
 shapes = st.tuples(st.integers(1, 4), st.integers(1, 6), st.integers(1, 3), st.integers(1, 60))
 
@@ -28,7 +28,7 @@ def test_chunks_sum_to_the_whole_batch(shape, chunk, workers, activation, seed):
     g = get_activation(activation)
     whole = equations.gradients(X, Y, p["W1"], p["b1"], p["W2"], p["b2"], g, with_cost=True)
     backend = get_backend("numpy")
-    chunked = ChunkedGradients(equations_gradients(backend, g), chunk, backend=backend, dtype="float64",
+    chunked = ChunkedGradients(make_equations_gradients(backend, g), chunk, backend=backend, dtype="float64",
                                workers=workers)
     with chunked.running():
         parts = chunked(p, X, Y, with_cost=True)

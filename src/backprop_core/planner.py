@@ -34,7 +34,8 @@ from .backends._base import cpu_cores
 from .chunked import ChunkedGradients, one_blas_thread, working_bytes_per_example
 from .equations import SIGMOID, get_output
 from .errors import InvalidInputError
-from .strategies import Chunked, Fused, MiniBatch, WholeBatch, buffered_gradients, equations_gradients
+from .strategies import (Chunked, Fused, MiniBatch, WholeBatch, make_buffered_gradients,
+                         make_equations_gradients)
 
 log = logging.getLogger("backprop_core")
 
@@ -542,9 +543,9 @@ def make_gradients(backend, executor: str, activation, shape, dtype, columns: in
     """``make(with_cost)`` for :class:`ChunkedGradients` computing by ``executor``, on chunks of
     at most ``columns`` examples of an n0-n1-n2 network (``shape``)."""
     if executor == "equations":
-        return equations_gradients(backend, activation, output, weighted)
+        return make_equations_gradients(backend, activation, output, weighted)
     if executor == "buffered":
-        return buffered_gradients(backend, activation, shape, dtype, columns, output, weighted)
+        return make_buffered_gradients(backend, activation, shape, dtype, columns, output, weighted)
     if executor == "kernels":
         return gpu_lowering.kernel_gradients(backend, activation, shape, dtype, columns, output, weighted)
     raise InvalidInputError(f"unknown executor {executor!r}")

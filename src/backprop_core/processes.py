@@ -58,7 +58,7 @@ from .chunked import ChunkedGradients, chunk_bounds, one_blas_thread, share_sums
 from .equations import OUTPUTS, get_output
 from .errors import DistributedTrainingError, InvalidInputError
 from .parameters import add_parts, pack, unpack
-from .strategies import Chunked, buffered_gradients
+from .strategies import Chunked, make_buffered_gradients
 
 #: Seconds a worker may take to answer beyond what the calling process's own share took
 #: (a worker's share is about as long): longer, and it is taken for hung.
@@ -115,9 +115,9 @@ class Network:
         """``make(with_cost)`` of :class:`ChunkedGradients`: the buffered lowering, chunks of ``columns``."""
         from .backends import get_backend
 
-        return buffered_gradients(get_backend("numpy"), get_activation(self.activation),
-                                  (self.n0, self.n1, self.n2), self.dtype, columns, get_output(self.output),
-                                  self.weighted)
+        return make_buffered_gradients(get_backend("numpy"), get_activation(self.activation),
+                                       (self.n0, self.n1, self.n2), self.dtype, columns, get_output(self.output),
+                                       self.weighted)
 
 
 def _views(buffer, shapes, dtype, offset=0) -> list:

@@ -86,8 +86,8 @@ def validation_evaluator(X, Y, g, backend, output=SIGMOID, weighted: bool = Fals
     return evaluate
 
 
-def equations_gradients(backend, g, output=SIGMOID, weighted: bool = False):
-    """For :class:`ChunkedGradients`: the equations on one chunk, compiled by the backend.
+def make_equations_gradients(backend, g, output=SIGMOID, weighted: bool = False):
+    """``make(with_cost)`` for :class:`ChunkedGradients`: the equations on one chunk, compiled by the backend.
 
     One compiled function per m (the whole batch's size, a constant of the
     step); the chunks' shapes differ at most in their last column count.
@@ -110,9 +110,10 @@ def equations_gradients(backend, g, output=SIGMOID, weighted: bool = False):
     return make
 
 
-def buffered_gradients(backend, g, shape, dtype: str, columns: int, output=SIGMOID, weighted: bool = False):
-    """For :class:`ChunkedGradients` on NumPy: the traced equations lowered to calls into buffers
-    made once (:mod:`backprop_core.buffered`), one set of buffers per worker.
+def make_buffered_gradients(backend, g, shape, dtype: str, columns: int, output=SIGMOID,
+                            weighted: bool = False):
+    """``make(with_cost)`` for :class:`ChunkedGradients` on NumPy: the traced equations lowered to
+    calls into buffers made once (:mod:`backprop_core.buffered`), one set of buffers per worker.
 
     ``shape`` is (n0, n1, n2); chunks hold at most ``columns`` examples.  Like every
     executor's function, it passes through the adapter's ``compile`` hook (NumPy's
