@@ -123,6 +123,21 @@ def test_arrays_on_two_devices_train_where_X_is():
     assert model.predict(X).device == X.device
 
 
+def test_the_functional_api_refuses_X_and_Y_on_two_devices_naming_both():
+    xs = pytest.importorskip("array_api_strict", reason="array-api-strict is not installed")
+    X = xs.asarray(np.array([[0.0, 1.0, 2.0, 3.0]]), device=xs.Device("CPU_DEVICE"))
+    Y = xs.asarray(np.array([[0.0, 1.0, 0.0, 1.0]]), device=xs.Device("device1"))
+    with pytest.raises(bc.InvalidInputError, match="X is on device CPU_DEVICE but Y is on device device1"):
+        bc.nn_model(X, Y, 2, 5, backend="array_api_strict")
+
+
+def test_the_functional_api_refuses_X_and_Y_of_two_libraries_naming_both():
+    xs = pytest.importorskip("array_api_strict", reason="array-api-strict is not installed")
+    Y = xs.asarray(np.array([[0.0, 1.0, 0.0, 1.0]]))
+    with pytest.raises(bc.InvalidTypeError, match="X is a numpy array but Y is a array_api_strict array"):
+        bc.nn_model(np.array([[0.0, 1.0, 2.0, 3.0]]), Y, 2, 5)
+
+
 @pytest.mark.parametrize("params, message", [
     ({"hidden_units": 0}, "hidden_units must be a positive integer"),
     ({"hidden_units": 2.5}, "hidden_units must be a positive integer"),

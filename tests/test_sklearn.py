@@ -391,6 +391,32 @@ def test_a_fitted_model_round_trips_from_any_backend(backend, iris, tmp_path, ho
     np.testing.assert_array_equal(copied.classes_, model.classes_)
 
 
+def test_under_array_api_dispatch_predict_takes_only_the_library_and_device_of_fit():
+    # scikit-learn's rule; SciPy reads SCIPY_ARRAY_API once, at import: a fresh interpreter.
+    pytest.importorskip("array_api_strict", reason="array-api-strict is not installed")
+    script = textwrap.dedent("""
+        import pickle, numpy as np, sklearn, array_api_strict as xs, backprop_core as bc
+        X = np.random.default_rng(0).standard_normal((40, 2))
+        y = (X[:, 0] > 0).astype(float)
+        on = lambda device: xs.asarray(X, device=xs.Device(device))
+        model = bc.BackpropClassifier(num_iterations=5, backend="array_api_strict").fit(on("CPU_DEVICE"), y)
+        with sklearn.config_context(array_api_dispatch=True):
+            for fitted in (model, pickle.loads(pickle.dumps(model))):
+                assert type(fitted.predict(on("CPU_DEVICE"))) is type(on("CPU_DEVICE"))
+                for other, where in ((on("device1"), "array_api_strict on device1"), (X, "numpy on cpu"),
+                                     (X.tolist(), "numpy on cpu")):
+                    try:
+                        fitted.predict(other)
+                    except bc.InvalidInputError as exc:
+                        assert f"fitted on array_api_strict on CPU_DEVICE, called with {where} " in str(exc), exc
+                    else:
+                        raise AssertionError(f"{where}: predicted")
+    """)
+    env = {**__import__("os").environ, "SCIPY_ARRAY_API": "1"}
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+
+
 def test_unpickling_imports_no_array_library_until_the_model_is_used(tmp_path, moons):
     pytest.importorskip("torch", reason="torch is not installed")
     X, k = moons

@@ -306,11 +306,11 @@ class BackpropClassifier(ClassifierMixin, BaseEstimator):
                 (_columns(take(X, held)), _columns(take(Y, held)), take(sample_weight, held)))
 
     def _set_fitted(self, parameters, history, n_iter, validation, best_iteration, *, labels, twin, params,
-                    activation, output, plan, backend, dtype, place=("numpy", "cpu"), scaling=None):
+                    activation, output, plan, backend, dtype, place=None, scaling=None):
         self._network = _Placed(parameters, backend, dtype)
         self.fitted_params_ = _recorded_params(params, backend)
         self.feature_mean_, self.feature_scale_ = (None, None) if scaling is None else scaling
-        self._fit_place = place
+        self._fit_input = place or _place(None)
         self.classes_ = labels.classes
         self.target_type_ = labels.target_type
         self._label_dtype = labels.dtype
@@ -354,11 +354,13 @@ class BackpropClassifier(ClassifierMixin, BaseEstimator):
         """Under scikit-learn's array_api_dispatch, its rule: the namespace and device of fit."""
         from sklearn import get_config
 
-        if get_config()["array_api_dispatch"] and _place(X) != self._fit_place:
+        fitted = getattr(self, "_fit_input", None)  # None: pickled before fit recorded it; nothing to hold to
+        if get_config()["array_api_dispatch"] and fitted is not None and not _in_place(X, fitted):
             raise InvalidInputError(
                 f"Inputs passed to {type(self).__name__}.{method}() must use the same namespace and the same "
-                f"device as those passed to fit(): fitted on {self._fit_place}, called with {_place(X)} "
-                "(without array_api_dispatch, this estimator answers in the library it is asked in)")
+                f"device as those passed to fit(): fitted on {_where(fitted)}, called with "
+                f"{_where(_place(X))} (without array_api_dispatch, this estimator answers in the library it is "
+                "asked in)")
 
     def _probabilities(self, X, method):
         """A2 as (m, n_outputs) in the caller's library and device."""
@@ -546,12 +548,21 @@ class _Placed:
         return self._parameters
 
 
-def _place(X) -> tuple:
-    """(library, device) of an input; lists and data frames count as NumPy."""
-    if not is_device_array(X):
-        return ("numpy", "cpu")
-    owner = backend_for_array(X)
-    return (owner.name, str(owner.device))
+def _place(X):
+    """The adapter of an input's library on its device; lists and data frames (and None) count as NumPy."""
+    return backend_for_array(X) if is_array_api_obj(X) else get_backend("numpy")
+
+
+def _in_place(X, place) -> bool:
+    """Is X in the library and on the device of ``place`` (an adapter, as :func:`_place` gives)?"""
+    return place.holds(X if is_array_api_obj(X) else np.empty(0))  # NumPy's stand-in for lists and frames
+
+
+def _where(place) -> str:
+    try:
+        return f"{place.name} on {place.device_name}"
+    except BackendUnavailableError:  # unpickled where that device is missing: as it was named
+        return f"{place.name} on {place.requested_device}"
 
 
 def _portable_device(spec):

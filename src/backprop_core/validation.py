@@ -66,19 +66,20 @@ def _is_sparse_tensor(x) -> bool:
 
 
 def check_same_place(named: dict) -> Backend:
-    """All arrays from one library and on one device; returns their adapter."""
-    owners = {what: backend_for_array(x) for what, x in named.items()}
-    (first_what, first), *rest = owners.items()
-    for what, other in rest:
-        if type(other) is not type(first):
+    """All arrays from one library and on one device (the first one's adapter :meth:`~Backend.holds`
+    each); returns that adapter."""
+    (first_what, first), *rest = named.items()
+    owner = backend_for_array(first)
+    for what, x in rest:
+        if not owner.owns(x):
             raise InvalidTypeError(
-                f"{first_what} is a {first.name} array but {what} is a {other.name} array; "
+                f"{first_what} is a {owner.name} array but {what} is a {backend_for_array(x).name} array; "
                 "pass arrays from one library")
-        if other.device != first.device:
+        if not owner.holds(x):
             raise InvalidInputError(
-                f"{first_what} is on device {first.device} but {what} is on device {other.device}; "
-                "put them on one device")
-    return first
+                f"{first_what} is on device {owner.device_name} but {what} is on device "
+                f"{backend_for_array(x).device_name}; put them on one device")
+    return owner
 
 
 def check_dtype(x, what: str) -> None:
