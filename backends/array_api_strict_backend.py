@@ -65,8 +65,8 @@ class ArrayApiStrictBackend(Backend):
 
     @property
     def default_dtype(self) -> str:
-        info = self._import().__array_namespace_info__()
-        return str(info.default_dtypes(device=self.device)["real floating"]).rsplit(".", 1)[-1]
+        default = self._import().__array_namespace_info__().default_dtypes(device=self.device)["real floating"]
+        return next(name for name, dtype in self._real_dtypes().items() if dtype == default)
 
     def dtype(self, name: str):
         if name in ("float32", "float64") and name not in self._real_dtypes():

@@ -34,6 +34,7 @@ from .validation import (
     check_sample_weight,
     check_seed,
     check_shapes,
+    dtype_name,
     feature_scale_advice,
     to_backend,
 )
@@ -71,7 +72,7 @@ def train(X, Y, parameters: dict, *, activation, learning_rate: float, num_itera
     output = get_output(output)
     check_positive(learning_rate, "learning_rate")
     check_finite_parameters(parameters)
-    dtype = _dtype_name(parameters["W1"])
+    dtype = dtype_name(parameters["W1"].dtype)
     weighted = sample_weight is not None
     if plan is None:
         n1 = parameters["W1"].shape[0]
@@ -84,10 +85,6 @@ def train(X, Y, parameters: dict, *, activation, learning_rate: float, num_itera
         num_iterations = plan.epochs * strategy.updates_per_epoch
     return run(strategy, parameters, num_iterations=num_iterations, learning_rate=learning_rate,
                cost_every=cost_every, callback=callback, monitor=monitor)
-
-
-def _dtype_name(array) -> str:
-    return str(array.dtype).rsplit(".", 1)[-1]  # "float32" from NumPy's, torch's or JAX's name
 
 
 @dataclass
