@@ -71,9 +71,7 @@ def test_a_float64_model_answers_jax_in_float32_where_jax_has_no_float64(flower_
     jax_cpu = get_backend("jax", "cpu")
     Xd = jax_cpu.asarray(X.T, "float32")
     assert_close(model.predict_proba(Xd), model.predict_proba(X.T), jax_cpu, "float32")
-    labels = model.predict(Xd)
-    assert jax_cpu.owns(labels)
-    np.testing.assert_array_equal(jax_cpu.to_numpy(labels), model.predict(X.T))
+    assert_close(model.predict(Xd), model.predict(X.T), jax_cpu, "uint8", rtol=0, atol=0)  # labels as fitted
 
 
 def test_unknown_backend_names_the_known_ones():

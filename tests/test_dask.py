@@ -13,7 +13,7 @@ from backprop_core.backends import get_backend
 from backprop_core.activations import get_activation
 from backprop_core.training import train
 
-from conftest import skip_unusable
+from conftest import assert_close, skip_unusable
 from conftest import train_problem as _train
 
 da = pytest.importorskip("dask.array", reason="dask is not installed")
@@ -31,10 +31,11 @@ def _dask(X, Y):
     return da.from_array(X, chunks=(X.shape[0], 1000)), da.from_array(Y, chunks=(Y.shape[0], 1000))
 
 
-def _assert_same_parameters(result, reference, to_numpy=np.asarray):
+def _assert_same_parameters(result, reference, library="numpy"):
+    """The parameters, arrays of the chunks' ``library`` on the client, are the reference's."""
     for k in reference.parameters:
-        np.testing.assert_allclose(to_numpy(result.parameters[k]), reference.parameters[k],
-                                   rtol=1e-10, atol=1e-13, err_msg=k)
+        assert_close(result.parameters[k], reference.parameters[k], get_backend(library), "float64",
+                     rtol=1e-10, atol=1e-13, err_msg=k)
 
 
 def _train_dask(backend, Xd, Yd, p, **kw):
@@ -85,11 +86,10 @@ def test_estimator_takes_dask_arrays_and_answers_in_dask(cluster, flower_data):
     Xd, yd = da.from_array(X.T, chunks=(100, 2)), da.from_array(Y[0].astype(float), chunks=100)
     model = bc.BackpropClassifier(num_iterations=300).fit(Xd, yd)
     plain = bc.BackpropClassifier(num_iterations=300).fit(X.T, Y[0])
-    np.testing.assert_allclose(model.parameters_["W1"], plain.parameters_["W1"], rtol=1e-9)
+    assert_close(model.parameters_["W1"], plain.parameters_["W1"], get_backend("numpy"), "float64", rtol=1e-9)
     assert model.backend_.name == "dask" and model.plan_.mode == "dask"
-    pred = model.predict(Xd)
-    assert hasattr(pred, "dask")  # still lazy, in the caller's library
-    np.testing.assert_array_equal(pred.compute(), plain.predict(X.T))
+    # Still lazy, in the caller's library.
+    assert_close(model.predict(Xd), plain.predict(X.T), get_backend("dask"), "float64", rtol=0, atol=0)
 
 
 def test_worker_restarted_mid_training_recomputes_its_chunks(problem, reference, cluster):
@@ -167,7 +167,8 @@ def test_a_failing_cluster_stops_within_the_timeout_and_keeps_the_completed_iter
     assert info.value.iteration == 6  # iteration 5 completed: its cost read is where the cluster failed
     expected = _parameters_after(6, X, Y, p)
     for k in expected:
-        np.testing.assert_allclose(info.value.parameters[k], expected[k], rtol=1e-10, atol=1e-13, err_msg=k)
+        assert_close(info.value.parameters[k], expected[k], get_backend("numpy"), "float64", rtol=1e-10, atol=1e-13,
+                     err_msg=k)
 
 
 def test_the_estimator_sets_the_iteration_timeout_and_keeps_what_a_first_fit_trained(flower_data, small_cluster):
@@ -219,7 +220,7 @@ def test_a_model_trained_with_a_client_saves_the_schedulers_address(flower_data,
     assert meta["params"]["device"] == client.scheduler.address
     loaded = bc.BackpropClassifier.load(tmp_path / "model.npz")
     assert loaded.iteration_timeout == 7.0
-    np.testing.assert_array_equal(loaded.predict(X.T), model.predict(Xd).compute())
+    assert_close(model.predict(Xd), loaded.predict(X.T), get_backend("dask"), "float64", rtol=0, atol=0)
 
 
 # -- softmax outputs and sample weights, chunk by chunk -----------------------------------------------
@@ -244,7 +245,8 @@ def test_softmax_and_sample_weights_on_dask_match_numpy():
     result = run(DaskFullBatch(Xd, with_weights(Yd, wd), dask_.parameters_from_host(p, "float64"), g, 0.5, dask_,
                                softmax, weighted=True), dask_.parameters_from_host(p, "float64"), **kw)
     for k in expected.parameters:
-        np.testing.assert_allclose(result.parameters[k], expected.parameters[k], rtol=1e-10, atol=1e-13, err_msg=k)
+        assert_close(result.parameters[k], expected.parameters[k], numpy_, "float64", rtol=1e-10, atol=1e-13,
+                     err_msg=k)
     np.testing.assert_allclose([J for _, J in result.history], [J for _, J in expected.history], rtol=1e-10)
 
 
@@ -290,7 +292,7 @@ def test_dask_with_cupy_chunks_matches_numpy(problem, reference):
     backend = get_backend("dask").for_data(Xd)
     result = _train_dask(backend, Xd, Yd, p)
     assert all(isinstance(v, cupy.ndarray) for v in result.parameters.values())
-    _assert_same_parameters(result, reference, to_numpy=cupy.asnumpy)
+    _assert_same_parameters(result, reference, library="cupy")
 
 
 @pytest.mark.gpu
@@ -303,10 +305,8 @@ def test_estimator_takes_dask_arrays_of_cupy_chunks(flower_data):
     model = bc.BackpropClassifier(num_iterations=300, dtype="float64").fit(Xd, yd)
     plain = bc.BackpropClassifier(num_iterations=300, dtype="float64").fit(X.T, Y[0])
     assert isinstance(model.parameters_["W1"], cupy.ndarray)
-    np.testing.assert_allclose(cupy.asnumpy(model.parameters_["W1"]), plain.parameters_["W1"], rtol=1e-9)
-    pred = model.predict(Xd).compute()
-    assert isinstance(pred, cupy.ndarray)
-    np.testing.assert_array_equal(cupy.asnumpy(pred), plain.predict(X.T))
+    assert_close(model.parameters_["W1"], plain.parameters_["W1"], get_backend("cupy"), "float64", rtol=1e-9)
+    assert_close(model.predict(Xd).compute(), plain.predict(X.T), get_backend("cupy"), "float64", rtol=0, atol=0)
 
 
 def test_wrong_scheduler_address_is_named(monkeypatch):

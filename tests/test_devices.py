@@ -23,7 +23,7 @@ from backprop_core.backends import (GPU_DEVICES, BackendUnavailableError, Invali
                                     backend_for_array, get_backend, make_backend, parse_device)
 from backprop_core.errors import BackpropCoreError, InvalidInputError, InvalidTypeError
 
-from conftest import skip_unusable, tolerance, train_problem
+from conftest import assert_close, skip_unusable, train_problem
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -289,7 +289,7 @@ def test_jax_compiled_steps_carry_the_precision_outside_any_context():
     step = backend.compile(lambda x: x @ x)
     a = backend.asarray(np.arange(16.0).reshape(4, 4), "float32")
     assert _dot_precision(step.lower(a).as_text()) == "[HIGHEST, HIGHEST"
-    np.testing.assert_allclose(backend.to_numpy(step(a)), np.arange(16.0).reshape(4, 4) @ np.arange(16.0).reshape(4, 4))
+    assert_close(step(a), np.arange(16.0).reshape(4, 4) @ np.arange(16.0).reshape(4, 4), backend, "float32")
 
 
 # -- pickling ------------------------------------------------------------------------------
@@ -303,8 +303,7 @@ def test_an_adapter_pickles_and_trains_the_same_after(backend, problem):
     first = train_problem(backend, X, Y, p, dtype)
     second = train_problem(again, X, Y, p, dtype)
     for k in first.parameters:
-        np.testing.assert_allclose(again.to_numpy(second.parameters[k]), backend.to_numpy(first.parameters[k]),
-                                   **tolerance(dtype))
+        assert_close(second.parameters[k], backend.to_numpy(first.parameters[k]), again, dtype, err_msg=k)
 
 
 def test_an_unpickled_gpu_adapter_fails_when_used_not_when_unpickled(torch_with_two_gpus, monkeypatch):
