@@ -19,6 +19,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from backprop_core.backends import register_backend, unregister_backend
+from backprop_core.backends.numpy_backend import NumpyBackend
 from backprop_core.datasets import blobs, flower
 
 #: The console script the package installs, beside this interpreter (as a user's shell finds it).
@@ -249,6 +251,38 @@ def test_a_save_that_fails_after_training_names_the_file_after_the_summary(tmp_p
 
 def test_predict_output_path_is_checked_before_loading(tmp_path):
     one_line_error(run("predict", "missing.npz", "--data", "missing.csv", "--output", tmp_path), "is a folder")
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full (a device that is always full) here")
+def test_predictions_that_cannot_be_written_name_the_file(tmp_path):
+    path = write_csv(tmp_path / "d.csv", ["a", "b", "label"], xor_rows()[2])
+    assert run("train", "--data", path, "--target", "label", "--iterations", "10", "--save",
+               tmp_path / "m.npz").returncode == 0
+    out = run("predict", tmp_path / "m.npz", "--data", path, "--target", "label", "--output", "/dev/full")
+    one_line_error(out, "error: cannot write /dev/full: No space left on device")
+
+
+class _BuggyBackend(NumpyBackend):
+    """NumPy whose steps fail as a bug in the library would: an OSError that no file the user named caused."""
+
+    name = "numpy-with-a-bug"
+
+    def compile(self, fn):
+        def step(*args):
+            raise FileNotFoundError(2, "No such file or directory", "/internal/state")
+
+        return step
+
+
+def test_a_bug_shows_its_traceback_not_a_one_line_user_error(monkeypatch):
+    from backprop_core import cli
+
+    register_backend(_BuggyBackend.name, _BuggyBackend)
+    try:
+        with pytest.raises(FileNotFoundError, match="/internal/state"):  # the interpreter prints its traceback
+            cli.main(["train", "--backend", _BuggyBackend.name, "--iterations", "5"])
+    finally:
+        unregister_backend(_BuggyBackend.name)
 
 
 @pytest.mark.parametrize("args, message", [

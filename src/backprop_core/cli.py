@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import io
 import json
@@ -52,6 +53,17 @@ DATASET_BYTES_PER_POINT = 50
 
 class UserError(BackpropCoreError):
     """A mistake in what the user asked for: one line, no traceback."""
+
+
+@contextlib.contextmanager
+def _named_file(path, doing: str):
+    """An OSError on a file the user named (missing, unreadable, a full disk) is a UserError
+    naming it: in the library's own words where it wrote them (they name the file), else
+    "cannot {doing} {path}: " and the system's.  Only here: an OSError anywhere else is a bug's."""
+    try:
+        yield
+    except OSError as exc:
+        raise UserError(str(exc) if exc.strerror is None else f"cannot {doing} {path}: {exc.strerror}") from None
 
 
 # -- standard streams that cannot stop the work ---------------------------------------
@@ -352,11 +364,13 @@ def _in_option_words(message: str) -> str:
 
 def _read_table(path, target, args):
     from .data_io import load_table
-    from .errors import DataFileError
 
     try:
-        return load_table(path, target, header=args.header, encoding=args.encoding)
-    except (DataFileError, BackpropCoreError) as exc:
+        with _named_file(path, "read"):
+            return load_table(path, target, header=args.header, encoding=args.encoding)
+    except UserError:
+        raise
+    except BackpropCoreError as exc:
         raise UserError(_in_option_words(str(exc))) from None
 
 
@@ -627,7 +641,8 @@ def _plot_training(model, X, y, path, baseline):
                   f"{model.hidden_units} hidden {units} ({model.activation_}): training accuracy "
                   f"{100 * model.score(X, y):.1f}%")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    with _named_file(path, "write"):
+        fig.savefig(path, dpi=100)
     plt.close(fig)
 
 
@@ -707,7 +722,8 @@ def _plot_sweep(models, rows, X, y, classes, result, path):
                  f"{result['iterations']:,} iterations, learning rate {result['learning_rate']:g}, "
                  f"{result['activation']} hidden units")
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    with _named_file(path, "write"):
+        fig.savefig(path, dpi=90)
     plt.close(fig)
 
 
@@ -725,7 +741,8 @@ def cmd_predict(args) -> int:
 
     if args.output:
         _check_output_path(args.output, "--output", inputs=(args.data, args.model))
-    model = BackpropClassifier.load(args.model, backend="numpy")
+    with _named_file(args.model, "read"):
+        model = BackpropClassifier.load(args.model, backend="numpy")
     X, y = _read_table(args.data, args.target, args)
     labels = model.predict(X)
     if labels.ndim == 1:
@@ -742,14 +759,11 @@ def cmd_predict(args) -> int:
             tags = [_cell(c) for c in model.classes_] if model.target_type_ == "multiclass" else range(P.shape[1])
             names += [f"probability_{t}" for t in tags]
             columns += [[f"{p:.6g}" for p in P[:, j]] for j in range(P.shape[1])]
-    out = open(args.output, "w", newline="") if args.output else sys.stdout
-    try:
-        writer = csv.writer(out, lineterminator="\n")
+    with _named_file(args.output, "write"), \
+            (open(args.output, "w", newline="") if args.output else contextlib.nullcontext(sys.stdout)) as out:
+        writer = csv.writer(out, lineterminator="\n")  # standard output: its failures are _Guarded's
         writer.writerow(names)
         writer.writerows(zip(*columns))
-    finally:
-        if args.output:
-            out.close()
     notes = sys.stdout if args.output else sys.stderr  # standard output may be the table itself
     if args.output:
         print(f"{len(X):,} predictions written to {args.output}", file=notes)
@@ -806,11 +820,13 @@ COMMANDS = {"train": cmd_train, "sweep": cmd_sweep, "predict": cmd_predict, "bac
 # -- main -------------------------------------------------------------------------------
 
 def main(argv=None) -> int:
-    """Run one command; every failure a user or the system causes is one line on stderr.
+    """Run one command; the project's own errors (a mistake in what was asked, a file named that
+    cannot be read or written, training stopped with what it kept) and the machine's refusal of
+    memory are one line on stderr.
 
     Exit status: 0 done, 2 an error (the message says what to change), 130
     interrupted, 1 standard output closed early (Python's convention); a bug
-    still shows its traceback.
+    (any other exception) still shows its traceback.
     """
     saved = sys.stdout, sys.stderr
     out = sys.stdout = _Guarded(sys.stdout, "output")
@@ -842,7 +858,8 @@ def _run(argv) -> int:
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
-    except (BackpropCoreError, OSError, MemoryError) as exc:  # the user's mistakes, the system's refusals
+    except (BackpropCoreError, MemoryError) as exc:  # the user's mistakes, the machine's refusal of memory
+        # Nothing broader: any other exception is a bug, and its traceback must show.
         print(f"{PROG}: error: {_one_line(exc)}", file=sys.stderr)
         return 2
 
