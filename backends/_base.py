@@ -69,9 +69,9 @@ class Backend:
     name: str = ""
     library: str = ""  # importable module that must exist
     install_hint: str = ""
-    #: Trains with its own loop (backprop_core.distributed) rather than on one device.
+    #: Computes on a cluster, each chunk where it lives (backprop_core.dask_training), not on one device.
     distributed: bool = False
-    #: Full batches run over cache-sized chunks by default where m allows (chunked.py).
+    #: The planner may run full batches over chunks, sized and threaded by its calibration here.
     chunks_by_default: bool = False
     #: Can run the equations compiled into one kernel (backprop_core.fused).
     fuses_kernels: bool = False

@@ -81,8 +81,8 @@ class BackpropClassifier(ClassifierMixin, BaseEstimator):
         mini-batch gradient descent over ``epochs`` passes of shuffled data
     epochs : passes over the data in mini-batch mode (default 10); unused otherwise
     chunk_size : full batch computed over chunks of this many examples, to the same
-        parameters; "auto" (default) chunks on the numpy backend where it is faster
-        (m at least two cache-sized chunks), None never chunks
+        parameters; "auto" (default) lets the planner chunk where its calibration on
+        this machine measured chunks faster (the numpy backend), None never chunks
     workers : threads (or processes) that share the chunks; None for every core on
         the numpy backend, 1 elsewhere
     parallel : {"auto", "threads", "processes"}, default "auto"; how the workers run:
