@@ -196,6 +196,10 @@ class Backend:
         """Is ``x`` an array of this library on this backend's device (devices compared as objects)?"""
         return self.owns(x) and self.device_of(x) == self.device
 
+    def place_of(self, x) -> str:
+        """Where ``x``, an array this adapter holds, is, in words for a message: "on device cuda:1"."""
+        return f"on device {self.device_name}"
+
     def for_data(self, x) -> "Backend":
         """The adapter to train on ``x`` with; one whose arrays hold other arrays adapts to them."""
         return self

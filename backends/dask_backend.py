@@ -154,6 +154,9 @@ class DaskBackend(Backend):
         # A Dask array is not tied to a scheduler; where it computes depends on its chunks.
         return self.owns(x) and chunk_library_of(x) == self.chunk_library
 
+    def place_of(self, x) -> str:
+        return f"made of {chunk_library_of(x)} chunks"  # one scheduler computes any of them
+
     def device_of(self, x):
         return None  # the default scheduler: a Dask array names none of its own
 

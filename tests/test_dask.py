@@ -261,6 +261,13 @@ def test_the_backend_follows_the_library_of_the_chunks():
     assert adapted.for_data(Xd) is adapted
 
 
+def test_a_dask_array_is_placed_in_words_by_the_library_of_its_chunks():
+    from backprop_core.backends.dask_backend import DaskBackend
+
+    # What a refusal of X and Y in two places says: one scheduler computes any chunks.
+    assert DaskBackend().place_of(da.from_array(np.ones((2, 10)), chunks=(2, 5))) == "made of numpy chunks"
+
+
 def test_parameters_of_another_library_than_the_chunks_are_named(problem):
     from backprop_core.backends.dask_backend import DaskBackend
 

@@ -77,8 +77,8 @@ def check_same_place(named: dict) -> Backend:
                 "pass arrays from one library")
         if not owner.holds(x):
             raise InvalidInputError(
-                f"{first_what} is on device {owner.device_name} but {what} is on device "
-                f"{backend_for_array(x).device_name}; put them on one device")
+                f"{first_what} is {owner.place_of(first)} but {what} is {backend_for_array(x).place_of(x)}; "
+                "put them in one place")
     return owner
 
 
