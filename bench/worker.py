@@ -194,8 +194,12 @@ class TorchNNEntry:
     def __init__(self, name, device, dtype, lr):
         import torch
 
+        from backprop_core.backends import get_backend
+
         self.torch = torch
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        # The library's device vocabulary (run.py passes --device to every GPU entry alike):
+        # torch.device itself refuses "0" and "gpu", which the cupy and jax entries take.
+        self.device = get_backend("torch", device).device
         self.dtype = getattr(torch, dtype)
         self.lr = lr
 

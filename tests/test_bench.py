@@ -104,3 +104,18 @@ def test_blas_study_times_both_products_with_both_libraries(tmp_path):
         for t in threads}
     assert all(r["m"] == 64 and r["gflops"] == pytest.approx(2 * 16 * 8 * 64 / r["seconds"] / 1e9) for r in rows)
     assert "| 2^6 | 1 | forward W1 X |" in (tmp_path / "blas.md").read_text()
+
+
+@pytest.mark.parametrize("device", [None, "cpu", 0, "0", "gpu", "cuda:0"])
+def test_the_plain_pytorch_peer_takes_the_device_vocabulary_of_the_library(device):
+    """run.py passes --device to every GPU entry alike: the peer resolves it as the torch backend does."""
+    pytest.importorskip("torch", reason="the peer is plain PyTorch")
+    from backprop_core.backends import BackendUnavailableError, get_backend
+
+    try:
+        expected = get_backend("torch", device).device
+    except BackendUnavailableError:  # a GPU spelling where no GPU is usable
+        with pytest.raises(BackendUnavailableError):
+            worker.make_entry("torch-nn", device, "float32", 0.1)
+    else:
+        assert worker.make_entry("torch-nn", device, "float32", 0.1).device == expected

@@ -176,6 +176,74 @@ def test_cuda_source_compiles_with_nvcc(n0, n1, n2, activation, dtype, tmp_path)
     assert (tmp_path / "fused.cubin").stat().st_size > 0
 
 
+#: The card the GPU checks run on (an H200, compute capability 9.0) names the architecture.
+NVRTC_ARCH = "90"
+
+
+def nvrtc_compile(text: str, kernels, arch: str = NVRTC_ARCH) -> bytes:
+    """``text`` compiled by NVRTC with the options CuPy 14's ``RawModule(code=text)`` passes
+    on a device of compute capability ``arch``; returns the cubin, after checking that
+    NVRTC warned of nothing and that each of ``kernels`` is in it under the name
+    ``get_function`` looks up.  No GPU needed; skips, saying why, where CuPy or
+    NVRTC is missing (CI has neither).
+
+    The options, from CuPy 14.2's source: ``compile_with_cache`` (cupy/_core/core.pyx)
+    adds ``assemble_cupy_compiler_options``' (CCCL and CUDA include paths,
+    ``--std=c++17``); ``_compile_with_cache_cuda`` (cupy/cuda/compiler.py) adds
+    ``-ftz=true``; ``_compile_using_nvrtc_no_warning`` adds ``-arch=sm_<cc>`` (a cubin,
+    not PTX) and ``--device-as-default-execution-space`` (``--pch`` only when
+    CUPY_NVRTC_USE_PCH is set).
+    """
+    try:
+        from cupy._core import core
+        from cupy_backends.cuda.libs import nvrtc
+    except Exception as exc:  # ImportError, or CuPy's own complaint about its CUDA libraries
+        skip_unusable(f"CuPy is not importable here ({type(exc).__name__}: {exc})", gpu=False)
+    try:
+        nvrtc.getVersion()
+    except Exception as exc:  # no libnvrtc where cuda-pathfinder looks
+        skip_unusable(f"NVRTC is not loadable here: {str(exc).splitlines()[0]}", gpu=False)
+    if not hasattr(core, "assemble_cupy_compiler_options"):
+        skip_unusable("this CuPy predates CuPy 14's compiler options (assemble_cupy_compiler_options)", gpu=False)
+    options = [*core.assemble_cupy_compiler_options(()), "-ftz=true", f"-arch=sm_{arch}",
+               "--device-as-default-execution-space"]
+    program = nvrtc.createProgram(text, "kern.cu", [], [])
+    try:
+        nvrtc.compileProgram(program, options)
+    except Exception as exc:
+        pytest.fail(f"NVRTC refused the source: {exc}\n{nvrtc.getProgramLog(program)}")
+    log = nvrtc.getProgramLog(program)
+    assert not re.search(r"warning|error", log, re.IGNORECASE), log
+    cubin = nvrtc.getCUBIN(program)
+    missing = [name for name in kernels if name.encode() + b"\0" not in cubin]
+    assert not missing, f"kernels {missing} are not in the cubin under their own names"
+    return cubin
+
+
+# No activation above calls sqrt or pow: this one does, so that NVRTC sees every C function the printer writes.
+def _root_power(Z):
+    return array_namespace(Z).sqrt(1.0 + Z * Z) ** 1.5
+
+
+def _root_power_prime(Z, A):
+    xp = array_namespace(Z)
+    return 1.5 * Z / xp.sqrt(xp.sqrt(1.0 + Z * Z))  # d/dZ (1 + Z^2)^0.75
+
+
+ROOT_POWER = Activation("root_power", _root_power, _root_power_prime)
+NVRTC_SHAPES = [(2, 4), (3, 5)]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("n0,n1", NVRTC_SHAPES, ids=[f"{n0}-{n1}" for n0, n1 in NVRTC_SHAPES])
+@pytest.mark.parametrize("n2", [1, 3])
+@pytest.mark.parametrize("g", ALL_ACTIVATIONS + [ROOT_POWER], ids=IDS + [ROOT_POWER.name])
+def test_cuda_source_compiles_with_nvrtc_as_cupy_compiles_it(g, n2, n0, n1, dtype):
+    source = kernel_source(n0, n1, n2, g, dtype)
+    nvrtc_compile(source.text, [source.kernel(stage, variant) for stage in ("partial", "finalize")
+                                for variant in source.accumulators])
+
+
 _MATH = re.compile(r"\b(tanh|exp|log1p|log|fabs|sqrt|pow)(f?)\(")
 _FLOAT = re.compile(r"(?<![\w.])(\d+\.\d*(?:[eE][+-]?\d+)?|\d+[eE][+-]?\d+)(f?)")
 

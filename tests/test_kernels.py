@@ -31,6 +31,7 @@ from backprop_core.loop import run
 from backprop_core.tracing import Node
 
 from conftest import gpu, skip_unusable, tolerance
+from test_fused import nvrtc_compile
 
 ACTIVATION_NAMES = sorted(ACTIVATIONS)
 PARAMETERS = ("W1", "b1", "W2", "b2")
@@ -258,6 +259,27 @@ def test_chain_source_compiles_with_nvcc(shape, activation, out, dtype, weighted
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "warning" not in done.stderr, done.stderr
+
+
+GRAPH_KINDS = {"step": step_graph, "gradients": gradients_graph}  # KernelSteps' graphs, kernel_gradients'
+
+
+def _nvrtc_compiles(graph, dtype):
+    program = Program(graph, dtype)
+    nvrtc_compile(program.source.text, [kernel.name for kernel in program.source.kernels])
+
+
+@pytest.mark.parametrize("kind", sorted(GRAPH_KINDS))
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("g,n2,out,cost", GRAPHS)
+def test_chain_source_compiles_with_nvrtc_as_cupy_compiles_it(g, n2, out, cost, dtype, kind):
+    _nvrtc_compiles(GRAPH_KINDS[kind](2, 4, n2, ACTIVATIONS[g], cost, OUTPUTS[out]), dtype)
+
+
+@pytest.mark.parametrize("kind", sorted(GRAPH_KINDS))
+@pytest.mark.parametrize("shape,activation,out,dtype,weighted", SOURCES)
+def test_wide_and_weighted_chain_sources_compile_with_nvrtc(shape, activation, out, dtype, weighted, kind):
+    _nvrtc_compiles(GRAPH_KINDS[kind](*shape, ACTIVATIONS[activation], True, OUTPUTS[out], weighted), dtype)
 
 
 # -- the arithmetic, on a CPU ------------------------------------------------------------------------
