@@ -3,7 +3,8 @@
     python bench/gpu_check.py [--out check.jsonl]
 
 For cupy, torch on "gpu" and jax on "gpu": the device, ``on_gpu``, free memory,
-library versions; whether every spelling of the first GPU resolves to the same
+library versions; whether CuPy compiles and runs a kernel (NVRTC and the CUDA
+headers it needs); whether every spelling of the first GPU resolves to the same
 device; and, for each precision, the relative error of a float32 matrix product
 against float64 (full float32 lands near 1e-7, TF32 near 1e-4: the setting is
 shown to take effect, not assumed).  One JSON line per backend; a table last.
@@ -69,6 +70,22 @@ def dask_on_cupy() -> dict:
         return {"backend": "dask+cupy", "error": f"{type(exc).__name__}: {exc}"}
 
 
+def cupy_compiles() -> dict:
+    """CuPy compiles every kernel with NVRTC at first use, from the CUDA headers it finds: one tiny
+    RawKernel compiled and run says whether that works here before any test depends on it."""
+    try:
+        import cupy
+        from cupy_backends.cuda.libs import nvrtc
+
+        twice = cupy.RawKernel(r'extern "C" __global__ void twice(float* x) { x[threadIdx.x] *= 2.0f; }', "twice")
+        x = cupy.arange(32, dtype=cupy.float32)
+        twice((1,), (32,), (x,))
+        return {"backend": "cupy compiles", "nvrtc": ".".join(map(str, nvrtc.getVersion())),
+                "raw_kernel_right": bool((x.get() == 2 * np.arange(32)).all())}
+    except Exception as exc:
+        return {"backend": "cupy compiles", "error": f"{type(exc).__name__}: {exc}"[:500]}
+
+
 def environment() -> dict:
     env = {"backend": "environment", "python": platform.python_version(), "numpy": np.__version__}
     for lib in ("array_api_compat", "array_api_strict", "dask", "distributed", "cupy", "torch", "jax", "jaxlib"):
@@ -100,11 +117,12 @@ def main(argv=None):
     for name in a.backends.split(","):
         emit(check(name, a.device))
     if a.device == "gpu":
+        emit(cupy_compiles())
         emit(dask_on_cupy())
     print(f"\n{'backend':>10} {'device':>8} {'free GiB':>9} {'fp32 err':>9} {'tf32 err':>9} spellings  version")
     for rec in records[1:]:
-        if rec["backend"] == "dask+cupy":
-            print(f"dask+cupy: {rec}")
+        if rec["backend"] in ("dask+cupy", "cupy compiles"):
+            print(f"{rec['backend']}: {rec}")
             continue
         if "error" in rec:
             print(f"{rec['backend']:>10} ERROR {rec['error'][:150]}")
