@@ -30,7 +30,7 @@ from backprop_core.initialization import initial_parameters_host
 from backprop_core.loop import run
 from backprop_core.tracing import Node
 
-from conftest import gpu, skip_unusable, tolerance
+from conftest import assert_close, gpu, skip_unusable, tolerance
 from test_fused import nvrtc_compile
 
 ACTIVATION_NAMES = sorted(ACTIVATIONS)
@@ -261,7 +261,7 @@ def test_chain_source_compiles_with_nvcc(shape, activation, out, dtype, weighted
     assert "warning" not in done.stderr, done.stderr
 
 
-GRAPH_KINDS = {"step": step_graph, "gradients": gradients_graph}  # KernelSteps' graphs, kernel_gradients'
+GRAPH_KINDS = {"step": step_graph, "gradients": gradients_graph}  # KernelSteps' graphs, make_kernel_gradients'
 
 
 def _nvrtc_compiles(graph, dtype):
@@ -475,7 +475,7 @@ def _run_steps(place, X, Y, p, dtype, g="tanh", out="sigmoid", graphs=True, iter
     with backend.context():
         result = run(strategy, backend.parameters_from_host(p, dtype), num_iterations=iterations,
                      learning_rate=0.5, cost_every=cost_every)
-    return {k: backend.to_numpy(v) for k, v in result.parameters.items()}, result.history, strategy.levers
+    return dict(result.parameters), result.history, strategy.levers  # the parameters where they were trained
 
 
 def _run_equations(X, Y, p, g="tanh", out="sigmoid", iterations=12, cost_every=4):
@@ -499,7 +499,7 @@ def test_the_steps_land_on_the_float64_parameters_of_the_equations(place, activa
     got, got_history, _ = _run_steps(place, X, Y, p, dtype, activation, out)
     want, want_history = _run_equations(X, Y, p, activation, out)
     for name in PARAMETERS:
-        np.testing.assert_allclose(got[name], want[name], **tolerance(dtype), err_msg=name)
+        assert_close(got[name], want[name], place[0], dtype, err_msg=name)
     assert [i for i, _ in got_history] == [i for i, _ in want_history]
     np.testing.assert_allclose([J for _, J in got_history], [J for _, J in want_history], **tolerance(dtype))
 
@@ -510,7 +510,7 @@ def test_a_wide_network_lands_on_the_float64_parameters_of_the_equations(place):
     assert levers["launch_kinds"][GEMM] == 4
     want, _ = _run_equations(X, Y, p, iterations=6)
     for name in PARAMETERS:
-        np.testing.assert_allclose(got[name], want[name], **tolerance("float32"), err_msg=name)
+        assert_close(got[name], want[name], place[0], "float32", err_msg=name)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -521,7 +521,7 @@ def test_replayed_steps_give_the_bits_of_steps_launched_one_by_one(place, dtype)
     eager, eager_history, eager_levers = _run_steps(place, X, Y, p, dtype, graphs=False)
     assert eager_levers["graph_replay"] is False and eager_levers["graph_replay_note"] == "not asked for"
     for name in PARAMETERS:
-        assert np.array_equal(replayed[name], eager[name]), name
+        assert np.array_equal(place[0].to_numpy(replayed[name]), place[0].to_numpy(eager[name])), name
     assert replayed_history == eager_history
 
 
@@ -531,7 +531,7 @@ def test_two_runs_are_bit_identical(place):
     first = _run_steps(place, X, Y, p, "float32")
     second = _run_steps(place, X, Y, p, "float32")
     for name in PARAMETERS:
-        assert np.array_equal(first[0][name], second[0][name]), name
+        assert np.array_equal(place[0].to_numpy(first[0][name]), place[0].to_numpy(second[0][name])), name
     assert first[1] == second[1]
 
 
@@ -555,7 +555,7 @@ def test_chunks_of_the_batch_add_up_to_the_gradients_of_the_batch(place):
     backend, device = place
     X, Y, p = _problem(3, 5, 2, 5000)
     g = ACTIVATIONS["relu"]
-    make = gpu_lowering.kernel_gradients(backend, g, (3, 5, 2), "float64", 1200, device=device)
+    make = gpu_lowering.make_kernel_gradients(backend, g, (3, 5, 2), "float64", 1200, device=device)
     chunked = ChunkedGradients(make, 1200, backend=backend, dtype="float64")
     with backend.context(), chunked.running():
         got = chunked(backend.parameters_from_host(p, "float64"), backend.asarray(X, "float64"),
@@ -575,14 +575,13 @@ def test_a_fit_asking_for_the_kernels_runs_them_and_lands_on_the_equations(cupy_
     assert (fit.plan.mode, fit.plan.executor) == ("whole batch", "kernels")
     want, _ = _run_equations(X, Y, p, iterations=20, cost_every=5)
     for name in PARAMETERS:
-        np.testing.assert_allclose(cupy_backend.to_numpy(fit.result.parameters[name]), want[name],
-                                   **tolerance(dtype), err_msg=name)
+        assert_close(fit.result.parameters[name], want[name], cupy_backend, dtype, err_msg=name)
 
 
 def _wide_gradient_error(precision):
     backend = get_backend("cupy", precision=precision)
     X, Y, p = _problem(64, 64, 1, 4096)
-    make = gpu_lowering.kernel_gradients(backend, ACTIVATIONS["tanh"], (64, 64, 1), "float32", 4096)
+    make = gpu_lowering.make_kernel_gradients(backend, ACTIVATIONS["tanh"], (64, 64, 1), "float32", 4096)
     with backend.context():
         got = make(False)(backend.parameters_from_host(p, "float32"), backend.asarray(X, "float32"),
                           backend.asarray(Y, "float32"), 4096)

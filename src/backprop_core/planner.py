@@ -547,7 +547,7 @@ def make_gradients(backend, executor: str, activation, shape, dtype, columns: in
     if executor == "buffered":
         return make_buffered_gradients(backend, activation, shape, dtype, columns, output, weighted)
     if executor == "kernels":
-        return gpu_lowering.kernel_gradients(backend, activation, shape, dtype, columns, output, weighted)
+        return gpu_lowering.make_kernel_gradients(backend, activation, shape, dtype, columns, output, weighted)
     raise InvalidInputError(f"unknown executor {executor!r}")
 
 

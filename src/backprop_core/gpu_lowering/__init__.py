@@ -31,7 +31,7 @@ import os
 from ..errors import InvalidInputError
 from .partition import INLINE_TERMS, Partition, Step, partition
 from .program import Program, gradients_graph, step_graph
-from .steps import KernelSteps, kernel_gradients  # CuPy is imported when they run
+from .steps import KernelSteps, make_kernel_gradients  # CuPy is imported when they run
 
 #: Set once a GPU run has shown the kernels beating the naive CuPy path (issue 10):
 #: then :func:`cupy_executor` picks "kernels" unless the environment says otherwise.
@@ -53,4 +53,4 @@ def cupy_executor() -> str:
 
 
 __all__ = ["ENVIRONMENT", "EXECUTORS", "INLINE_TERMS", "KernelSteps", "PROVEN", "Partition",
-           "Program", "Step", "cupy_executor", "gradients_graph", "kernel_gradients", "partition", "step_graph"]
+           "Program", "Step", "cupy_executor", "gradients_graph", "make_kernel_gradients", "partition", "step_graph"]

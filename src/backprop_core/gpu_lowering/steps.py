@@ -11,7 +11,7 @@ iteration, and a copy after it hands the loop a fresh array, so parameters the
 loop keeps (the last good ones) are never written over.  A step queues its
 work and returns: no host read.
 
-:func:`kernel_gradients` gives :class:`~backprop_core.chunked.ChunkedGradients`
+:func:`make_kernel_gradients` gives :class:`~backprop_core.chunked.ChunkedGradients`
 a chunk's gradients the same way, launched one by one (each chunk's data are
 at another address, which a graph would have to be captured for again).
 
@@ -169,8 +169,8 @@ class KernelSteps(Strategy):
         }
 
 
-def kernel_gradients(backend, g, shape, dtype: str, columns: int, output=SIGMOID, weighted: bool = False,
-                     inline_terms: int = INLINE_TERMS, device=cupy_device):
+def make_kernel_gradients(backend, g, shape, dtype: str, columns: int, output=SIGMOID, weighted: bool = False,
+                          inline_terms: int = INLINE_TERMS, device=cupy_device):
     """``make(with_cost)`` for :class:`~backprop_core.chunked.ChunkedGradients`: a chunk's
     ``(dW1, db1, dW2, db2, J)`` by the partitioned gradients, launched one by one.
 
