@@ -106,6 +106,19 @@ def test_blas_study_times_both_products_with_both_libraries(tmp_path):
     assert "| 2^6 | 1 | forward W1 X |" in (tmp_path / "blas.md").read_text()
 
 
+def test_step_anatomy_times_the_step_its_products_and_the_peer(tmp_path):
+    pytest.importorskip("torch", reason="torch is not installed")
+    out = subprocess.run(
+        [sys.executable, str(BENCH / "step_anatomy.py"), "--shape", "16-8-1", "--ms", "6,7", "--repeats", "2",
+         "--out", str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    env, *rows = [json.loads(line) for line in (tmp_path / "step.jsonl").read_text().splitlines()]
+    assert env["kind"] == "environment" and env["shape"] == "16-8-1" and env["numpy_blas"]
+    assert [r["m"] for r in rows] == [64, 128]
+    assert all(r[key] > 0 for r in rows for key in ("numpy step", "its two products", "torch nn.Linear step (peer)"))
+    assert "| 2^7 |" in (tmp_path / "step.md").read_text()
+
+
 @pytest.mark.parametrize("device", [None, "cpu", 0, "0", "gpu", "cuda:0"])
 def test_the_plain_pytorch_peer_takes_the_device_vocabulary_of_the_library(device):
     """run.py passes --device to every GPU entry alike: the peer resolves it as the torch backend does."""
