@@ -74,25 +74,41 @@ def compiler() -> str | None:
     return shutil.which("g++") or shutil.which("c++") or shutil.which("clang++")
 
 
+class HostLibrary:
+    """Generated C++ ``text`` built for the CPU and loaded through ctypes (``lib``).
+
+    No fast-math and no contraction: the host build rounds as the equations do.
+    Built in ``workdir``, or in a temporary folder that :meth:`close` removes;
+    ``what`` names the text in a failed build's message.
+    """
+
+    def __init__(self, text: str, what: str, workdir: str | Path | None = None):
+        cxx = compiler()
+        if cxx is None:
+            raise RuntimeError("no C++ compiler (g++, c++ or clang++) on this machine")
+        self._tmp = None if workdir is not None else tempfile.TemporaryDirectory(prefix="bc-host-")
+        folder = Path(workdir if workdir is not None else self._tmp.name)
+        stem = hashlib.sha256(text.encode()).hexdigest()[:16]
+        src, lib = folder / f"{stem}.cpp", folder / f"{stem}.so"
+        src.write_text(text)
+        done = subprocess.run([cxx, "-x", "c++", "-std=c++14", "-O1", "-ffp-contract=off", "-fPIC",
+                               "-shared", "-o", str(lib), str(src)], capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"the host build of {what} failed:\n{done.stderr}")
+        self.lib = ctypes.CDLL(str(lib))
+
+    def close(self):
+        if self._tmp is not None:
+            self._tmp.cleanup()
+
+
 class HostBuild:
     """The generated source compiled for the CPU; call :meth:`run` like :func:`run_numpy`."""
 
     def __init__(self, source: KernelSource, workdir: str | Path | None = None):
-        cxx = compiler()
-        if cxx is None:
-            raise RuntimeError("no C++ compiler (g++, c++ or clang++) on this machine")
         self.source = source
-        self._tmp = None if workdir is not None else tempfile.TemporaryDirectory(prefix="bc-fused-")
-        folder = Path(workdir if workdir is not None else self._tmp.name)
-        stem = hashlib.sha256(source.text.encode()).hexdigest()[:16]
-        src, lib = folder / f"{stem}.cpp", folder / f"{stem}.so"
-        src.write_text(source.text)
-        # No fast-math and no contraction: the host build rounds as the equations do.
-        done = subprocess.run([cxx, "-x", "c++", "-std=c++14", "-O1", "-ffp-contract=off", "-fPIC",
-                               "-shared", "-o", str(lib), str(src)], capture_output=True, text=True)
-        if done.returncode != 0:
-            raise RuntimeError(f"the host build of the fused source failed:\n{done.stderr}")
-        self._lib = ctypes.CDLL(str(lib))
+        self._build = HostLibrary(source.text, "the fused source", workdir)
+        self._lib = self._build.lib
         self._real = np.dtype(source.dtype)
 
     def run(self, X, Y, params: dict, *, m=None, learning_rate=0.0, variant="cost") -> dict:
@@ -116,5 +132,4 @@ class HostBuild:
                 if name != "J" or variant == "cost"}
 
     def close(self):
-        if self._tmp is not None:
-            self._tmp.cleanup()
+        self._build.close()

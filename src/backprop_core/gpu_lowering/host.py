@@ -1,8 +1,8 @@
 """The launches of a :class:`~.program.Program` run on a CPU: how they are tested without a GPU.
 
 The chains' source, the very text CuPy compiles, is built as host C++
-(``g++ -x c++``, no fast-math, no contraction, as :mod:`backprop_core.fused.host`
-builds the fused kernel) and each chain launch calls its ``bc_host_chain<k>``
+(``g++ -x c++``, no fast-math, no contraction: :class:`backprop_core.fused.host.HostLibrary`,
+which builds the fused kernel too) and each chain launch calls its ``bc_host_chain<k>``
 through ctypes on NumPy arrays; each cuBLAS call is carried out by
 :func:`.gemm.emulate` on the same memory through the same leading dimensions.
 So a run here checks the partition, the placement of every value (buffers
@@ -15,14 +15,11 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import hashlib
-import subprocess
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from ..fused.host import compiler
+from ..fused.host import HostLibrary
 from .gemm import emulate
 from .program import Arena, Bound, ChainLaunch, Program
 
@@ -37,20 +34,8 @@ class HostChains:
     """A program's chains compiled for the CPU; :meth:`run` carries out a :class:`Bound` call."""
 
     def __init__(self, program: Program, workdir: str | Path | None = None):
-        cxx = compiler()
-        if cxx is None:
-            raise RuntimeError("no C++ compiler (g++, c++ or clang++) on this machine")
-        self._tmp = None if workdir is not None else tempfile.TemporaryDirectory(prefix="bc-chains-")
-        folder = Path(workdir if workdir is not None else self._tmp.name)
-        text = program.source.text
-        stem = hashlib.sha256(text.encode()).hexdigest()[:16]
-        src, lib = folder / f"{stem}.cpp", folder / f"{stem}.so"
-        src.write_text(text)
-        done = subprocess.run([cxx, "-x", "c++", "-std=c++14", "-O1", "-ffp-contract=off", "-fPIC", "-shared",
-                               "-o", str(lib), str(src)], capture_output=True, text=True)
-        if done.returncode != 0:
-            raise RuntimeError(f"the host build of the chains failed:\n{done.stderr}")
-        self._lib = ctypes.CDLL(str(lib))
+        self._build = HostLibrary(program.source.text, "the chains", workdir)
+        self._lib = self._build.lib
         self._real = ctypes.c_float if program.dtype == "float32" else ctypes.c_double
         self.program = program
 
@@ -76,8 +61,7 @@ class HostChains:
         return self.run(self.program.bind(numpy_arena(self.program, c, **sizes), values))
 
     def close(self):
-        if self._tmp is not None:
-            self._tmp.cleanup()
+        self._build.close()
 
 
 class HostDevice:
