@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from .activations import ACTIVATIONS
-from .backends import backend_names, get_backend, host_free_memory, make_backend
+from .backends import backend_names, get_backend, make_backend
 from .errors import (BackpropCoreError, DeviceMemoryError, DistributedTrainingError, FeatureScaleWarning,
                      TrainingDivergedError)
 from .errors import TrainingInterrupted
@@ -319,18 +319,17 @@ def _check_data_options(args):
 
 
 def _check_memory_for_dataset(args):
-    """Refuse a built-in dataset that cannot be made in the memory available now."""
+    """Refuse a built-in dataset that cannot be made in the memory available now (measured as
+    a data file's arrays are before they are read)."""
+    from .data_io import available_memory, bytes_in_words
+
     if args.data is not None or args.m is None:
         return
-    need, free = args.m * DATASET_BYTES_PER_POINT, host_free_memory()
+    need, free = args.m * DATASET_BYTES_PER_POINT, available_memory()
     if free is not None and need > free:
-        raise UserError(f"--m {args.m:,}: making the {args.dataset or 'flower'} dataset needs about {_gb(need)} "
-                        f"({DATASET_BYTES_PER_POINT} bytes a point), but {_gb(free)} of memory is available; "
-                        "choose a smaller --m")
-
-
-def _gb(n) -> str:
-    return f"{n / 1e9:,.1f} GB"
+        raise UserError(f"--m {args.m:,}: making the {args.dataset or 'flower'} dataset needs about "
+                        f"{bytes_in_words(need)} ({DATASET_BYTES_PER_POINT} bytes a point), but "
+                        f"{bytes_in_words(free)} of memory is available; choose a smaller --m")
 
 
 def _resolved_backend(args):

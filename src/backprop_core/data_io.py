@@ -86,7 +86,7 @@ def available_memory():
         return None
 
 
-def _size(n) -> str:
+def bytes_in_words(n) -> str:
     """``n`` bytes in words: "2.4 GB", "512.0 kB", "300 bytes"."""
     for unit, scale in (("EB", 1e18), ("PB", 1e15), ("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
         if n >= scale:
@@ -96,7 +96,7 @@ def _size(n) -> str:
 
 def _free_memory_words() -> str:
     free = available_memory()
-    return "the free memory is unknown" if free is None else f"{_size(free)} of memory is available"
+    return "the free memory is unknown" if free is None else f"{bytes_in_words(free)} of memory is available"
 
 
 # -- CSV -------------------------------------------------------------------------------
@@ -381,9 +381,10 @@ def _check_fits(path, what, shape, dtype) -> None:
     # Numbers are then converted to native float64: a second copy, unless they are that already.
     as_float64 = math.prod(shape) * 8 if dtype.kind in "biuf" and dtype != np.float64 else 0
     if stored + as_float64 > free:
-        parts = f" ({_size(stored)} as stored and {_size(as_float64)} as float64)" if as_float64 else ""
-        raise DataFileError(f"{path}: {what} of shape {shape} and dtype {dtype} needs {_size(stored + as_float64)}"
-                            f"{parts}, but {_size(free)} of memory is available (refused from its header, before "
+        words = bytes_in_words
+        parts = f" ({words(stored)} as stored and {words(as_float64)} as float64)" if as_float64 else ""
+        raise DataFileError(f"{path}: {what} of shape {shape} and dtype {dtype} needs {words(stored + as_float64)}"
+                            f"{parts}, but {words(free)} of memory is available (refused from its header, before "
                             "reading it)")
 
 
