@@ -634,8 +634,7 @@ def _in_callers_library(host, X, dtype: str):
     try:
         caller.dtype(dtype)
     except BackendUnavailableError:
-        xp = array_namespace(X)
-        dtype = dtype_name(X.dtype) if xp.isdtype(X.dtype, "real floating") else caller.default_dtype
+        dtype = _float_name(X, caller)
     return caller.asarray(host, dtype)
 
 
@@ -643,10 +642,15 @@ def _standardized(X, mean, scale):
     """(X - mean) / scale in X's library; mean and scale are host (n,) or arrays that broadcast."""
     if isinstance(mean, np.ndarray) and not isinstance(X, np.ndarray):
         owner = backend_for_array(X)
-        dt = dtype_name(X.dtype) if array_namespace(X).isdtype(X.dtype, "real floating") else owner.default_dtype
+        dt = _float_name(X, owner)
         X = array_namespace(X).astype(X, owner.dtype(dt))
         mean, scale = owner.asarray(mean, dt), owner.asarray(scale, dt)
     return (X - mean) / scale
+
+
+def _float_name(X, owner) -> str:
+    """X's dtype where it is a real float, else the default float of X's library (``owner``, its adapter)."""
+    return dtype_name(X.dtype) if array_namespace(X).isdtype(X.dtype, "real floating") else owner.default_dtype
 
 
 def _as_list(a):
