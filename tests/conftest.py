@@ -8,6 +8,8 @@ GPU is usable.
 from __future__ import annotations
 
 import os
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -20,6 +22,11 @@ from backprop_core.training import train
 from backprop_core.datasets import flower
 
 gpu = pytest.mark.gpu
+
+#: The command line as a user runs it: the installed console script beside this interpreter,
+#: else the module (a source tree that is not installed).
+SCRIPT = Path(sys.executable).with_name("backprop-core")
+COMMAND = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "backprop_core.cli"]
 
 # (id, backend name, device, array-api-strict flags)
 STRICTEST = {"boolean_indexing": False, "data_dependent_shapes": False, "enabled_extensions": ()}

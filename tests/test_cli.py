@@ -23,9 +23,7 @@ from backprop_core.backends import register_backend, unregister_backend
 from backprop_core.backends.numpy_backend import NumpyBackend
 from backprop_core.datasets import blobs, flower
 
-#: The console script the package installs, beside this interpreter (as a user's shell finds it).
-SCRIPT = Path(sys.executable).with_name("backprop-core")
-COMMAND = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "backprop_core.cli"]
+from conftest import COMMAND
 
 
 def run(*args, cwd=None, env=None, **kwargs):

@@ -32,10 +32,14 @@ M_WHOLE = 1500  # the batch the sums are scaled by, larger than the examples sum
 LEARNING_RATE = 0.3
 
 
-def _problem(n0, n1, n2, m, seed=0):
+def _problem(n0, n1, n2, m, seed=0, softmax=False):
+    """X (n0, m), Y (n2, m) (one-hot for a softmax output, else 0/1) and host parameters."""
     rng = np.random.default_rng(seed)
     X = rng.standard_normal((n0, m))
-    Y = (rng.random((n2, m)) > 0.5).astype(np.float64)
+    if softmax:
+        Y = np.eye(n2)[:, rng.integers(0, n2, m)]
+    else:
+        Y = (rng.random((n2, m)) > 0.5).astype(np.float64)
     p = initial_parameters_host(n0, n1, n2, "xavier", seed)
     p["b1"] = 0.3 * rng.standard_normal((n1, 1))  # biases away from zero, so relu's kink is not special
     return X, Y, p

@@ -26,34 +26,15 @@ from backprop_core.gpu_lowering.host import HostChains, HostDevice
 from backprop_core.gpu_lowering.partition import EXAMPLE, EXAMPLE_CHAIN, GEMM, SUM, UNIFORM, UNIFORM_CHAIN
 from backprop_core.gpu_lowering.source import COLUMN, ELEMENT
 from backprop_core.chunked import ChunkedGradients
-from backprop_core.initialization import initial_parameters_host
 from backprop_core.loop import run
 from backprop_core.tracing import Node
 
 from conftest import assert_close, gpu, skip_unusable, tolerance
-from test_fused import nvrtc_compile
-
-ACTIVATION_NAMES = sorted(ACTIVATIONS)
-PARAMETERS = ("W1", "b1", "W2", "b2")
-GRADIENTS = ("dW1", "db1", "dW2", "db2", "J")
-M_WHOLE = 1500  # the batch the sums are scaled by, larger than the examples summed (a chunk's case)
-LEARNING_RATE = 0.3
+from test_fused import ACTIVATION_NAMES, GRADIENTS, LEARNING_RATE, M_WHOLE, PARAMETERS, _problem, nvrtc_compile
 
 # Every graph the executor runs: activation x outputs n2 x output layer x with the cost or not.
 GRAPHS = [pytest.param(g, n2, out, cost, id=f"{g}-{n2}-{out}-{'cost' if cost else 'step'}")
           for g in ACTIVATION_NAMES for n2 in (1, 3) for out in ("sigmoid", "softmax") for cost in (True, False)]
-
-
-def _problem(n0, n1, n2, m, seed=0, softmax=False):
-    rng = np.random.default_rng(seed)
-    X = rng.standard_normal((n0, m))
-    if softmax:
-        Y = np.eye(n2)[:, rng.integers(0, n2, m)]
-    else:
-        Y = (rng.random((n2, m)) > 0.5).astype(np.float64)
-    p = initial_parameters_host(n0, n1, n2, "xavier", seed)
-    p["b1"] = 0.3 * rng.standard_normal((n1, 1))  # biases away from zero, so relu's kink is not special
-    return X, Y, p
 
 
 def _close(got, want, rtol, names):

@@ -21,13 +21,13 @@ from pathlib import Path
 
 import pytest
 
+from conftest import COMMAND
+
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```\n", re.S | re.M)
 #: Where the console script and this interpreter live: first on a reader's PATH.
 BIN = Path(sys.executable).parent
-SCRIPT = BIN / "backprop-core"
-COMMAND = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "backprop_core.cli"]
 COLUMNS = "100"
 
 #: Commands of the README that this test does not run, and why.
