@@ -639,10 +639,7 @@ def _plot_training(model, X, y, path, baseline):
         _boundary(axes.pop(0), model.predict, X, y, classes,
                   f"{model.hidden_units} hidden {units} ({model.activation_}): training accuracy "
                   f"{100 * model.score(X, y):.1f}%")
-    fig.tight_layout()
-    with _named_file(path, "write"):
-        fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _write_figure(plt, fig, path, dpi=100)
 
 
 def _boundary(ax, predict, X, y, classes, title, codes=False):
@@ -655,6 +652,14 @@ def _boundary(ax, predict, X, y, classes, title, codes=False):
     for text, label in zip(legend.get_texts(), classes):
         text.set_text(f"class {_cell(label)}")
     ax.set_title(title)
+
+
+def _write_figure(plt, fig, path, dpi):
+    """Lay ``fig`` out, write it to the file the user named, and free it."""
+    fig.tight_layout()
+    with _named_file(path, "write"):
+        fig.savefig(path, dpi=dpi)
+    plt.close(fig)
 
 
 def _pyplot():
@@ -720,10 +725,7 @@ def _plot_sweep(models, rows, X, y, classes, result, path):
     fig.suptitle(f"{result['data']} (m = {result['m']:,}{scaled}): training accuracy after "
                  f"{result['iterations']:,} iterations, learning rate {result['learning_rate']:g}, "
                  f"{result['activation']} hidden units")
-    fig.tight_layout()
-    with _named_file(path, "write"):
-        fig.savefig(path, dpi=90)
-    plt.close(fig)
+    _write_figure(plt, fig, path, dpi=90)
 
 
 # -- predict ----------------------------------------------------------------------------
