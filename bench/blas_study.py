@@ -80,14 +80,30 @@ def write_table(rows, env, out: Path) -> str:
                        if (r["m"], r["threads"], r["product"]) == (m, threads, product)}
                 lines.append(f"| 2^{m.bit_length() - 1} | {threads} | {product} | {got['numpy']:.0f} | "
                              f"{got['torch']:.0f} | {got['numpy'] / got['torch']:.2f} |")
+    return write_outputs(out, "blas", env, rows, lines)
+
+
+def write_outputs(out: Path | None, stem: str, env: dict, rows, lines) -> str:
+    """The table's ``lines`` as text; with ``out``, also ``<stem>.jsonl`` (env, then rows) and
+    ``<stem>.md`` (the table) there."""
     text = "\n".join(lines) + "\n"
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
-        with open(out / "blas.jsonl", "w") as f:
+        with open(out / f"{stem}.jsonl", "w") as f:
             for r in (env, *rows):
                 f.write(json.dumps(r) + "\n")
-        (out / "blas.md").write_text(text)
+        (out / f"{stem}.md").write_text(text)
     return text
+
+
+def study_options(doc: str, ms: str, ms_help: str) -> argparse.ArgumentParser:
+    """The options of a study of one shape's step: --shape, --ms (exponents of 2), --repeats, --out."""
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--shape", default="784-512-1")
+    p.add_argument("--ms", default=ms, help=ms_help)
+    p.add_argument("--repeats", type=int, default=15)
+    p.add_argument("--out", default=None)
+    return p
 
 
 def _blas_of_numpy() -> str:
@@ -99,12 +115,7 @@ def _blas_of_numpy() -> str:
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--shape", default="784-512-1")
-    p.add_argument("--ms", default="12,13,14", help="exponents of 2 for m")
-    p.add_argument("--repeats", type=int, default=15)
-    p.add_argument("--out", default=None)
-    a = p.parse_args(argv)
+    a = study_options(__doc__, "12,13,14", "exponents of 2 for m").parse_args(argv)
     import torch
     from threadpoolctl import threadpool_limits
 

@@ -17,9 +17,7 @@ the element-wise work, the small products and the sums.  Writes
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
-import json
 import statistics
 import sys
 from pathlib import Path
@@ -29,7 +27,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from blas_study import _blas_of_numpy, _median_seconds  # noqa: E402
+from blas_study import _blas_of_numpy, _median_seconds, study_options, write_outputs  # noqa: E402
 from worker import TorchNNEntry, make_data  # noqa: E402
 
 ROUNDS = 3
@@ -72,23 +70,11 @@ def write_table(rows, env, out: Path | None) -> str:
         step, products, peer = r["numpy step"], r["its two products"], r["torch nn.Linear step (peer)"]
         lines.append(f"| 2^{r['m'].bit_length() - 1} | {step * 1e3:.2f} | {products * 1e3:.2f} | "
                      f"{(step - products) * 1e3:.2f} | {peer * 1e3:.2f} | {step / peer:.2f} | {products / peer:.2f} |")
-    text = "\n".join(lines) + "\n"
-    if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        with open(out / "step.jsonl", "w") as f:
-            for r in (env, *rows):
-                f.write(json.dumps(r) + "\n")
-        (out / "step.md").write_text(text)
-    return text
+    return write_outputs(out, "step", env, rows, lines)
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--shape", default="784-512-1")
-    p.add_argument("--ms", default="11,12,13", help="exponents of 2 for m, the examples of one core's chunk")
-    p.add_argument("--repeats", type=int, default=15)
-    p.add_argument("--out", default=None)
-    a = p.parse_args(argv)
+    a = study_options(__doc__, "11,12,13", "exponents of 2 for m, the examples of one core's chunk").parse_args(argv)
     import torch
     from threadpoolctl import threadpool_limits
 
