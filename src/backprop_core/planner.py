@@ -422,6 +422,19 @@ def _calibration_data(backend, n0, n1, n2, dtype, m):
     return X, Y, backend.parameters_from_host(initial_parameters_host(n0, n1, n2, "xavier", 0), dtype)
 
 
+def _median_seconds(step) -> float:
+    """Seconds of ``step()``: the median of three calls after one untimed (buffers, compilation,
+    threads started).  The median, not the best: two threads are erratic where they contend for
+    the GIL, and a lucky best would choose them where they mostly lose."""
+    step()
+    times = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t0)
+    return sorted(times)[1]
+
+
 def _measure(backend, n0, n1, n2, activation, dtype, budget_s):
     threads = sorted({1, cpu_cores()})
     sizes = _candidates(n0, n1, n2, np.dtype(dtype).itemsize)
@@ -438,15 +451,7 @@ def _measure(backend, n0, n1, n2, activation, dtype, budget_s):
                 m = c * w  # a chunk per thread
                 Xm, Ym = X[:, :m], Y[:, :m]
                 with chunked.running():
-                    chunked(params, Xm, Ym)  # warm-up: buffers, compilation, thread start
-                    times = []
-                    for _ in range(3):
-                        t0 = time.perf_counter()
-                        chunked(params, Xm, Ym)
-                        times.append(time.perf_counter() - t0)
-                # The median, not the best: two threads are erratic where they contend for the GIL,
-                # and a lucky best would choose them where they mostly lose.
-                rates[(c, w)] = m / sorted(times)[1]
+                    rates[(c, w)] = m / _median_seconds(lambda: chunked(params, Xm, Ym))
     log.debug("calibration of %d-%d-%d %s %s: %s", n0, n1, n2, activation.name, dtype,
               {k: f"{v / 1e6:.3g} M/s" for k, v in rates.items()})
     return rates
@@ -486,16 +491,6 @@ def process_calibration(backend, n0, n1, n2, activation, dtype,
     return _process_calibrations[key]
 
 
-def _median_step(workers, params) -> float:
-    workers(params)  # warm-up: the buffers
-    times = []
-    for _ in range(3):
-        t0 = time.perf_counter()
-        workers(params)
-        times.append(time.perf_counter() - t0)
-    return sorted(times)[1]
-
-
 def _measure_processes(backend, n0, n1, n2, activation, dtype, budget_s):
     count = cpu_cores()
     network = processes.Network.of((n0, n1, n2), activation, SIGMOID, False, dtype)
@@ -520,10 +515,10 @@ def _measure_processes(backend, n0, n1, n2, activation, dtype, budget_s):
                 # b is a chunk's time, a what every step pays beside its chunks.
                 n = m // (c * count)
                 workers.split(c, m, make)
-                many[c] = (_median_step(workers, params), n)
+                many[c] = (_median_seconds(lambda: workers(params)), n)
                 if n > 1:
                     workers.split(c, c * count, make)
-                    fixed.append((n * _median_step(workers, params) - many[c][0]) / (n - 1))
+                    fixed.append((n * _median_seconds(lambda: workers(params)) - many[c][0]) / (n - 1))
         finally:
             closing = time.perf_counter()
             workers.close()
