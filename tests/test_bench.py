@@ -90,13 +90,18 @@ def test_chunk_study_runs_end_to_end(tmp_path):
     assert (tmp_path / "chunks.png").read_bytes()[:4] == b"\x89PNG"
 
 
-def test_blas_study_times_both_products_with_both_libraries(tmp_path):
+def _study(script, ms, stem, out):
+    """Run a study of the step of 16-8-1 over 2^ms examples into ``out``: its env record and rows."""
     pytest.importorskip("torch", reason="torch is not installed")
-    out = subprocess.run(
-        [sys.executable, str(BENCH / "blas_study.py"), "--shape", "16-8-1", "--ms", "6", "--repeats", "2",
-         "--out", str(tmp_path)], capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr
-    env, *rows = [json.loads(line) for line in (tmp_path / "blas.jsonl").read_text().splitlines()]
+    done = subprocess.run([sys.executable, str(BENCH / script), "--shape", "16-8-1", "--ms", ms, "--repeats", "2",
+                           "--out", str(out)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    env, *rows = [json.loads(line) for line in (out / f"{stem}.jsonl").read_text().splitlines()]
+    return env, rows
+
+
+def test_blas_study_times_both_products_with_both_libraries(tmp_path):
+    env, rows = _study("blas_study.py", "6", "blas", tmp_path)
     assert env["kind"] == "environment" and env["torch_blas"] and env["numpy_blas"]
     threads = sorted({1, os.cpu_count() or 1})
     assert {(r["library"], r["product"], r["threads"]) for r in rows} == {
@@ -107,12 +112,7 @@ def test_blas_study_times_both_products_with_both_libraries(tmp_path):
 
 
 def test_step_anatomy_times_the_step_its_products_and_the_peer(tmp_path):
-    pytest.importorskip("torch", reason="torch is not installed")
-    out = subprocess.run(
-        [sys.executable, str(BENCH / "step_anatomy.py"), "--shape", "16-8-1", "--ms", "6,7", "--repeats", "2",
-         "--out", str(tmp_path)], capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr
-    env, *rows = [json.loads(line) for line in (tmp_path / "step.jsonl").read_text().splitlines()]
+    env, rows = _study("step_anatomy.py", "6,7", "step", tmp_path)
     assert env["kind"] == "environment" and env["shape"] == "16-8-1" and env["numpy_blas"]
     assert [r["m"] for r in rows] == [64, 128]
     assert all(r[key] > 0 for r in rows for key in ("numpy step", "its two products", "torch nn.Linear step (peer)"))
