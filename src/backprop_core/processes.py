@@ -295,10 +295,10 @@ def _pin(pids) -> tuple | None:
     returns (the thread's id, the cores it may use until then), or None where nothing was pinned."""
     if not hasattr(os, "sched_setaffinity"):
         return None
-    cores = sorted(os.sched_getaffinity(0))
+    before = os.sched_getaffinity(0)
+    cores = sorted(before)
     if len(cores) <= len(pids):
         return None
-    before = os.sched_getaffinity(0)
     for pid, core in zip(pids, cores[1:]):
         os.sched_setaffinity(pid, {core})
     os.sched_setaffinity(0, {cores[0]})  # on Linux, pid 0 is the calling thread
