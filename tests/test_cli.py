@@ -247,6 +247,17 @@ def test_a_save_that_fails_after_training_names_the_file_after_the_summary(tmp_p
     assert err.strip() == f"backprop-core: error: cannot save {tmp_path / 'm.npz'}: No space left on device"
 
 
+def test_a_file_error_names_the_file_once_whatever_its_name():
+    import errno
+
+    from backprop_core.cli import _file_error
+
+    said = "cannot save a: No space left on device"  # "a" is in the system's words too
+    assert str(_file_error(OSError(errno.ENOSPC, "No space left on device"), "a", "save")) == said
+    assert str(_file_error(OSError(errno.ENOSPC, said), "a", "save")) == said  # the library's, kept as it is
+    assert str(_file_error(FileNotFoundError("no data file at d.csv"), "d.csv", "read")) == "no data file at d.csv"
+
+
 def test_predict_output_path_is_checked_before_loading(tmp_path):
     one_line_error(run("predict", "missing.npz", "--data", "missing.csv", "--output", tmp_path), "is a folder")
 

@@ -57,13 +57,22 @@ class UserError(BackpropCoreError):
 
 @contextlib.contextmanager
 def _named_file(path, doing: str):
-    """An OSError on a file the user named (missing, unreadable, a full disk) is a UserError
-    naming it: in the library's own words where it wrote them (they name the file), else
-    "cannot {doing} {path}: " and the system's.  Only here: an OSError anywhere else is a bug's."""
+    """An OSError on a file the user named is a UserError naming it (:func:`_file_error`).
+    Only here: an OSError anywhere else is a bug's."""
     try:
         yield
     except OSError as exc:
-        raise UserError(str(exc) if exc.strerror is None else f"cannot {doing} {path}: {exc.strerror}") from None
+        raise _file_error(exc, path, doing) from None
+
+
+def _file_error(exc: OSError, path, doing: str) -> UserError:
+    """An OSError on a file the user named (missing, unreadable, a full disk) as a UserError
+    naming it: in the library's own words where it wrote them (a message alone, or one that
+    begins "cannot {doing} {path}"), else "cannot {doing} {path}: " and the system's."""
+    said = f"cannot {doing} {path}"
+    if exc.strerror is None:
+        return UserError(str(exc))
+    return UserError(exc.strerror if exc.strerror.startswith(f"{said}:") else f"{said}: {exc.strerror}")
 
 
 # -- standard streams that cannot stop the work ---------------------------------------
@@ -537,8 +546,7 @@ def cmd_train(args) -> int:
             model.save(args.save)
             summary["saved"] = args.save
         except OSError as exc:  # a full disk, a folder gone since the check: say so after the summary
-            reason = exc.strerror or str(exc)  # the library's own names the file already
-            unsaved = UserError(reason if str(args.save) in reason else f"cannot save {args.save}: {reason}")
+            unsaved = _file_error(exc, args.save, "save")
     summary.update(_training_summary(model, X, y, elapsed, backend, stopped, final_cost))
     if args.plot:
         _plot_training(model, X, y, args.plot, baseline)
