@@ -460,7 +460,7 @@ class BackpropClassifier(ClassifierMixin, BaseEstimator):
         params = self.get_params() | {"hidden_units": int(self._network.host()["W1"].shape[0]),
                                       "activation": self.activation_,
                                       "standardize": getattr(self, "feature_mean_", None) is not None}
-        if params["device"] is None or isinstance(params["device"], (str, int)):
+        if _is_portable(params["device"]):
             return params  # nothing to name: the backend need not wake (a GPU's, where none is)
         return _recorded_params(params, self.backend_)
 
@@ -565,18 +565,22 @@ def _where(place) -> str:
         return f"{place.name} on {place.requested_device}"
 
 
+def _is_portable(device) -> bool:
+    """A device named by a string or an index (or None) travels with a pickle or a file; a live
+    object (a Dask Client, a torch.device) does not."""
+    return device is None or isinstance(device, (str, int))
+
+
 def _portable_device(spec):
-    """A device named by a string or an index travels with a pickle; a live object (a Client) does not."""
-    return spec if spec is None or isinstance(spec, (str, int)) else None
+    return spec if _is_portable(spec) else None
 
 
 def _recorded_params(params: dict, backend) -> dict:
     """The hyperparameters a fit ran with, as ``fitted_params_`` keeps them: a device given as a
-    live object (a Dask Client, a torch.device) by the name that finds it again."""
-    device = params["device"]
-    if not (device is None or isinstance(device, (str, int))):
-        return params | {"device": backend.device_name}
-    return dict(params)
+    live object by the name that finds it again."""
+    if _is_portable(params["device"]):
+        return dict(params)
+    return params | {"device": backend.device_name}
 
 
 def _jsonable_params(params: dict) -> dict:
@@ -585,8 +589,8 @@ def _jsonable_params(params: dict) -> dict:
     for k, v in params.items():
         if isinstance(v, np.generic):
             v = v.item()
-        elif k == "device" and v is not None:
-            v = _portable_device(v) if isinstance(v, (str, int)) else str(v)
+        elif k == "device" and not _is_portable(v):
+            v = str(v)
         out[k] = v
     return out
 
