@@ -192,7 +192,7 @@ def check_model(parameters: dict, meta: dict) -> None:
     for key, (value, actual, what) in recorded.items():
         if value is not None and value != actual:
             raise Problem(f"metadata {key} is {value} but {what} is {actual}")
-    if any(meta_key in meta for meta_key, (required, _, _) in METADATA.items() if required == LABELS):
+    if _labelled(meta):
         _check_labels(meta, n2)
     else:
         _check_unlabelled(meta, n2)
@@ -203,7 +203,7 @@ def _check_metadata(meta: dict) -> None:
     unknown = sorted(set(meta) - set(METADATA))
     if unknown:
         raise Problem(f"its metadata has unknown key(s) {unknown}; known: {sorted(METADATA)}")
-    labelled = [key for key, (required, _, _) in METADATA.items() if required == LABELS and key in meta]
+    labelled = _labelled(meta)
     for key, (required, test, what) in METADATA.items():
         if key not in meta:
             if required is True:
@@ -220,6 +220,11 @@ def _check_metadata(meta: dict) -> None:
         test, what = HYPERPARAMETERS[key]
         if not test(value):
             raise Problem(f"hyperparameter {key} must be {what}, not {_shown(value)}")
+
+
+def _labelled(meta: dict) -> list:
+    """The fields recorded ``with the labels`` that ``meta`` holds: none in a file written before."""
+    return [key for key, (required, _, _) in METADATA.items() if required == LABELS and key in meta]
 
 
 def _shown(value) -> str:
