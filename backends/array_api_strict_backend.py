@@ -4,8 +4,8 @@ Devices: ``None`` or ``"CPU_DEVICE"`` (default), ``"device1"``, ``"device2"`` (f
 devices that catch every array made without ``device=``), the devices without
 64-bit types that newer versions have (``"no_float64"``, ``"no_x64"``), or an
 ``array_api_strict.Device``.  The default dtype is the device's own, as the
-library's inspection API reports it: float32 where float64 is missing.  Flags such as boolean indexing are set with
-``array_api_strict.set_array_api_strict_flags``.
+library's inspection API reports it: float32 where float64 is missing.  Flags
+such as boolean indexing are set with ``array_api_strict.set_array_api_strict_flags``.
 """
 
 from __future__ import annotations
