@@ -174,10 +174,7 @@ def check_model(parameters: dict, meta: dict) -> None:
     """Parameters finite, shapes consistent with each other and with the metadata; metadata typed,
     and what the estimator reads (labels, output layer, features) consistent with itself and the weights."""
     for name, A in parameters.items():
-        if A.dtype.kind != "f" or A.dtype.itemsize not in (4, 8):
-            raise Problem(f"{name} has dtype {A.dtype}; parameters are float32 or float64")
-        if A.ndim != 2 or A.size == 0:
-            raise Problem(f"{name} has shape {A.shape}; parameters are non-empty 2-D arrays")
+        check_layout(name, A.dtype, A.shape)
         bad = int(A.size - np.count_nonzero(np.isfinite(A)))
         if bad:
             raise Problem(f"{name} holds {bad} NaN or infinite value(s)")
@@ -197,6 +194,14 @@ def check_model(parameters: dict, meta: dict) -> None:
     else:
         _check_unlabelled(meta, n2)
     _check_features(meta, n0)
+
+
+def check_layout(name: str, dtype: np.dtype, shape: tuple) -> None:
+    """A parameter's dtype and shape, of its array or, before its data are read, of its .npy header."""
+    if dtype.kind != "f" or dtype.itemsize not in (4, 8):
+        raise Problem(f"{name} has dtype {dtype}; parameters are float32 or float64")
+    if len(shape) != 2 or min(shape) < 1:
+        raise Problem(f"{name} has shape {shape}; parameters are non-empty 2-D arrays")
 
 
 def _check_metadata(meta: dict) -> None:

@@ -31,7 +31,7 @@ import numpy as np
 from numpy.lib import format as npy
 
 from .errors import InvalidInputError, ModelFileError
-from .model_schema import FORMAT, MAX_METADATA_CHARS, Problem, check_model
+from .model_schema import FORMAT, MAX_METADATA_CHARS, Problem, check_layout, check_model
 from .parameters import NAMES
 
 #: The four parameter arrays together may declare at most this many bytes of data.
@@ -267,10 +267,7 @@ def _declared_array(archive, info) -> tuple:
         if dtype.kind != "U" or shape != ():
             raise Problem(f"{what} must be a 0-d unicode array, not {dtype} of shape {shape}")
     else:
-        if dtype.kind != "f" or dtype.itemsize not in (4, 8):
-            raise Problem(f"{what} has dtype {dtype}; parameters are float32 or float64")
-        if len(shape) != 2 or min(shape) < 1:
-            raise Problem(f"{what} has shape {shape}; parameters are non-empty 2-D arrays")
+        check_layout(what, dtype, shape)
     nbytes = math.prod(shape) * dtype.itemsize
     if nbytes > limit:
         raise Problem(f"{what} declares {nbytes} bytes of data, more than the limit of {limit}")
