@@ -373,13 +373,11 @@ def _in_option_words(message: str) -> str:
 def _read_table(path, target, args):
     from .data_io import load_table
 
-    try:
-        with _named_file(path, "read"):
+    with _named_file(path, "read"):
+        try:
             return load_table(path, target, header=args.header, encoding=args.encoding)
-    except UserError:
-        raise
-    except BackpropCoreError as exc:
-        raise UserError(_in_option_words(str(exc))) from None
+        except BackpropCoreError as exc:
+            raise UserError(_in_option_words(str(exc))) from None
 
 
 def _load_data(args, need_labels=True):
