@@ -25,10 +25,12 @@ from .validation import NUMERIC_LABEL_DTYPES, check_parameters, is_label_dtype_n
 FORMAT = "backprop-core/1"
 #: The metadata JSON may be at most this many characters long.
 MAX_METADATA_CHARS = 10_000_000
+#: ... so its member, a NumPy unicode array of 4 bytes a character, at most this many bytes.
+MAX_METADATA_BYTES = 4 * MAX_METADATA_CHARS
 #: The fitted classes, as the fixed-width array they load into, may take at most this many
 #: bytes: no more than the metadata member itself may (a short text of one long class and
 #: many short ones would otherwise pad out to far more).
-MAX_CLASSES_BYTES = 4 * MAX_METADATA_CHARS
+MAX_CLASSES_BYTES = MAX_METADATA_BYTES
 
 
 class Problem(Exception):

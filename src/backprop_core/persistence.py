@@ -31,7 +31,7 @@ import numpy as np
 from numpy.lib import format as npy
 
 from .errors import InvalidInputError, ModelFileError
-from .model_schema import FORMAT, MAX_METADATA_CHARS, Problem, check_layout, check_model
+from .model_schema import FORMAT, MAX_METADATA_BYTES, MAX_METADATA_CHARS, Problem, check_layout, check_model
 from .parameters import NAMES
 
 #: The four parameter arrays together may declare at most this many bytes of data.
@@ -247,7 +247,7 @@ def _declared_array(archive, info) -> tuple:
     else:
         raise Problem(f"{what} uses zip compression method {info.compress_type}; "
                       "only stored or deflated members are read")
-    limit = MAX_ARRAY_BYTES if what != f"{_META}.npy" else 4 * MAX_METADATA_CHARS
+    limit = MAX_ARRAY_BYTES if what != f"{_META}.npy" else MAX_METADATA_BYTES
     if info.file_size > limit + MAX_HEADER_CHARS + 16:
         raise Problem(f"{what} declares {info.file_size} bytes, more than the limit of {limit}")
     with archive.open(info) as member:
