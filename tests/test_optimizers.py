@@ -483,3 +483,35 @@ def test_nn_model_trains_with_adam_and_a_penalty(flower_data):
     parameters, costs = bc.nn_model(X, Y, 4, 1000, learning_rate=0.01, optimizer="adam", alpha=0.1,
                                     return_costs=True)
     assert costs[-1][1] < 0.5 * costs[0][1]
+
+
+# -- around the rules --------------------------------------------------------------------------------------
+def test_streamed_chunks_apply_the_rule_to_their_sums(problem):
+    X, Y, p = problem
+    done = fit(X, Y, hidden_units=6, activation=TANH, learning_rate=0.05, num_iterations=4, parameters=p,
+               optimizer="adam", alpha=0.3, chunk_size=1024, stream=True)
+    assert done.plan.mode == "streamed chunks"
+    want = _hand_fit(X, Y, p, "adam", 0.05, 0.3, 4)
+    for k in NAMES:
+        np.testing.assert_allclose(done.result.parameters[k], want[k], rtol=1e-9, atol=1e-12, err_msg=k)
+
+
+def test_early_stopping_runs_with_a_rule_and_hands_back_its_state(problem):
+    X, Y, p = problem
+    done = fit(X[:, :4000], Y[:, :4000], hidden_units=6, activation=TANH, learning_rate=0.01, num_iterations=50,
+               parameters=p, optimizer="adam", cost_every=5, validation=(X[:, 4000:], Y[:, 4000:], None),
+               n_iter_no_change=1, tol=1.0)  # no check improves by 1: it stops at the third check
+    assert done.result.n_iter == 10
+    assert int(done.result.optimizer_state["t"]) == 10  # the state of the n_iter updates run
+
+
+def test_the_feature_scale_advice_is_given_for_gradient_descent_only(problem):
+    import warnings
+
+    X, Y, p = problem
+    common = dict(hidden_units=6, activation=TANH, learning_rate=0.01, num_iterations=3, parameters=p)
+    with pytest.warns(bc.FeatureScaleWarning, match="learning_rate=0.01"):
+        fit(100.0 * X, Y, **common)  # mean squares near 10,000: gradient descent's rate 0.01 is unsafe
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", bc.FeatureScaleWarning)
+        fit(100.0 * X, Y, optimizer="adam", **common)  # Adam's step does not grow with the scale
