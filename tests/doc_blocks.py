@@ -4,7 +4,10 @@ A page's Python blocks and shell commands run in document order in one fresh
 folder, each in its own process, as a reader pasting them would.  A comment
 ``# prints: TEXT`` in a Python block is a claim about its output, checked by the
 tests that use this module.  A command a test does not run is named, with the
-reason, in that test's ``NOT_RUN`` (a prefix of the command and why).
+reason, in that test's ``NOT_RUN`` (a prefix of the command and why).  A page
+whose blocks are too slow for the suite says so itself, in a comment
+``<!-- not run by the tests: REASON -->``; its Python blocks are then only
+compiled.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```\n", re.S | re.M)
+NOT_RUN_PAGE = re.compile(r"<!-- not run by the tests: (.+?) -->", re.S)
 #: Where the console script and this interpreter live: first on a reader's PATH.
 BIN = Path(sys.executable).parent
 
@@ -54,6 +58,12 @@ class Page:
             elif lang == "sh":
                 self.steps += [("sh", command) for command in commands(body)]
 
+    @property
+    def not_run_page(self) -> str | None:
+        """Why none of the page's blocks is run, where the page says so."""
+        found = NOT_RUN_PAGE.search(self.text)
+        return found and found[1]
+
     def not_run_reason(self, command: str) -> str | None:
         return next((why for prefix, why in self.not_run.items() if command.startswith(prefix)), None)
 
@@ -74,12 +84,20 @@ class Page:
         """Every step that is run, in order, in ``folder``: ``{step: CompletedProcess}``."""
         env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
         done = {}
+        if self.not_run_page:
+            return done
         for lang, body in self.steps:
             argv = [sys.executable, "-c", body] if lang == "python" else ["bash", "-c", body]
             if lang == "python" or self.not_run_reason(body) is None:
                 done[body] = subprocess.run(argv, capture_output=True, text=True, cwd=folder, env=env,
                                             timeout=timeout)
         return done
+
+
+#: The commands that draw the lecture's figures (tests/test_readme.py runs them and compares
+#: their JSON with the committed JSON, which every page quoting the numbers must match).
+FIGURES = {"flower": "backprop-core train --baseline --plot docs/flower.png --json > docs/flower.json",
+           "sweep": "backprop-core sweep --plot docs/sweep.png --json > docs/sweep.json"}
 
 
 # -- the lecture's numbers, quoted from the committed JSON of the commands that drew the figures ---

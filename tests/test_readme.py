@@ -21,7 +21,7 @@ import subprocess
 import pytest
 
 from conftest import COMMAND
-from doc_blocks import ROOT, Page, blocks, claims, committed, flower_sentence, sweep_table
+from doc_blocks import FIGURES, ROOT, Page, blocks, claims, committed, flower_sentence, sweep_table
 
 README = ROOT / "README.md"
 COLUMNS = "100"
@@ -87,10 +87,6 @@ def test_set_up_is_the_two_commands_and_ci_runs_the_second():
 
 
 # -- the numbers: from the commands that draw the figures -------------------------------------
-
-FIGURES = {"flower": "backprop-core train --baseline --plot docs/flower.png --json > docs/flower.json",
-           "sweep": "backprop-core sweep --plot docs/sweep.png --json > docs/sweep.json"}
-
 
 @pytest.mark.parametrize("name", FIGURES)
 def test_figure_commands_are_in_the_readme_and_draw_their_figure(reader, name):
