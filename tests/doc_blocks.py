@@ -80,18 +80,37 @@ class Page:
     def skipped(self) -> list[str]:
         return [body for lang, body in self.steps if lang == "sh" and self.not_run_reason(body) is not None]
 
+    def runnable(self) -> list[tuple[str, str]]:
+        """The steps that are run, in order: none where the page says it is not run."""
+        if self.not_run_page:
+            return []
+        return [(lang, body) for lang, body in self.steps if lang == "python" or self.not_run_reason(body) is None]
+
     def run(self, folder: Path, timeout: float = 600) -> dict:
         """Every step that is run, in order, in ``folder``: ``{step: CompletedProcess}``."""
-        env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
-        done = {}
-        if self.not_run_page:
-            return done
-        for lang, body in self.steps:
-            argv = [sys.executable, "-c", body] if lang == "python" else ["bash", "-c", body]
-            if lang == "python" or self.not_run_reason(body) is None:
-                done[body] = subprocess.run(argv, capture_output=True, text=True, cwd=folder, env=env,
-                                            timeout=timeout)
-        return done
+        return {body: _run_step(lang, body, folder, timeout) for lang, body in self.runnable()}
+
+    def reader(self, folder: Path, timeout: float = 600):
+        """``result(step)``: that step's CompletedProcess, the steps before it run first, in order.
+
+        Each test then waits for its own step, not for the whole page.
+        """
+        done, pending = {}, iter(self.runnable())
+
+        def result(step):
+            while step not in done:
+                lang, body = next(pending)
+                done[body] = _run_step(lang, body, folder, timeout)
+            return done[step]
+
+        return result
+
+
+def _run_step(lang: str, body: str, folder: Path, timeout: float) -> subprocess.CompletedProcess:
+    """One step in its own process, in ``folder``, with this interpreter and its scripts first on PATH."""
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    argv = [sys.executable, "-c", body] if lang == "python" else ["bash", "-c", body]
+    return subprocess.run(argv, capture_output=True, text=True, cwd=folder, env=env, timeout=timeout)
 
 
 #: The commands that draw the lecture's figures (tests/test_readme.py runs them and compares

@@ -124,15 +124,15 @@ def test_command_line_page_is_in_the_site(site):
 
 @pytest.fixture(scope="module")
 def reader(tmp_path_factory):
-    """Each page's steps run in order in a fresh folder of its own, on first use: ``{step: process}``."""
-    done = {}
+    """``reader(page, step)``: the step's process, each page's steps run in order in a fresh folder of its own."""
+    readers = {}
 
-    def ran(name):
-        if name not in done:
-            done[name] = PAGES[name].run(tmp_path_factory.mktemp(name.replace("/", "-")))
-        return done[name]
+    def result(name, step):
+        if name not in readers:
+            readers[name] = PAGES[name].reader(tmp_path_factory.mktemp(name.replace("/", "-")))
+        return readers[name](step)
 
-    return ran
+    return result
 
 
 @pytest.mark.parametrize("block", PYTHON)
@@ -141,7 +141,7 @@ def test_python_block_runs(reader, block):
     if PAGES[name].not_run_page:
         compile(body, block, "exec")  # a page too slow for the suite still holds Python
         return
-    out = reader(name)[body]
+    out = reader(name, body)
     assert out.returncode == 0, out.stderr[-4000:]
 
 
@@ -149,7 +149,7 @@ def test_python_block_runs(reader, block):
                                    if claims(body) and not PAGES[name].not_run_page])
 def test_python_block_prints_what_its_comments_say(reader, block):
     name, body = PYTHON[block]
-    printed = reader(name)[body].stdout.splitlines()
+    printed = reader(name, body).stdout.splitlines()
     for claim in claims(body):
         assert claim in printed, (claim, printed)
 
@@ -157,7 +157,7 @@ def test_python_block_prints_what_its_comments_say(reader, block):
 @pytest.mark.parametrize("step", [step for step, (name, _) in SHELL.items() if not PAGES[name].not_run_page])
 def test_command_runs_without_error(reader, step):
     name, command = SHELL[step]
-    out = reader(name)[command]
+    out = reader(name, command)
     assert out.returncode == 0 and "Traceback" not in out.stderr, out.stderr[-4000:]
 
 
