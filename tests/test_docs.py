@@ -21,7 +21,7 @@ import sys
 import pytest
 
 from conftest import COMMAND
-from doc_blocks import FIGURES, ROOT, Page, claims, committed, flower_sentence, sweep_table
+from doc_blocks import FIGURES, ROOT, Page, blocks, claims, committed, flower_sentence, sweep_table
 
 DOCS = ROOT / "docs"
 #: Commands of the pages that this test does not run, and why.
@@ -181,3 +181,23 @@ def test_tutorial_quotes_the_committed_numbers():
     assert flower_sentence(committed("flower")) in text
     assert sentence in text and table in text
     assert "(flower.png)" in text and "(sweep.png)" in text
+
+
+def test_guide_quotes_the_committed_comparison_with_mlp():
+    # The guide's breast-cancer settings and 96.5% are the committed table's (bench/vs_mlp.py).
+    table = (ROOT / "bench" / "results" / "cpu-2026-11-28" / "vs_mlp.md").read_text()
+    row = next(line for line in table.splitlines() if line.startswith("| breast cancer (scaled) |"))
+    cells = [cell.strip() for cell in row.strip("|").split("|")]
+    assert cells[2:5] == ["16", "96.5 %", "96.5 % (adam)"], cells
+    assert "lr 0.5, 500 iterations (chosen by CV" in table and "init xavier; test accuracy 96.5 %" in table
+    guide = (DOCS / "guide.md").read_text()
+    assert "`bench/results/cpu-2026-11-28/vs_mlp.md`, has 96.5% on this\nsplit" in guide
+    assert "print(f\"test accuracy {model.score(X_test, y_test):.3f}\")    # prints: test accuracy 0.965" in guide
+
+
+def test_home_page_sets_up_with_the_readmes_two_commands():
+    def set_up(text):
+        section = text.split("## Set up", 1)[1].split("\n## ", 1)[0]
+        return [body.strip() for lang, body in blocks(section) if lang == "sh"]
+
+    assert set_up((DOCS / "index.md").read_text()) == set_up((ROOT / "README.md").read_text())
