@@ -12,8 +12,6 @@ import contextlib
 import io
 import os
 
-from mkdocs.structure.files import File
-
 PAGE = "cli.md"
 COLUMNS = "100"
 
@@ -63,5 +61,7 @@ def page() -> str:
 
 
 def on_files(files, config):
+    from mkdocs.structure.files import File  # here, so the tests compare the help without MkDocs
+
     files.append(File.generated(config, PAGE, content=page()))
     return files
