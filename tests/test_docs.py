@@ -25,11 +25,12 @@ from doc_blocks import FIGURES, ROOT, Page, blocks, claims, committed, flower_se
 
 DOCS = ROOT / "docs"
 #: Commands of the pages that this test does not run, and why.
+DRAWS_A_FIGURE = "draws a committed figure: tests/test_readme.py runs it and compares its JSON with the committed JSON"
 NOT_RUN = {
     "pip install": "installing: the test runs in the environment that install made",
     "python3 -m pytest": "the test suite itself",
-    FIGURES["flower"]: "draws a committed figure: tests/test_readme.py runs it and compares its JSON with the committed JSON",
-    FIGURES["sweep"]: "draws a committed figure: tests/test_readme.py runs it and compares its JSON with the committed JSON",
+    FIGURES["flower"]: DRAWS_A_FIGURE,
+    FIGURES["sweep"]: DRAWS_A_FIGURE,
 }
 PAGES = {str(path.relative_to(DOCS)): Page(path.read_text(), NOT_RUN)
          for path in sorted(DOCS.rglob("*.md")) if "_hooks" not in path.parts}
