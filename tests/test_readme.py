@@ -1,6 +1,7 @@
 """The README as a reader follows it: every block run in order, every number traced to its source.
 
-Python blocks and shell commands run in document order in one fresh folder,
+Python blocks and shell commands run in document order in one fresh folder
+(tests/doc_blocks.py, shared with the documentation pages' test),
 each in its own process, as a reader pasting them would.  A comment
 ``# prints: TEXT`` in a Python block is a claim about its output, checked.
 The commands that draw docs/flower.png and docs/sweep.png are run as written
@@ -16,18 +17,13 @@ import json
 import os
 import re
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from conftest import COMMAND
+from doc_blocks import FIGURES, ROOT, Page, blocks, claims, committed, flower_sentence, sweep_table
 
-ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
-FENCE = re.compile(r"^```(\w*)\n(.*?)^```\n", re.S | re.M)
-#: Where the console script and this interpreter live: first on a reader's PATH.
-BIN = Path(sys.executable).parent
 COLUMNS = "100"
 
 #: Commands of the README that this test does not run, and why.
@@ -40,37 +36,12 @@ NOT_RUN = {
 SET_UP = ["pip install . && backprop-core train", 'pip install -e ".[test]" && python3 -m pytest']
 
 
-def blocks(text=None) -> list[tuple[str, str]]:
-    """``(language, body)`` of every fenced block, in document order."""
-    return [(m[1], m[2]) for m in FENCE.finditer(README.read_text() if text is None else text)]
-
-
-def commands(body) -> list[str]:
-    """The commands of a shell block: one a line, ``a && b`` as two."""
-    lines = [line.split(" #")[0].strip() for line in body.splitlines()]
-    return [part.strip() for line in lines if line and not line.startswith("#") for part in line.split("&&")]
-
-
-def not_run_reason(command):
-    return next((why for prefix, why in NOT_RUN.items() if command.startswith(prefix)), None)
-
-
-def steps() -> list[tuple[str, str]]:
-    """``("python", block)`` and ``("sh", command)`` in document order."""
-    out = []
-    for lang, body in blocks():
-        if lang == "python":
-            out.append(("python", body))
-        elif lang == "sh":
-            out += [("sh", command) for command in commands(body)]
-    return out
-
-
-ORDER = steps()
-PYTHON = [body for lang, body in ORDER if lang == "python"]
+PAGE = Page(README.read_text(), NOT_RUN)
+ORDER = PAGE.steps
+PYTHON = PAGE.python
 #: What each Python block says it prints (``# prints: ...`` comments), for the blocks that say.
-CLAIMS = {f"python-{i + 1}": re.findall(r"# prints: (.+)$", body, re.M) for i, body in enumerate(PYTHON)}
-SHELL = [body for lang, body in ORDER if lang == "sh" and not_run_reason(body) is None]
+CLAIMS = {f"python-{i + 1}": claims(body) for i, body in enumerate(PYTHON)}
+SHELL = PAGE.shell
 
 
 @pytest.fixture(scope="module")
@@ -78,16 +49,7 @@ def reader(tmp_path_factory):
     """Every step run in order in one fresh folder: ``{step: CompletedProcess}`` and the folder."""
     folder = tmp_path_factory.mktemp("reader")
     (folder / "docs").mkdir()
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
-    done = {}
-    for lang, body in ORDER:
-        if lang == "python":
-            done[body] = subprocess.run([sys.executable, "-c", body], capture_output=True, text=True, cwd=folder,
-                                        env=env, timeout=600)
-        elif not_run_reason(body) is None:
-            done[body] = subprocess.run(["bash", "-c", body], capture_output=True, text=True, cwd=folder,
-                                        env=env, timeout=600)
-    return folder, done
+    return folder, PAGE.run(folder)
 
 
 # -- every block runs, and says what it prints ---------------------------------------------
@@ -103,7 +65,7 @@ def test_python_block_prints_what_its_comments_say(reader, block):
     body, claims = PYTHON[int(block.split("-")[1]) - 1], CLAIMS[block]
     printed = reader[1][body].stdout.splitlines()
     for claim in claims:
-        assert claim.strip() in printed, (claim, printed)
+        assert claim in printed, (claim, printed)
 
 
 @pytest.mark.parametrize("command", SHELL)
@@ -113,8 +75,7 @@ def test_command_runs_without_error(reader, command):
 
 
 def test_every_command_is_run_or_says_why_not():
-    skipped = [c for lang, c in ORDER if lang == "sh" and not_run_reason(c) is not None]
-    assert {not_run_reason(c) for c in skipped} == set(NOT_RUN.values())  # no excuse unused
+    assert {PAGE.not_run_reason(c) for c in PAGE.skipped} == set(NOT_RUN.values())  # no excuse unused
     assert all(c.startswith(("backprop-core", "pip install", "python3 -m pytest", "python bench/"))
                for lang, c in ORDER if lang == "sh")
 
@@ -126,14 +87,6 @@ def test_set_up_is_the_two_commands_and_ci_runs_the_second():
 
 
 # -- the numbers: from the commands that draw the figures -------------------------------------
-
-FIGURES = {"flower": "backprop-core train --baseline --plot docs/flower.png --json > docs/flower.json",
-           "sweep": "backprop-core sweep --plot docs/sweep.png --json > docs/sweep.json"}
-
-
-def committed(name) -> dict:
-    return json.loads((ROOT / "docs" / f"{name}.json").read_text())
-
 
 @pytest.mark.parametrize("name", FIGURES)
 def test_figure_commands_are_in_the_readme_and_draw_their_figure(reader, name):
@@ -156,20 +109,12 @@ def test_sweep_run_gives_the_committed_numbers(reader):
 
 
 def test_readme_quotes_the_committed_flower_numbers():
-    run = committed("flower")
-    assert (f"The flower (numpy, {run['hidden']} {run['activation']} hidden units, learning rate "
-            f"{run['learning_rate']:g}, {run['iterations']:,} iterations): training accuracy "
-            f"{100 * run['training_accuracy']:.1f}% (logistic regression: "
-            f"{100 * run['baseline_training_accuracy']:.1f}%).") in README.read_text()
+    assert flower_sentence(committed("flower")) in README.read_text()
 
 
 def test_readme_quotes_the_committed_sweep_table():
-    run = committed("sweep")
-    table = "| hidden units | training accuracy |\n|---|---|\n" + "".join(
-        f"| {r['hidden']} | {100 * r['training_accuracy']:.1f}% |\n" for r in run["results"])
-    assert table in README.read_text()
-    assert (f"The sweep ({run['iterations']:,} iterations each, learning rate {run['learning_rate']:g}, "
-            f"{run['activation']})") in README.read_text()
+    sentence, table = sweep_table(committed("sweep"))
+    assert sentence in README.read_text() and table in README.read_text()
 
 
 # -- the reference: the parser's own words --------------------------------------------------

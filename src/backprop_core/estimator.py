@@ -112,6 +112,8 @@ class BackpropClassifier(ClassifierMixin, BaseEstimator):
         features lie far from 0 or spread over tens of units (``blobs``) need it.
         A constant feature gets scale 1.
 
+    Notes
+    -----
     Dask arrays are accepted directly: training then runs on Dask (see the
     ``dask`` backend), with the parameters on the client.
 

@@ -1,0 +1,204 @@
+"""The documentation site: built with warnings as errors, every code block run, every number traced.
+
+The site (mkdocs.yml, pages under docs/) is built with ``mkdocs build --strict``
+into a temporary folder, as CI builds it.  Every page's Python blocks and shell
+commands run in document order in a fresh folder (tests/doc_blocks.py, as for
+the README), and their ``# prints:`` claims are checked.  The command-line page
+is written from the parser when the site is built; it is compared here with
+what the installed ``backprop-core`` prints.  The API reference is checked to
+document every name ``backprop_core`` exports.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from conftest import COMMAND
+from doc_blocks import FIGURES, ROOT, Page, blocks, claims, committed, flower_sentence, sweep_table
+
+DOCS = ROOT / "docs"
+#: Commands of the pages that this test does not run, and why.
+DRAWS_A_FIGURE = "draws a committed figure: tests/test_readme.py runs it and compares its JSON with the committed JSON"
+NOT_RUN = {
+    "pip install": "installing: the test runs in the environment that install made",
+    "python3 -m pytest": "the test suite itself",
+    FIGURES["flower"]: DRAWS_A_FIGURE,
+    FIGURES["sweep"]: DRAWS_A_FIGURE,
+}
+PAGES = {str(path.relative_to(DOCS)): Page(path.read_text(), NOT_RUN)
+         for path in sorted(DOCS.rglob("*.md")) if "_hooks" not in path.parts}
+PYTHON = {f"{name}-python-{i + 1}": (name, body) for name, page in PAGES.items() for i, body in enumerate(page.python)}
+SHELL = {f"{name}: {command}": (name, command) for name, page in PAGES.items() for command in page.shell}
+SITE_PACKAGES = ("mkdocs", "material", "mkdocstrings", "mkdocstrings_handlers.python")
+
+
+def _hook(name):
+    """One of the site's hooks (docs/_hooks), imported as mkdocs imports it."""
+    spec = importlib.util.spec_from_file_location(f"hook_{name}", DOCS / "_hooks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# -- the site builds, with warnings as errors ---------------------------------------------------
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    """The site as ``mkdocs build --strict`` writes it: the folder and the build's output."""
+    for package in SITE_PACKAGES:
+        pytest.importorskip(package, reason=f"{package} is not installed: pip install -e '.[docs]'")
+    folder = tmp_path_factory.mktemp("site")
+    env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}  # Material's notice about MkDocs 2 is news, not a fault
+    out = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(folder)],
+                         cwd=ROOT, capture_output=True, text=True, env=env, timeout=600)
+    return folder, out
+
+
+def test_site_builds_with_warnings_as_errors(site):
+    folder, out = site
+    assert out.returncode == 0, out.stderr[-4000:]
+    assert "WARNING" not in out.stderr, out.stderr[-4000:]
+    assert (folder / "index.html").exists()
+
+
+def test_every_page_is_in_the_navigation():
+    nav = (ROOT / "mkdocs.yml").read_text().split("\nnav:\n", 1)[1]
+    assert set(re.findall(r": (\S+\.md)$", nav, re.M)) == set(PAGES) | {"cli.md"}
+
+
+def test_site_loads_nothing_from_outside(site):
+    # Readable offline: no web fonts, stylesheets or scripts from another host.
+    folder = site[0]
+    fetched = re.compile(r"""<(?:link|script|img)\b[^>]*\b(?:href|src)=["']?(?:https?:)?//""", re.I)
+    for page in folder.rglob("*.html"):
+        assert not fetched.search(page.read_text()), page
+    for sheet in folder.rglob("*.css"):
+        assert not re.search(r"@import\s+url\(\s*['\"]?(?:https?:)?//", sheet.read_text()), sheet
+
+
+def test_api_reference_documents_every_name_the_package_exports(site):
+    import backprop_core
+
+    anchors = set()
+    for page in (site[0] / "reference").rglob("*.html"):
+        anchors |= {a.rsplit(".", 1)[-1] for a in re.findall(r'id="([\w.]+)"', page.read_text())}
+    assert set(backprop_core.__all__) <= anchors, sorted(set(backprop_core.__all__) - anchors)
+
+
+def test_docstrings_show_no_restructuredtext_marks(site):
+    for page in (site[0] / "reference").rglob("*.html"):
+        assert not re.search(r":(?:func|class|meth|mod|attr|exc):<code>|::</p>", page.read_text()), page
+
+
+# -- the command-line page: the parser's own words ----------------------------------------------
+
+@functools.cache
+def help_text(argv: tuple) -> str:
+    env = {**os.environ, "COLUMNS": _hook("cli_reference").COLUMNS}
+    out = subprocess.run([*COMMAND, *argv, "--help"], capture_output=True, text=True, env=env, timeout=300,
+                         check=True)
+    return out.stdout.rstrip()
+
+
+def test_command_line_page_is_what_each_command_prints():
+    texts = _hook("cli_reference").help_texts()
+    assert set(texts) == {"", "train", "sweep", "predict", "backends"}
+    for command, text in texts.items():
+        assert text == help_text((command,) if command else ()), command
+
+
+def test_command_line_page_is_in_the_site(site):
+    page = (site[0] / "cli" / "index.html").read_text()
+    for command in ("train", "sweep", "predict", "backends"):
+        assert f"$ backprop-core {command} --help" in page
+    assert "--batch-size" in page and "--proba" in page
+
+
+# -- every block runs, and says what it prints --------------------------------------------------
+
+@pytest.fixture(scope="module")
+def reader(tmp_path_factory):
+    """``reader(page, step)``: the step's process, each page's steps run in order in a fresh folder of its own."""
+    readers = {}
+
+    def result(name, step):
+        if name not in readers:
+            readers[name] = PAGES[name].reader(tmp_path_factory.mktemp(name.replace("/", "-")))
+        return readers[name](step)
+
+    return result
+
+
+@pytest.mark.parametrize("block", PYTHON)
+def test_python_block_runs(reader, block):
+    name, body = PYTHON[block]
+    if PAGES[name].not_run_page:
+        compile(body, block, "exec")  # a page too slow for the suite still holds Python
+        return
+    out = reader(name, body)
+    assert out.returncode == 0, out.stderr[-4000:]
+
+
+@pytest.mark.parametrize("block", [block for block, (name, body) in PYTHON.items()
+                                   if claims(body) and not PAGES[name].not_run_page])
+def test_python_block_prints_what_its_comments_say(reader, block):
+    name, body = PYTHON[block]
+    printed = reader(name, body).stdout.splitlines()
+    for claim in claims(body):
+        assert claim in printed, (claim, printed)
+
+
+@pytest.mark.parametrize("step", [step for step, (name, _) in SHELL.items() if not PAGES[name].not_run_page])
+def test_command_runs_without_error(reader, step):
+    name, command = SHELL[step]
+    out = reader(name, command)
+    assert out.returncode == 0 and "Traceback" not in out.stderr, out.stderr[-4000:]
+
+
+def test_every_command_is_run_or_says_why_not():
+    skipped = {reason for page in PAGES.values() for c in page.skipped for reason in [page.not_run_reason(c)]}
+    assert skipped == set(NOT_RUN.values())  # no excuse unused
+    assert all(c.startswith(("backprop-core", "pip install", "python3 -m pytest"))
+               for page in PAGES.values() for lang, c in page.steps if lang == "sh")
+
+
+def test_every_page_runs_unless_it_says_why():
+    # A page too slow for the suite says so in a comment that names the reason.
+    assert Page("<!-- not run by the tests: an hour of training -->\n").not_run_page == "an hour of training"
+
+
+# -- the lecture's numbers: the committed JSON's -----------------------------------------------
+
+def test_tutorial_quotes_the_committed_numbers():
+    text = (DOCS / "tutorial.md").read_text()
+    sentence, table = sweep_table(committed("sweep"))
+    assert flower_sentence(committed("flower")) in text
+    assert sentence in text and table in text
+    assert "(flower.png)" in text and "(sweep.png)" in text
+
+
+def test_guide_quotes_the_committed_comparison_with_mlp():
+    # The guide's breast-cancer settings and 96.5% are the committed table's (bench/vs_mlp.py).
+    table = (ROOT / "bench" / "results" / "cpu-2026-11-28" / "vs_mlp.md").read_text()
+    row = next(line for line in table.splitlines() if line.startswith("| breast cancer (scaled) |"))
+    cells = [cell.strip() for cell in row.strip("|").split("|")]
+    assert cells[2:5] == ["16", "96.5 %", "96.5 % (adam)"], cells
+    assert "lr 0.5, 500 iterations (chosen by CV" in table and "init xavier; test accuracy 96.5 %" in table
+    guide = (DOCS / "guide.md").read_text()
+    assert "`bench/results/cpu-2026-11-28/vs_mlp.md`, has 96.5% on this\nsplit" in guide
+    assert "print(f\"test accuracy {model.score(X_test, y_test):.3f}\")    # prints: test accuracy 0.965" in guide
+
+
+def test_home_page_sets_up_with_the_readmes_two_commands():
+    def set_up(text):
+        section = text.split("## Set up", 1)[1].split("\n## ", 1)[0]
+        return [body.strip() for lang, body in blocks(section) if lang == "sh"]
+
+    assert set_up((DOCS / "index.md").read_text()) == set_up((ROOT / "README.md").read_text())
