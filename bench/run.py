@@ -163,6 +163,9 @@ def main(argv=None):
     p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     p.add_argument("--m-min", type=_int_expr, default=2**10)
     p.add_argument("--m-max", type=_int_expr, default=2**28, help="upper bound; memory and the budget stop sooner")
+    p.add_argument("--ms", type=lambda text: [_int_expr(v) for v in text.split(",")], default=None,
+                   help="only these m, e.g. 2**16,2**22 (memory and the budget stop sooner), instead of "
+                        "doubling from --m-min to --m-max")
     p.add_argument("--budget", type=float, default=15.0, help="seconds per entry and shape")
     p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--tf32", action="store_true", help="allow TF32 matmuls on GPUs (off by default)")
@@ -305,6 +308,8 @@ def _measure_all(args, env, entries, shapes, keep, deadline=None):
         cmd = [sys.executable, str(HERE / "worker.py"), "--entry", entry, "--shape", ",".join(runnable),
                "--dtype", args.dtype, "--m-min", str(args.m_min), "--m-max", str(args.m_max),
                "--budget", f"{budget:.3g}", "--repeats", str(args.repeats)]
+        if args.ms:
+            cmd += ["--ms", ",".join(map(str, args.ms))]
         if entry.partition(":")[0] in GPU_CAPABLE:
             if args.device is not None:
                 cmd += ["--device", args.device]

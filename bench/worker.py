@@ -7,6 +7,7 @@ or thread pool never disturbs another's.  Prints one JSON line per m.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import statistics
@@ -361,8 +362,10 @@ def sweep(entry, name, shape, a) -> bool:
                           "failed": f"asked for a GPU, but its data are on {first['device']}: the backend fell "
                                     "back to the CPU"}), flush=True)
         return False
-    start, m = time.perf_counter(), a.m_min
-    while m <= a.m_max:
+    # The m's asked for by name (a few sizes, each compiled once), or m_min, 2 m_min, ... up to m_max.
+    ms = a.ms or list(itertools.takewhile(lambda m: m <= a.m_max, (a.m_min << k for k in itertools.count())))
+    start = time.perf_counter()
+    for m, next_m in zip(ms, ms[1:] + [None]):
         need = m * memory_per_example(n0, n1, n2, itemsize)
         free = entry.free_memory()
         if need > 0.6 * free:
@@ -380,12 +383,11 @@ def sweep(entry, name, shape, a) -> bool:
             break
         print(json.dumps({"entry": name, "shape": shape, "dtype": a.dtype, **record}), flush=True)
         elapsed = time.perf_counter() - start
-        # The next m costs about twice this one: stop before the budget would be overrun.
-        if elapsed + 2 * (record["step_median_s"] * (a.repeats + a.warmup + 2) + record["transfer_s"]) > a.budget:
-            if m < a.m_max:
-                print(json.dumps({"entry": name, "shape": shape, "m": 2 * m, "stopped": "time budget"}), flush=True)
+        # The next m costs next_m / m times this one: stop before the budget would be overrun.
+        if next_m is not None and elapsed + next_m / m * (
+                record["step_median_s"] * (a.repeats + a.warmup + 2) + record["transfer_s"]) > a.budget:
+            print(json.dumps({"entry": name, "shape": shape, "m": next_m, "stopped": "time budget"}), flush=True)
             break
-        m *= 2
     return True
 
 
@@ -398,6 +400,8 @@ def main(argv=None):
     p.add_argument("--dtype", default="float32")
     p.add_argument("--m-min", type=int, required=True)
     p.add_argument("--m-max", type=int, required=True)
+    p.add_argument("--ms", type=lambda text: sorted(int(v) for v in text.split(",")), default=None,
+                   help="these m alone (comma-separated), instead of doubling from m-min to m-max")
     p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--budget", type=float, default=20.0, help="seconds for each shape's sweep")

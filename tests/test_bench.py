@@ -220,3 +220,9 @@ def test_without_a_gpu_required_an_unavailable_library_is_not_a_failure():
                                                               "gpu": False}]
     assert run.entry_outcomes(records, ["cupy", "numpy"]) == {"cupy": ("unavailable", "no GPU"),
                                                                "numpy": ("measured", "cpu")}
+
+
+def test_a_run_measures_only_the_ms_asked_for(tmp_path):
+    done, records = _run(tmp_path, "--backends", "numpy", "--peers", "none", "--ms", "2**8,1<<10")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert [r["m"] for r in records if r["kind"] == "measurement"] == [256, 1024]
