@@ -11,8 +11,8 @@
 # call and a fresh start costs 1-2 minutes more, so the only second call that fits is an IMMEDIATE rerun
 # on the warm machine, of the step that matters most, under a smaller budget, e.g.
 #   run(command='STEPS=tests BUDGET_S=180 bash bench/gpu_session.sh "$OUT"', carry=[".whl"], timeout_s=240)
-# (its folder is the same <card>-<date>; session.log and pytest-gpu.txt are appended to).  Otherwise call
-# give_back at once.
+# ($OUT starts empty again: the first call's files are already under its reply's files_at; commit both
+# calls' session.log).  Otherwise call give_back at once.
 #
 # Everything goes into one folder, $1/<card>-<date>/, as each step ends (8 files, as many as the tool
 # brings back):
