@@ -29,7 +29,10 @@
 #   stream.jsonl     streamed chunks: side-stream copies against synchronous ones (bench/stream_overlap.py)
 # Steps run in order of worth (check, tests, bench, stream; STEPS names a subset), each under its own
 # limit, interrupted as Ctrl-C would (pytest and run.py then write what they have), and all inside
-# BUDGET_S (default 480 s); a step that no longer fits is skipped, saying so.
+# BUDGET_S (default 480 s); a step that no longer fits is skipped, saying so.  The script exits 1 where
+# a step failed, naming each.  Rehearsed on the CPU on 2026-12-06 (--rehearse, 2 loaded cores): every
+# step ran in 88 s and wrote its file; gpu_check exit 1, every one of the 139 GPU tests failed or errored
+# (BACKPROP_CORE_REQUIRE_GPU=1), every benchmark entry failed by name (no GPU), both streams failed.
 #
 # The GPU image (python3 3.12; CuPy 14, PyTorch 2.11, JAX 0.11, NumPy 2.5, numba, pytest, pytest-timeout,
 # hypothesis, click, cloudpickle, fsspec, jinja2, msgpack, packaging, psutil, pyyaml, sortedcontainers,
@@ -159,7 +162,9 @@ step() {  # step NAME MAX_SECONDS OUTPUT_FILE COMMAND...: at most MAX_SECONDS, a
     timeout -s INT -k 10 "$cap" "$@" 2>&1 | tee -a "$file"
     rc=${PIPESTATUS[0]}
     echo "== $name: exit $rc after $((SECONDS - t0)) s$( ((rc == 124 || rc == 137)) && echo ' (time limit)')"
+    ((rc == 0)) || failed+=("$name")
 }
+failed=()
 wanted() { [[ ",$STEPS," == *",$1,"* ]]; }
 
 echo "== $(date -u +%FT%TZ) on $card; budget ${BUDGET_S} s; steps $STEPS"
@@ -210,3 +215,7 @@ if wanted stream; then
 fi
 echo "== done after $((SECONDS - START)) s; commit: cp -r <files_at>/$card-$(date -u +%F) bench/results/"
 ls -la "$OUT"
+if ((${#failed[@]})); then
+    printf '== failed (exit 1): %s\n' "${failed[@]}"
+    exit 1
+fi
