@@ -104,8 +104,9 @@ prepare() {  # on the CPU machine: download the wheels and check that they insta
     found=$?
     if ((found == 2)); then return 2; fi
     if ((found)); then
-        echo "gpu_session.sh: no Python 3.12 found (python3.12 on PATH, pyenv's versions, /usr/bin, /usr/local/bin," \
-             "py -3.12): the wheels are downloaded but NOT install-checked; name one: CHECK_PYTHON=/path/to/python3.12" >&2
+        echo "gpu_session.sh: no Python 3.12 found (python3.12 on PATH, pyenv's versions, /usr/bin," \
+             "/usr/local/bin, py -3.12): the wheels are downloaded but NOT install-checked;" \
+             "name one: CHECK_PYTHON=/path/to/python3.12" >&2
         return 0
     fi
     # The check runs on a Python 3.12, as the GPU image's: scikit-learn's wheel is built for it. The
@@ -128,7 +129,7 @@ for m in (array_api_compat, array_api_strict, dask, distributed, sklearn, narwha
 if [[ ${1:-} == --prepare ]]; then prepare; exit $?; fi
 rehearse=0
 if [[ ${1:-} == --rehearse ]]; then rehearse=1; shift; fi
-OUT_ROOT=${1:?usage: bash bench/gpu_session.sh OUTPUT_FOLDER   (or --prepare, or --rehearse OUTPUT_FOLDER, on the CPU machine)}
+OUT_ROOT=${1:?usage: bash bench/gpu_session.sh OUTPUT_FOLDER   (on the CPU: --prepare, or --rehearse OUTPUT_FOLDER)}
 files=$(wheel_files) || exit 2
 if ((rehearse)); then
     card=rehearsal-on-the-cpu

@@ -344,7 +344,8 @@ def measure(entry, n0, n1, n2, m, dtype, repeats, warmup):
     described = entry.describe() if hasattr(entry, "describe") else {}
     entry.release()
     median = statistics.median(times)
-    return {"m": m, "device": device, "gpu": gpu, "step_median_s": median, "step_min_s": min(times), "step_max_s": max(times),
+    return {"m": m, "device": device, "gpu": gpu,
+            "step_median_s": median, "step_min_s": min(times), "step_max_s": max(times),
             "examples_per_s": m / median, "transfer_s": transfer_s, "repeats": repeats,
             "cost_before": cost_before, "cost_after": cost_after,
             "trained": trained(before, after, cost_before, cost_after), **described}

@@ -192,11 +192,14 @@ def test_the_fused_entry_is_not_started_for_a_shape_its_kernel_refuses(tmp_path)
     assert done.returncode == 1  # nothing was measured
 
 
+TIMED_OUT = {"error": "worker timed out after 20 s", "timed_out": True}
+
+
 @pytest.mark.parametrize("records, outcome", [
     ([{"kind": "measurement", "device": "cuda:0", "gpu": True}], ("measured", "cuda:0")),
-    ([{"kind": "measurement", "device": "cuda:0", "gpu": True},
-      {"kind": "note", "error": "worker timed out after 20 s", "timed_out": True}], ("cut", "worker timed out after 20 s")),
-    ([{"kind": "note", "error": "worker timed out after 20 s", "timed_out": True}], ("failed", "worker timed out after 20 s")),
+    ([{"kind": "measurement", "device": "cuda:0", "gpu": True}, {"kind": "note", **TIMED_OUT}],
+     ("cut", TIMED_OUT["error"])),
+    ([{"kind": "note", **TIMED_OUT}], ("failed", TIMED_OUT["error"])),
     ([{"kind": "measurement", "device": "cuda:0", "gpu": True},
       {"kind": "note", "error": "RuntimeError: boom", "timed_out": False}], ("failed", "RuntimeError: boom")),
     ([{"kind": "measurement", "device": "cpu:0", "gpu": False}], ("failed", "asked for a GPU, but measured on cpu:0")),
