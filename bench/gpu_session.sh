@@ -202,7 +202,9 @@ if wanted tests; then
 fi
 if wanted bench; then
     # One worker per entry, the peer first; each entry an equal share of the step's time, less the report's.
-    cap=$(fit 180)
+    # At least 180 s, and what the tests left over, but for 50 s kept for one streaming run.
+    l=$(left)
+    cap=$(fit $((l - 50 > 180 ? l - 50 : 180)))
     step "benchmark: GPU backends beside the PyTorch peer" "$cap" /dev/null \
         $PYTHON bench/run.py --backends cupy,jax,cupy:fused,cupy:kernels,torch --peers torch-nn --require-gpu \
         --ms '2**16,2**19,2**22,2**26' --budget 8 --repeats 5 --time-limit $((cap - 15)) --out "$OUT"
