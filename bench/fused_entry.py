@@ -2,8 +2,8 @@
 
 Same methods as the entries of ``worker.py``; ``worker.make_entry`` builds it
 for the entry name ``cupy:fused``.  Shapes over the kernel's accumulator limit
-stop at ``load`` with the reason (the library itself would run the array-API
-path there, which the ``cupy`` entry already measures).
+are not started (``worker.applies`` asks the kernel; the library itself would run
+the array-API path there, which the ``cupy`` entry already measures).
 """
 
 from __future__ import annotations
@@ -44,9 +44,6 @@ class FusedEntry:
 
     def free_memory(self):
         return self.backend.free_memory()
-
-    def device_info(self):
-        return f"{self.backend.device} (fused kernel)", True
 
     def release(self):
         self.fused = self.X = self.Y = self.params = None

@@ -7,6 +7,7 @@ or thread pool never disturbs another's.  Prints one JSON line per m.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import statistics
@@ -124,9 +125,6 @@ class LibraryEntry:
     def free_memory(self):
         return self.backend.free_memory() or host_free_memory()
 
-    def device_info(self):
-        return str(self.backend.device), bool(self.backend.on_gpu)
-
     def describe(self):
         described = {"precision": self.backend.precision}
         if self.plan is not None:
@@ -164,7 +162,7 @@ class DaskEntry:
         Yd = da.from_array(Y.astype(self.dtype), chunks=(-1, size))
         self.params = self.backend.parameters_from_host(params, self.dtype)
         self.strategy = DaskFullBatch(Xd, Yd, self.params, self.g, self.lr, self.backend)
-        self.chunk_size = size
+        self.chunk_size, self.X = size, Xd
 
     def step(self):
         self.params, _ = self.strategy.step(self.params, 1, False)
@@ -178,14 +176,11 @@ class DaskEntry:
     def free_memory(self):
         return host_free_memory()
 
-    def device_info(self):
-        return f"dask ({self.backend.device})", False
-
     def describe(self):
         return {"plan": f"dask, chunks of {self.chunk_size:,}"}
 
     def release(self):
-        self.strategy = self.params = None
+        self.strategy = self.params = self.X = None
 
 
 class TorchNNEntry:
@@ -244,9 +239,6 @@ class TorchNNEntry:
                 - cuda.memory_allocated(self.device)
         return host_free_memory()
 
-    def device_info(self):
-        return str(self.device), self.device.type == "cuda"
-
     def release(self):
         self.X = self.Y = self.model = self.opt = None
         if self.device.type == "cuda":
@@ -289,9 +281,6 @@ class SklearnEntry:
     def free_memory(self):
         return host_free_memory()
 
-    def device_info(self):
-        return "cpu", False
-
     def release(self):
         self.X = self.y = self.model = None
 
@@ -300,6 +289,26 @@ def host_free_memory():
     from backprop_core.backends import host_free_memory
 
     return host_free_memory() or 4 << 30
+
+
+def applies(entry, n0, n1, n2) -> tuple[bool, str]:
+    """Can ``entry`` train an n0-n1-n2 network at all?  ``(applies, why)``, asked before its process
+    starts: the fused kernel says so itself (its accumulator limit), every other entry takes any shape."""
+    if entry == "cupy:fused":
+        from backprop_core.fused.limits import fused_support  # imports no CuPy
+
+        return fused_support(n0, n1, n2)
+    return True, "any shape"
+
+
+def ran_on(entry) -> tuple[str, bool]:
+    """``(device, on a GPU)`` of the examples ``entry`` has loaded, as the adapter of those arrays
+    names it: where the step actually ran, not where it was asked to (a GPU backend that falls back
+    to the CPU shows here)."""
+    from backprop_core.backends import backend_for_array
+
+    placed = backend_for_array(entry.X)
+    return placed.device_name, bool(placed.on_gpu)
 
 
 def make_entry(entry, device, dtype, lr, precision="float32"):
@@ -325,6 +334,7 @@ def measure(entry, n0, n1, n2, m, dtype, repeats, warmup):
     t0 = time.perf_counter()
     entry.load(X, Y, params)
     transfer_s = time.perf_counter() - t0
+    device, gpu = ran_on(entry)
     del X, Y
     for _ in range(warmup):
         entry.step()
@@ -334,27 +344,73 @@ def measure(entry, n0, n1, n2, m, dtype, repeats, warmup):
     described = entry.describe() if hasattr(entry, "describe") else {}
     entry.release()
     median = statistics.median(times)
-    return {"m": m, "step_median_s": median, "step_min_s": min(times), "step_max_s": max(times),
+    return {"m": m, "device": device, "gpu": gpu,
+            "step_median_s": median, "step_min_s": min(times), "step_max_s": max(times),
             "examples_per_s": m / median, "transfer_s": transfer_s, "repeats": repeats,
             "cost_before": cost_before, "cost_after": cost_after,
             "trained": trained(before, after, cost_before, cost_after), **described}
+
+
+def sweep(entry, name, shape, a) -> bool:
+    """Time ``entry`` on one shape at m = m_min, 2 m_min, ... while memory and the budget allow,
+    one JSON line per m.  False (after a line that says why) where a GPU was required and the
+    entry's data are not on one."""
+    n0, n1, n2 = (int(v) for v in shape.split("-"))
+    itemsize = np.dtype(a.dtype).itemsize
+    first = measure(entry, n0, n1, n2, 64, a.dtype, 1, 1)  # first transfer and handles stay out of the numbers
+    if a.require_gpu and not first["gpu"]:
+        print(json.dumps({"entry": name, "shape": shape, "device": first["device"], "gpu": False,
+                          "failed": f"asked for a GPU, but its data are on {first['device']}: the backend fell "
+                                    "back to the CPU"}), flush=True)
+        return False
+    # The m's asked for by name (a few sizes, each compiled once), or m_min, 2 m_min, ... up to m_max.
+    ms = a.ms or list(itertools.takewhile(lambda m: m <= a.m_max, (a.m_min << k for k in itertools.count())))
+    start = time.perf_counter()
+    for m, next_m in zip(ms, ms[1:] + [None]):
+        need = m * memory_per_example(n0, n1, n2, itemsize)
+        free = entry.free_memory()
+        if need > 0.6 * free:
+            print(json.dumps({"entry": name, "shape": shape, "m": m, "stopped": "memory",
+                              "need_bytes": need, "free_bytes": free}), flush=True)
+            break
+        try:
+            record = measure(entry, n0, n1, n2, m, a.dtype, a.repeats, a.warmup)
+        except Exception as exc:
+            if not is_out_of_memory(exc):
+                raise
+            entry.release()
+            print(json.dumps({"entry": name, "shape": shape, "m": m, "stopped": "out of memory",
+                              "error": str(exc)[:200]}), flush=True)
+            break
+        print(json.dumps({"entry": name, "shape": shape, "dtype": a.dtype, **record}), flush=True)
+        elapsed = time.perf_counter() - start
+        # The next m costs next_m / m times this one: stop before the budget would be overrun.
+        if next_m is not None and elapsed + next_m / m * (
+                record["step_median_s"] * (a.repeats + a.warmup + 2) + record["transfer_s"]) > a.budget:
+            print(json.dumps({"entry": name, "shape": shape, "m": next_m, "stopped": "time budget"}), flush=True)
+            break
+    return True
 
 
 def main(argv=None):
     p = argparse.ArgumentParser()
     p.add_argument("--entry", required=True)
     p.add_argument("--device", default=None)
-    p.add_argument("--shape", required=True)
+    p.add_argument("--shape", required=True,
+                   help="n0-n1-n2, or several comma-separated, measured in turn by this one process")
     p.add_argument("--dtype", default="float32")
     p.add_argument("--m-min", type=int, required=True)
     p.add_argument("--m-max", type=int, required=True)
+    p.add_argument("--ms", type=lambda text: sorted(int(v) for v in text.split(",")), default=None,
+                   help="these m alone (comma-separated), instead of doubling from m-min to m-max")
     p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--warmup", type=int, default=2)
-    p.add_argument("--budget", type=float, default=20.0, help="seconds for this shape's sweep")
+    p.add_argument("--budget", type=float, default=20.0, help="seconds for each shape's sweep")
     p.add_argument("--lr", type=float, default=0.1)
     p.add_argument("--tf32", action="store_true")
+    p.add_argument("--require-gpu", action="store_true",
+                   help="exit 3 where the entry's data land on the CPU (a GPU backend that fell back)")
     a = p.parse_args(argv)
-    n0, n1, n2 = (int(v) for v in a.shape.split("-"))
     if a.entry == "torch-nn":  # the peer is plain PyTorch: its global switch is what its users set
         import torch
 
@@ -365,35 +421,9 @@ def main(argv=None):
     except Exception as exc:  # the entry cannot run here: say why, once
         print(json.dumps({"entry": a.entry, "shape": a.shape, "unavailable": str(exc)}), flush=True)
         return 0
-    itemsize = np.dtype(a.dtype).itemsize
-    device, gpu = entry.device_info()
-    measure(entry, n0, n1, n2, 64, a.dtype, 1, 1)  # first transfer and handles stay out of the numbers
-    start, m = time.perf_counter(), a.m_min
-    while m <= a.m_max:
-        need = m * memory_per_example(n0, n1, n2, itemsize)
-        free = entry.free_memory()
-        if need > 0.6 * free:
-            print(json.dumps({"entry": a.entry, "shape": a.shape, "m": m, "stopped": "memory",
-                              "need_bytes": need, "free_bytes": free}), flush=True)
-            break
-        try:
-            record = measure(entry, n0, n1, n2, m, a.dtype, a.repeats, a.warmup)
-        except Exception as exc:
-            if not is_out_of_memory(exc):
-                raise
-            entry.release()
-            print(json.dumps({"entry": a.entry, "shape": a.shape, "m": m, "stopped": "out of memory",
-                              "error": str(exc)[:200]}), flush=True)
-            break
-        print(json.dumps({"entry": a.entry, "shape": a.shape, "dtype": a.dtype, "device": device,
-                          "gpu": gpu, **record}), flush=True)
-        elapsed = time.perf_counter() - start
-        # The next m costs about twice this one: stop before the budget would be overrun.
-        if elapsed + 2 * (record["step_median_s"] * (a.repeats + a.warmup + 2) + record["transfer_s"]) > a.budget:
-            if m < a.m_max:
-                print(json.dumps({"entry": a.entry, "shape": a.shape, "m": 2 * m, "stopped": "time budget"}), flush=True)
-            break
-        m *= 2
+    for shape in a.shape.split(","):
+        if not sweep(entry, a.entry, shape, a):
+            return 3
     return 0
 
 

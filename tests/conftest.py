@@ -7,6 +7,7 @@ GPU is usable.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -63,12 +64,15 @@ def skip_unusable(reason: str, *, gpu: bool):
 
 @pytest.fixture
 def cupy_backend():
-    """The CuPy adapter on its default GPU, for the tests of what only CuPy runs (kernels this
-    library compiles); skips, saying why, where CuPy or a GPU is missing."""
+    """The CuPy adapter on its default GPU, the test run inside its context (as :func:`backend`), for
+    the tests of what only CuPy runs (kernels this library compiles); skips, saying why, where CuPy or
+    a GPU is missing."""
     try:
-        return get_backend("cupy")
+        backend = get_backend("cupy")
     except BackendUnavailableError as exc:
         skip_unusable(f"this test runs kernels compiled for CuPy on a GPU: {exc}", gpu=True)
+    with backend.context():
+        yield backend
 
 
 def _make(spec, gpu=False):
@@ -80,18 +84,64 @@ def _make(spec, gpu=False):
     return backend, flags
 
 
+@contextlib.contextmanager
+def _strict_flags(flags):
+    if not flags:
+        yield
+        return
+    import array_api_strict
+
+    array_api_strict.set_array_api_strict_flags(**flags)
+    try:
+        yield
+    finally:
+        array_api_strict.reset_array_api_strict_flags()
+
+
 @pytest.fixture(params=BACKENDS)
 def backend(request):
-    """A usable backend adapter (array-api-strict flags applied for the test's duration)."""
-    backend, flags = _make(request.param, gpu=request.node.get_closest_marker("gpu") is not None)
-    if flags:
-        import array_api_strict
+    """A usable backend adapter; the test runs inside its :meth:`context` (its device current, its
+    matmul precision applied) and with its array-api-strict flags.
 
-        array_api_strict.set_array_api_strict_flags(**flags)
+    Every value a test computes on a GPU is so computed in the adapter's precision, full float32:
+    outside it JAX multiplies float32 in TF32 on an NVIDIA GPU, 2.5-5x over the tolerances here.
+    """
+    backend, flags = _make(request.param, gpu=request.node.get_closest_marker("gpu") is not None)
+    with _strict_flags(flags), backend.context():
         yield backend
-        array_api_strict.reset_array_api_strict_flags()
-    else:
+
+
+@pytest.fixture(params=BACKENDS)
+def bare_backend(request):
+    """The adapter of :func:`backend` with no context entered: for the tests that the library's
+    entry points apply the adapter's precision themselves, as a user calls them."""
+    backend, flags = _make(request.param, gpu=request.node.get_closest_marker("gpu") is not None)
+    with _strict_flags(flags):
         yield backend
+
+
+#: The backends whose libraries have a matmul precision to apply (the adapters' ``precisions``).
+PRECISION_BACKENDS = [b for b in BACKENDS if b.values[0][0] in ("torch", "jax", "cupy")]
+
+
+def precision_state(backend) -> dict:
+    """The settings ``backend``'s library reads when it multiplies float32 matrices, as they are now
+    (what the adapter's context sets: a test compares them inside and outside it)."""
+    if backend.library == "jax":
+        import jax
+
+        return {"jax_default_matmul_precision": jax.config.jax_default_matmul_precision}
+    if backend.library == "torch":
+        import torch
+
+        matmul = torch.backends.cuda.matmul
+        return {"float32_matmul_precision": torch.get_float32_matmul_precision(),
+                "fp32_precision": getattr(matmul, "fp32_precision", None), "allow_tf32": matmul.allow_tf32}
+    if backend.library == "cupy":
+        from cupy._core import _routines_linalg as linalg  # where the cupy adapter sets it
+
+        return {"compute_type": linalg.get_compute_type(np.float32)}
+    return {}
 
 
 @pytest.fixture(autouse=True)
@@ -145,5 +195,5 @@ def train_problem(backend, X, Y, p, dtype, **kw):
     params = backend.parameters_from_host(p, dtype)
     return train(backend.asarray(X, dtype) if not kw.get("stream") else X.astype(dtype),
                  backend.asarray(Y, dtype) if not kw.get("stream") else Y.astype(dtype), params,
-                 activation=get_activation("tanh"), learning_rate=0.5, num_iterations=20,
-                 backend=backend, cost_every=5, **kw)
+                 **{"activation": get_activation("tanh"), "learning_rate": 0.5, "num_iterations": 20,
+                    "backend": backend, "cost_every": 5, **kw})

@@ -132,3 +132,100 @@ def test_the_plain_pytorch_peer_takes_the_device_vocabulary_of_the_library(devic
             worker.make_entry("torch-nn", device, "float32", 0.1)
     else:
         assert worker.make_entry("torch-nn", device, "float32", 0.1).device == expected
+
+
+# -- what a run says of each entry, and its exit status ----------------------------------------------------
+def _run(tmp_path, *args):
+    done = subprocess.run([sys.executable, str(BENCH / "run.py"), "--shapes", "2-4-1", "--m-min", "256",
+                           "--m-max", "256", "--repeats", "2", "--budget", "30", "--out", str(tmp_path), *args],
+                          capture_output=True, text=True, timeout=600)
+    return done, [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
+
+
+def test_an_entry_whose_data_are_on_the_cpu_fails_where_a_gpu_is_required():
+    pytest.importorskip("torch", reason="the entry is torch, asked for the CPU")
+    done = subprocess.run([sys.executable, str(BENCH / "worker.py"), "--entry", "torch", "--device", "cpu",
+                           "--shape", "2-4-1", "--m-min", "256", "--m-max", "256", "--require-gpu"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 3, done.stderr
+    record = json.loads(done.stdout.splitlines()[-1])
+    assert record["device"] == "cpu" and record["gpu"] is False
+    assert record["failed"] == "asked for a GPU, but its data are on cpu: the backend fell back to the CPU"
+    assert "examples_per_s" not in done.stdout  # nothing was timed on the CPU
+
+
+def test_a_run_requiring_a_gpu_fails_the_entry_on_the_cpu_and_keeps_the_cpu_only_one(tmp_path):
+    pytest.importorskip("torch", reason="the entry is torch, asked for the CPU")
+    done, records = _run(tmp_path, "--backends", "numpy,torch", "--peers", "none", "--device", "cpu",
+                         "--require-gpu")
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "torch: failed: asked for a GPU, but its data are on cpu" in done.stdout
+    assert "numpy: measured: cpu" in done.stdout  # a CPU library is not held to the GPU
+    assert "run.py: 1 of 2 entries failed: torch" in done.stdout
+    assert {r["entry"] for r in records if r["kind"] == "measurement"} == {"numpy"}
+
+
+def test_every_measurement_names_the_device_its_data_were_on(tmp_path):
+    done, records = _run(tmp_path, "--backends", "numpy", "--peers", "none")
+    assert done.returncode == 0, done.stdout + done.stderr
+    (measurement,) = [r for r in records if r["kind"] == "measurement"]
+    assert (measurement["device"], measurement["gpu"]) == ("cpu", False)
+    assert "numpy: measured: cpu" in done.stdout
+
+
+def test_a_run_where_no_entry_measures_anything_exits_1_and_says_why(tmp_path):
+    done, records = _run(tmp_path, "--backends", "no_such_library", "--peers", "none")
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "no_such_library: unavailable: " in done.stdout
+    assert "run.py: no entry measured anything" in done.stdout
+
+
+def test_the_fused_entry_is_not_started_for_a_shape_its_kernel_refuses(tmp_path):
+    from backprop_core.fused.limits import fused_support
+
+    done, records = _run(tmp_path, "--backends", "cupy:fused", "--peers", "none", "--shapes", "64-64-1")
+    (note,) = [r for r in records if r.get("entry") == "cupy:fused"]  # no worker's record: none was started
+    assert note == {"kind": "note", "entry": "cupy:fused", "shape": "64-64-1",
+                    "not_applicable": fused_support(64, 64, 1)[1]}
+    assert fused_support(64, 64, 1)[0] is False and fused_support(2, 4, 1)[0] is True
+    assert "cupy:fused: not applicable: a 64-64-1 network needs" in done.stdout
+    assert done.returncode == 1  # nothing was measured
+
+
+TIMED_OUT = {"error": "worker timed out after 20 s", "timed_out": True}
+
+
+@pytest.mark.parametrize("records, outcome", [
+    ([{"kind": "measurement", "device": "cuda:0", "gpu": True}], ("measured", "cuda:0")),
+    ([{"kind": "measurement", "device": "cuda:0", "gpu": True}, {"kind": "note", **TIMED_OUT}],
+     ("cut", TIMED_OUT["error"])),
+    ([{"kind": "note", **TIMED_OUT}], ("failed", TIMED_OUT["error"])),
+    ([{"kind": "measurement", "device": "cuda:0", "gpu": True},
+      {"kind": "note", "error": "RuntimeError: boom", "timed_out": False}], ("failed", "RuntimeError: boom")),
+    ([{"kind": "measurement", "device": "cpu:0", "gpu": False}], ("failed", "asked for a GPU, but measured on cpu:0")),
+    ([{"kind": "note", "unavailable": "no GPU"}], ("failed", "no GPU")),
+    ([{"kind": "note", "m": 2**30, "stopped": "out of memory", "error": "cudaErrorMemoryAllocation"},
+      {"kind": "measurement", "device": "cuda:0", "gpu": True}], ("measured", "cuda:0")),
+    ([], ("failed", "no measurement")),
+], ids=["measured", "cut after measuring", "timed out before", "error", "on the cpu", "unavailable",
+        "stopped by memory", "nothing"])
+def test_each_entry_ends_in_one_named_outcome_where_a_gpu_is_required(records, outcome):
+    import run
+
+    records = [{"entry": "jax", **r} for r in records]
+    assert run.entry_outcomes(records, ["jax"], require_gpu=True) == {"jax": outcome}
+
+
+def test_without_a_gpu_required_an_unavailable_library_is_not_a_failure():
+    import run
+
+    records = [{"entry": "cupy", "unavailable": "no GPU"}, {"entry": "numpy", "kind": "measurement", "device": "cpu",
+                                                              "gpu": False}]
+    assert run.entry_outcomes(records, ["cupy", "numpy"]) == {"cupy": ("unavailable", "no GPU"),
+                                                               "numpy": ("measured", "cpu")}
+
+
+def test_a_run_measures_only_the_ms_asked_for(tmp_path):
+    done, records = _run(tmp_path, "--backends", "numpy", "--peers", "none", "--ms", "2**8,1<<10")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert [r["m"] for r in records if r["kind"] == "measurement"] == [256, 1024]

@@ -23,7 +23,9 @@ from backprop_core.backends import (GPU_DEVICES, BackendUnavailableError, Invali
                                     backend_for_array, get_backend, make_backend, parse_device)
 from backprop_core.errors import BackpropCoreError, InvalidInputError, InvalidTypeError
 
-from conftest import assert_close, skip_unusable, train_problem
+from backprop_core.activations import Activation, get_activation
+
+from conftest import PRECISION_BACKENDS, assert_close, precision_state, skip_unusable, train_problem
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -290,6 +292,32 @@ def test_jax_compiled_steps_carry_the_precision_outside_any_context():
     a = backend.asarray(np.arange(16.0).reshape(4, 4), "float32")
     assert _dot_precision(step.lower(a).as_text()) == "[HIGHEST, HIGHEST"
     assert_close(step(a), np.arange(16.0).reshape(4, 4) @ np.arange(16.0).reshape(4, 4), backend, "float32")
+
+
+@pytest.mark.parametrize("backend", PRECISION_BACKENDS, indirect=True)
+def test_a_test_of_a_backend_runs_in_the_adapters_precision(backend):
+    applied = precision_state(backend)
+    with backend.context():
+        assert precision_state(backend) == applied  # entered already: entering again changes nothing
+    if backend.library == "jax":  # JAX's own default is None: TF32 on an NVIDIA GPU
+        assert applied == {"jax_default_matmul_precision": backend.matmul_precision} == {
+            "jax_default_matmul_precision": "highest"}
+
+
+@pytest.mark.parametrize("bare_backend", PRECISION_BACKENDS, indirect=True)
+def test_training_applies_the_adapters_precision_by_itself(bare_backend, problem):
+    with bare_backend.context():
+        applied = precision_state(bare_backend)
+    tanh, seen = get_activation("tanh"), []
+
+    def recording_tanh(Z):  # run, or traced by jax.jit, inside each step
+        seen.append(precision_state(bare_backend))
+        return tanh(Z)
+
+    X, Y, p = problem
+    train_problem(bare_backend, X, Y, p, bare_backend.default_dtype,
+                  activation=Activation("tanh", recording_tanh, tanh.derivative))
+    assert seen and all(state == applied for state in seen), (seen, applied)
 
 
 # -- pickling ------------------------------------------------------------------------------
