@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections import Counter
 
 import numpy as np
 
@@ -327,6 +328,9 @@ def _check_features(meta: dict, n0: int) -> None:
     if names is not None and len(names) != n0:
         raise Problem(f"feature_names_in has {len(names)} names for a model of {n0} features "
                       "(n0, the columns of W1)")
+    if names is not None and len(set(names)) != len(names):  # columns are matched to them by name
+        twice = sorted(n for n, count in Counter(names).items() if count > 1)
+        raise Problem(f"feature_names_in names {_shown(twice)} more than once")
     mean, scale = meta.get("feature_mean"), meta.get("feature_scale")
     standardize = meta["params"].get("standardize", False)
     if (mean is None) != (scale is None):
