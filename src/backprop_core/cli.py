@@ -809,9 +809,9 @@ def _in_model_order(model, table, args):
     try:
         order = column_order(table.columns, fitted, args.data)
     except BackpropCoreError as exc:
-        unseen = args.target is None and set(table.columns) - {str(n) for n in fitted}
-        raise UserError(f"{exc}" + (" (if one of them holds the labels, name it with --target)" if unseen else "")
-                        ) from None
+        unknown = set(table.columns) - {str(n) for n in fitted}
+        hint = " (if one of them holds the labels, name it with --target)" if unknown and args.target is None else ""
+        raise UserError(f"{exc}{hint}") from None
     return table.X if order is None else table.X[:, order]
 
 
