@@ -40,9 +40,9 @@ MAX_ARRAY_BYTES = 1 << 30
 #: The metadata JSON (at most model_schema.MAX_METADATA_CHARS characters long) may nest objects
 #: and lists at most this deep (the estimator's needs 3).
 MAX_METADATA_DEPTH = 8
-#: ... and hold at most this many values (each counted by its container's bracket or the comma
-#: before it).  A cost history takes 3 a reading, so 333,333 readings fit; empty objects, which
-#: parse into 64-byte dicts each, fit in 100 MB at most.
+#: ... and hold at most this many items: objects and lists (their opening brackets) and the
+#: commas between values.  A cost history takes 3 a reading, so 333,333 readings fit; a list of
+#: empty objects (2 items each, 64-byte dicts once parsed) fits in about 35 MB.
 MAX_METADATA_ITEMS = 1_000_000
 #: Longest .npy header read (NumPy's own default for untrusted files).
 MAX_HEADER_CHARS = 10_000
@@ -324,7 +324,8 @@ def _check_structure(text: str) -> None:
     containers = bare.count("[") + bare.count("{")
     items = containers + bare.count(",")
     if items > MAX_METADATA_ITEMS:
-        raise Problem(f"its metadata holds about {items:,} values, more than the limit of {MAX_METADATA_ITEMS:,}")
+        raise Problem(f"its metadata holds {items:,} items (objects, lists and commas between values), "
+                      f"more than the limit of {MAX_METADATA_ITEMS:,}")
     brackets = np.frombuffer(_NOT_BRACKETS.sub("", bare).encode("ascii"), dtype=np.uint8)
     opens = (brackets == ord("[")) | (brackets == ord("{"))
     depth = np.cumsum(np.where(opens, np.int8(1), np.int8(-1)), dtype=np.int32)
