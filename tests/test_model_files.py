@@ -15,6 +15,7 @@ import string
 import struct
 import subprocess
 import sys
+import time
 import tracemalloc
 import warnings
 import zipfile
@@ -346,7 +347,8 @@ def nested(depth):
     ('{"format": NaN}', "not valid JSON"),
     ('{"format": 1e999}', "not valid JSON"),
     ('{"a": 1, "a": 2}', "twice"),
-    ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
+    ("[" * 100_000 + "]" * 100_000, "nests deeper than"),
+    ('{"format": "[[[[[[[[[[[[", "a": 1}', "unknown key"),  # brackets in a string are text, not nesting
     (metadata(params=nested(20)), "nests deeper than"),
     (metadata(format="backprop-core/0"), "format must be 'backprop-core/1'"),
     ({k: v for k, v in metadata().items() if k != "params"}, "no 'params'"),
@@ -380,6 +382,38 @@ def test_a_metadata_member_that_is_not_text_is_refused(tmp_path, member, fragmen
 def test_metadata_over_the_size_limit_is_refused(tmp_path):
     huge = metadata(cost_history=[[i, 0.5] for i in range(800_000)])  # 12 M characters
     refused(write(tmp_path, zip_bytes(members(meta=huge))), "limit")
+
+
+def test_a_long_cost_history_within_the_item_limit_loads(tmp_path):
+    readings = [[i, 0.5] for i in range(300_000)]  # 3 items a reading: 900,000, under 1,000,000
+    params, meta = load_parameters(valid_file(tmp_path, meta=metadata(cost_history=readings)))
+    assert meta["cost_history"] == readings
+
+
+def test_metadata_of_more_values_than_the_limit_is_refused(tmp_path):
+    readings = [[i, 0.5] for i in range(340_000)]  # 1,020,000 items in 5.6 M characters: under the size limit
+    refused(valid_file(tmp_path, meta=metadata(cost_history=readings)), "holds 1,020,0")
+
+
+def test_millions_of_empty_objects_are_refused_fast_in_bounded_memory(tmp_path):
+    """The issue's file: about 80 kB deflated, metadata of 3.3 million empty objects, which took
+    7-13 s and about 730 MB to parse before it was refused.  Counted before parsing, it is not parsed."""
+    text = '{"format": "backprop-core/1", "x": [' + ",".join(["{}"] * 3_300_000) + "]}"
+    assert len(text) < 10_000_000
+    path = write(tmp_path, zip_bytes(members(meta=text), method=zipfile.ZIP_DEFLATED))
+    assert path.stat().st_size < 100_000
+    tracemalloc.start()
+    start = time.perf_counter()
+    try:
+        refused(path, "holds 6,600,002 items")  # 3.3 million brackets and as many commas
+        seconds = time.perf_counter() - start
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    # The member is 40 MB as UCS-4, read whole (the size limit bounds it), copied and made text:
+    # about 100 MB in all; 3.3 million dicts would add over 200 MB on their own.
+    assert peak < 150 << 20, peak
+    assert seconds < 5, seconds  # was 7-13 s; about 0.3 s here, with room for a loaded machine
 
 
 # -- properties: any input, only a sound model or our own error ------------------------------------
@@ -644,6 +678,15 @@ def with_rows(arrays, n2, seed=1):
     ("frame", {"feature_names_in": ["w", "x", "y", "z", "v"]}, None, ["feature_names_in", "5"]),
     ("binary", {"feature_mean": [0.0] * 4, "feature_scale": [1.0] * 4}, None, ["standardize is not true"]),
     ("standardized", {"feature_mean": None, "feature_scale": None}, None, ["standardize is true"]),
+    # Scaling that makes every prediction NaN or infinite: a scale not a positive normal number
+    # of the model's dtype, a mean beyond its range.
+    ("standardized", {"feature_scale": [5e-324, 1.0, 1.0, 1.0]}, None, ["feature_scale[0] is 5e-324", "normal"]),
+    ("standardized", {"feature_scale": [1.0, 1.0, 1e-310, 1.0]}, None, ["feature_scale[2] is 1e-310"]),
+    ("standardized", {"feature_scale": [1.0, 1e-39, 1.0, 1.0], "dtype": "float32"}, None,
+     ["feature_scale[1] is 1e-39", "float32"]),
+    ("standardized", {"feature_scale": [1.0, 1.0, 1.0, 1e39], "dtype": "float32"}, None, ["feature_scale[3]"]),
+    ("standardized", {"feature_mean": [0.0, 1e39, 0.0, 0.0], "dtype": "float32"}, None,
+     ["feature_mean[1] is 1e+39", "float32"]),
 ])
 def test_metadata_that_contradicts_itself_or_the_weights_is_refused(saved_models, tmp_path, kind, changes,
                                                                      rows, fragments):

@@ -123,7 +123,7 @@ def test_pandas_series_labels_and_data_frame_features(moons):
     model = bc.BackpropClassifier(num_iterations=1000).fit(frame, y)
     assert list(model.feature_names_in_) == ["width", "height"]
     assert model.score(frame, y) > 0.9
-    with pytest.raises(ValueError, match="feature names should match"):
+    with pytest.raises(ValueError, match="missing 'width'; not in the model 'w'"):
         model.predict(frame.rename(columns={"width": "w"}))
     with pytest.warns(UserWarning, match="does not have valid feature names"):
         model.predict(X)

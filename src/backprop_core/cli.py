@@ -130,7 +130,7 @@ def _one_line_warnings():
         text = _advice_in_options(message.advice) if isinstance(message, FeatureScaleWarning) else str(message)
         if text not in told:
             told.add(text)
-            print(f"{PROG}: warning: {text}", file=sys.stderr)
+            _warn(" ".join(text.split()))
 
     return show
 
@@ -371,24 +371,26 @@ def _in_option_words(message: str) -> str:
 
 
 def _read_table(path, target, args):
-    from .data_io import load_table
+    """The data file's :class:`~backprop_core.data_io.Table`: X, y and the columns' names."""
+    from .data_io import read_table
 
     with _named_file(path, "read"):
         try:
-            return load_table(path, target, header=args.header, encoding=args.encoding)
+            return read_table(path, target, header=args.header, encoding=args.encoding)
         except BackpropCoreError as exc:
             raise UserError(_in_option_words(str(exc))) from None
 
 
 def _load_data(args, need_labels=True):
-    """``(X (m, n), y (m,) or (m, k), name)`` from --data or a built-in dataset."""
+    """``(X (m, n), y (m,) or (m, k), name, columns)`` from --data or a built-in dataset;
+    ``columns``: X's n column names where a CSV header gives them, else None."""
     from . import datasets
 
     if args.data:
-        X, y = _read_table(args.data, args.target, args)
-        if need_labels and y is None:
+        table = _read_table(args.data, args.target, args)
+        if need_labels and table.y is None:
             raise UserError(f"{args.data} has no labels: name the label column (or .npz array) with --target")
-        return X, y, args.data
+        return table.X, table.y, args.data, table.columns
     name = args.dataset or "flower"
     kwargs = {}
     if args.m is not None:
@@ -396,7 +398,30 @@ def _load_data(args, need_labels=True):
     if args.data_seed is not None:
         kwargs["seed"] = args.data_seed
     X, Y = datasets.DATASETS[name](**kwargs)
-    return X.T, Y[0], name
+    return X.T, Y[0], name, None
+
+
+def _record_columns(model, columns, source):
+    """A CSV header's names recorded as fit records a data frame's (``feature_names_in_``), so that
+    the saved model's predict matches columns by name; without distinct names, nothing is recorded."""
+    if columns is None:
+        return
+    if not all(columns) or len(set(columns)) != len(columns):
+        _warn(f"{source}'s header does not name every feature column once, so the model records no "
+              "column names and predict will take columns by position")
+        return
+    model.feature_names_in_ = np.asarray(columns, dtype=object)
+    _columns_matched_here()
+
+
+def _columns_matched_here():
+    """The command matches columns by name itself and hands the model plain arrays in its order:
+    scikit-learn's warning that an array has no names would be wrong here."""
+    warnings.filterwarnings("ignore", message="X does not have valid feature names", category=UserWarning)
+
+
+def _warn(text):
+    print(f"{PROG}: warning: {_printable(text)}", file=sys.stderr)
 
 
 def _two_classes(y):
@@ -493,7 +518,7 @@ def _check_train_options(args):
 def cmd_train(args) -> int:
     _check_train_options(args)
     backend = _resolved_backend(args)
-    X, y, source = _load_data(args)
+    X, y, source, columns = _load_data(args)
     m = X.shape[0]
     if args.baseline and y.ndim != 1:
         raise UserError("--baseline fits one logistic regression to one label per example; "
@@ -538,6 +563,7 @@ def cmd_train(args) -> int:
         # model file holds finite costs only; the one that diverged is in the message).
         kept = [(i, J) for i, J in model.cost_history_ if i <= stopped.iteration and math.isfinite(J)]
         model.cost_history_, model.loss_curve_ = kept, [J for _, J in kept]
+    _record_columns(model, columns, source)
     unsaved = None
     if args.save:  # first: what follows reads all the data again, which may fail where training did
         try:
@@ -686,7 +712,7 @@ def cmd_sweep(args) -> int:
         _check_plot_path(args.plot, inputs=(args.data,))
     _check_memory_for_dataset(args)
     backend = _resolved_backend(args)
-    X, y, source = _load_data(args)
+    X, y, source, _ = _load_data(args)
     classes = _two_classes(y)
     if args.plot and (X.shape[1] != 2 or classes is None):
         labels = f"{y.shape[1]} label columns" if y.ndim > 1 else f"{len(np.unique(y))} class(es)"
@@ -743,6 +769,52 @@ def _cell(value) -> str:
     return str(value.item() if isinstance(value, np.generic) else value)
 
 
+#: A cell starting with one of these is run as a formula by a spreadsheet (OWASP's rule for CSV injection).
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+#: ... unless it is a number, which a spreadsheet reads as one: -1.5, +2, 1e-3.
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
+def _safe_cell(text: str) -> str:
+    """A CSV cell that neither a spreadsheet nor a terminal runs: a text a spreadsheet would take
+    for a formula gets a leading single quote (numbers such as -1.5 excepted), then whatever is
+    not printable is escaped (:func:`_printable`)."""
+    if text.startswith(_FORMULA_STARTS) and not _NUMBER.fullmatch(text):
+        text = "'" + text
+    return _printable(text)
+
+
+def _printable(text: str) -> str:
+    """``text`` with each character that is not printable (a control character, the start of a
+    terminal escape sequence, a lone surrogate) escaped as Python's repr escapes it: \\x1b,
+    \\u202e, \\ud800.  Strings read from files pass through here on their way to a terminal."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def _in_model_order(model, table, args):
+    """The data's X (m, n0) with its columns in the order the model was trained on: matched by
+    name where both the file and the model name them, else taken by position, which is said once."""
+    from .validation import column_order
+
+    fitted = getattr(model, "feature_names_in_", None)
+    if fitted is None or table.columns is None:
+        if fitted is not None:
+            _warn(f"{args.data} does not name its columns, so they are taken by position as the model's "
+                  f"{', '.join(repr(str(n)) for n in fitted[:10])}{' ...' if len(fitted) > 10 else ''}")
+        elif table.columns is not None:
+            _warn(f"{args.model} records no column names, so the columns of {args.data} are taken by position")
+        return table.X
+    try:
+        order = column_order(table.columns, fitted, args.data)
+    except BackpropCoreError as exc:
+        unknown = set(table.columns) - {str(n) for n in fitted}
+        hint = " (if one of them holds the labels, name it with --target)" if unknown and args.target is None else ""
+        raise UserError(f"{exc}{hint}") from None
+    return table.X if order is None else table.X[:, order]
+
+
 def cmd_predict(args) -> int:
     from .estimator import BackpropClassifier
 
@@ -750,7 +822,9 @@ def cmd_predict(args) -> int:
         _check_output_path(args.output, "--output", inputs=(args.data, args.model))
     with _named_file(args.model, "read"):
         model = BackpropClassifier.load(args.model, backend="numpy")
-    X, y = _read_table(args.data, args.target, args)
+    table = _read_table(args.data, args.target, args)
+    X, y = _in_model_order(model, table, args), table.y
+    _columns_matched_here()
     labels = model.predict(X)
     if labels.ndim == 1:
         names, columns = ["prediction"], [[_cell(v) for v in labels]]
@@ -769,13 +843,13 @@ def cmd_predict(args) -> int:
     with _named_file(args.output, "write"), \
             (open(args.output, "w", newline="") if args.output else contextlib.nullcontext(sys.stdout)) as out:
         writer = csv.writer(out, lineterminator="\n")  # standard output: its failures are _Guarded's
-        writer.writerow(names)
-        writer.writerows(zip(*columns))
+        writer.writerow([_safe_cell(name) for name in names])
+        writer.writerows([_safe_cell(cell) for cell in row] for row in zip(*columns))
     notes = sys.stdout if args.output else sys.stderr  # standard output may be the table itself
     if args.output:
-        print(f"{len(X):,} predictions written to {args.output}", file=notes)
+        print(f"{len(X):,} predictions written to {_printable(args.output)}", file=notes)
     if y is not None:
-        print(f"accuracy on {args.data}: {100 * model.score(X, y):.1f}%", file=notes)
+        print(f"accuracy on {_printable(args.data)}: {100 * model.score(X, y):.1f}%", file=notes)
     return 0
 
 
@@ -877,7 +951,7 @@ def _one_line(exc) -> str:
     text = str(exc)
     if isinstance(exc, TrainingDivergedError) and exc.advice is not None:
         text = text.replace(str(exc.advice), _advice_in_options(exc.advice))
-    return " ".join(text.split())
+    return _printable(" ".join(text.split()))
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ import os
 import re
 import zipfile
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -32,8 +33,24 @@ _UTF8_BOM = codecs.BOM_UTF8
 _UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
 
 
+@dataclass(frozen=True)
+class Table:
+    """What a data file holds: X (m, n) float64, y (m,) or None, and ``columns``, the n names of
+    X's columns where the file names them (a CSV header; the label column left out), else None."""
+
+    X: np.ndarray
+    y: np.ndarray | None
+    columns: list | None
+
+
 def load_table(path, target=None, *, header="auto", encoding="utf-8"):
-    """``(X, y)`` with samples as rows: X (m, n) float64; y (m,) or None.
+    """``(X, y)`` of :func:`read_table`, without the columns' names."""
+    table = read_table(path, target, header=header, encoding=encoding)
+    return table.X, table.y
+
+
+def read_table(path, target=None, *, header="auto", encoding="utf-8") -> Table:
+    """A :class:`Table` with samples as rows: X (m, n) float64; y (m,) or None; the columns' names.
 
     CSV: ``target`` names the label column (a header name, or a 0-based index,
     negative from the end); without it every column is a feature.  ``header``:
@@ -62,9 +79,9 @@ def load_table(path, target=None, *, header="auto", encoding="utf-8"):
     suffix = path.suffix.lower()
     try:
         if suffix == ".npz":
-            return _load_npz(path, target)
+            return Table(*_load_npz(path, target), columns=None)
         if suffix == ".npy":
-            return _load_npy(path, target)
+            return Table(*_load_npy(path, target), columns=None)
         return _load_csv(path, target, header, encoding)
     except MemoryError:
         # What no header foretells: a CSV's text, the finiteness check, other programs taking memory meanwhile.
@@ -124,7 +141,7 @@ def _load_csv(path, target, header, encoding):
     X = np.array([[_feature(path, line, cells[j], j, names) for j in features] for line, cells in data],
                  dtype=np.float64)
     y = None if label is None else _labels(path, [(line, cells[label]) for line, cells in data], label, names)
-    return X, y
+    return Table(X, y, None if names is None else [names[j] for j in features])
 
 
 _ENCODING_HINT = "pass encoding= with the file's encoding, for example encoding='latin-1' or 'utf-16'"

@@ -41,6 +41,7 @@ from .validation import (
     dtype_name,
     encode_labels,
     follow,
+    in_fitted_order,
     Labels,
     is_device_array,
     label_dtype_name,
@@ -374,6 +375,7 @@ class BackpropClassifier(ClassifierMixin, BaseEstimator):
                 raise InvalidInputError(f"X has {X.shape[1]} features, but {type(self).__name__} is "
                                         f"expecting {self.n_features_in_} features as input.")
         else:
+            X = in_fitted_order(X, getattr(self, "feature_names_in_", None))  # a frame's columns by name
             with _project_errors():
                 X = validate_data(self, X, reset=False, dtype=FLOAT_DTYPES)
         backend = self.backend_

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections import Counter
 
 import numpy as np
 
@@ -327,6 +328,9 @@ def _check_features(meta: dict, n0: int) -> None:
     if names is not None and len(names) != n0:
         raise Problem(f"feature_names_in has {len(names)} names for a model of {n0} features "
                       "(n0, the columns of W1)")
+    if names is not None and len(set(names)) != len(names):  # columns are matched to them by name
+        twice = sorted(n for n, count in Counter(names).items() if count > 1)
+        raise Problem(f"feature_names_in names {_shown(twice)} more than once")
     mean, scale = meta.get("feature_mean"), meta.get("feature_scale")
     standardize = meta["params"].get("standardize", False)
     if (mean is None) != (scale is None):
@@ -338,3 +342,19 @@ def _check_features(meta: dict, n0: int) -> None:
     if mean is not None and not len(mean) == len(scale) == n0:
         raise Problem(f"feature_mean has {len(mean)} and feature_scale {len(scale)} entries "
                       f"for a model of {n0} features")
+    if mean is not None:
+        _check_scaling(mean, scale, meta["dtype"])
+
+
+def _check_scaling(mean: list, scale: list, dtype: str) -> None:
+    """(X - mean) / scale is computed in the model's dtype: each mean finite there, each scale a
+    positive normal number there (a subnormal one, such as 5e-324, makes every prediction NaN)."""
+    info = np.finfo(dtype)
+    tiny, largest = float(info.smallest_normal), float(info.max)  # Python floats: compared without a cast
+    for j, x in enumerate(mean):
+        if not abs(x) <= largest:
+            raise Problem(f"feature_mean[{j}] is {x!r}, beyond the largest {dtype} ({largest:.6g})")
+    for j, s in enumerate(scale):
+        if not tiny <= s <= largest:
+            raise Problem(f"feature_scale[{j}] is {s!r}; a scale is a positive normal {dtype} number, "
+                          f"{tiny:.6g} to {largest:.6g}")

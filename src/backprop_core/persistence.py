@@ -20,6 +20,7 @@ import io
 import json
 import math
 import os
+import re
 import stat
 import struct
 import tempfile
@@ -39,6 +40,10 @@ MAX_ARRAY_BYTES = 1 << 30
 #: The metadata JSON (at most model_schema.MAX_METADATA_CHARS characters long) may nest objects
 #: and lists at most this deep (the estimator's needs 3).
 MAX_METADATA_DEPTH = 8
+#: ... and hold at most this many items: objects and lists (their opening brackets) and the
+#: commas between values.  A cost history takes 3 a reading, so 333,333 readings fit; a list of
+#: empty objects (2 items each, 64-byte dicts once parsed) fits in about 35 MB.
+MAX_METADATA_ITEMS = 1_000_000
 #: Longest .npy header read (NumPy's own default for untrusted files).
 MAX_HEADER_CHARS = 10_000
 #: Deflate cannot shrink data by more than about 1032:1; a member claiming more is a lie.
@@ -291,18 +296,41 @@ def _read_data(archive, info, shape, fortran_order, dtype, nbytes, header_length
 def _parse_metadata(text: str) -> dict:
     if len(text) > MAX_METADATA_CHARS:
         raise Problem(f"its metadata is {len(text)} characters long, more than the limit of {MAX_METADATA_CHARS}")
+    _check_structure(text)
     try:
         meta = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float,
                           object_pairs_hook=_object_without_duplicates)
-    except RecursionError:
-        raise Problem("its metadata is nested too deeply") from None
     except ValueError as exc:  # json.JSONDecodeError, and the hooks' refusals
         raise Problem(f"its metadata is not valid JSON: {exc}") from None
     if not isinstance(meta, dict):
         raise Problem(f"its metadata must be a JSON object, not {_json_kind(meta)}")
-    if _depth(meta) > MAX_METADATA_DEPTH:
-        raise Problem(f"its metadata nests deeper than {MAX_METADATA_DEPTH} levels")
     return meta
+
+
+# A JSON string, escapes and all (unrolled, so that the scan is linear); outside strings, only
+# the brackets are left to count nesting by.
+_JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')
+_NOT_BRACKETS = re.compile(r"[^\[\]{}]+")
+
+
+def _check_structure(text: str) -> None:
+    """The metadata's count of values and its nesting, read from the raw text before json.loads
+    makes a single object: millions of empty objects would cost seconds and gigabytes to parse.
+
+    Brackets and commas inside strings are text, so strings are blanked first, by JSON's own
+    rules; a text that is not JSON is left for json.loads to name.
+    """
+    bare = _JSON_STRING.sub('""', text)
+    containers = bare.count("[") + bare.count("{")
+    items = containers + bare.count(",")
+    if items > MAX_METADATA_ITEMS:
+        raise Problem(f"its metadata holds {items:,} items (objects, lists and commas between values), "
+                      f"more than the limit of {MAX_METADATA_ITEMS:,}")
+    brackets = np.frombuffer(_NOT_BRACKETS.sub("", bare).encode("ascii"), dtype=np.uint8)
+    opens = (brackets == ord("[")) | (brackets == ord("{"))
+    depth = np.cumsum(np.where(opens, np.int8(1), np.int8(-1)), dtype=np.int32)
+    if depth.size and int(depth.max()) > MAX_METADATA_DEPTH:
+        raise Problem(f"its metadata nests deeper than {MAX_METADATA_DEPTH} levels")
 
 
 def _refuse_constant(name):
@@ -327,12 +355,3 @@ def _json_kind(value) -> str:
     kinds = {list: "a list", str: "a string", bool: "a boolean", type(None): "null", int: "a number", float: "a number"}
     return kinds.get(type(value), type(value).__name__)
 
-
-def _depth(value) -> int:
-    deepest, stack = 0, [(value, 1)]
-    while stack:  # iterative: the depth is not yet known to be small
-        item, depth = stack.pop()
-        if isinstance(item, (dict, list)):
-            deepest = max(deepest, depth)
-            stack.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
-    return deepest

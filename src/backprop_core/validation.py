@@ -438,3 +438,66 @@ def follow(X, a):
         return a
     host = backend_for_array(a).to_numpy(a) if is_array_api_obj(a) else np.asarray(a)
     return owner.asarray(host, dtype_name(host.dtype))
+
+
+# -- columns matched by name --------------------------------------------------------------
+
+def column_order(given, fitted, where: str) -> list | None:
+    """The positions that put columns named ``given`` in the ``fitted`` order, or None where
+    they are in it already.
+
+    ``given`` (n,), ``fitted`` (n0,): column names.  A name given twice, a fitted name
+    missing or a name the model was not fitted with is an InvalidInputError naming
+    them (``where`` names the data: "X", a file).  Names are shown as repr() shows
+    them, so a name read from a file cannot reach a terminal as a control sequence.
+    """
+    given, fitted = [str(n) for n in given], [str(n) for n in fitted]
+    seen, twice = set(), []
+    for name in given:
+        if name in seen and name not in twice:
+            twice.append(name)
+        seen.add(name)
+    if twice:
+        raise InvalidInputError(f"{where} names the column(s) {_names(twice)} more than once; "
+                                "columns are matched to the model's by name")
+    known = set(fitted)
+    missing, unseen = [n for n in fitted if n not in seen], [n for n in given if n not in known]
+    if missing or unseen:
+        parts = ([f"missing {_names(missing)}"] if missing else []) + \
+                ([f"not in the model {_names(unseen)}"] if unseen else [])
+        raise InvalidInputError(f"{where}'s columns do not match the {len(fitted)} the model was trained on: "
+                                f"{'; '.join(parts)}")
+    if given == fitted:
+        return None
+    at = {name: j for j, name in enumerate(given)}
+    return [at[name] for name in fitted]
+
+
+def in_fitted_order(X, fitted):
+    """A data frame X with its columns in the order of ``fitted`` (n0,), the names it was fitted with.
+
+    scikit-learn only compares the names and refuses another order; the columns
+    are matched by name here instead, so that a reordered frame gives the same
+    answers.  X without names (an array), or a model fitted without them, is
+    returned as it is: scikit-learn's validate_data says once that it is taken
+    by position.
+    """
+    from sklearn.utils.validation import _get_feature_names  # the names fit recorded, read the same way
+
+    names = None if fitted is None else _get_feature_names(X)
+    if names is None:
+        return X
+    order = column_order(names, fitted, "X")
+    if order is None:
+        return X
+    columns = [str(n) for n in fitted]
+    try:
+        import narwhals as nw  # every data frame library scikit-learn reads names from (it depends on narwhals)
+    except ImportError:  # an older scikit-learn reads names from pandas only
+        return X[columns]
+    return nw.from_native(X, eager_only=True).select(columns).to_native()
+
+
+def _names(names: list, shown: int = 10) -> str:
+    listed = ", ".join(repr(n) for n in names[:shown])
+    return listed + (f" and {len(names) - shown} more" if len(names) > shown else "")
