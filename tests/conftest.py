@@ -7,7 +7,10 @@ GPU is usable.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -147,3 +150,39 @@ def train_problem(backend, X, Y, p, dtype, **kw):
                  backend.asarray(Y, dtype) if not kw.get("stream") else Y.astype(dtype), params,
                  activation=get_activation("tanh"), learning_rate=0.5, num_iterations=20,
                  backend=backend, cost_every=5, **kw)
+
+
+# -- child processes: signals as a terminal leaves them, and none outlives its test -------------
+
+def _default_signals():
+    """In a child, before it runs: SIGINT and SIGTERM at their default actions.  A POSIX shell
+    starts its background jobs with SIGINT ignored, the children of a test run started so inherit
+    it, and Python keeps an ignored SIGINT ignored: a test's Ctrl-C would reach a child that
+    goes on training (how the suite's Ctrl-C tests once hung, issue 32)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+@pytest.fixture
+def children():
+    """``start(args, **popen) -> subprocess.Popen``, a child with signals at their defaults
+    (:func:`_default_signals`); every child still running at the test's end, passed or failed,
+    is killed (its whole group, when it leads one), so none trains on after the suite."""
+    started = []
+
+    def start(args, **popen):
+        process = subprocess.Popen([str(a) for a in args], preexec_fn=_default_signals, **popen)
+        started.append((process, bool(popen.get("start_new_session"))))
+        return process
+
+    yield start
+    for process, leads_group in started:
+        if leads_group:  # its worker processes too
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(process.pid, signal.SIGKILL)
+        if process.poll() is None:
+            process.kill()
+        process.wait(timeout=60)
+        for stream in (process.stdin, process.stdout, process.stderr):
+            if stream is not None:
+                stream.close()

@@ -177,24 +177,30 @@ def test_chunked_full_batch_lands_where_the_whole_batch_does():
 
 # -- stopped early: what was trained is kept, saved and reported ----------------------------
 
-def test_ctrl_c_saves_the_kept_parameters_and_prints_the_summary(tmp_path):
+@pytest.mark.parametrize("signum, status, said, reason", [
+    pytest.param(signal.SIGINT, 130, "interrupted", "interrupted", id="ctrl-c"),
+    pytest.param(signal.SIGTERM, 143, "terminated (SIGTERM)", "terminated", id="sigterm"),  # timeout, kill, systemd
+])
+def test_a_stop_saves_the_kept_parameters_and_prints_the_summary(tmp_path, children, signum, status, said, reason):
     from backprop_core import BackpropClassifier
 
-    process = subprocess.Popen([*COMMAND, "train", "--iterations", "100000000", "--save", str(tmp_path / "m.npz")],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = children([*COMMAND, "train", "--iterations", "100000000", "--save", tmp_path / "m.npz"],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     seen = ""
     while "Cost after iteration 1000:" not in seen:
         line = process.stdout.readline()
         assert line, process.stderr.read()
         seen += line
-    process.send_signal(signal.SIGINT)
+    process.send_signal(signum)
     rest, err = process.communicate(timeout=120)
-    assert process.returncode == 130
-    assert err.startswith("backprop-core: training interrupted after ") and len(err.splitlines()) == 1, err
+    assert process.returncode == status, err
+    assert err.startswith(f"backprop-core: training {said} after ") and len(err.splitlines()) == 1, err
     kept = int(err.split("after ")[1].split()[0])
+    assert f"training stopped ({reason}); the model keeps the parameters of iteration {kept:,}" in rest
     assert f"model saved to {tmp_path / 'm.npz'} (the parameters of iteration {kept:,})" in rest
     assert "training accuracy:" in rest
     assert BackpropClassifier.load(tmp_path / "m.npz").n_iter_ == kept >= 1000
+    assert [p.name for p in tmp_path.iterdir()] == ["m.npz"], "a temporary file was left"
 
 
 def test_divergence_saves_the_parameters_of_the_lowest_cost_read(tmp_path):

@@ -10,6 +10,7 @@ import json
 import math
 import os
 import re
+import signal
 import sys
 import tempfile
 import time
@@ -23,6 +24,7 @@ from .backends import backend_names, get_backend, make_backend
 from .errors import (BackpropCoreError, DeviceMemoryError, DistributedTrainingError, FeatureScaleWarning,
                      TrainingDivergedError)
 from .errors import TrainingInterrupted
+from .termination import signal_number, terminate_as_interrupt
 
 PROG = "backprop-core"
 
@@ -601,6 +603,8 @@ _STOPS = ((TrainingInterrupted, "interrupted"), (TrainingDivergedError, "diverge
 
 
 def _stop_reason(exc) -> str:
+    if isinstance(exc, TrainingInterrupted) and exc.signum != signal.SIGINT:
+        return "terminated"
     return next(reason for kind, reason in _STOPS if isinstance(exc, kind))
 
 
@@ -832,7 +836,8 @@ def main(argv=None) -> int:
     memory are one line on stderr.
 
     Exit status: 0 done, 2 an error (the message says what to change), 130
-    interrupted, 1 standard output closed early (Python's convention); a bug
+    interrupted (Ctrl-C), 143 terminated (SIGTERM: the shell's 128 + the signal's number; the
+    fit stops as on Ctrl-C), 1 standard output closed early (Python's convention); a bug
     (any other exception) still shows its traceback.
     """
     saved = sys.stdout, sys.stderr
@@ -858,13 +863,16 @@ def _run(argv) -> int:
     except SystemExit as exc:  # --help, --version, or a mistake argparse found
         return exc.code if isinstance(exc.code, int) else 2
     try:
-        return COMMANDS[args.command](args)
+        with terminate_as_interrupt():  # `timeout`, `kill`, a service's stop: as Ctrl-C, never a lost fit
+            return COMMANDS[args.command](args)
     except TrainingInterrupted as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
-        return 130
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
-        return 130
+        return 128 + exc.signum
+    except KeyboardInterrupt as exc:  # before or after training: nothing kept to report
+        signum = signal_number(exc)
+        print(f"{PROG}: " + ("interrupted" if signum == signal.SIGINT else f"terminated ({signal.Signals(signum).name})"),
+              file=sys.stderr)
+        return 128 + signum
     except (BackpropCoreError, MemoryError) as exc:  # the user's mistakes, the machine's refusal of memory
         # Nothing broader: any other exception is a bug, and its traceback must show.
         print(f"{PROG}: error: {_one_line(exc)}", file=sys.stderr)

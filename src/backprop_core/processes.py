@@ -21,8 +21,10 @@ one (never a fork of this process, whose threads, BLAS's among them, a fork
 would copy mid-flight), but without running this process's main module again,
 which spawn and forkserver do: a script that trains at its top level, with no
 ``if __name__ == "__main__"`` guard, would train again in every worker.
-Workers ignore Ctrl-C, which the calling process turns into
-TrainingInterrupted, and run BLAS on one thread.  Where there is a core for
+Workers ignore Ctrl-C and SIGTERM, which the calling process turns into
+TrainingInterrupted (a signal sent to the whole process group, as a terminal's
+Ctrl-C or a service's stop is, reaches them too: the calling process stops them
+itself), and run BLAS on one thread.  Where there is a core for
 each, the calling thread and each worker are pinned to cores of their own
 while the workers live: the scheduler would otherwise often wake a worker on
 the core of the thread that woke it, and the two would take turns there.
@@ -144,7 +146,8 @@ def _slot_bytes(network: Network) -> int:
 def _command(sys_path, fd: int, tracker_fd: int, index: int, count: int, network: Network, control: str) -> list:
     """A fresh interpreter running worker ``index``: it imports what this process imports (its
     ``sys_path``), and not this process's main module, which a script may run unguarded."""
-    boot = ("import signal; signal.signal(signal.SIGINT, signal.SIG_IGN)\n"  # Ctrl-C is the caller's
+    boot = ("import signal; signal.signal(signal.SIGINT, signal.SIG_IGN); "  # Ctrl-C and SIGTERM are the caller's
+            "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
             "import json, sys; sys.path[:] = json.loads(sys.argv[1])\n"
             "from backprop_core.processes import _serve_command; _serve_command(sys.argv[2:])")
     return [sys.executable, "-c", boot, json.dumps(sys_path), str(fd), str(tracker_fd), str(index), str(count),
