@@ -175,6 +175,14 @@ def test_chunked_full_batch_lands_where_the_whole_batch_does():
     assert chunked["final_cost"] == pytest.approx(whole["final_cost"], rel=1e-9)
 
 
+def test_workers_beyond_the_cores_and_chunks_are_lowered_saying_so():
+    out = run("train", "--iterations", "10", "--workers", "200", "--parallel", "processes", "--chunk-size", "100",
+              "--json")
+    assert out.returncode == 0, out.stderr
+    assert out.stderr.startswith("backprop-core: warning: 200 workers asked for, ") and \
+        len(out.stderr.splitlines()) == 1, out.stderr
+
+
 # -- stopped early: what was trained is kept, saved and reported ----------------------------
 
 @pytest.mark.parametrize("signum, status, said, reason", [
@@ -222,6 +230,15 @@ def test_divergence_saves_the_parameters_of_the_lowest_cost_read(tmp_path):
     ("--save", "/proc/m.npz", "cannot write in folder /proc"),
     ("--plot", "f.pgn", "matplotlib cannot write .pgn files"),
     ("--plot", "missing/f.png", "folder missing does not exist"),
+    ("--save", "", "--save is empty; give a file name"),
+    ("--plot", "", "--plot is empty; give a file name"),
+    ("--save", "nodir/", "--save nodir/ ends with /, which names a folder"),
+    ("--save", "-", "--save -: standard output is not used here"),
+    ("--plot", "-", "--plot -: standard output is not used here"),
+    ("--save", "m" * 300 + ".npz", "is 304 bytes long, more than the 255 this system allows; give a shorter name"),
+    ("--plot", "p" * 300 + ".png", "is 304 bytes long, more than the 255 this system allows; give a shorter name"),
+    ("--data", "", "--data is empty; give a .csv, .npy or .npz file"),  # never the built-in flower
+    ("--data", "-", "--data -: standard input is not used here"),
 ])
 def test_train_output_paths_are_checked_before_training(tmp_path, option, path, message):
     out = run("train", option, path, cwd=tmp_path)

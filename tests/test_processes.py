@@ -393,3 +393,39 @@ def _in_group(pid: int, group: int) -> bool:
             return int(f.read().rsplit(")", 1)[1].split()[2]) == group
     except (OSError, IndexError, ValueError):
         return False
+
+
+# -- a fit killed outright: its shared memory is removed at the next start -------------------------
+
+@linux_only
+def test_the_shared_memory_of_a_fit_killed_with_its_group_is_removed_when_workers_next_start(tmp_path, children):
+    script = _run_script(children, tmp_path, 10**7, start_new_session=True)
+    assert script.stdout.readline().strip() == "reading the cost"
+    made = _segments(script.pid)
+    os.killpg(script.pid, signal.SIGKILL)  # as an out-of-memory kill of a cgroup: the resource tracker too
+    script.wait(timeout=60)
+    assert len(made) == 2 and _left(made) == made, "the kill left the fit's segments (the case this is about)"
+    assert all(name.startswith(f"{processes.SEGMENT_PREFIX}{script.pid}n") for name in made)
+    with processes.WorkerProcesses(processes.Network(2, 3, 1, "tanh"), 2):
+        assert _left(made) == set()
+
+
+@linux_only
+def test_segments_of_makers_that_run_or_of_other_namespaces_are_kept():
+    from multiprocessing.shared_memory import SharedMemory
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                          timeout=60)
+    dead, namespace = int(gone.stdout), os.stat("/proc/self/ns/pid").st_ino
+    names = {"mine": f"bcore_{os.getpid()}n{namespace}_0badc0de",
+             "elsewhere": f"bcore_{dead}n{namespace + 1}_0badc0de",  # a pid of another namespace means nothing here
+             "dead": f"bcore_{dead}n{namespace}_0badc0de"}
+    made = [SharedMemory(name=name, create=True, size=8) for name in names.values()]
+    try:
+        assert names["dead"] in processes.remove_dead_segments()
+        assert _left(names.values()) == {names["mine"], names["elsewhere"]}
+    finally:
+        for segment in made:
+            segment.close()
+            with contextlib.suppress(FileNotFoundError):
+                segment.unlink()

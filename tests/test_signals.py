@@ -85,7 +85,7 @@ def test_a_signal_at_any_moment_ends_the_run_with_its_status_and_nothing_left(tm
             assert "model saved to" in out, f"{when}: {out} {err}"
             bc.BackpropClassifier.load(folder / "m.npz")
         assert sorted(p.name for p in folder.iterdir()) in ([], ["m.npz"]), f"{when}: a temporary file was left"
-        assert not [name for name in os.listdir("/dev/shm") if name.startswith(f"bcore_{run.pid}_")], \
+        assert not [name for name in os.listdir("/dev/shm") if name.startswith(f"bcore_{run.pid}n")], \
             f"{when}: shared memory was left"
 
 

@@ -26,6 +26,7 @@ from .validation import (
     check_dtype_name,
     check_finite,
     check_finite_parameters,
+    check_network_size,
     check_non_negative,
     check_one_hot,
     check_parameters,
@@ -114,8 +115,9 @@ def resolve_backend(backend, device, X, iteration_timeout=None):
 
 def _placed_and_checked(X, Y, sample_weight, place, dtype, output, what=""):
     """X, Y and the weights on ``place`` as ``dtype``, checked (one host read each)."""
+    given = X
     X, Y = to_backend(X, place, dtype, "X" + what), to_backend(Y, place, dtype, "Y" + what)
-    check_finite(X, place.xp, "X" + what)
+    check_finite(X, place.xp, "X" + what, given)  # given: says an overflow of the cast as such
     check_finite(Y, place.xp, "Y" + what)
     (check_one_hot if output.name == "softmax" else check_binary)(Y, place.xp, "Y" + what)
     if sample_weight is not None:
@@ -170,6 +172,7 @@ def fit(X, Y, *, hidden_units: int, activation, learning_rate: float, num_iterat
     n0, m, n2 = X.shape[0], X.shape[1], Y.shape[0]
     if parameters is not None:
         _, hidden_units, _ = check_parameters(parameters, n0, n2)
+    check_network_size(n0, hidden_units, n2)
     host_data = source.name == "numpy" and not backend.distributed
     p = planner.plan(backend, (n0, hidden_units, n2, m), dtype, activation, chunk_size=chunk_size,
                      workers=workers, stream=stream, batch_size=batch_size, epochs=epochs, fused=fused,
