@@ -338,7 +338,57 @@ def test_train_options_are_checked_before_training(args, message):
 
 
 def test_argparse_mistakes_are_one_line_too():
-    one_line_error(run("train", "--lr", "-1"), "must be a positive number, got -1")
+    one_line_error(run("train", "--lr", "-1"), "must be a positive number written with the digits 0-9, got -1")
+
+
+@pytest.mark.parametrize("option, value", [
+    ("--iterations", "1_0"), ("--iterations", "\u0661\u0660"), ("--hidden", "\u0968"), ("--lr", "\u0661.\u0665"),
+    ("--seed", "1_0"), ("--seed", "\u0661"), ("--m", "1_000"),
+])
+def test_numbers_in_options_are_read_as_the_csv_reader_reads_them(option, value):
+    # Python's int() takes "1_0" as 10 and "\u0661\u0660" (Arabic-Indic) as 10; the CSV reader refuses both
+    out = run("train", option, value)
+    one_line_error(out, f"argument {option}: must be ")
+    assert f"written with the digits 0-9, got {value}" in out.stderr
+    nothing_trained(out)
+
+
+def test_a_chunk_size_beyond_the_data_is_one_chunk_of_all_of_them():
+    out = run("train", "--iterations", "10", "--chunk-size", str(10**30), "--json")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["iterations"] == 10
+
+
+def test_hidden_units_beyond_memory_are_one_line():
+    one_line_error(run("train", "--iterations", "10", "--hidden", str(10**30)),
+                   "hidden units: the weights of a 2-1000000000000000000000000000000-1 network alone would take")
+
+
+def test_finite_data_beyond_float32_are_named_as_such_not_as_nan(tmp_path):
+    X, _, rows = xor_rows()
+    path = write_csv(tmp_path / "d.csv", ["a", "b", "label"], [(f"{float(p) * 1e300}", q, t) for p, q, t in rows])
+    out = run("train", "--data", path, "--target", "label", "--dtype", "float32", "--iterations", "10")
+    one_line_error(out, "X holds finite values too large for float32 (its largest magnitude is ")
+    assert "train in float64 (--dtype float64)" in out.stderr and "NaN" not in out.stderr
+
+
+def test_features_whose_variance_overflows_are_standardized(tmp_path):
+    X, _, rows = xor_rows()
+    path = write_csv(tmp_path / "d.csv", ["a", "b", "label"],
+                     [(f"{1e160 + float(p) * 1e158}", f"{float(q) * 1e158}", t) for p, q, t in rows])
+    out = run("train", "--data", path, "--target", "label", "--standardize", "--hidden", "6", "--iterations",
+              "3000", "--json")
+    assert out.returncode == 0 and out.stderr == "", out.stderr
+    assert json.loads(out.stdout)["training_accuracy"] > 0.9
+
+
+def test_utf16_named_for_a_utf8_file_says_so_not_no_data_rows(tmp_path):
+    path = write_csv(tmp_path / "d.csv", ["a", "b", "label"], xor_rows()[2])
+    if path.stat().st_size % 2:  # an even count of bytes decodes as UTF-16 without an error of its own
+        path.write_text(path.read_text() + "\n")
+    out = run("train", "--data", path, "--target", "label", "--encoding", "utf-16")
+    one_line_error(out, "is not utf-16 text: its line breaks decode as other characters")
+    assert "--encoding utf-8" in out.stderr
 
 
 def test_a_dataset_too_big_for_memory_is_refused_before_it_is_made():
