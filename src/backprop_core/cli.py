@@ -315,13 +315,13 @@ def _check_output_path(path, option, *, inputs=()):
     new files, it is not a folder or an input."""
     _check_path_name(path, option)
     try:
-        _check_writable(Path(path), option, inputs)
+        _check_writable(path, option, inputs)
     except OSError as exc:  # what the checks' own look at the file met (a loop of links, ...)
         raise UserError(f"{option} {path}: {exc.strerror or exc}") from None
 
 
-def _check_writable(target, option, inputs):
-    path = str(target)
+def _check_writable(path, option, inputs):
+    target = Path(path)
     if target.is_dir():
         raise UserError(f"{option} {path} is a folder; give a file name")
     folder = target.parent
