@@ -926,8 +926,8 @@ def _run(argv) -> int:
         return 128 + exc.signum
     except KeyboardInterrupt as exc:  # before or after training: nothing kept to report
         signum = signal_number(exc)
-        print(f"{PROG}: " + ("interrupted" if signum == signal.SIGINT else f"terminated ({signal.Signals(signum).name})"),
-              file=sys.stderr)
+        how = "interrupted" if signum == signal.SIGINT else f"terminated ({signal.Signals(signum).name})"
+        print(f"{PROG}: {how}", file=sys.stderr)
         return 128 + signum
     except (BackpropCoreError, MemoryError) as exc:  # the user's mistakes, the machine's refusal of memory
         # Nothing broader: any other exception is a bug, and its traceback must show.

@@ -157,7 +157,8 @@ def _decode(path, encoding) -> str:
                             f"{_ENCODING_HINT}") from None
     if b"\n" in raw and "\n" not in text and "\r" not in text:  # utf-16 read from UTF-8 bytes: one long line
         raise DataFileError(f"{path} is not {codec.name} text: its line breaks decode as other characters, "
-                            "so it would read as one row; pass encoding= with the file's encoding, for example encoding='utf-8'")
+                            "so it would read as one row; pass encoding= with the file's encoding, for example "
+                            "encoding='utf-8'")
     return text[1:] if text.startswith("\ufeff") else text
 
 

@@ -329,11 +329,9 @@ class _Held:
                 with contextlib.suppress(OSError):
                     w.conn.send_bytes(_QUIT)
         for w in self.workers:
-            if w.busy:  # computing, or hung: it holds nothing worth waiting for
-                w.process.kill()
-            elif not _waited(w.process, STOP_WAIT_S):
-                w.process.terminate()
-            if not _waited(w.process, STOP_WAIT_S):  # a stopped process does not act on SIGTERM
+            # Busy (computing, or hung: it holds nothing worth waiting for), or deaf to quit: killed,
+            # as a worker ignores SIGTERM (the calling process's to act on) and a stopped one any signal but SIGKILL.
+            if w.busy or not _waited(w.process, STOP_WAIT_S):
                 w.process.kill()
                 w.process.wait()
             w.conn.close()
