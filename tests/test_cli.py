@@ -450,9 +450,9 @@ def test_jax_float64_trains_with_the_environment_variable():
 
 # -- standard streams: closed or full, they lose output, not work ---------------------------
 
-def test_a_pipe_closed_by_head_stops_the_output_not_the_training(tmp_path):
-    process = subprocess.Popen([*COMMAND, "train", "--iterations", "20000", "--save", str(tmp_path / "m.npz")],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def test_a_pipe_closed_by_head_stops_the_output_not_the_training(tmp_path, children):
+    process = children([*COMMAND, "train", "--iterations", "20000", "--save", str(tmp_path / "m.npz")],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     with process.stderr:
         process.stdout.readline()
         process.stdout.close()  # what head does after its first line
@@ -491,13 +491,13 @@ def test_a_closed_stderr_descriptor_gives_no_traceback():
     assert out.returncode == 2 and out.stdout == ""
 
 
-def test_the_progress_bar_leaves_its_last_line_on_a_terminal():
+def test_the_progress_bar_leaves_its_last_line_on_a_terminal(children):
     pytest.importorskip("tqdm", reason="tqdm is not installed")
     import pty
 
     main_end, terminal = pty.openpty()
-    process = subprocess.Popen([*COMMAND, "train", "--iterations", "3000"], stdout=subprocess.PIPE,
-                               stderr=terminal, text=True)
+    process = children([*COMMAND, "train", "--iterations", "3000"], stdout=subprocess.PIPE, stderr=terminal,
+                       text=True)
     os.close(terminal)
     shown = b""
     while True:
