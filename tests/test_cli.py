@@ -285,6 +285,19 @@ def test_predict_output_path_is_checked_before_loading(tmp_path):
     one_line_error(run("predict", "missing.npz", "--data", "missing.csv", "--output", tmp_path), "is a folder")
 
 
+@pytest.mark.parametrize("option, path, message", [
+    ("--output", "", "--output is empty; give a file name"),
+    ("--output", "out/", "--output out/ ends with /, which names a folder"),
+    ("--data", "", "--data is empty; give a .csv, .npy or .npz file"),
+    ("--data", "-", "--data -: standard input is not used here"),
+])
+def test_predict_paths_are_checked_before_loading(tmp_path, option, path, message):
+    given = {"--data": "missing.csv", **{option: path}}
+    out = run("predict", "missing.npz", *[part for pair in given.items() for part in pair], cwd=tmp_path)
+    one_line_error(out, message)
+    assert os.listdir(tmp_path) == []
+
+
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full (a device that is always full) here")
 def test_predictions_that_cannot_be_written_name_the_file(tmp_path):
     path = write_csv(tmp_path / "d.csv", ["a", "b", "label"], xor_rows()[2])
