@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -197,3 +199,49 @@ def train_problem(backend, X, Y, p, dtype, **kw):
                  backend.asarray(Y, dtype) if not kw.get("stream") else Y.astype(dtype), params,
                  **{"activation": get_activation("tanh"), "learning_rate": 0.5, "num_iterations": 20,
                     "backend": backend, "cost_every": 5, **kw})
+
+
+# -- child processes: signals as a terminal leaves them, and none outlives its test -------------
+
+@contextlib.contextmanager
+def _signals_not_ignored():
+    """While a child starts: SIGINT and SIGTERM not ignored here, so that the child starts with them at
+    their default actions.  A POSIX shell starts its background jobs with SIGINT ignored, the
+    children of a test run started so inherit it, and Python keeps an ignored SIGINT ignored: a
+    test's Ctrl-C would reach a child that goes on training (how the suite's Ctrl-C tests once
+    hung, issue 32).  A handler of this process's own is reset to the default by the child's exec;
+    no preexec_fn, which would make subprocess fork a multithreaded process."""
+    ignored = [s for s in (signal.SIGINT, signal.SIGTERM) if signal.getsignal(s) is signal.SIG_IGN]
+    for signum in ignored:
+        signal.signal(signum, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        for signum in ignored:
+            signal.signal(signum, signal.SIG_IGN)
+
+
+@pytest.fixture
+def children():
+    """``start(args, **popen) -> subprocess.Popen``, a child with signals at their defaults
+    (:func:`_signals_not_ignored`); every child still running at the test's end, passed or failed,
+    is killed (its whole group, when it leads one), so none trains on after the suite."""
+    started = []
+
+    def start(args, **popen):
+        with _signals_not_ignored():
+            process = subprocess.Popen([str(a) for a in args], **popen)
+        started.append((process, bool(popen.get("start_new_session"))))
+        return process
+
+    yield start
+    for process, leads_group in started:
+        if leads_group:  # its worker processes too
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(process.pid, signal.SIGKILL)
+        if process.poll() is None:
+            process.kill()
+        process.wait(timeout=60)
+        for stream in (process.stdin, process.stdout, process.stderr):
+            if stream is not None:
+                stream.close()

@@ -294,3 +294,11 @@ def test_the_estimator_names_a_bad_seed_before_early_stopping_splits(data):
     X, y = data
     with pytest.raises(ValueError, match="seed must be a non-negative integer"):
         bc.BackpropClassifier(num_iterations=5, early_stopping=True, seed=-1).fit(X, y)
+
+
+def test_a_sparse_y_given_to_the_estimator_is_refused_naming_y(flower_data):
+    sparse = pytest.importorskip("scipy.sparse", reason="scipy is not installed")
+    X, Y = flower_data
+    with pytest.raises(TypeError, match="Sparse data was passed for y, but dense data") as info:
+        bc.BackpropClassifier(num_iterations=10).fit(X.T, sparse.csr_matrix(Y.T))
+    assert isinstance(info.value, bc.BackpropCoreError)

@@ -175,26 +175,40 @@ def test_chunked_full_batch_lands_where_the_whole_batch_does():
     assert chunked["final_cost"] == pytest.approx(whole["final_cost"], rel=1e-9)
 
 
+def test_workers_beyond_the_cores_and_chunks_are_lowered_saying_so():
+    out = run("train", "--iterations", "10", "--workers", "200", "--parallel", "processes", "--chunk-size", "100",
+              "--json")
+    assert out.returncode == 0, out.stderr
+    assert out.stderr.startswith("backprop-core: warning: 200 workers asked for, ") and \
+        len(out.stderr.splitlines()) == 1, out.stderr
+
+
 # -- stopped early: what was trained is kept, saved and reported ----------------------------
 
-def test_ctrl_c_saves_the_kept_parameters_and_prints_the_summary(tmp_path):
+@pytest.mark.parametrize("signum, status, said, reason", [
+    pytest.param(signal.SIGINT, 130, "interrupted", "interrupted", id="ctrl-c"),
+    pytest.param(signal.SIGTERM, 143, "terminated (SIGTERM)", "terminated", id="sigterm"),  # timeout, kill, systemd
+])
+def test_a_stop_saves_the_kept_parameters_and_prints_the_summary(tmp_path, children, signum, status, said, reason):
     from backprop_core import BackpropClassifier
 
-    process = subprocess.Popen([*COMMAND, "train", "--iterations", "100000000", "--save", str(tmp_path / "m.npz")],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = children([*COMMAND, "train", "--iterations", "100000000", "--save", tmp_path / "m.npz"],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     seen = ""
     while "Cost after iteration 1000:" not in seen:
         line = process.stdout.readline()
         assert line, process.stderr.read()
         seen += line
-    process.send_signal(signal.SIGINT)
+    process.send_signal(signum)
     rest, err = process.communicate(timeout=120)
-    assert process.returncode == 130
-    assert err.startswith("backprop-core: training interrupted after ") and len(err.splitlines()) == 1, err
+    assert process.returncode == status, err
+    assert err.startswith(f"backprop-core: training {said} after ") and len(err.splitlines()) == 1, err
     kept = int(err.split("after ")[1].split()[0])
+    assert f"training stopped ({reason}); the model keeps the parameters of iteration {kept:,}" in rest
     assert f"model saved to {tmp_path / 'm.npz'} (the parameters of iteration {kept:,})" in rest
     assert "training accuracy:" in rest
     assert BackpropClassifier.load(tmp_path / "m.npz").n_iter_ == kept >= 1000
+    assert [p.name for p in tmp_path.iterdir()] == ["m.npz"], "a temporary file was left"
 
 
 def test_divergence_saves_the_parameters_of_the_lowest_cost_read(tmp_path):
@@ -216,6 +230,15 @@ def test_divergence_saves_the_parameters_of_the_lowest_cost_read(tmp_path):
     ("--save", "/proc/m.npz", "cannot write in folder /proc"),
     ("--plot", "f.pgn", "matplotlib cannot write .pgn files"),
     ("--plot", "missing/f.png", "folder missing does not exist"),
+    ("--save", "", "--save is empty; give a file name"),
+    ("--plot", "", "--plot is empty; give a file name"),
+    ("--save", "nodir/", "--save nodir/ ends with /, which names a folder"),
+    ("--save", "-", "--save -: standard output is not used here"),
+    ("--plot", "-", "--plot -: standard output is not used here"),
+    ("--save", "m" * 300 + ".npz", "is 304 bytes long, more than the 255 this system allows; give a shorter name"),
+    ("--plot", "p" * 300 + ".png", "is 304 bytes long, more than the 255 this system allows; give a shorter name"),
+    ("--data", "", "--data is empty; give a .csv, .npy or .npz file"),  # never the built-in flower
+    ("--data", "-", "--data -: standard input is not used here"),
 ])
 def test_train_output_paths_are_checked_before_training(tmp_path, option, path, message):
     out = run("train", option, path, cwd=tmp_path)
@@ -260,6 +283,19 @@ def test_a_file_error_names_the_file_once_whatever_its_name():
 
 def test_predict_output_path_is_checked_before_loading(tmp_path):
     one_line_error(run("predict", "missing.npz", "--data", "missing.csv", "--output", tmp_path), "is a folder")
+
+
+@pytest.mark.parametrize("option, path, message", [
+    ("--output", "", "--output is empty; give a file name"),
+    ("--output", "out/", "--output out/ ends with /, which names a folder"),
+    ("--data", "", "--data is empty; give a .csv, .npy or .npz file"),
+    ("--data", "-", "--data -: standard input is not used here"),
+])
+def test_predict_paths_are_checked_before_loading(tmp_path, option, path, message):
+    given = {"--data": "missing.csv", **{option: path}}
+    out = run("predict", "missing.npz", *[part for pair in given.items() for part in pair], cwd=tmp_path)
+    one_line_error(out, message)
+    assert os.listdir(tmp_path) == []
 
 
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full (a device that is always full) here")
@@ -315,7 +351,57 @@ def test_train_options_are_checked_before_training(args, message):
 
 
 def test_argparse_mistakes_are_one_line_too():
-    one_line_error(run("train", "--lr", "-1"), "must be a positive number, got -1")
+    one_line_error(run("train", "--lr", "-1"), "must be a positive number written with the digits 0-9, got -1")
+
+
+@pytest.mark.parametrize("option, value", [
+    ("--iterations", "1_0"), ("--iterations", "\u0661\u0660"), ("--hidden", "\u0968"), ("--lr", "\u0661.\u0665"),
+    ("--seed", "1_0"), ("--seed", "\u0661"), ("--m", "1_000"),
+])
+def test_numbers_in_options_are_read_as_the_csv_reader_reads_them(option, value):
+    # Python's int() takes "1_0" as 10 and "\u0661\u0660" (Arabic-Indic) as 10; the CSV reader refuses both
+    out = run("train", option, value)
+    one_line_error(out, f"argument {option}: must be ")
+    assert f"written with the digits 0-9, got {value}" in out.stderr
+    nothing_trained(out)
+
+
+def test_a_chunk_size_beyond_the_data_is_one_chunk_of_all_of_them():
+    out = run("train", "--iterations", "10", "--chunk-size", str(10**30), "--json")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["iterations"] == 10
+
+
+def test_hidden_units_beyond_memory_are_one_line():
+    one_line_error(run("train", "--iterations", "10", "--hidden", str(10**30)),
+                   "hidden units: the weights of a 2-1000000000000000000000000000000-1 network alone would take")
+
+
+def test_finite_data_beyond_float32_are_named_as_such_not_as_nan(tmp_path):
+    X, _, rows = xor_rows()
+    path = write_csv(tmp_path / "d.csv", ["a", "b", "label"], [(f"{float(p) * 1e300}", q, t) for p, q, t in rows])
+    out = run("train", "--data", path, "--target", "label", "--dtype", "float32", "--iterations", "10")
+    one_line_error(out, "X holds finite values too large for float32 (its largest magnitude is ")
+    assert "train in float64 (--dtype float64)" in out.stderr and "NaN" not in out.stderr
+
+
+def test_features_whose_variance_overflows_are_standardized(tmp_path):
+    X, _, rows = xor_rows()
+    path = write_csv(tmp_path / "d.csv", ["a", "b", "label"],
+                     [(f"{1e160 + float(p) * 1e158}", f"{float(q) * 1e158}", t) for p, q, t in rows])
+    out = run("train", "--data", path, "--target", "label", "--standardize", "--hidden", "6", "--iterations",
+              "3000", "--json")
+    assert out.returncode == 0 and out.stderr == "", out.stderr
+    assert json.loads(out.stdout)["training_accuracy"] > 0.9
+
+
+def test_utf16_named_for_a_utf8_file_says_so_not_no_data_rows(tmp_path):
+    path = write_csv(tmp_path / "d.csv", ["a", "b", "label"], xor_rows()[2])
+    if path.stat().st_size % 2:  # an even count of bytes decodes as UTF-16 without an error of its own
+        path.write_text(path.read_text() + "\n")
+    out = run("train", "--data", path, "--target", "label", "--encoding", "utf-16")
+    one_line_error(out, "is not utf-16 text: its line breaks decode as other characters")
+    assert "--encoding utf-8" in out.stderr
 
 
 def test_a_dataset_too_big_for_memory_is_refused_before_it_is_made():
@@ -377,9 +463,9 @@ def test_jax_float64_trains_with_the_environment_variable():
 
 # -- standard streams: closed or full, they lose output, not work ---------------------------
 
-def test_a_pipe_closed_by_head_stops_the_output_not_the_training(tmp_path):
-    process = subprocess.Popen([*COMMAND, "train", "--iterations", "20000", "--save", str(tmp_path / "m.npz")],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def test_a_pipe_closed_by_head_stops_the_output_not_the_training(tmp_path, children):
+    process = children([*COMMAND, "train", "--iterations", "20000", "--save", str(tmp_path / "m.npz")],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     with process.stderr:
         process.stdout.readline()
         process.stdout.close()  # what head does after its first line
@@ -418,13 +504,13 @@ def test_a_closed_stderr_descriptor_gives_no_traceback():
     assert out.returncode == 2 and out.stdout == ""
 
 
-def test_the_progress_bar_leaves_its_last_line_on_a_terminal():
+def test_the_progress_bar_leaves_its_last_line_on_a_terminal(children):
     pytest.importorskip("tqdm", reason="tqdm is not installed")
     import pty
 
     main_end, terminal = pty.openpty()
-    process = subprocess.Popen([*COMMAND, "train", "--iterations", "3000"], stdout=subprocess.PIPE,
-                               stderr=terminal, text=True)
+    process = children([*COMMAND, "train", "--iterations", "3000"], stdout=subprocess.PIPE, stderr=terminal,
+                       text=True)
     os.close(terminal)
     shown = b""
     while True:

@@ -489,12 +489,12 @@ def _still_running(marker: str) -> list:
     return found
 
 
-def test_the_benchmark_stopped_midway_keeps_what_finished(tmp_path):
+def test_the_benchmark_stopped_midway_keeps_what_finished(tmp_path, children):
     marker = str(2**30 + 4321)  # an m-max no other process uses: finds the worker by its command line
-    run = subprocess.Popen([sys.executable, str(ROOT / "bench" / "run.py"), "--backends", "numpy", "--peers", "none",
-                            "--shapes", "2-4-1", "--m-min", "1024", "--m-max", marker, "--repeats", "3",
-                            "--budget", "600", "--out", str(tmp_path), "--quiet"],
-                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    run = children([sys.executable, str(ROOT / "bench" / "run.py"), "--backends", "numpy", "--peers", "none",
+                    "--shapes", "2-4-1", "--m-min", "1024", "--m-max", marker, "--repeats", "3",
+                    "--budget", "600", "--out", str(tmp_path), "--quiet"],
+                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     results = tmp_path / "results.jsonl"
     deadline = time.monotonic() + 240
     with run.stderr:

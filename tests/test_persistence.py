@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import threading
 import zipfile
@@ -268,10 +267,10 @@ for _ in range(100):
 """
 
 
-def test_concurrent_saves_from_two_processes_leave_one_whole_model(tmp_path):
+def test_concurrent_saves_from_two_processes_leave_one_whole_model(tmp_path, children):
     path = tmp_path / "model.npz"
     save_parameters(path, *model(1))
-    savers = [subprocess.Popen([sys.executable, "-c", SAVER, str(seed), str(path)]) for seed in (1, 2)]
+    savers = [children([sys.executable, "-c", SAVER, str(seed), str(path)]) for seed in (1, 2)]
     seen = []
     while any(p.poll() is None for p in savers):
         seen.append(load_parameters(path)[1]["n_iter"])

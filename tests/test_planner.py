@@ -7,7 +7,7 @@ import logging
 import pytest
 
 import backprop_core as bc
-from backprop_core import planner, processes
+from backprop_core import chunked, planner, processes
 from backprop_core.backends import get_backend
 from backprop_core.backends.numpy_backend import NumpyBackend
 
@@ -60,9 +60,11 @@ def test_calibration_is_measured_once_per_network_and_dtype():
     assert all(c & (c - 1) == 0 and w >= 1 and rate > 0 for (c, w), rate in first.items())
 
 
-def test_the_users_choices_win():
+def test_the_users_choices_win(monkeypatch):
+    # within the cores and the chunks (beyond them, workers are lowered: test_worker_counts.py)
+    monkeypatch.setattr(chunked, "cpu_cores", lambda: 8)
     assert _plan(chunk_size=None, shape=(2, 4, 1, 1 << 18)).mode == "whole batch"
-    p = _plan(chunk_size=1000, workers=3)
+    p = _plan(chunk_size=1000, workers=3, shape=(2, 4, 1, 1 << 18))
     assert (p.mode, p.chunk_size, p.workers) == ("chunks", 1000, 3)
     p = _plan(shape=(2, 4, 1, 1 << 18), workers=1, dtype="float32")
     assert p.workers == 1

@@ -342,33 +342,32 @@ except TrainingInterrupted as exc:
 '''
 
 
-def _run_script(tmp_path, iterations, **popen):
+def _run_script(start, tmp_path, iterations, **popen):
+    """The script started by the ``children`` fixture's ``start``."""
     path = tmp_path / "train_at_top_level.py"  # no `if __name__ == "__main__"` guard, as scripts often are
     path.write_text(SCRIPT)
-    return subprocess.Popen([sys.executable, str(path), str(iterations)], stdout=subprocess.PIPE, text=True,
-                            cwd=tmp_path, **popen)
+    return start([sys.executable, str(path), str(iterations)], stdout=subprocess.PIPE, text=True, cwd=tmp_path,
+                 **popen)
 
 
-def test_a_script_that_trains_at_its_top_level_runs_on_processes(tmp_path):
-    script = _run_script(tmp_path, 200)
+def test_a_script_that_trains_at_its_top_level_runs_on_processes(tmp_path, children):
+    script = _run_script(children, tmp_path, 200)
     out, _ = script.communicate(timeout=120)
     assert script.returncode == 0 and out.strip().endswith("trained 200")
     assert out.count("reading the cost") == 5, "the script ran once: workers do not run it again"
 
 
 @linux_only
-def test_ctrl_c_in_a_terminal_interrupts_the_fit_and_leaves_nothing_behind(tmp_path):
-    script = _run_script(tmp_path, 10**7, start_new_session=True, stderr=subprocess.PIPE)  # a group, as a shell makes
-    try:
-        assert script.stdout.readline().strip() == "reading the cost"
-        workers = [pid for pid in _group(script.pid) if _is_worker(pid)]
-        made = _segments(script.pid)
-        os.killpg(script.pid, signal.SIGINT)  # what Ctrl-C sends: to every process of the group
-        out, err = script.communicate(timeout=60)
-    finally:
-        if script.poll() is None:
-            script.kill()
-    assert script.returncode == 0 and "interrupted after" in out
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_a_stop_sent_to_the_group_interrupts_the_fit_and_leaves_nothing_behind(tmp_path, children, signum):
+    # a group, as a shell makes for a command line; SIGTERM as systemd or a container stop sends it
+    script = _run_script(children, tmp_path, 10**7, start_new_session=True, stderr=subprocess.PIPE)
+    assert script.stdout.readline().strip() == "reading the cost"
+    workers = [pid for pid in _group(script.pid) if _is_worker(pid)]
+    made = _segments(script.pid)
+    os.killpg(script.pid, signum)  # what Ctrl-C sends: to every process of the group
+    out, err = script.communicate(timeout=60)
+    assert script.returncode == 0 and "interrupted after" in out, err
     assert len(workers) == 1, "the script's worker ran"
     assert not [pid for pid in workers if pid in _group(script.pid)]
     assert len(made) == 2, "the script's fit ran on shared memory"
@@ -394,3 +393,39 @@ def _in_group(pid: int, group: int) -> bool:
             return int(f.read().rsplit(")", 1)[1].split()[2]) == group
     except (OSError, IndexError, ValueError):
         return False
+
+
+# -- a fit killed outright: its shared memory is removed at the next start -------------------------
+
+@linux_only
+def test_the_shared_memory_of_a_fit_killed_with_its_group_is_removed_when_workers_next_start(tmp_path, children):
+    script = _run_script(children, tmp_path, 10**7, start_new_session=True)
+    assert script.stdout.readline().strip() == "reading the cost"
+    made = _segments(script.pid)
+    os.killpg(script.pid, signal.SIGKILL)  # as an out-of-memory kill of a cgroup: the resource tracker too
+    script.wait(timeout=60)
+    assert len(made) == 2 and _left(made) == made, "the kill left the fit's segments (the case this is about)"
+    assert all(name.startswith(f"{processes.SEGMENT_PREFIX}{script.pid}n") for name in made)
+    with processes.WorkerProcesses(processes.Network(2, 3, 1, "tanh"), 2):
+        assert _left(made) == set()
+
+
+@linux_only
+def test_segments_of_makers_that_run_or_of_other_namespaces_are_kept():
+    from multiprocessing.shared_memory import SharedMemory
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                          timeout=60)
+    dead, namespace = int(gone.stdout), os.stat("/proc/self/ns/pid").st_ino
+    names = {"mine": f"bcore_{os.getpid()}n{namespace}_0badc0de",
+             "elsewhere": f"bcore_{dead}n{namespace + 1}_0badc0de",  # a pid of another namespace means nothing here
+             "dead": f"bcore_{dead}n{namespace}_0badc0de"}
+    made = [SharedMemory(name=name, create=True, size=8) for name in names.values()]
+    try:
+        assert names["dead"] in processes.remove_dead_segments()
+        assert _left(names.values()) == {names["mine"], names["elsewhere"]}
+    finally:
+        for segment in made:
+            segment.close()
+            with contextlib.suppress(FileNotFoundError):
+                segment.unlink()

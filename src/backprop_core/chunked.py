@@ -12,8 +12,10 @@ and the intermediates of a large batch never stay in cache).
 from __future__ import annotations
 
 import contextlib
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 
+from .backends._base import cpu_cores
 from .parameters import add_parts
 
 
@@ -41,6 +43,22 @@ def share_sums(gradients, chunks, params, m: int):
     for Xc, Yc in chunks:
         total = add_parts(total, gradients(params, Xc, Yc, m))
     return total
+
+
+def cap_workers(workers: int, chunks: int | None = None) -> int:
+    """``workers`` lowered to the cores this process may run on and to the batch's ``chunks`` (more
+    threads or processes than either would only wait their turn, and each process costs memory),
+    with a warning that says so when the request is lowered."""
+    cores = cpu_cores()
+    limit = cores if chunks is None else min(cores, chunks)
+    if workers <= limit:
+        return workers
+    why = [f"this process may run on {cores} core{'s' if cores > 1 else ''}"] if cores < workers else []
+    if chunks is not None and chunks < workers:
+        why.append(f"the batch has {chunks} chunk{'s' if chunks > 1 else ''}")
+    warnings.warn(f"{workers} workers asked for, {limit} used: {' and '.join(why)}; more would only wait",
+                  stacklevel=3)
+    return limit
 
 
 def one_blas_thread():

@@ -10,6 +10,7 @@ import json
 import math
 import os
 import re
+import signal
 import sys
 import tempfile
 import time
@@ -23,6 +24,7 @@ from .backends import backend_names, get_backend, make_backend
 from .errors import (BackpropCoreError, DeviceMemoryError, DistributedTrainingError, FeatureScaleWarning,
                      TrainingDivergedError)
 from .errors import TrainingInterrupted
+from .termination import signal_number, terminate_as_interrupt
 
 PROG = "backprop-core"
 
@@ -149,23 +151,30 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def _positive(kind, what):
-    """An argparse type: ``kind(text)`` that must be > 0."""
+#: Numbers as the CSV reader takes them: ASCII digits, a point, an exponent.  Python's int() and
+#: float() would also take "1_0" as 10 and digits of other scripts (Arabic-Indic, Devanagari, ...).
+_NUMBERS = {int: re.compile(r"[+-]?[0-9]+\Z"),
+            float: re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?\Z")}
+
+
+def _number(kind, what, positive=True):
+    """An argparse type: ``kind(text)`` written in ASCII digits (:data:`_NUMBERS`), > 0 where ``positive``."""
+    said = f"must be {'a positive' if positive else 'an'} {what} written with the digits 0-9"
 
     def parse(text):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"must be a positive {what}, got {text}") from None
-        if not value > 0 or (kind is float and not math.isfinite(value)):
-            raise argparse.ArgumentTypeError(f"must be a positive {what}, got {text}")
+        if not _NUMBERS[kind].match(text.strip()):
+            raise argparse.ArgumentTypeError(f"{said}, got {text}")
+        value = kind(text.strip())
+        if positive and not (value > 0 and (kind is int or math.isfinite(value))):
+            raise argparse.ArgumentTypeError(f"{said}, got {text}")
         return value
 
     return parse
 
 
-_positive_int = _positive(int, "integer")
-_positive_float = _positive(float, "number")
+_positive_int = _number(int, "integer")
+_positive_float = _number(float, "number")
+_integer = _number(int, "integer", positive=False)
 _HEADER = {"auto": "auto", "yes": True, "no": False, "true": True, "false": False}
 
 
@@ -198,7 +207,7 @@ def _add_data_options(p):
 
     p.add_argument("--dataset", default=None, choices=sorted(DATASETS), help="built-in data (default flower)")
     p.add_argument("--m", type=_positive_int, default=None, metavar="M", help="points in the built-in dataset")
-    p.add_argument("--data-seed", type=int, default=None, metavar="SEED", help="seed of the built-in dataset")
+    p.add_argument("--data-seed", type=_integer, default=None, metavar="SEED", help="seed of the built-in dataset")
     p.add_argument("--data", default=None, metavar="FILE", help="your own data: .csv, .npy or .npz (instead of --dataset)")
     p.add_argument("--target", default=None, metavar="COLUMN", help="label column of a CSV (its name, or index) or array of an .npz")
     _add_file_options(p)
@@ -210,7 +219,7 @@ def _add_model_options(p):
     p.add_argument("--activation", default="tanh", choices=sorted(ACTIVATIONS),
                    help="of the hidden layer (default tanh)")
     p.add_argument("--lr", type=_positive_float, default=1.2, metavar="RATE", help="learning rate (default 1.2)")
-    p.add_argument("--seed", type=int, default=0, metavar="SEED", help="seed of the initial weights (default 0)")
+    p.add_argument("--seed", type=_integer, default=0, metavar="SEED", help="seed of the initial weights (default 0)")
     p.add_argument("--dtype", choices=["float32", "float64"], default=None,
                    help="default: float64 on a CPU, float32 on a GPU and on jax")
     p.add_argument("--standardize", action="store_true",
@@ -265,7 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_file_options(predict)
     predict.add_argument("--proba", action="store_true",
                          help="also write probabilities: one column for two classes, one per class otherwise")
-    predict.add_argument("--output", default=None, metavar="FILE", help="CSV to write (default: standard output)")
+    predict.add_argument("--output", default=None, metavar="FILE", help="CSV to write (default, or -: standard output)")
 
     backends = sub.add_parser("backends", help="list backends, installed versions and (with --probe) devices",
                               epilog=EXAMPLES["backends"], formatter_class=fmt)
@@ -277,8 +286,41 @@ def build_parser() -> argparse.ArgumentParser:
 
 # -- checks made before any work ----------------------------------------------------------
 
+def _check_path_name(path, option, what="a file name", stream="standard output is"):
+    """A name the system can take as a file's: not empty, not "-" (which would be a file named "-";
+    where "-" means a standard stream the caller says so first), not a folder's (a trailing
+    slash), within the system's limits on a name and a path."""
+    if not path.strip():
+        raise UserError(f"{option} is empty; give {what}")
+    if path == "-":
+        raise UserError(f"{option} -: {stream} not used here; give {what} "
+                        "(./- for a file named -)")
+    if path.endswith(("/", os.sep)):
+        raise UserError(f"{option} {path} ends with {path[-1]}, which names a folder; give {what}")
+    name, folder = os.path.basename(path), os.path.dirname(path) or os.curdir
+    try:
+        longest = os.pathconf(folder, "PC_NAME_MAX")
+    except (OSError, ValueError, AttributeError):  # no such folder (said later), or no pathconf
+        longest = 255
+    if len(os.fsencode(name)) > longest:
+        raise UserError(f"{option}: the file name {name[:40]}... is {len(os.fsencode(name))} bytes long, more "
+                        f"than the {longest} this system allows; give a shorter name")
+    if len(os.fsencode(os.path.abspath(path))) >= 4096:  # PATH_MAX on Linux
+        raise UserError(f"{option}: the path is {len(os.fsencode(path)):,} bytes long, more than this system "
+                        "allows; give a shorter one")
+
+
 def _check_output_path(path, option, *, inputs=()):
-    """``path`` can be written: its folder exists and takes new files, it is not a folder or an input."""
+    """``path`` can be written: a sound name (:func:`_check_path_name`), its folder exists and takes
+    new files, it is not a folder or an input."""
+    _check_path_name(path, option)
+    try:
+        _check_writable(path, option, inputs)
+    except OSError as exc:  # what the checks' own look at the file met (a loop of links, ...)
+        raise UserError(f"{option} {path}: {exc.strerror or exc}") from None
+
+
+def _check_writable(path, option, inputs):
     target = Path(path)
     if target.is_dir():
         raise UserError(f"{option} {path} is a folder; give a file name")
@@ -312,6 +354,8 @@ def _check_plot_path(path, inputs=()):
 
 
 def _check_data_options(args):
+    if args.data is not None:
+        _check_path_name(args.data, "--data", "a .csv, .npy or .npz file", "standard input is")
     if args.data_seed is not None and args.data_seed < 0:
         raise UserError(f"--data-seed must be a non-negative integer, got {args.data_seed}")
     if args.data is None:
@@ -505,9 +549,9 @@ def _check_train_options(args):
                 raise UserError(f"{option} applies to the chunks of a full-batch step; with --batch-size "
                                 "each update is one batch")
     inputs = (args.data,)
-    if args.save:
+    if args.save is not None:
         _check_output_path(args.save, "--save", inputs=inputs)
-    if args.plot:
+    if args.plot is not None:
         _check_plot_path(args.plot, inputs=inputs)
         if args.save and Path(args.save).resolve() == Path(args.plot).resolve():
             raise UserError(f"--save and --plot both name {args.save}: the plot would overwrite the model; "
@@ -627,6 +671,8 @@ _STOPS = ((TrainingInterrupted, "interrupted"), (TrainingDivergedError, "diverge
 
 
 def _stop_reason(exc) -> str:
+    if isinstance(exc, TrainingInterrupted) and exc.signum != signal.SIGINT:
+        return "terminated"
     return next(reason for kind, reason in _STOPS if isinstance(exc, kind))
 
 
@@ -687,10 +733,15 @@ def _boundary(ax, predict, X, y, classes, title, codes=False):
 
 
 def _write_figure(plt, fig, path, dpi):
-    """Lay ``fig`` out, write it to the file the user named, and free it."""
+    """Lay ``fig`` out, write it whole (:func:`~backprop_core.atomic.replace_atomically`) to exactly the
+    file the user named, and free it.  The format is the name's suffix's, or matplotlib's default
+    (PNG) for a name without one: ``--plot fig`` writes ``fig``, which the summary names."""
+    from .atomic import replace_atomically
+
     fig.tight_layout()
+    suffix = Path(path).suffix.lower().lstrip(".")
     with _named_file(path, "write"):
-        fig.savefig(path, dpi=dpi)
+        replace_atomically(path, lambda f: fig.savefig(f, format=suffix or None, dpi=dpi))
     plt.close(fig)
 
 
@@ -708,7 +759,7 @@ def _pyplot():
 
 def cmd_sweep(args) -> int:
     _check_data_options(args)
-    if args.plot:
+    if args.plot is not None:
         _check_plot_path(args.plot, inputs=(args.data,))
     _check_memory_for_dataset(args)
     backend = _resolved_backend(args)
@@ -818,7 +869,8 @@ def _in_model_order(model, table, args):
 def cmd_predict(args) -> int:
     from .estimator import BackpropClassifier
 
-    if args.output:
+    _check_path_name(args.data, "--data", "a .csv, .npy or .npz file", "standard input is")
+    if args.output is not None and args.output != "-":  # "-": standard output
         _check_output_path(args.output, "--output", inputs=(args.data, args.model))
     with _named_file(args.model, "read"):
         model = BackpropClassifier.load(args.model, backend="numpy")
@@ -840,13 +892,21 @@ def cmd_predict(args) -> int:
             tags = [_cell(c) for c in model.classes_] if model.target_type_ == "multiclass" else range(P.shape[1])
             names += [f"probability_{t}" for t in tags]
             columns += [[f"{p:.6g}" for p in P[:, j]] for j in range(P.shape[1])]
-    with _named_file(args.output, "write"), \
-            (open(args.output, "w", newline="") if args.output else contextlib.nullcontext(sys.stdout)) as out:
-        writer = csv.writer(out, lineterminator="\n")  # standard output: its failures are _Guarded's
+    def write(out):
+        writer = csv.writer(out, lineterminator="\n")
         writer.writerow([_safe_cell(name) for name in names])
         writer.writerows([_safe_cell(cell) for cell in row] for row in zip(*columns))
-    notes = sys.stdout if args.output else sys.stderr  # standard output may be the table itself
-    if args.output:
+
+    to_file = args.output not in (None, "-")  # "-": standard output, as for most commands
+    if to_file:  # whole or not at all: an interrupted or full write leaves the old file
+        from .atomic import replace_atomically
+
+        with _named_file(args.output, "write"):
+            replace_atomically(args.output, write, text=True)
+    else:
+        write(sys.stdout)  # its failures are _Guarded's
+    notes = sys.stdout if to_file else sys.stderr  # standard output may be the table itself
+    if to_file:
         print(f"{len(X):,} predictions written to {_printable(args.output)}", file=notes)
     if y is not None:
         print(f"accuracy on {_printable(args.data)}: {100 * model.score(X, y):.1f}%", file=notes)
@@ -906,7 +966,8 @@ def main(argv=None) -> int:
     memory are one line on stderr.
 
     Exit status: 0 done, 2 an error (the message says what to change), 130
-    interrupted, 1 standard output closed early (Python's convention); a bug
+    interrupted (Ctrl-C), 143 terminated (SIGTERM: the shell's 128 + the signal's number; the
+    fit stops as on Ctrl-C), 1 standard output closed early (Python's convention); a bug
     (any other exception) still shows its traceback.
     """
     saved = sys.stdout, sys.stderr
@@ -932,13 +993,16 @@ def _run(argv) -> int:
     except SystemExit as exc:  # --help, --version, or a mistake argparse found
         return exc.code if isinstance(exc.code, int) else 2
     try:
-        return COMMANDS[args.command](args)
+        with terminate_as_interrupt():  # `timeout`, `kill`, a service's stop: as Ctrl-C, never a lost fit
+            return COMMANDS[args.command](args)
     except TrainingInterrupted as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
-        return 130
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
-        return 130
+        return 128 + exc.signum
+    except KeyboardInterrupt as exc:  # before or after training: nothing kept to report
+        signum = signal_number(exc)
+        how = "interrupted" if signum == signal.SIGINT else f"terminated ({signal.Signals(signum).name})"
+        print(f"{PROG}: {how}", file=sys.stderr)
+        return 128 + signum
     except (BackpropCoreError, MemoryError) as exc:  # the user's mistakes, the machine's refusal of memory
         # Nothing broader: any other exception is a bug, and its traceback must show.
         print(f"{PROG}: error: {_one_line(exc)}", file=sys.stderr)
@@ -951,7 +1015,7 @@ def _one_line(exc) -> str:
     text = str(exc)
     if isinstance(exc, TrainingDivergedError) and exc.advice is not None:
         text = text.replace(str(exc.advice), _advice_in_options(exc.advice))
-    return _printable(" ".join(text.split()))
+    return _printable(" ".join(_in_option_words(text).split()))
 
 
 if __name__ == "__main__":

@@ -172,6 +172,10 @@ def _decode(path, encoding) -> str:
     except LookupError:  # codecs also holds bytes-to-bytes ones (base64, zlib_codec, rot13)
         raise DataFileError(f"{path}: {encoding!r} is not a text encoding (it does not turn bytes into text); "
                             f"{_ENCODING_HINT}") from None
+    if b"\n" in raw and "\n" not in text and "\r" not in text:  # utf-16 read from UTF-8 bytes: one long line
+        raise DataFileError(f"{path} is not {codec.name} text: its line breaks decode as other characters, "
+                            "so it would read as one row; pass encoding= with the file's encoding, for example "
+                            "encoding='utf-8'")
     return text[1:] if text.startswith("\ufeff") else text
 
 

@@ -9,6 +9,8 @@ carry what was trained, so a failure loses nothing.
 
 from __future__ import annotations
 
+import signal
+
 
 class BackpropCoreError(Exception):
     """Base of every error this project raises on purpose."""
@@ -54,11 +56,13 @@ class TrainingDivergedError(_KeepsParameters, FloatingPointError):
 
 
 class TrainingInterrupted(_KeepsParameters, KeyboardInterrupt):
-    """Ctrl-C during training; ``parameters`` are those of the last completed iteration."""
+    """Ctrl-C (SIGINT) or SIGTERM during training; ``parameters`` are those of the last completed
+    iteration.  ``signum`` is the signal's number (SIGTERM: :mod:`backprop_core.termination`)."""
 
-    def __init__(self, parameters, iteration, history):
-        super().__init__(f"training interrupted after {iteration} completed iteration(s)",
-                         parameters, iteration, history)
+    def __init__(self, parameters, iteration, history, signum: int = signal.SIGINT):
+        how = "interrupted" if signum == signal.SIGINT else f"terminated ({signal.Signals(signum).name})"
+        super().__init__(f"training {how} after {iteration} completed iteration(s)", parameters, iteration, history)
+        self.signum = int(signum)
 
 
 class DistributedTrainingError(_KeepsParameters, RuntimeError):

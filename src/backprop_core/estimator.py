@@ -616,15 +616,19 @@ def _feature_scaling(X, sample_weight, dtype):
         return owner.to_numpy(a).astype(np.float64)
 
     low, high = xp.min(X, axis=0), xp.max(X, axis=0)
-    if sample_weight is None:
-        mean, std = xp.mean(X, axis=0), xp.std(X, axis=0)
-    else:
-        w = xp.reshape(xp.astype(sample_weight, X.dtype), (X.shape[0], 1))
-        mean = xp.sum(w * X, axis=0) / xp.sum(w)
-        std = xp.sqrt(xp.sum(w * (X - mean) ** 2, axis=0) / xp.sum(w))
-        counted = w > 0  # an example of weight 0 is as good as absent
+    with np.errstate(over="ignore"):  # squares that overflow are computed again below, scaled
+        mean, std = _scaling_statistics_of(X, sample_weight, xp)
+    if sample_weight is not None:
+        counted = xp.reshape(sample_weight, (X.shape[0], 1)) > 0  # an example of weight 0 is as good as absent
         low, high = xp.min(xp.where(counted, X, high), axis=0), xp.max(xp.where(counted, X, low), axis=0)
     mean, std = host(mean), host(std)
+    if not np.all(np.isfinite(std)) and np.all(np.isfinite(host(low))) and np.all(np.isfinite(host(high))):
+        # Finite values whose squares overflow (around 1e160 in float64): the spread of X / s, s the
+        # largest magnitude of each feature, times s, is the same spread, computed within range.
+        s = xp.maximum(xp.abs(low), xp.abs(high))
+        s = xp.where(s > 0, s, xp.ones_like(s))
+        scaled = _scaling_statistics_of(X / s, sample_weight, xp)
+        mean, std = host(scaled[0] * s), host(scaled[1] * s)
     # Constant means every value equal, decided exactly: a computed spread of such a
     # feature is round-off of its mean, whose size depends on the library's summation.
     constant = host(high) == host(low)
@@ -633,6 +637,15 @@ def _feature_scaling(X, sample_weight, dtype):
         raise InvalidInputError(f"feature {j} cannot be standardized: its mean or standard deviation is not "
                                 f"finite in {dtype_name(X.dtype)} (mean {mean[j]}, std {std[j]})")
     return mean, np.where(constant | (std == 0), 1.0, std)
+
+
+def _scaling_statistics_of(X, sample_weight, xp):
+    """Each feature's (weighted) mean and standard deviation, as arrays of X's library."""
+    if sample_weight is None:
+        return xp.mean(X, axis=0), xp.std(X, axis=0)
+    w = xp.reshape(xp.astype(sample_weight, X.dtype), (X.shape[0], 1))
+    mean = xp.sum(w * X, axis=0) / xp.sum(w)
+    return mean, xp.sqrt(xp.sum(w * (X - mean) ** 2, axis=0) / xp.sum(w))
 
 
 def _in_callers_library(host, X, dtype: str):

@@ -6,7 +6,7 @@ This loop does everything around it, the same for all: it reads the cost every
 ``cost_every`` iterations (the one host read, so a run whose cost becomes NaN
 stops there), keeps the history and the parameters of the lowest cost read,
 judges at the end whether the run diverged (one rule: :func:`diverged`), and
-turns divergence, Ctrl-C, out-of-memory and cluster failures into the
+turns divergence, Ctrl-C, SIGTERM, out-of-memory and cluster failures into the
 project's errors, each carrying parameters worth keeping.  An optional
 :class:`EarlyStopping` monitor scores held-out data at the same cost reads and
 stops the run when the score stops improving, keeping the best parameters.
@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 from .errors import BackpropCoreError, DeviceMemoryError, TrainingDivergedError, TrainingInterrupted
 from .errors import is_out_of_memory
+from .termination import signal_number, terminate_as_interrupt
 from .validation import check_positive
 
 
@@ -182,7 +183,8 @@ def run(strategy: Strategy, parameters: dict, *, num_iterations: int, learning_r
 
     Raises :class:`TrainingDivergedError` by the rule of :func:`diverged`
     (holding the parameters of the lowest cost read), :class:`TrainingInterrupted`
-    on Ctrl-C (holding the parameters of the last completed iteration), and
+    on Ctrl-C or SIGTERM (holding the parameters of the last completed iteration;
+    :mod:`~backprop_core.termination` says when SIGTERM is taken), and
     whatever the strategy's :meth:`Strategy.failure` makes of an exception (out
     of memory, a lost cluster), also holding the last completed parameters.
 
@@ -194,7 +196,7 @@ def run(strategy: Strategy, parameters: dict, *, num_iterations: int, learning_r
     check_positive(cost_every, "cost_every", integer=True)
     params, i, stopped = parameters, 0, False
     costs = CostReads(parameters, learning_rate, callback, strategy.unit)
-    with strategy.running():
+    with terminate_as_interrupt(), strategy.running():
         try:
             if not strategy.costs_all_data:  # the end is judged against the start on all the data
                 costs.start = float(strategy.cost(parameters))
@@ -218,8 +220,8 @@ def run(strategy: Strategy, parameters: dict, *, num_iterations: int, learning_r
                     monitor.should_stop(num_iterations, params)
             if not stopped or strategy.costs_all_data:
                 costs.check_end(i, costs.history[-1][1])
-        except KeyboardInterrupt:
-            raise TrainingInterrupted(params, i, costs.history) from None
+        except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (terminate_as_interrupt)
+            raise TrainingInterrupted(params, i, costs.history, signal_number(exc)) from None
         except BackpropCoreError:
             raise
         except Exception as exc:

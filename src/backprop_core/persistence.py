@@ -6,8 +6,9 @@ a float32 or float64 array, and ``__meta__``, a 0-d unicode array holding one
 JSON object (the format string and the estimator's hyperparameters).
 
 Saving writes a new file under an unpredictable name beside the target and
-renames it over the target in one step, so a reader sees the old model or the
-new one, never half of one.  Loading checks the archive's structure and every
+renames it over the target in one step (:func:`backprop_core.atomic.replace_atomically`,
+which also removes what saves killed midway left), so a reader sees the old
+model or the new one, never half of one.  Loading checks the archive's structure and every
 array's declared header before reading a byte of data, then checks values,
 shapes and metadata (:func:`backprop_core.model_schema.check_model`, which
 saving runs too).  Pickle is never used, and the metadata is only returned:
@@ -23,7 +24,6 @@ import os
 import re
 import stat
 import struct
-import tempfile
 import tokenize
 import zipfile
 import zlib
@@ -31,6 +31,7 @@ import zlib
 import numpy as np
 from numpy.lib import format as npy
 
+from .atomic import replace_atomically
 from .errors import InvalidInputError, ModelFileError
 from .model_schema import FORMAT, MAX_METADATA_BYTES, MAX_METADATA_CHARS, Problem, check_layout, check_model
 from .parameters import NAMES
@@ -74,7 +75,7 @@ def save_parameters(path, parameters_host: dict, meta: dict) -> None:
         check_model(parameters, _parse_metadata(text))
     except Problem as problem:
         raise InvalidInputError(f"not saving {target}: {problem}") from None
-    _replace_atomically(target, lambda f: np.savez(f, **parameters, **{_META: np.array(text)}))
+    replace_atomically(target, lambda f: np.savez(f, **parameters, **{_META: np.array(text)}), verb="save")
 
 
 def _host_parameters(parameters_host) -> dict:
@@ -97,75 +98,6 @@ def _metadata_text(meta: dict) -> str:
         return json.dumps(meta, default=_plain, allow_nan=False)
     except (TypeError, ValueError) as exc:  # ValueError: NaN or infinity, which JSON lacks
         raise Problem(f"metadata cannot be written as JSON: {exc}") from None
-
-
-def _replace_atomically(target: str, write) -> None:
-    """Call ``write(file)`` on a new file beside ``target``, then rename it over ``target``.
-
-    mkstemp creates the file with O_EXCL under a random name, so a link planted
-    in the folder is never followed; os.replace renames in one step, so
-    concurrent saves leave the last one whole; a link AT the target is replaced,
-    its own target untouched.  On any failure the temporary file is removed and
-    the old model stays as it was.
-    """
-    folder = os.path.dirname(target) or os.curdir
-    mode = _mode_for(target)
-    try:
-        fd, temporary = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(target)[:64]}.", suffix=".tmp")
-    except OSError as exc:  # name the file being saved, not the temporary one
-        raise type(exc)(exc.errno, f"cannot save {target}: {exc.strerror} (in folder {folder})") from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.chmod(temporary, mode)
-            os.fsync(f.fileno())
-        os.replace(temporary, target)
-    except BaseException as exc:
-        try:
-            os.unlink(temporary)
-        except FileNotFoundError:
-            pass
-        if isinstance(exc, OSError) and exc.errno is not None:  # name the file being saved, not the temporary one
-            raise type(exc)(exc.errno, f"cannot save {target}: {exc.strerror}") from None
-        raise
-    _fsync_folder(folder)
-
-
-def _mode_for(target: str) -> int:
-    """The permission bits the saved file gets: the old file's, or those open() gives a new one."""
-    try:
-        return stat.S_IMODE(os.stat(target).st_mode) & 0o777
-    except OSError:
-        return 0o666 & ~_umask()
-
-
-def _umask() -> int:
-    # Linux shows the umask; elsewhere it can only be read by setting it (briefly, process-wide).
-    try:
-        with open("/proc/self/status", encoding="ascii", errors="replace") as f:
-            for line in f:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    umask = os.umask(0o022)
-    os.umask(umask)
-    return umask
-
-
-def _fsync_folder(folder: str) -> None:
-    """Make the rename itself durable, where the OS lets a folder be opened and synced."""
-    try:
-        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 # -- loading ---------------------------------------------------------------------------

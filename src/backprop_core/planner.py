@@ -31,7 +31,7 @@ from array_api_compat import is_numpy_namespace
 from . import gpu_lowering, processes
 from .activations import get_activation
 from .backends._base import cpu_cores
-from .chunked import ChunkedGradients, one_blas_thread, working_bytes_per_example
+from .chunked import ChunkedGradients, cap_workers, one_blas_thread, working_bytes_per_example
 from .equations import SIGMOID, get_output
 from .errors import InvalidInputError
 from .strategies import (Chunked, Fused, MiniBatch, WholeBatch, make_buffered_gradients,
@@ -133,15 +133,15 @@ def plan(backend, shape, dtype: str, activation, *, chunk_size="auto", workers=N
     n0, n1, n2, m = shape
     activation = get_activation(activation)
     if workers is not None:
-        workers = _positive_int(workers, "workers")
+        workers = cap_workers(_positive_int(workers, "workers"))
     if iterations is not None:
         iterations = _positive_int(iterations, "iterations")
     network = _process_network(backend, parallel, (n0, n1, n2), activation, output, weighted, dtype, m,
                                chunk_size=chunk_size, stream=stream, batch_size=batch_size)
     if stream not in (True, False, "auto"):
         raise InvalidInputError(f"stream must be True, False or 'auto', got {stream!r}")
-    if chunk_size not in (None, "auto"):
-        chunk_size = _positive_int(chunk_size, "chunk_size (or 'auto' or None)")
+    if chunk_size not in (None, "auto"):  # a chunk holds at most the whole batch
+        chunk_size = min(_positive_int(chunk_size, "chunk_size (or 'auto' or None)"), m)
     itemsize = np.dtype(dtype).itemsize
     need = m * working_bytes_per_example(n0, n1, n2, itemsize)
 
@@ -183,8 +183,9 @@ def plan(backend, shape, dtype: str, activation, *, chunk_size="auto", workers=N
 
     executor = executor_for(backend, output, weighted)
     if isinstance(chunk_size, int):
+        chunks = -(-m // chunk_size)
         return _logged(Plan("chunks", executor=executor, chunk_size=chunk_size,
-                            workers=workers or backend.default_workers,
+                            workers=cap_workers(workers, chunks) if workers else min(backend.default_workers, chunks),
                             parallel="processes" if parallel == "processes" else "threads",
                             reason="chunk_size was given"))
     if chunk_size is None or not backend.chunks_by_default:

@@ -21,13 +21,20 @@ one (never a fork of this process, whose threads, BLAS's among them, a fork
 would copy mid-flight), but without running this process's main module again,
 which spawn and forkserver do: a script that trains at its top level, with no
 ``if __name__ == "__main__"`` guard, would train again in every worker.
-Workers ignore Ctrl-C, which the calling process turns into
-TrainingInterrupted, and run BLAS on one thread.  Where there is a core for
+Workers ignore Ctrl-C and SIGTERM, which the calling process turns into
+TrainingInterrupted (a signal sent to the whole process group, as a terminal's
+Ctrl-C or a service's stop is, reaches them too: the calling process stops them
+itself), and run BLAS on one thread.  Where there is a core for
 each, the calling thread and each worker are pinned to cores of their own
 while the workers live: the scheduler would otherwise often wake a worker on
 the core of the thread that woke it, and the two would take turns there.
 Workers are stopped, and the shared memory released, when the strategy's
-``running()`` context ends, however it ends.  A worker that dies, or does not
+``running()`` context ends, however it ends.  A process killed outright (an
+out-of-memory kill of its whole group takes the resource tracker with it)
+cannot release anything: its segments are named after it
+(:data:`SEGMENT_PREFIX`, its process id, its pid namespace), and each start of
+worker processes removes those of makers that no longer run
+(:func:`remove_dead_segments`).  A worker that dies, or does not
 answer in time, stops the fit with an error that says which one and what
 happened.
 """
@@ -40,6 +47,8 @@ import json
 import math
 import multiprocessing
 import os
+import re
+import secrets
 import signal
 import subprocess
 import sys
@@ -54,6 +63,7 @@ from multiprocessing.shared_memory import SharedMemory
 import numpy as np
 
 from .activations import ACTIVATIONS, get_activation
+from .atomic import alive
 from .chunked import ChunkedGradients, chunk_bounds, one_blas_thread, share_sums
 from .equations import OUTPUTS, get_output
 from .errors import DistributedTrainingError, InvalidInputError
@@ -69,6 +79,12 @@ TIMEOUT_SHARES = 20
 STOP_WAIT_S = 2.0
 
 _GO, _GO_WITH_COST, _QUIT, _OK = b"0", b"1", b"q", b"k"
+
+#: The shared-memory segments this module makes are named SEGMENT_PREFIX, the maker's process id,
+#: on Linux "n" and its pid namespace's number, "_" and 8 random hex digits (within macOS's 31).
+SEGMENT_PREFIX = "bcore_"
+_SEGMENT = re.compile(re.escape(SEGMENT_PREFIX) + r"(\d+)(?:n(\d+))?_[0-9a-f]{8}\Z")
+_SHM = "/dev/shm"  # where Linux shows POSIX shared memory as files
 
 
 class WorkerProcessError(RuntimeError):
@@ -144,7 +160,8 @@ def _slot_bytes(network: Network) -> int:
 def _command(sys_path, fd: int, tracker_fd: int, index: int, count: int, network: Network, control: str) -> list:
     """A fresh interpreter running worker ``index``: it imports what this process imports (its
     ``sys_path``), and not this process's main module, which a script may run unguarded."""
-    boot = ("import signal; signal.signal(signal.SIGINT, signal.SIG_IGN)\n"  # Ctrl-C is the caller's
+    boot = ("import signal; signal.signal(signal.SIGINT, signal.SIG_IGN); "  # Ctrl-C and SIGTERM are the caller's
+            "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
             "import json, sys; sys.path[:] = json.loads(sys.argv[1])\n"
             "from backprop_core.processes import _serve_command; _serve_command(sys.argv[2:])")
     return [sys.executable, "-c", boot, json.dumps(sys_path), str(fd), str(tracker_fd), str(index), str(count),
@@ -214,6 +231,43 @@ def _failure(exc) -> bytes:
     return json.dumps([type(exc).__name__, str(exc), traceback.format_exc()]).encode()
 
 
+def _pid_namespace() -> int | None:
+    """The number of this process's pid namespace (Linux), or None: a pid means a process only in its own."""
+    try:
+        return os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        return None
+
+
+def _new_segment(size: int) -> SharedMemory:
+    """A new segment named after this process (:data:`SEGMENT_PREFIX`)."""
+    namespace = _pid_namespace()
+    owner = f"{os.getpid()}" if namespace is None else f"{os.getpid()}n{namespace}"
+    while True:
+        try:
+            return SharedMemory(name=f"{SEGMENT_PREFIX}{owner}_{secrets.token_hex(4)}", create=True, size=size)
+        except FileExistsError:  # 1 in 4 billion: draw again
+            continue
+
+
+def remove_dead_segments() -> list:
+    """Unlink the segments (:data:`SEGMENT_PREFIX`) whose maker, in this pid namespace, no longer runs;
+    returns their names.  Only Linux lists them (in /dev/shm); elsewhere nothing is done."""
+    try:
+        names = os.listdir(_SHM)
+    except OSError:
+        return []
+    namespace, removed = _pid_namespace(), []
+    for name in names:
+        match = _SEGMENT.match(name)
+        if match is None or match[2] is None or int(match[2]) != namespace or alive(int(match[1])):
+            continue  # not ours, another namespace's (whose pids mean nothing here), or its maker runs
+        with contextlib.suppress(OSError):
+            os.unlink(os.path.join(_SHM, name))
+            removed.append(name)
+    return removed
+
+
 def _attach(name: str) -> SharedMemory:
     if sys.version_info >= (3, 13):  # the calling process owns the segment and unlinks it
         return SharedMemory(name=name, track=False)
@@ -275,11 +329,9 @@ class _Held:
                 with contextlib.suppress(OSError):
                     w.conn.send_bytes(_QUIT)
         for w in self.workers:
-            if w.busy:  # computing, or hung: it holds nothing worth waiting for
-                w.process.kill()
-            elif not _waited(w.process, STOP_WAIT_S):
-                w.process.terminate()
-            if not _waited(w.process, STOP_WAIT_S):  # a stopped process does not act on SIGTERM
+            # Busy (computing, or hung: it holds nothing worth waiting for), or deaf to quit: killed,
+            # as a worker ignores SIGTERM (the calling process's to act on) and a stopped one any signal but SIGKILL.
+            if w.busy or not _waited(w.process, STOP_WAIT_S):
                 w.process.kill()
                 w.process.wait()
             w.conn.close()
@@ -343,7 +395,8 @@ class WorkerProcesses:
         self._finalizer = weakref.finalize(self, self._held.release)
         self._broken = None
         params_bytes = _params_bytes(network)
-        control = SharedMemory(create=True, size=params_bytes + (count - 1) * _slot_bytes(network))
+        remove_dead_segments()  # what fits killed outright left
+        control = _new_segment(params_bytes + (count - 1) * _slot_bytes(network))
         self._held.segments.append(control)
         self._params = _views(control.buf, network.parameter_shapes, self.dtype)
         self._slots = [_views(control.buf, _sum_shapes(network), self.dtype,
@@ -384,7 +437,7 @@ class WorkerProcesses:
         if free is not None and need > free:
             raise MemoryError(f"worker processes share X and Y through shared memory: they need "
                               f"{need / 2**20:,.0f} MiB and /dev/shm has {free / 2**20:,.0f} MiB free")
-        segment = SharedMemory(create=True, size=max(1, need))
+        segment = _new_segment(max(1, need))
         self._held.segments.append(segment)
         Xs, Ys = _views(segment.buf, (X.shape, Y.shape), self.dtype)
         np.copyto(Xs, X)

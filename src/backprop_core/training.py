@@ -27,6 +27,7 @@ from .validation import (
     check_dtype_name,
     check_finite,
     check_finite_parameters,
+    check_network_size,
     check_non_negative,
     check_one_hot,
     check_parameters,
@@ -123,8 +124,9 @@ def resolve_backend(backend, device, X, iteration_timeout=None):
 
 def _placed_and_checked(X, Y, sample_weight, place, dtype, output, what=""):
     """X, Y and the weights on ``place`` as ``dtype``, checked (one host read each)."""
+    given = X
     X, Y = to_backend(X, place, dtype, "X" + what), to_backend(Y, place, dtype, "Y" + what)
-    check_finite(X, place.xp, "X" + what)
+    check_finite(X, place.xp, "X" + what, given)  # given: says an overflow of the cast as such
     check_finite(Y, place.xp, "Y" + what)
     (check_one_hot if output.name == "softmax" else check_binary)(Y, place.xp, "Y" + what)
     if sample_weight is not None:
@@ -190,6 +192,7 @@ def fit(X, Y, *, hidden_units: int, activation, learning_rate: float, num_iterat
     n0, m, n2 = X.shape[0], X.shape[1], Y.shape[0]
     if parameters is not None:
         _, hidden_units, _ = check_parameters(parameters, n0, n2)
+    check_network_size(n0, hidden_units, n2)
     host_data = source.name == "numpy" and not backend.distributed
     check_non_negative(alpha, "alpha (the L2 penalty)")
     rule = UpdateRule(get_optimizer(optimizer), float(learning_rate), float(alpha))

@@ -103,10 +103,11 @@ def to_backend(x, backend: Backend, dtype: str, what: str):
     labels and counts); the caller's array is never modified.
     """
     check_dtype(x, what)
-    if backend.holds(x):
-        target = backend.dtype(dtype)
-        return x if x.dtype == target else backend.xp.astype(x, target)
-    return backend.asarray(backend_for_array(x).to_numpy(x), dtype)
+    with np.errstate(over="ignore"):  # a cast that overflows (1e300 to float32) is named by check_finite
+        if backend.holds(x):
+            target = backend.dtype(dtype)
+            return x if x.dtype == target else backend.xp.astype(x, target)
+        return backend.asarray(backend_for_array(x).to_numpy(x), dtype)
 
 
 def check_shapes(X, Y) -> None:
@@ -128,10 +129,33 @@ def check_shapes(X, Y) -> None:
             "(examples are columns: X is (n_x, m), Y is (n_y, m))")
 
 
-def check_finite(x, xp, what: str) -> None:
+def check_finite(x, xp, what: str, given=None) -> None:
+    """``x`` holds finite numbers.  ``given``: the array ``x`` was cast from, if any: where it was
+    finite, the cast overflowed (1e300 in float32), and the message says that instead."""
     # One reduction and one host read per fit, before training starts.
-    if not bool(xp.all(xp.isfinite(x))):
-        raise InvalidInputError(f"{what} contains NaN or infinite values")
+    if bool(xp.all(xp.isfinite(x))):
+        return
+    if given is not None and given is not x:
+        gxp = array_namespace(given)
+        if gxp.isdtype(given.dtype, "real floating") and bool(gxp.all(gxp.isfinite(given))):
+            name, largest = dtype_name(x.dtype), float(gxp.max(gxp.abs(given)))
+            raise InvalidInputError(
+                f"{what} holds finite values too large for {name} (its largest magnitude is {largest:.3g}, "
+                f"above {np.finfo(name).max:.3g}): train in float64 (dtype='float64'), or scale the features down")
+    raise InvalidInputError(f"{what} contains NaN or infinite values")
+
+
+def check_network_size(n0: int, n1: int, n2: int, itemsize: int = 8) -> None:
+    """The parameters of an n0-n1-n2 network fit in the memory available now (a request of 10**30
+    hidden units is refused in words, before any allocation fails in NumPy's)."""
+    from .data_io import available_memory, bytes_in_words
+
+    need = (n1 * (n0 + 1) + n2 * (n1 + 1)) * itemsize
+    free = available_memory()
+    if free is not None and need > free:
+        raise InvalidInputError(
+            f"{n1:,} hidden units: the weights of a {n0}-{n1}-{n2} network alone would take {bytes_in_words(need)}, "
+            f"more than the {bytes_in_words(free)} of memory available; choose fewer hidden units")
 
 
 def check_finite_parameters(parameters: dict) -> None:
@@ -352,6 +376,8 @@ def read_labels(y, n_samples: int):
     """
     from sklearn.utils.multiclass import check_classification_targets, type_of_target, unique_labels
 
+    if _is_sparse(y) or _is_sparse_tensor(y):
+        as_array(y, "y")  # refuses it, naming y
     if y.ndim not in (1, 2):
         raise InvalidInputError(f"y must be 1-D (n_samples,) or 2-D (n_samples, n_labels); got shape {tuple(y.shape)}")
     if y.shape[0] != n_samples:
