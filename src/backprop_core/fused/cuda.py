@@ -118,11 +118,15 @@ def _ctype(s) -> str:
     return "bool" if s.dtype == "bool" else "real"
 
 
+#: How a per-example line reads row ``row`` of input ``name`` at example ``e``: any strides.
+STRIDED_LOAD = "{name}[{row} * {name}_s0 + e * {name}_s1]"
+
+
 class _Emitter:
     """Names every scalar of one program and prints the lines of each phase."""
 
-    def __init__(self, program: Program, dtype: str, layout: dict):
-        self.program, self.layout = program, layout
+    def __init__(self, program: Program, dtype: str, layout: dict, load: str = STRIDED_LOAD):
+        self.program, self.layout, self.load = program, layout, load
         self.names = {}
         for position, s in enumerate(program.scalars):
             if s.op == "input":
@@ -145,7 +149,7 @@ class _Emitter:
                     offset, shape = self.layout[s.name]
                     out.append(f"const real {name} = p[{offset + int(np.ravel_multi_index(s.index, shape))}];")
                 elif s.phase == EXAMPLE:
-                    out.append(f"const real {name} = {s.name}[{_row(s)[0]} * {s.name}_s0 + e * {s.name}_s1];")
+                    out.append(f"const real {name} = {self.load.format(name=s.name, row=_row(s)[0])};")
                 continue  # scalar inputs are kernel arguments
             out.append(f"const {_ctype(s)} {name} = {self.pr.expr(s)};")
         return out
