@@ -2,12 +2,12 @@
 
 :mod:`.cpu_source` prints the step; :mod:`.build_cache` builds it once per
 machine; :class:`CpuFusedStep` calls it on NumPy arrays through ctypes (which
-releases the GIL), the examples cut into one range per core on OpenMP threads.
+releases the GIL), the examples cut into one range per thread of a pool the library keeps.
 
 When it applies: NumPy arrays on the host, float32 or float64, a network narrow
 enough that every sum over the examples fits in registers
 (:func:`backprop_core.fused.fused_support`), plain gradient descent, a C
-compiler with OpenMP, and not turned off with ``BACKPROP_CORE_CPU_FUSED=0``.
+compiler, and not turned off with ``BACKPROP_CORE_CPU_FUSED=0``.
 """
 
 from __future__ import annotations
@@ -31,8 +31,9 @@ NAME = "cpu-fused"
 ENVIRONMENT = "BACKPROP_CORE_CPU_FUSED"
 #: The compiler's flags.  No -ffast-math: NaN and infinity must propagate as in the
 #: equations (divergence detection reads them); -fno-math-errno lets the math calls
-#: vectorise (errno is never read); OpenMP gives the threads and the SIMD loops.
-FLAGS = ("-std=gnu11", "-O3", "-march=native", "-fopenmp", "-fno-math-errno")
+#: vectorise (errno is never read); -fopenmp-simd reads the SIMD loops' pragma (no OpenMP
+#: runtime: the threads are the text's own pool).
+FLAGS = ("-std=gnu11", "-O3", "-march=native", "-fopenmp-simd", "-fno-math-errno", "-pthread")
 #: Vector math: glibc's libmvec where it links, else the scalar functions.
 MVEC = (("-DBC_MVEC",), ("mvec",))
 
@@ -93,13 +94,19 @@ class CpuFusedStep:
         self.threads = max(1, int(threads if threads is not None else (os.cpu_count() or 1)))
         self._lib = _library(self.source.text)
         self._real = ctypes.c_float if self.dtype == np.float32 else ctypes.c_double
+        pointer, index = ctypes.c_void_p, ctypes.c_longlong
+        data = [pointer, index, pointer, index]  # X and its row stride, Y and its
         self._functions = {}
         for variant in ("cost", "step"):
-            f = getattr(self._lib, f"bc_cpu_step_{variant}")
-            f.restype = None
-            g = getattr(self._lib, f"bc_cpu_sums_{variant}")
-            g.restype = None
-            self._functions[variant] = (f, g)
+            step = getattr(self._lib, f"bc_cpu_step_{variant}")
+            step.argtypes = [*data, index, self._real, self._real, pointer, pointer, ctypes.c_int, pointer]
+            sums = getattr(self._lib, f"bc_cpu_sums_{variant}")
+            sums.argtypes = [*data, index, index, self._real, self._real, pointer, pointer]
+            step.restype = sums.restype = None
+            self._functions[variant] = (step, sums)
+        self._parameters = [(name, offset, offset + int(np.prod(shape)), shape)
+                            for name, (offset, shape) in self.source.offsets.items() if name in PARAMETERS]
+        self._cost_at = self.source.offsets["J"][0]
         self._scratch = np.empty(self.threads * max(self.source.accumulators.values()), dtype=self.dtype)
         self._last = None
 
@@ -145,10 +152,8 @@ class CpuFusedStep:
         p = self._flat(params)
         out = np.empty(self.source.output_size, dtype=self.dtype)
         step, _ = self._functions["cost" if with_cost else "step"]
-        real = self._real
-        step(_pointer(X), ctypes.c_longlong(X.shape[1]), _pointer(Y), ctypes.c_longlong(Y.shape[1]),
-             ctypes.c_longlong(count), real(count if m is None else m), real(self.learning_rate),
-             _pointer(p), _pointer(out), ctypes.c_int(self.threads), _pointer(self._scratch))
+        step(X.ctypes.data, X.shape[1], Y.ctypes.data, Y.shape[1], count, count if m is None else m,
+             self.learning_rate, p.ctypes.data, out.ctypes.data, self.threads, self._scratch.ctypes.data)
         return out
 
     def sums(self, params, X, Y, begin: int, end: int, with_cost: bool = True, *, m=None) -> np.ndarray:
@@ -160,10 +165,8 @@ class CpuFusedStep:
         variant = "cost" if with_cost else "step"
         sums = np.empty(self.source.accumulators[variant], dtype=self.dtype)
         _, function = self._functions[variant]
-        real = self._real
-        function(_pointer(X), ctypes.c_longlong(X.shape[1]), _pointer(Y), ctypes.c_longlong(Y.shape[1]),
-                 ctypes.c_longlong(begin), ctypes.c_longlong(end), real(count if m is None else m),
-                 real(self.learning_rate), _pointer(p), _pointer(sums))
+        function(X.ctypes.data, X.shape[1], Y.ctypes.data, Y.shape[1], begin, end, count if m is None else m,
+                 self.learning_rate, p.ctypes.data, sums.ctypes.data)
         return sums
 
     def outputs(self, out: np.ndarray) -> dict:
@@ -173,14 +176,9 @@ class CpuFusedStep:
 
     def __call__(self, params, X, Y, with_cost: bool):
         out = self.run(params, X, Y, with_cost)
-        named = self.outputs(out)
-        new = {name: named[name] for name in PARAMETERS}
+        new = {name: out[a:b].reshape(shape) for name, a, b, shape in self._parameters}
         self._last = (out, dict(new))
-        return new, (named["J"] if with_cost else None)
-
-
-def _pointer(a: np.ndarray):
-    return a.ctypes.data_as(ctypes.c_void_p)
+        return new, (out[self._cost_at:self._cost_at + 1].reshape(()) if with_cost else None)
 
 
 _LIBRARIES = {}
@@ -194,3 +192,8 @@ def _library(text: str) -> ctypes.CDLL:
         except BuildError:
             _LIBRARIES[text] = load(text, FLAGS, (), "the fused CPU step")
     return _LIBRARIES[text]
+
+
+def compile(shape, activation, dtype, learning_rate, *, output=SIGMOID, threads=None) -> CpuFusedStep:  # noqa: A001
+    """The fused step of an n0-n1-n2 network (``shape``), built for this CPU (or found in the cache)."""
+    return CpuFusedStep(*shape, activation, learning_rate, dtype, output=output, threads=threads)

@@ -1,12 +1,11 @@
-"""The fused step printed as C for the CPU: vectorised across examples, on OpenMP threads.
+"""The fused step printed as C for the CPU: vectorised across examples, on a pool of threads.
 
 The per-example and after-phase lines are those of the CUDA kernel
 (:class:`backprop_core.fused.cuda._Emitter` prints both); only the loop around
 them differs.  ``bc_cpu_step_<variant>`` runs one whole iteration:
 
-* the examples are cut into ``parts`` equal ranges, one per OpenMP thread
-  (``schedule(static, 1)`` over the parts, so the cut depends on ``parts``
-  alone, not on how many threads the runtime gives);
+* the examples are cut into ``parts`` equal ranges, one per thread of a pool
+  started once (:data:`POOL`), so the cut depends on ``parts`` alone;
 * within a range, blocks of :data:`LANES` consecutive examples run as one SIMD
   loop (each row of X and Y is contiguous, so loads are vector loads);
   every sum keeps one partial per lane, ``acc[k][lane]``, so the order of the
@@ -42,6 +41,77 @@ from ..fused.scalar import Program, lower_step
 LANES = 16
 #: How each per-example line reads row ``row`` of an input: rows are contiguous.
 CONTIGUOUS_LOAD = "{name}[{row} * {name}_s0 + e]"
+#: A pool of threads started on first use and kept: part 0 of a step runs on the calling
+#: thread, part i on worker i.  Workers wait on a condition variable, never spin, so a
+#: machine whose other core is busy loses no more than that core (an OpenMP barrier's
+#: spinning lost two orders of magnitude there).  One step at a time per library.
+POOL = r"""
+typedef void (*bc_job)(void* context, int part);
+static struct {
+    pthread_mutex_t lock, running;
+    pthread_cond_t start, done;
+    int workers, pending, parts;
+    long long generation, born;  // born: the generation before the first job of workers started now
+    bc_job job;
+    void* context;
+} bc_pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER,
+             PTHREAD_COND_INITIALIZER, 0, 0, 0, 0, 0, 0, 0};
+
+static void* bc_worker(void* arg)
+{
+    const int index = (int)(long)arg;
+    pthread_mutex_lock(&bc_pool.lock);
+    long long seen = bc_pool.born;  // not generation: the first job may be posted already
+    for (;;) {
+        while (bc_pool.generation == seen) pthread_cond_wait(&bc_pool.start, &bc_pool.lock);
+        seen = bc_pool.generation;
+        if (index >= bc_pool.parts) continue;
+        const bc_job job = bc_pool.job;
+        void* const context = bc_pool.context;
+        pthread_mutex_unlock(&bc_pool.lock);
+        job(context, index);
+        pthread_mutex_lock(&bc_pool.lock);
+        if (--bc_pool.pending == 0) pthread_cond_signal(&bc_pool.done);
+    }
+    return 0;
+}
+
+// A child of fork() has none of its parent's threads: it starts its own.
+static void bc_forget_workers(void) { bc_pool.workers = 0; }
+
+// Runs job(context, part) for part 0..parts-1, part 0 here; returns when all are done.
+// Where a worker cannot be started, its parts run here.
+static void bc_run(bc_job job, void* context, int parts)
+{
+    pthread_mutex_lock(&bc_pool.running);
+    pthread_mutex_lock(&bc_pool.lock);
+    static int registered = 0;
+    if (!registered) registered = pthread_atfork(0, 0, bc_forget_workers) == 0;
+    bc_pool.born = bc_pool.generation;
+    while (bc_pool.workers < parts - 1) {
+        pthread_t thread;
+        pthread_attr_t attr;
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        const int ok = pthread_create(&thread, &attr, bc_worker, (void*)(long)(bc_pool.workers + 1)) == 0;
+        pthread_attr_destroy(&attr);
+        if (!ok) break;
+        bc_pool.workers++;
+    }
+    const int spread = parts - 1 < bc_pool.workers ? parts : bc_pool.workers + 1;
+    bc_pool.job = job, bc_pool.context = context, bc_pool.parts = spread;
+    bc_pool.pending = spread - 1;
+    bc_pool.generation++;
+    pthread_cond_broadcast(&bc_pool.start);
+    pthread_mutex_unlock(&bc_pool.lock);
+    job(context, 0);
+    for (int part = spread; part < parts; ++part) job(context, part);
+    pthread_mutex_lock(&bc_pool.lock);
+    while (bc_pool.pending > 0) pthread_cond_wait(&bc_pool.done, &bc_pool.lock);
+    pthread_mutex_unlock(&bc_pool.lock);
+    pthread_mutex_unlock(&bc_pool.running);
+}
+"""
 #: The math functions the fused lines may call that libmvec has vector forms of.
 VECTOR_MATH = ("exp", "log", "log1p", "tanh", "pow")
 
@@ -66,7 +136,7 @@ _PREAMBLE = """\
 // for a {shape} network with activation {activation} and a {output} output, in {dtype}.
 // Change the equations, not this file: the step is derived from them.
 #include <math.h>
-#include <omp.h>
+#include <pthread.h>
 #include <stdbool.h>
 typedef {ctype} real;
 #define BC_LANES {lanes}
@@ -79,7 +149,7 @@ typedef {ctype} real;
 
 // max that keeps a NaN from either side, as NumPy's max does
 static inline real bc_max(const real a, const real b) {{ return (a > b || a != a) ? a : b; }}
-"""
+{pool}"""
 
 
 def _vector_declarations() -> str:
@@ -138,15 +208,27 @@ void bc_cpu_sums_{variant}({inputs}, const long long begin, const long long end,
     bc_range_{variant}({names}, begin, end, {scalar_names}, p, sums);
 }}
 
-// One iteration over examples [0, count): parts ranges on as many threads, their sums added
-// in order into totals, then the after phase writes out.  scratch holds parts * {k} reals.
+struct bc_args_{variant} {{
+{_indent([*(f"const real* {name}; long long {name}_s0;" for name in program.example_inputs),
+          "long long count;", *(f"real {name};" for name in program.scalar_inputs),
+          "const real* p; real* scratch; int parts;"], 1)}
+}};
+
+static void bc_part_{variant}(void* context, int t)
+{{
+    const struct bc_args_{variant}* a = context;
+    bc_range_{variant}({", ".join(f"a->{name}, a->{name}_s0" for name in program.example_inputs)},
+                       a->count * t / a->parts, a->count * (t + 1) / a->parts,
+                       {", ".join(f"a->{name}" for name in program.scalar_inputs)}, a->p, a->scratch + (long long)t * {k});
+}}
+
+// One iteration over examples [0, count): parts equal ranges on the pool's threads, their sums
+// added in order into totals, then the after phase writes out.  scratch holds parts * {k} reals.
 void bc_cpu_step_{variant}({inputs}, const long long count, {scalars},
         const real* __restrict__ p, real* __restrict__ out, const int parts, real* __restrict__ scratch)
 {{
-    #pragma omp parallel for num_threads(parts) schedule(static, 1)
-    for (int t = 0; t < parts; ++t)
-        bc_range_{variant}({names}, count * t / parts, count * (t + 1) / parts, {scalar_names}, p,
-                           scratch + (long long)t * {k});
+    struct bc_args_{variant} a = {{{names}, count, {scalar_names}, p, scratch, parts}};
+    bc_run(bc_part_{variant}, &a, parts);
     real totals[{k}];
     for (int i = 0; i < {k}; ++i) {{
         real s = {zero};
@@ -163,7 +245,7 @@ def _source(n0: int, n1: int, n2: int, activation: Activation, output: Output, d
     programs = {v: lower_step(n0, n1, n2, activation, with_cost, output=output) for v, with_cost in VARIANTS.items()}
     offsets, psize, osize = layout(programs["cost"])
     text = _PREAMBLE.format(shape=f"{n0}-{n1}-{n2}", activation=activation.name, output=output.name, dtype=dtype,
-                            ctype=DTYPES[dtype], lanes=LANES, vector_math=_vector_declarations())
+                            ctype=DTYPES[dtype], lanes=LANES, vector_math=_vector_declarations(), pool=POOL)
     text += "".join(_variant_text(v, p, dtype, offsets) for v, p in programs.items())
     return CpuSource(text=text, dtype=dtype, shape=(n0, n1, n2), activation=activation.name, output=output.name,
                      parameter_size=psize, output_size=osize, offsets=offsets,
