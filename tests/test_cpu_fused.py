@@ -254,3 +254,50 @@ def test_the_parameters_passed_in_stay_as_they_were():
     for name in PARAMETERS:
         np.testing.assert_array_equal(first[name], kept[name])
         assert not np.shares_memory(first[name], second[name])
+
+
+# -- the vector math the step calls: glibc's libmvec, within the bound the README states ---------------------
+VECTOR_MATH_C = """
+#include <math.h>
+#include "{declarations}"
+#define MAP(name, type) void bc_map_##name(const type* x, type* y, long n) {{ \\
+    _Pragma("omp simd") for (long i = 0; i < n; ++i) y[i] = name(x[i]); }}
+MAP(expf, float) MAP(logf, float) MAP(log1pf, float) MAP(tanhf, float)
+MAP(exp, double) MAP(log, double) MAP(log1p, double) MAP(tanh, double)
+"""
+
+
+@pytest.fixture(scope="module")
+def vector_math(tmp_path_factory):
+    from backprop_core.lowering.cpu_source import _vector_declarations
+
+    header = tmp_path_factory.mktemp("mvec") / "declarations.h"
+    header.write_text("#ifdef BC_MVEC\n" + _vector_declarations() + "\n#endif\n")
+    text = VECTOR_MATH_C.format(declarations=header)
+    try:
+        return build_cache.load(text, cpu_fused.FLAGS + cpu_fused.MVEC[0], cpu_fused.MVEC[1])
+    except build_cache.BuildError:
+        pytest.skip("glibc's libmvec does not link here (the step then calls the scalar functions)")
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("name,low,high", [("exp", -100, 100), ("log", 1e-30, 1e30), ("log1p", -0.999, 1e6),
+                                           ("tanh", -20, 20)])
+def test_vector_math_is_within_4_ulp_and_keeps_nan_and_infinity(vector_math, name, low, high, dtype):
+    import ctypes
+
+    rng = np.random.default_rng(1)
+    wide = np.exp(rng.uniform(np.log(1e-30), np.log(max(abs(low), high)), 100_000)) * rng.choice([-1, 1], 100_000)
+    x = np.concatenate([rng.uniform(low, high, 100_000), np.clip(wide, low, high),
+                        [np.nan, np.inf, -np.inf, 0.0, -0.0]]).astype(dtype)
+    y = np.empty_like(x)
+    function = getattr(vector_math, f"bc_map_{name}{'f' if dtype == 'float32' else ''}")
+    function.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_long]
+    function(x.ctypes.data, y.ctypes.data, x.size)
+    with np.errstate(all="ignore"):
+        want = getattr(np, name)(x.astype(np.longdouble))
+        rounded = want.astype(dtype)  # beyond the dtype's range: infinity, as the scalar function gives
+    finite = np.isfinite(rounded)
+    ulps = np.abs(y[finite] - want[finite]) / np.spacing(np.abs(rounded[finite]))
+    assert float(np.max(ulps)) <= 4.0
+    np.testing.assert_array_equal(y[~finite], rounded[~finite])
