@@ -235,8 +235,10 @@ def test_the_environment_turns_it_off(monkeypatch, value):
 def test_the_step_refuses_data_it_cannot_read():
     step = cpu_fused.CpuFusedStep(2, 4, 1, "tanh", LEARNING_RATE, "float32")
     X, Y, p = _problem(2, 4, 1, 10)
-    with pytest.raises(InvalidInputError, match="C-contiguous NumPy array of float32"):
+    with pytest.raises(InvalidInputError, match="NumPy array of float32 whose rows are contiguous"):
         step(p, X, Y.astype(np.float32), False)  # X is float64
+    with pytest.raises(InvalidInputError, match="rows are contiguous"):
+        step(p, np.asfortranarray(X, np.float32), Y.astype(np.float32), False)
     with pytest.raises(InvalidInputError, match=r"shape \(2, m\)"):
         step(p, step.prepare(X[:1]), step.prepare(Y), False)
     with pytest.raises(InvalidInputError, match="over the fused"):
@@ -301,3 +303,42 @@ def test_vector_math_is_within_4_ulp_and_keeps_nan_and_infinity(vector_math, nam
     ulps = np.abs(y[finite] - want[finite]) / np.spacing(np.abs(rounded[finite]))
     assert float(np.max(ulps)) <= 4.0
     np.testing.assert_array_equal(y[~finite], rounded[~finite])
+
+
+# -- the pool of threads ---------------------------------------------------------------------------------
+def test_steps_called_from_two_threads_at_once_each_get_their_own_result():
+    from concurrent.futures import ThreadPoolExecutor
+
+    X, Y, p = _problem(2, 4, 1, 20_000)
+    step = cpu_fused.CpuFusedStep(2, 4, 1, "tanh", LEARNING_RATE, "float64", threads=2)
+    X, Y = step.prepare(X), step.prepare(Y)
+    alone = [step.run(p, X[:, :k], Y[:, :k], True) for k in (20_000, 9_999)]
+    with ThreadPoolExecutor(2) as pool:
+        together = list(pool.map(lambda k: step.run(p, X[:, :k], Y[:, :k], True), [20_000, 9_999] * 20))
+    for i, out in enumerate(together):
+        assert out.tobytes() == alone[i % 2].tobytes()
+
+
+def _step_in_child(queue):
+    X, Y, p = _problem(2, 4, 1, 1000)
+    step = cpu_fused.CpuFusedStep(2, 4, 1, "tanh", LEARNING_RATE, "float64", threads=2)
+    queue.put(step.run(p, step.prepare(X), step.prepare(Y), True))
+
+
+def test_a_forked_child_starts_its_own_threads():
+    import multiprocessing
+
+    X, Y, p = _problem(2, 4, 1, 1000)
+    step = cpu_fused.CpuFusedStep(2, 4, 1, "tanh", LEARNING_RATE, "float64", threads=2)
+    here = step.run(p, step.prepare(X), step.prepare(Y), True)  # the parent's pool is running
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=_step_in_child, args=(queue,))
+    child.start()
+    try:
+        there = queue.get(timeout=60)  # a child waiting on its parent's threads would never answer
+    finally:
+        child.join(10)
+        if child.is_alive():
+            child.kill()
+    assert there.tobytes() == here.tobytes()

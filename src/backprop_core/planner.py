@@ -341,6 +341,9 @@ def _target_plan(backend, shape, dtype, activation, output, weighted, workers, f
         except lowering.BuildError as exc:
             notes.append(f"{target.NAME}: {str(exc).splitlines()[0]}")
             continue
+        except Exception as exc:  # noqa: BLE001 - a step that fails here fails again in the loop, which says so
+            notes.append(f"{target.NAME}: not timed ({type(exc).__name__}: {str(exc)[:100]})")
+            continue
         fallback_rate = rates.pop(None)
         threads, rate = max(rates.items(), key=lambda item: item[1])
         if rate > (best_rate or fallback_rate):
@@ -662,7 +665,7 @@ def build(p: Plan, X, Y, parameters, activation, learning_rate, backend, dtype, 
         n1 = parameters["W1"].shape[0]
         step = target.compile((X.shape[0], n1, Y.shape[0]), activation, dtype, learning_rate, output=output,
                               threads=p.workers)
-        return Fused(step.prepare(X), step.prepare(Y), step, backend)
+        return Fused(step.prepare(X), step.prepare(Y), backend.compile(step), backend)  # NumPy's hook: as is
     if p.executor == "fused":
         from .fused import FusedStep
 

@@ -72,7 +72,7 @@ class CpuFusedStep:
     """One full-batch iteration as one C call: ``step(params, X, Y, with_cost) -> (params, J)``.
 
     X (n0, m) and Y (n2, m) are NumPy arrays of ``dtype`` whose rows are
-    contiguous (:meth:`prepare` makes them so); params ``{"W1", "b1", "W2",
+    contiguous, at any distance apart (:meth:`prepare` makes them so); params ``{"W1", "b1", "W2",
     "b2"}``.  Returns new parameters (views of one buffer this call allocated,
     so the ones passed in stay as they were) and J, the cost of the parameters
     passed in, as a 0-d array (None unless ``with_cost``).  ``threads`` ranges
@@ -107,22 +107,22 @@ class CpuFusedStep:
         self._parameters = [(name, offset, offset + int(np.prod(shape)), shape)
                             for name, (offset, shape) in self.source.offsets.items() if name in PARAMETERS]
         self._cost_at = self.source.offsets["J"][0]
-        self._scratch = np.empty(self.threads * max(self.source.accumulators.values()), dtype=self.dtype)
         self._last = None
 
     def prepare(self, a) -> np.ndarray:
-        """``a`` as this step reads it: a NumPy array of its dtype with contiguous rows (copied if not)."""
+        """``a`` as this step reads it: a NumPy array of its dtype whose rows are contiguous (copied if not)."""
         if not isinstance(a, np.ndarray):
             raise InvalidTypeError(f"the fused CPU step takes NumPy arrays, not {type(a).__name__}")
-        return np.ascontiguousarray(a, dtype=self.dtype)
+        a = np.asarray(a, dtype=self.dtype)
+        return a if _rows_contiguous(a) else np.ascontiguousarray(a)
 
     def _check(self, X, Y) -> int:
         n0, _, n2 = self.shape
         for name, a, rows in (("X", X, n0), ("Y", Y, n2)):
-            if not isinstance(a, np.ndarray) or a.dtype != self.dtype or not a.flags.c_contiguous:
-                raise InvalidInputError(f"{name} must be a C-contiguous NumPy array of {self.dtype} "
+            if not isinstance(a, np.ndarray) or a.dtype != self.dtype or not _rows_contiguous(a):
+                raise InvalidInputError(f"{name} must be a NumPy array of {self.dtype} whose rows are contiguous "
                                         f"(CpuFusedStep.prepare makes one)")
-            if a.ndim != 2 or a.shape[0] != rows:
+            if a.shape[0] != rows:
                 raise InvalidInputError(f"{name} must have shape ({rows}, m), not {a.shape}")
         if X.shape[1] != Y.shape[1]:
             raise InvalidInputError(f"X has {X.shape[1]} examples but Y has {Y.shape[1]}")
@@ -151,9 +151,11 @@ class CpuFusedStep:
         count = self._check(X, Y)
         p = self._flat(params)
         out = np.empty(self.source.output_size, dtype=self.dtype)
-        step, _ = self._functions["cost" if with_cost else "step"]
-        step(X.ctypes.data, X.shape[1], Y.ctypes.data, Y.shape[1], count, count if m is None else m,
-             self.learning_rate, p.ctypes.data, out.ctypes.data, self.threads, self._scratch.ctypes.data)
+        variant = "cost" if with_cost else "step"
+        scratch = np.empty(self.threads * self.source.accumulators[variant], dtype=self.dtype)  # per call: thread-safe
+        step, _ = self._functions[variant]
+        step(X.ctypes.data, _row_stride(X), Y.ctypes.data, _row_stride(Y), count, count if m is None else m,
+             self.learning_rate, p.ctypes.data, out.ctypes.data, self.threads, scratch.ctypes.data)
         return out
 
     def sums(self, params, X, Y, begin: int, end: int, with_cost: bool = True, *, m=None) -> np.ndarray:
@@ -165,7 +167,7 @@ class CpuFusedStep:
         variant = "cost" if with_cost else "step"
         sums = np.empty(self.source.accumulators[variant], dtype=self.dtype)
         _, function = self._functions[variant]
-        function(X.ctypes.data, X.shape[1], Y.ctypes.data, Y.shape[1], begin, end, count if m is None else m,
+        function(X.ctypes.data, _row_stride(X), Y.ctypes.data, _row_stride(Y), begin, end, count if m is None else m,
                  self.learning_rate, p.ctypes.data, sums.ctypes.data)
         return sums
 
@@ -179,6 +181,15 @@ class CpuFusedStep:
         new = {name: out[a:b].reshape(shape) for name, a, b, shape in self._parameters}
         self._last = (out, dict(new))
         return new, (out[self._cost_at:self._cost_at + 1].reshape(()) if with_cost else None)
+
+
+def _rows_contiguous(a: np.ndarray) -> bool:
+    """Is ``a`` 2-D with each row's elements side by side (a chunk of columns of a C-ordered array is)?"""
+    return a.ndim == 2 and (a.strides[1] == a.itemsize or a.shape[1] <= 1) and a.strides[0] % a.itemsize == 0
+
+
+def _row_stride(a: np.ndarray) -> int:
+    return a.strides[0] // a.itemsize
 
 
 _LIBRARIES = {}
