@@ -342,3 +342,11 @@ def test_a_forked_child_starts_its_own_threads():
         if child.is_alive():
             child.kill()
     assert there.tobytes() == here.tobytes()
+
+
+def test_a_build_for_another_cpu_is_another_build(monkeypatch, tmp_path):
+    """-march=native on another machine (a home folder shared over the network) is another key."""
+    monkeypatch.setenv("BACKPROP_CORE_CACHE", str(tmp_path))
+    here = build_cache.build(SMALL_C, ("-O1", "-march=native"))
+    monkeypatch.setattr(build_cache, "_native", lambda compiler: "-march=some-other-cpu")
+    assert build_cache.build(SMALL_C, ("-O1", "-march=native")) != here

@@ -1,7 +1,7 @@
 """Generated C built once per machine: a cache of shared libraries in the user's cache folder.
 
 A build is keyed by a hash of everything that decides its bytes: the C text,
-the compiler's path and version, and the flags.  It is written atomically
+the compiler's path and version, the flags, and what ``-march=native`` means here.  It is written atomically
 (a temporary file renamed into place), then a checksum file beside it; a
 library is loaded only when the checksum file exists and matches the
 library's bytes, so a truncated or damaged build is rebuilt, never loaded.
@@ -48,6 +48,15 @@ def _version(compiler: str) -> str:
     return done.stdout
 
 
+@functools.lru_cache(maxsize=8)
+def _native(compiler: str) -> str:
+    """What ``-march=native`` means on this machine (the compiler's expanded options): a cache
+    shared between machines (a network home folder) must not hand one CPU's build to another."""
+    done = subprocess.run([compiler, "-march=native", "-###", "-E", "-x", "c", os.devnull],
+                          capture_output=True, text=True, timeout=60)
+    return "\n".join(line for line in done.stderr.splitlines() if "-march" in line)
+
+
 def _digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -69,7 +78,9 @@ def build(text: str, flags: tuple, libraries: tuple = (), what: str = "generated
     compiler = c_compiler()
     if compiler is None:
         raise BuildError("no C compiler (gcc or cc) on this machine")
-    key = hashlib.sha256("\0".join([text, compiler, _version(compiler), *flags, *libraries]).encode()).hexdigest()[:32]
+    machine = _native(compiler) if "-march=native" in flags else ""
+    key = hashlib.sha256("\0".join([text, compiler, _version(compiler), machine, *flags, *libraries]).encode())
+    key = key.hexdigest()[:32]
     folder = cache_folder()
     folder.mkdir(parents=True, exist_ok=True)
     library, checksum = folder / f"{key}.so", folder / f"{key}.sha256"

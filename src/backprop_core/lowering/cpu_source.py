@@ -219,7 +219,8 @@ static void bc_part_{variant}(void* context, int t)
     const struct bc_args_{variant}* a = context;
     bc_range_{variant}({", ".join(f"a->{name}, a->{name}_s0" for name in program.example_inputs)},
                        a->count * t / a->parts, a->count * (t + 1) / a->parts,
-                       {", ".join(f"a->{name}" for name in program.scalar_inputs)}, a->p, a->scratch + (long long)t * {k});
+                       {", ".join(f"a->{name}" for name in program.scalar_inputs)}, a->p,
+                       a->scratch + (long long)t * {k});
 }}
 
 // One iteration over examples [0, count): parts equal ranges on the pool's threads, their sums
