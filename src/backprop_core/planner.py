@@ -375,7 +375,7 @@ def _time_target(backend, target, shape, m, activation, dtype, output, workers, 
         step = target.compile(shape, activation, dtype, 0.01, output=output, threads=t)
         Xt, Yt = step.prepare(backend.to_numpy(X)), step.prepare(backend.to_numpy(Y))
         steps[t] = (lambda step, Xt, Yt: lambda: step(params, Xt, Yt, False))(step, Xt, Yt)
-    repeat = max(1, (1 << 16) // count)  # a timed sample of at least 65,536 examples
+    repeat = min(max(1, (1 << 16) // count), 64)  # a sample of 65,536 examples, or of 64 small steps
     calibrated = fallback.measured.get((fallback.chunk_size, fallback.workers, fallback.parallel))
     if fallback.parallel == "processes" and calibrated:  # not started again: their calibrated rate
         seconds = _interleaved_seconds(steps, repeat)
