@@ -2,7 +2,8 @@
 
 :mod:`.cpu_source` prints the step; :mod:`.build_cache` builds it once per
 machine; :class:`CpuFusedStep` calls it on NumPy arrays through ctypes (which
-releases the GIL), the examples cut into one range per thread of a pool the library keeps.
+releases the GIL), the examples cut into one range per thread of a pool the
+library keeps.
 
 When it applies: NumPy arrays on the host, float32 or float64, a network narrow
 enough that every sum over the examples fits in registers
@@ -65,15 +66,15 @@ def applies(shape, activation, dtype, device="cpu", *, output=SIGMOID, weighted=
         return False, why.replace("the fused kernel's limit", "the fused step's limit")
     if build_cache.c_compiler() is None:
         return False, "no C compiler (gcc or cc) on this machine for the fused CPU step"
-    return True, f"the fused CPU step applies ({why})"
+    return True, f"the fused CPU step applies: {why}"
 
 
 class CpuFusedStep:
     """One full-batch iteration as one C call: ``step(params, X, Y, with_cost) -> (params, J)``.
 
     X (n0, m) and Y (n2, m) are NumPy arrays of ``dtype`` whose rows are
-    contiguous, at any distance apart (:meth:`prepare` makes them so); params ``{"W1", "b1", "W2",
-    "b2"}``.  Returns new parameters (views of one buffer this call allocated,
+    contiguous, at any distance apart (:meth:`prepare` makes them so); params
+    ``{"W1", "b1", "W2", "b2"}``.  Returns new parameters (views of one buffer this call allocated,
     so the ones passed in stay as they were) and J, the cost of the parameters
     passed in, as a 0-d array (None unless ``with_cost``).  ``threads`` ranges
     cut the examples; the same inputs and ``threads`` give the same bits.
