@@ -33,6 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..activations import Activation
+from ..lowering.ops import OPS
 from .limits import check_activation, check_dtype, check_shape
 from .scalar import AFTER, EXAMPLE, GRADIENTS, UNIFORM, Program, lower_step
 
@@ -74,16 +75,9 @@ class KernelSource:
         return f"bc_host_{stage}_{variant}"
 
 
-#: The C form of each scalar op ({f}: "f" in single precision, as in tanhf).
-C_OPERATIONS = {
-    "negative": "(-{0})", "abs": "fabs{f}({0})", "exp": "exp{f}({0})", "log": "log{f}({0})",
-    "log1p": "log1p{f}({0})", "tanh": "tanh{f}({0})", "sqrt": "sqrt{f}({0})",
-    "add": "({0} + {1})", "subtract": "({0} - {1})", "multiply": "({0} * {1})",
-    "divide": "({0} / {1})", "pow": "pow{f}({0}, {1})", "maximum": "bc_max({0}, {1})",
-    "greater": "({0} > {1})", "greater_equal": "({0} >= {1})", "less": "({0} < {1})",
-    "less_equal": "({0} <= {1})", "equal": "({0} == {1})", "where": "({0} ? {1} : {2})",
-    "astype": None,  # by target type, below
-}
+#: The C form of each scalar op ({f}: "f" in single precision, as in tanhf); astype is by
+#: target type, in _Printer.
+C_OPERATIONS = {**{name: op.c for name, op in OPS.items()}, "astype": None}
 
 
 class _Printer:
