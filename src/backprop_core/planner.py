@@ -677,8 +677,9 @@ def build(p: Plan, X, Y, parameters, activation, learning_rate, backend, dtype, 
     n0, n2 = X.shape[0], parameters["W2"].shape[0]
     n1 = parameters["W1"].shape[0]
     if p.executor == "kernels" and p.mode == "whole batch":  # the step and its update, replayed as a CUDA graph
-        return gpu_lowering.KernelSteps(X, Y, (n0, n1, n2), activation, learning_rate, backend, dtype, output,
-                                        weighted)
+        from .kernel_steps import KernelSteps
+
+        return KernelSteps(X, Y, (n0, n1, n2), activation, learning_rate, backend, dtype, output, weighted)
     make = make_gradients(backend, p.executor, activation, (n0, n1, n2), dtype, p.chunk_size, output, weighted)
     if p.parallel == "processes" and p.workers > 1:
         network = _process_network(backend, "processes", (n0, n1, n2), activation, output, weighted, dtype,
