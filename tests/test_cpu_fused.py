@@ -350,3 +350,12 @@ def test_a_build_for_another_cpu_is_another_build(monkeypatch, tmp_path):
     here = build_cache.build(SMALL_C, ("-O1", "-march=native"))
     monkeypatch.setattr(build_cache, "_native", lambda compiler: "-march=some-other-cpu")
     assert build_cache.build(SMALL_C, ("-O1", "-march=native")) != here
+
+
+def test_without_vector_math_the_scalar_functions_give_the_same_results(monkeypatch):
+    """Where libmvec does not link (another libc), the same text builds with the scalar functions."""
+    monkeypatch.setattr(cpu_fused, "MVEC", (("-DBC_MVEC",), ("no-such-library",)))
+    monkeypatch.setattr(cpu_fused, "_LIBRARIES", {})
+    X, Y, p = _problem(3, 5, 2, 333)
+    step = cpu_fused.CpuFusedStep(3, 5, 2, "tanh", LEARNING_RATE, "float64")
+    assert _worst(_run(step, X, Y, p), _expected(X, Y, p, "tanh"), PARAMETERS + GRADIENTS) < 1e-12

@@ -34,9 +34,11 @@ ENVIRONMENT = "BACKPROP_CORE_CPU_FUSED"
 #: equations (divergence detection reads them); -fno-math-errno lets the math calls
 #: vectorise (errno is never read); -fopenmp-simd reads the SIMD loops' pragma (no OpenMP
 #: runtime: the threads are the text's own pool).
-FLAGS = ("-std=gnu11", "-O3", "-march=native", "-fopenmp-simd", "-fno-math-errno", "-pthread")
+#: -z defs: a symbol the libraries lack fails the build (then the scalar build runs), not the load.
+FLAGS = ("-std=gnu11", "-O3", "-march=native", "-fopenmp-simd", "-fno-math-errno", "-pthread", "-Wl,-z,defs")
 #: Vector math: glibc's libmvec where it links, else the scalar functions.
-MVEC = (("-DBC_MVEC",), ("mvec",))
+MVEC = (("-DBC_MVEC",), ("mvec", "m"))
+SCALAR_MATH = ((), ("m",))
 
 
 def enabled() -> bool:
@@ -202,7 +204,7 @@ def _library(text: str) -> ctypes.CDLL:
         try:
             _LIBRARIES[text] = load(text, FLAGS + MVEC[0], MVEC[1], "the fused CPU step")
         except BuildError:
-            _LIBRARIES[text] = load(text, FLAGS, (), "the fused CPU step")
+            _LIBRARIES[text] = load(text, FLAGS + SCALAR_MATH[0], SCALAR_MATH[1], "the fused CPU step")
     return _LIBRARIES[text]
 
 
