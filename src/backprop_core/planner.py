@@ -16,6 +16,11 @@ the calibration also measures worker processes (:mod:`backprop_core.processes`),
 which threads cannot match where many short NumPy calls contend for the GIL,
 and what starting them costs once per fit; they run a fit only where that
 measurement says they finish it sooner.
+
+Then the lowering targets (:mod:`backprop_core.lowering`: the fused step in C
+on the CPU) are asked whether they apply to the fit, and those that do are
+timed in turns with the plan just made; the faster runs, and the plan's reason
+says why a target did not (:func:`_target_plan`).
 """
 
 from __future__ import annotations
