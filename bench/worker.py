@@ -10,6 +10,7 @@ import argparse
 import itertools
 import json
 import math
+import os
 import statistics
 import sys
 import time
@@ -74,7 +75,9 @@ class LibraryEntry:
     on the whole batch, with no planner (compiled by the backend where it can be:
     jax.jit), to show what the planner's choice is worth, or ``cupy:kernels``
     for the traced equations as chains and cuBLAS calls replayed as a CUDA graph
-    (backprop_core.gpu_lowering), which records the levers it used.
+    (backprop_core.gpu_lowering), which records the levers it used, or
+    ``numpy:cpu-fused`` for the fused CPU step on every core, or
+    ``numpy:no-targets`` for the planner's choice without the lowering targets.
     """
 
     def __init__(self, name, device, dtype, lr, precision="float32"):
@@ -82,9 +85,11 @@ class LibraryEntry:
         from backprop_core.backends import get_backend
 
         name, _, self.mode = name.partition(":")
-        if self.mode not in ("", "equations", "kernels") or (self.mode == "kernels" and name != "cupy"):
-            raise ValueError(f"unknown mode {self.mode!r} of entry {name!r}; use {name}, {name}:equations "
-                             "or cupy:kernels")
+        if self.mode not in ("", "equations", "kernels", "cpu-fused", "no-targets") or (
+                self.mode == "kernels" and name != "cupy") or (self.mode in ("cpu-fused", "no-targets")
+                                                                and name != "numpy"):
+            raise ValueError(f"unknown mode {self.mode!r} of entry {name!r}; use {name}, {name}:equations, "
+                             "cupy:kernels, numpy:cpu-fused or numpy:no-targets")
         options = {"precision": precision} if precision != "float32" else {}
         self.backend = get_backend(name, device, **options)
         self.dtype, self.lr = dtype, lr
@@ -103,6 +108,18 @@ class LibraryEntry:
         if self.mode == "kernels":
             self.plan = planner.Plan("whole batch", executor="kernels", chunk_size=X.shape[1],
                                      reason="the kernels executor, asked for by the entry")
+        elif self.mode == "cpu-fused":  # the fused CPU step (backprop_core.lowering.cpu_fused) on every core
+            from backprop_core.backends._base import cpu_cores
+
+            self.plan = planner.Plan("whole batch", executor="cpu-fused", workers=cpu_cores(),
+                                     reason="the fused CPU step, asked for by the entry")
+        elif self.mode == "no-targets":  # the planner's choice among what ran before the lowering targets
+            from unittest import mock
+
+            from backprop_core.lowering import cpu_fused
+
+            with mock.patch.dict(os.environ, {cpu_fused.ENVIRONMENT: "0"}):
+                self.plan = planner.plan(self.backend, shape, self.dtype, self.g)
         elif self.mode:
             self.plan = planner.Plan("whole batch", reason="the equations array by array")
         else:

@@ -23,6 +23,7 @@ from backprop_core.gpu_lowering import Program, gradients_graph, partition, step
 from backprop_core.gpu_lowering.gemm import blas_call, emulate, layout_of
 from backprop_core.gpu_lowering import steps
 from backprop_core.gpu_lowering.host import HostChains, HostDevice
+from backprop_core.kernel_steps import KernelSteps
 from backprop_core.gpu_lowering.partition import EXAMPLE, EXAMPLE_CHAIN, GEMM, SUM, UNIFORM, UNIFORM_CHAIN
 from backprop_core.gpu_lowering.source import COLUMN, ELEMENT
 from backprop_core.chunked import ChunkedGradients
@@ -409,7 +410,7 @@ def test_the_environment_asks_for_the_kernels_and_the_plan_builds_them(monkeypat
     xp = backend.xp
     strategy = planner.build(p, xp.asarray(X), xp.asarray(Y), backend.parameters_from_host(params, "float64"),
                              ACTIVATIONS["tanh"], 0.5, backend, "float64")
-    assert isinstance(strategy, gpu_lowering.KernelSteps)
+    assert isinstance(strategy, KernelSteps)
     make = planner.make_gradients(backend, "kernels", ACTIVATIONS["tanh"], (2, 4, 1), "float32", 256)
     assert callable(make)
 
@@ -422,7 +423,7 @@ def test_an_unknown_executor_in_the_environment_is_named(monkeypatch):
 
 def test_the_levers_are_reported_before_any_gpu_is_touched():
     X, Y, _ = _problem(2, 4, 1, 100)
-    steps = gpu_lowering.KernelSteps(X, Y, (2, 4, 1), ACTIVATIONS["tanh"], 0.5, _KernelRunning(), "float32")
+    steps = KernelSteps(X, Y, (2, 4, 1), ACTIVATIONS["tanh"], 0.5, _KernelRunning(), "float32")
     levers = steps.levers
     assert levers["launches_per_step"] == 9 and levers["launches_per_step_with_cost"] == 11
     assert levers["fused_chains"] == 5 and levers["tf32"] is False and levers["graph_replay"] is False
@@ -450,7 +451,7 @@ def place(request, tmp_path_factory):
 def _run_steps(place, X, Y, p, dtype, g="tanh", out="sigmoid", graphs=True, iterations=12, cost_every=4):
     backend, device = place
     shape = (X.shape[0], p["W1"].shape[0], Y.shape[0])
-    strategy = gpu_lowering.KernelSteps(backend.asarray(X, dtype), backend.asarray(Y, dtype), shape,
+    strategy = KernelSteps(backend.asarray(X, dtype), backend.asarray(Y, dtype), shape,
                                         ACTIVATIONS[g], 0.5, backend, dtype, OUTPUTS[out], graphs=graphs,
                                         device=device)
     with backend.context():
@@ -519,7 +520,7 @@ def test_two_runs_are_bit_identical(place):
 def test_parameters_the_loop_keeps_are_never_written_over(place):
     backend, device = place
     X, Y, p = _problem(3, 5, 2, 1000)
-    strategy = gpu_lowering.KernelSteps(backend.asarray(X, "float64"), backend.asarray(Y, "float64"), (3, 5, 2),
+    strategy = KernelSteps(backend.asarray(X, "float64"), backend.asarray(Y, "float64"), (3, 5, 2),
                                         ACTIVATIONS["tanh"], 0.5, backend, "float64", device=device)
     with strategy.running():
         kept, _ = strategy.step(backend.parameters_from_host(p, "float64"), 0, True)
@@ -586,3 +587,11 @@ def test_bench_entry_records_the_levers(cupy_backend):
     assert record["trained"] is True
     assert record["levers"]["graph_replay"] is True, record["levers"]["graph_replay_note"]
     assert record["levers"]["launches_per_step"] == 9
+
+
+def test_the_lowering_knows_nothing_of_the_loop():
+    """Loop strategies live with the loop (kernel_steps.py); the lowering only lowers."""
+    folder = Path(gpu_lowering.__file__).parent
+    for module in folder.glob("*.py"):
+        text = module.read_text()
+        assert "..loop" not in text and "backprop_core.loop" not in text, module.name

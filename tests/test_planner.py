@@ -4,14 +4,31 @@ from __future__ import annotations
 
 import logging
 
+import numpy as np
 import pytest
 
 import backprop_core as bc
 from backprop_core import chunked, planner, processes
 from backprop_core.backends import get_backend
 from backprop_core.backends.numpy_backend import NumpyBackend
+from backprop_core.initialization import initial_parameters_host
+from backprop_core.lowering import build_cache, cpu_fused
 
 TANH = bc.get_activation("tanh")
+
+
+@pytest.fixture(autouse=True)
+def _numpy_plans_only(request, monkeypatch):
+    """These tests are about the plans made of the array-API and buffered paths: the lowering
+    targets, which the planner also times, are off unless a test asks for them."""
+    if "with_targets" not in request.fixturenames:
+        monkeypatch.setenv(cpu_fused.ENVIRONMENT, "0")
+
+
+@pytest.fixture
+def with_targets(monkeypatch, tmp_path_factory):
+    """The planner asks the lowering targets (their builds cached in the test's own folder)."""
+    monkeypatch.setenv("BACKPROP_CORE_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
 
 
 class _SmallGpu(NumpyBackend):
@@ -266,3 +283,53 @@ def test_processes_are_planned_only_where_the_data_fit_in_shared_memory(monkeypa
         _plan(shape=(2, 4, 1, 1 << 17), dtype="float64", chunk_size=4096, parallel="processes")
     auto = _plan(shape=(2, 4, 1, 1 << 18), dtype="float32")
     assert {k[2] for k in auto.measured} == {"threads"} and auto.parallel == "threads"
+
+
+# -- the lowering targets: asked, timed against the plan they would replace ------------------------------
+needs_compiler = pytest.mark.skipif(build_cache.c_compiler() is None, reason="no C compiler (gcc or cc) here")
+
+
+@needs_compiler
+@pytest.mark.parametrize("m", [400, 1 << 16])
+def test_a_target_that_applies_is_chosen_exactly_where_it_measured_faster(m, with_targets):
+    planner._target_rates.clear()
+    p = _plan(shape=(2, 4, 1, m), dtype="float32")
+    (rates,) = [r for key, r in planner._target_rates.items() if key[0] == cpu_fused.NAME and key[3] == m]
+    fused = max(rate for key, rate in rates.items() if key is not None)
+    assert (p.executor == cpu_fused.NAME) == (fused > rates[None]), p
+    assert ("measured here" in p.reason) if p.executor == cpu_fused.NAME else ("slower than" in p.reason)
+
+
+def test_wide_layers_keep_their_plan_and_say_why_the_target_does_not_apply(with_targets):
+    p = _plan(shape=(64, 64, 1, 1 << 12), dtype="float32")
+    assert p.executor == "buffered" and "cpu-fused: a 64-64-1 network needs 4226 sums" in p.reason
+
+
+def test_the_environment_turns_the_target_off():
+    p = _plan(shape=(2, 4, 1, 400), dtype="float32")
+    assert p.executor == "buffered" and f"turned off ({cpu_fused.ENVIRONMENT}=0)" in p.reason
+
+
+def test_without_a_compiler_the_plan_is_todays_and_says_so(with_targets, monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    p = _plan(shape=(2, 4, 1, 400), dtype="float32")
+    assert p.executor == "buffered" and "no C compiler" in p.reason
+
+
+@needs_compiler
+def test_a_target_plan_trains_as_the_equations_do(with_targets):
+    backend = get_backend("numpy")
+    p = planner.Plan("whole batch", executor=cpu_fused.NAME, workers=2)
+    params = initial_parameters_host(2, 4, 1, "xavier", 0)
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((2, 300))
+    Y = (X[:1] * X[1:] > 0).astype(np.float64)
+    fused = planner.build(p, X, Y, params, TANH, 0.5, backend, "float64")
+    whole = planner.build(planner.Plan("whole batch"), X, Y, params, TANH, 0.5, backend, "float64")
+    a, b = params, params
+    for i in range(50):
+        a, Ja = fused.step(a, i, True)
+        b, Jb = whole.step(b, i, True)
+        assert abs(float(Ja) - float(Jb)) <= 1e-12 * abs(float(Jb))
+    for name in b:
+        np.testing.assert_allclose(a[name], b[name], rtol=1e-11, atol=1e-13)

@@ -31,29 +31,17 @@ import numpy as np
 from . import tracing
 from .activations import get_activation
 from .errors import InvalidInputError, InvalidTypeError
+from .lowering.ops import OPS
 from .tracing import M, Node
 
 # -- the rules: how each op runs --------------------------------------------------------
-_UFUNCS = {
-    "negative": np.negative, "abs": np.absolute, "exp": np.exp, "log": np.log,
-    "log1p": np.log1p, "tanh": np.tanh, "sqrt": np.sqrt,
-    "add": np.add, "subtract": np.subtract, "multiply": np.multiply, "divide": np.divide,
-    "pow": np.power, "greater": np.greater, "greater_equal": np.greater_equal,
-    "less": np.less, "less_equal": np.less_equal, "equal": np.equal,
-}
+#: The element-wise ops as NumPy ufuncs (``where`` has its own, bit-picking form: _where_into).
+_UFUNCS = {name: op.numpy for name, op in OPS.items() if name not in ("where", "maximum")}
 
 # Scalars made only of m and constants are computed as the equations compute them, in
 # Python: a Python float stays "weak" in NumPy, so (1.0 / m) * dW keeps float32 float32.
-_PYTHON = {
-    "negative": operator.neg, "abs": abs, "exp": math.exp, "log": math.log,
-    "log1p": math.log1p, "tanh": math.tanh, "sqrt": math.sqrt,
-    "add": operator.add, "subtract": operator.sub, "multiply": operator.mul,
-    "divide": operator.truediv, "pow": operator.pow, "greater": operator.gt,
-    "greater_equal": operator.ge, "less": operator.lt, "less_equal": operator.le,
-    "equal": operator.eq,
-    "where": lambda condition, a, b: a if condition else b,
-    "sum": lambda a: a, "max": lambda a: a,  # over the no axes of a scalar
-}
+_PYTHON = {**{name: op.python for name, op in OPS.items() if op.python is not None},
+           "sum": lambda a: a, "max": lambda a: a}  # over the no axes of a scalar
 
 
 def _where_into(dtype):

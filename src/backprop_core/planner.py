@@ -16,6 +16,11 @@ the calibration also measures worker processes (:mod:`backprop_core.processes`),
 which threads cannot match where many short NumPy calls contend for the GIL,
 and what starting them costs once per fit; they run a fit only where that
 measurement says they finish it sooner.
+
+Then the lowering targets (:mod:`backprop_core.lowering`: the fused step in C
+on the CPU) are asked whether they apply to the fit, and those that do are
+timed in turns with the plan just made; the faster runs, and the plan's reason
+says why a target did not (:func:`_target_plan`).
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from __future__ import annotations
 import logging
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from array_api_compat import is_numpy_namespace
@@ -190,12 +195,16 @@ def plan(backend, shape, dtype: str, activation, *, chunk_size="auto", workers=N
                             reason="chunk_size was given"))
     if chunk_size is None or not backend.chunks_by_default:
         if executor == "equations":
-            return _logged(Plan("whole batch", reason="chunk_size=None" if chunk_size is None
-                                else f"the {backend.name} backend runs best on the whole batch"))
-        return _logged(Plan("whole batch", executor=executor, chunk_size=m, reason="chunk_size=None"
-                            if chunk_size is None else f"the {backend.name} backend runs best on the whole batch"))
-    return _logged(_cpu_plan(backend, shape, dtype, activation, workers, executor, parallel, iterations,
-                             network))
+            fallback = Plan("whole batch", reason="chunk_size=None" if chunk_size is None
+                            else f"the {backend.name} backend runs best on the whole batch")
+        else:
+            fallback = Plan("whole batch", executor=executor, chunk_size=m, reason="chunk_size=None"
+                            if chunk_size is None else f"the {backend.name} backend runs best on the whole batch")
+    else:
+        fallback = _cpu_plan(backend, shape, dtype, activation, workers, executor, parallel, iterations, network)
+    if parallel == "processes" or stream is True:
+        return _logged(fallback)
+    return _logged(_target_plan(backend, shape, dtype, activation, output, weighted, workers, fallback, rule))
 
 
 def _process_network(backend, parallel, shape, activation, output, weighted, dtype, m, *, chunk_size, stream,
@@ -313,6 +322,101 @@ def executor_for(backend, output=SIGMOID, weighted: bool = False) -> str:
     """The executor for a fit.  The buffered lowering follows any traced graph, softmax
     outputs and weighted examples included (the fused kernel is planned apart)."""
     return default_executor(backend)
+
+
+# -- the lowering targets: asked whether they apply, timed against the plan they would replace ----------
+#: The largest batch a target and the plan it would replace are timed on (examples).
+MAX_TARGET_CALIBRATION = 1 << 20
+_target_rates: dict = {}
+
+
+def _target_plan(backend, shape, dtype, activation, output, weighted, workers, fallback: Plan, rule=None) -> Plan:
+    """The fastest of ``fallback`` and the lowering targets that apply to this fit (:mod:`backprop_core.lowering`),
+    each timed on this machine, interleaved with the fallback, on the fit's m up to
+    :data:`MAX_TARGET_CALIBRATION` examples.  Why a target does not run is added to the plan's reason.
+    ``rule``: the fit's update rule (None: the lecture's), which a target that fuses the update must apply."""
+    from . import lowering
+
+    n0, n1, n2, m = shape
+    device = "cpu" if not backend.on_gpu else str(backend.device)
+    host_numpy = is_numpy_namespace(backend.xp) and not backend.on_gpu
+    notes, best, best_rate, fallback_rate = [], fallback, None, None
+    optimizer = None if rule is None or rule.lecture else (
+        rule.optimizer.name if not rule.alpha else f"{rule.optimizer.name} with the L2 penalty alpha={rule.alpha:g}")
+    for target in lowering.TARGETS:
+        applies, why = target.applies((n0, n1, n2), activation, dtype, device, output=output, weighted=weighted,
+                                      optimizer=optimizer, host_numpy=host_numpy)
+        if not applies:
+            notes.append(f"{target.NAME}: {why}")
+            continue
+        try:
+            rates = _time_target(backend, target, (n0, n1, n2), m, activation, dtype, output, workers, fallback)
+        except lowering.BuildError as exc:
+            notes.append(f"{target.NAME}: {str(exc).splitlines()[0]}")
+            continue
+        except Exception as exc:  # noqa: BLE001 - a step that fails here fails again in the loop, which says so
+            notes.append(f"{target.NAME}: not timed ({type(exc).__name__}: {str(exc)[:100]})")
+            continue
+        fallback_rate = rates.pop(None)
+        threads, rate = max(rates.items(), key=lambda item: item[1])
+        if rate > (best_rate or fallback_rate):
+            best_rate = rate
+            best = Plan("whole batch", executor=target.NAME, workers=threads,
+                        reason=f"{why}; measured here {rate / 1e6:.3g} M examples/s on {threads} thread(s), "
+                               f"against {fallback_rate / 1e6:.3g} M/s for {fallback.mode} by {fallback.executor}",
+                        measured=rates)
+        else:
+            notes.append(f"{target.NAME}: measured {rate / 1e6:.3g} M/s, slower than "
+                         f"{fallback_rate / 1e6:.3g} M/s here")
+    if best is fallback and notes:
+        best = replace(fallback, reason="; ".join([fallback.reason, *notes]) if fallback.reason else "; ".join(notes))
+    return best
+
+
+def _time_target(backend, target, shape, m, activation, dtype, output, workers, fallback: Plan) -> dict:
+    """Examples/s of ``target`` by its thread count, and of ``fallback`` (key None), timed in turns on
+    min(m, MAX_TARGET_CALIBRATION) examples (once per fit's shape, m, dtype and fallback in a process)."""
+    n0, n1, n2 = shape
+    count = min(m, MAX_TARGET_CALIBRATION)
+    key = (target.NAME, backend.name, shape, count, activation.name, output.name, dtype, workers, str(fallback))
+    if key in _target_rates:
+        return dict(_target_rates[key])
+    X, Y, params = _calibration_data(backend, n0, n1, n2, dtype, count)
+    threads = [workers] if workers else sorted({1, cpu_cores()})
+    steps = {}
+    for t in threads:
+        step = target.compile(shape, activation, dtype, 0.01, output=output, threads=t)
+        Xt, Yt = step.prepare(backend.to_numpy(X)), step.prepare(backend.to_numpy(Y))
+        steps[t] = (lambda step, Xt, Yt: lambda: step(params, Xt, Yt, False))(step, Xt, Yt)
+    repeat = min(max(1, (1 << 16) // count), 64)  # a sample of 65,536 examples, or of 64 small steps
+    calibrated = fallback.measured.get((fallback.chunk_size, fallback.workers, fallback.parallel))
+    if fallback.parallel == "processes" and calibrated:  # not started again: their calibrated rate
+        seconds = _interleaved_seconds(steps, repeat)
+        seconds[None] = count * repeat / calibrated
+    else:
+        strategy = build(fallback, X, Y, params, activation, 0.01, backend, dtype, output=output)
+        steps[None] = lambda: strategy.step(params, 0, False)
+        with strategy.running():
+            seconds = _interleaved_seconds(steps, repeat)
+    rates = {k: count * repeat / s for k, s in seconds.items()}
+    _target_rates[key] = rates
+    log.debug("%s on %s: %s", target.NAME, key, {k: f"{v / 1e6:.3g} M/s" for k, v in rates.items()})
+    return dict(rates)
+
+
+def _interleaved_seconds(steps: dict, repeat: int, rounds: int = 5) -> dict:
+    """The median seconds of ``repeat`` calls of each step, the steps timed in turns (so a
+    neighbour's burst slows all of them alike), after one untimed round."""
+    for f in steps.values():
+        f()
+    times = {k: [] for k in steps}
+    for _ in range(rounds):
+        for k, f in steps.items():
+            t0 = time.perf_counter()
+            for _ in range(repeat):
+                f()
+            times[k].append(time.perf_counter() - t0)
+    return {k: float(np.median(v)) for k, v in times.items()}
 
 
 # -- the CPU: chunk size and threads from a calibration ---------------------------------
@@ -551,6 +655,12 @@ def make_gradients(backend, executor: str, activation, shape, dtype, columns: in
     raise InvalidInputError(f"unknown executor {executor!r}")
 
 
+def _target(name: str):
+    from . import lowering
+
+    return next((t for t in lowering.TARGETS if t.NAME == name), None)
+
+
 def build(p: Plan, X, Y, parameters, activation, learning_rate, backend, dtype, seed=0, output=SIGMOID,
           weighted: bool = False, rule=None, state=None):
     """The strategy that runs plan ``p`` on X (n0, m) and Y (n2, m).
@@ -567,6 +677,14 @@ def build(p: Plan, X, Y, parameters, activation, learning_rate, backend, dtype, 
     if p.mode == "mini-batch":
         return MiniBatch(X, Y, activation, learning_rate, backend, p.batch_size, seed, output, weighted, rule,
                          state)
+    target = _target(p.executor)
+    if target is not None:  # a lowering target runs the whole step
+        if not lecture:  # the planner does not choose it for such a fit (_target_plan)
+            raise InvalidInputError(f"the {target.NAME} step updates by gradient descent only, not by {rule}")
+        n1 = parameters["W1"].shape[0]
+        step = target.compile((X.shape[0], n1, Y.shape[0]), activation, dtype, learning_rate, output=output,
+                              threads=p.workers)
+        return Fused(step.prepare(X), step.prepare(Y), backend.compile(step), backend)  # NumPy's hook: as is
     if p.executor == "fused":
         if not lecture:  # the planner does not choose it for such a fit (_fused_plan)
             raise InvalidInputError(f"the fused kernel updates by gradient descent only, not by {rule}")
@@ -582,8 +700,9 @@ def build(p: Plan, X, Y, parameters, activation, learning_rate, backend, dtype, 
     # The kernels' whole-batch step fuses the lecture's update; another rule takes the same kernels'
     # gradients (one chunk of m) below and applies itself to them.
     if p.executor == "kernels" and p.mode == "whole batch" and lecture:  # replayed as a CUDA graph
-        return gpu_lowering.KernelSteps(X, Y, (n0, n1, n2), activation, learning_rate, backend, dtype, output,
-                                        weighted)
+        from .kernel_steps import KernelSteps
+
+        return KernelSteps(X, Y, (n0, n1, n2), activation, learning_rate, backend, dtype, output, weighted)
     make = make_gradients(backend, p.executor, activation, (n0, n1, n2), dtype, p.chunk_size, output, weighted)
     if p.parallel == "processes" and p.workers > 1:
         network = _process_network(backend, "processes", (n0, n1, n2), activation, output, weighted, dtype,

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..activations import Activation
+from ..lowering.ops import OPS
 from .limits import check_activation, check_dtype, check_shape
 from .scalar import AFTER, EXAMPLE, GRADIENTS, UNIFORM, Program, lower_step
 
@@ -74,16 +75,9 @@ class KernelSource:
         return f"bc_host_{stage}_{variant}"
 
 
-#: The C form of each scalar op ({f}: "f" in single precision, as in tanhf).
-C_OPERATIONS = {
-    "negative": "(-{0})", "abs": "fabs{f}({0})", "exp": "exp{f}({0})", "log": "log{f}({0})",
-    "log1p": "log1p{f}({0})", "tanh": "tanh{f}({0})", "sqrt": "sqrt{f}({0})",
-    "add": "({0} + {1})", "subtract": "({0} - {1})", "multiply": "({0} * {1})",
-    "divide": "({0} / {1})", "pow": "pow{f}({0}, {1})", "maximum": "bc_max({0}, {1})",
-    "greater": "({0} > {1})", "greater_equal": "({0} >= {1})", "less": "({0} < {1})",
-    "less_equal": "({0} <= {1})", "equal": "({0} == {1})", "where": "({0} ? {1} : {2})",
-    "astype": None,  # by target type, below
-}
+#: The C form of each scalar op ({f}: "f" in single precision, as in tanhf); astype is by
+#: target type, in _Printer.
+C_OPERATIONS = {**{name: op.c for name, op in OPS.items()}, "astype": None}
 
 
 class _Printer:
@@ -118,11 +112,15 @@ def _ctype(s) -> str:
     return "bool" if s.dtype == "bool" else "real"
 
 
+#: How a per-example line reads row ``row`` of input ``name`` at example ``e``: any strides.
+STRIDED_LOAD = "{name}[{row} * {name}_s0 + e * {name}_s1]"
+
+
 class _Emitter:
     """Names every scalar of one program and prints the lines of each phase."""
 
-    def __init__(self, program: Program, dtype: str, layout: dict):
-        self.program, self.layout = program, layout
+    def __init__(self, program: Program, dtype: str, layout: dict, load: str = STRIDED_LOAD):
+        self.program, self.layout, self.load = program, layout, load
         self.names = {}
         for position, s in enumerate(program.scalars):
             if s.op == "input":
@@ -145,7 +143,7 @@ class _Emitter:
                     offset, shape = self.layout[s.name]
                     out.append(f"const real {name} = p[{offset + int(np.ravel_multi_index(s.index, shape))}];")
                 elif s.phase == EXAMPLE:
-                    out.append(f"const real {name} = {s.name}[{_row(s)[0]} * {s.name}_s0 + e * {s.name}_s1];")
+                    out.append(f"const real {name} = {self.load.format(name=s.name, row=_row(s)[0])};")
                 continue  # scalar inputs are kernel arguments
             out.append(f"const {_ctype(s)} {name} = {self.pr.expr(s)};")
         return out

@@ -24,17 +24,12 @@ from pathlib import Path
 
 import numpy as np
 
+from ..lowering.ops import OPS
 from .cuda import KernelSource
 from .scalar import EXAMPLE, PARAMETERS, Program
 
 #: The NumPy function of each scalar op (astype is by target type, in run_numpy).
-NUMPY_OPERATIONS = {
-    "negative": np.negative, "abs": np.abs, "exp": np.exp, "log": np.log, "log1p": np.log1p,
-    "tanh": np.tanh, "sqrt": np.sqrt, "add": np.add, "subtract": np.subtract,
-    "multiply": np.multiply, "divide": np.divide, "pow": np.power, "maximum": np.maximum,
-    "greater": np.greater, "greater_equal": np.greater_equal, "less": np.less,
-    "less_equal": np.less_equal, "equal": np.equal, "where": np.where,
-}
+NUMPY_OPERATIONS = {name: op.numpy for name, op in OPS.items()}
 
 
 def run_numpy(program: Program, X, Y, params: dict, *, m=None, learning_rate=0.0) -> dict:

@@ -270,13 +270,14 @@ def lower(b: _Builder, graph: tracing.Graph, bindings: dict) -> tuple:
     return tuple(None if o is None else values[o.id] for o in graph.outputs)
 
 
-def lower_step(n0: int, n1: int, n2: int, g, with_cost: bool) -> Program:
+def lower_step(n0: int, n1: int, n2: int, g, with_cost: bool, output=equations.SIGMOID) -> Program:
     """``equations.gradients`` then ``equations.update`` of an n0-n1-n2 network, lowered.
 
     Inputs: X (n0 per example), Y (n2 per example), the parameters W1, b1, W2,
-    b2, and the scalars m (the batch's size) and learning_rate.
+    b2, and the scalars m (the batch's size) and learning_rate.  ``output``: the output
+    layer (sigmoid, or softmax, whose max and sum over the rows stay within one example).
     """
-    grads_graph = tracing.trace_gradients(n0, n1, n2, g, with_cost=with_cost)
+    grads_graph = tracing.trace_gradients(n0, n1, n2, g, with_cost=with_cost, output=output)
     shapes = {name: node.shape for name, node in grads_graph.inputs.items()}
     update_graph = tracing.trace(equations.update, {**{p: shapes[p] for p in PARAMETERS},
                                                     **{d: shapes[p] for d, p in zip(GRADIENTS, PARAMETERS)},

@@ -7,9 +7,10 @@ examples, which cuBLAS computes on buffers made once (transposed views, no
 copies, TF32 when the adapter's precision says so), and maximal element-wise
 chains between them, each printed as ONE kernel from the fused kernel's scalar
 lowering (:mod:`.partition`, :mod:`.source`, :mod:`.program`).  On CuPy the
-whole step is captured into a CUDA graph and replayed (:mod:`.steps`,
-:mod:`.cupy_runner`); on a CPU the same launches run with the chains built as
-host C++ (:mod:`.host`), which is how they are tested.  No line of the lecture's math is
+whole step is captured into a CUDA graph and replayed (the loop's strategy
+:class:`backprop_core.kernel_steps.KernelSteps`, :mod:`.cupy_runner`); on a CPU
+the same launches run with the chains built as host C++ (:mod:`.host`), which
+is how they are tested.  No line of the lecture's math is
 written here: change an equation and the kernels follow the trace.
 
 Until a GPU run has measured it beating the equations run array by array,
@@ -31,7 +32,7 @@ import os
 from ..errors import InvalidInputError
 from .partition import INLINE_TERMS, Partition, Step, partition
 from .program import Program, gradients_graph, step_graph
-from .steps import KernelSteps, make_kernel_gradients  # CuPy is imported when they run
+from .steps import make_kernel_gradients  # CuPy is imported when it runs
 
 #: Set once a GPU run has shown the kernels beating the naive CuPy path (issue 10):
 #: then :func:`cupy_executor` picks "kernels" unless the environment says otherwise.
@@ -52,5 +53,5 @@ def cupy_executor() -> str:
     return asked
 
 
-__all__ = ["ENVIRONMENT", "EXECUTORS", "INLINE_TERMS", "KernelSteps", "PROVEN", "Partition",
+__all__ = ["ENVIRONMENT", "EXECUTORS", "INLINE_TERMS", "PROVEN", "Partition",
            "Program", "Step", "cupy_executor", "gradients_graph", "make_kernel_gradients", "partition", "step_graph"]

@@ -1,0 +1,85 @@
+"""The fused CPU step against the numpy plan it replaces, timed in turns in one process.
+
+    python bench/cpu_fused_ab.py --shape 2-4-1 --m 2**16,2**21 --dtype float32 --rounds 7
+
+For each m: the planner's plan without the lowering targets (today's numpy plan,
+``BACKPROP_CORE_CPU_FUSED=0``), and the fused CPU step on 1 and on every core,
+with and without the cost, each timed for about 0.2 s per round, the entries in
+turns so a neighbour's burst slows all of them alike; the median round counts.
+Prints one JSON line per m and a markdown table; ``uptime``'s load goes with it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+from unittest import mock
+
+import numpy as np
+
+
+def _int_expr(text: str) -> int:
+    base, _, power = text.partition("**")
+    return int(base) ** int(power) if power else int(base)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--shape", default="2-4-1")
+    parser.add_argument("--m", default="2**16,2**21", help="comma-separated batch sizes")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    parser.add_argument("--rounds", type=int, default=7)
+    args = parser.parse_args(argv)
+
+    from backprop_core import planner
+    from backprop_core.activations import get_activation
+    from backprop_core.backends import get_backend
+    from backprop_core.backends._base import cpu_cores
+    from backprop_core.initialization import initial_parameters_host
+    from backprop_core.lowering import cpu_fused
+
+    n0, n1, n2 = (int(n) for n in args.shape.split("-"))
+    g, backend = get_activation("tanh"), get_backend("numpy")
+    rows = []
+    for m in (_int_expr(text) for text in args.m.split(",")):
+        rng = np.random.default_rng(0)
+        X = rng.standard_normal((n0, m)).astype(args.dtype)
+        Y = (rng.random((n2, m)) > 0.5).astype(args.dtype)
+        params = {k: v.astype(args.dtype) for k, v in initial_parameters_host(n0, n1, n2, "xavier", 0).items()}
+        with mock.patch.dict(os.environ, {cpu_fused.ENVIRONMENT: "0"}):
+            today = planner.plan(backend, (n0, n1, n2, m), args.dtype, g)
+        strategy = planner.build(today, X, Y, params, g, 0.01, backend, args.dtype)
+        entries = {"numpy plan": lambda with_cost: strategy.step(params, 0, with_cost)}
+        for threads in sorted({1, cpu_cores()}):
+            step = cpu_fused.compile((n0, n1, n2), g, args.dtype, 0.01, threads=threads)
+            Xt, Yt = step.prepare(X), step.prepare(Y)
+            entries[f"cpu-fused, {threads} thread(s)"] = (
+                lambda step, Xt, Yt: lambda with_cost: step(params, Xt, Yt, with_cost))(step, Xt, Yt)
+        rates = {(name, cost): [] for name in entries for cost in (False, True)}
+        with strategy.running():
+            for name, f in entries.items():  # warm: buffers, threads, builds
+                f(False), f(True)
+            for _ in range(args.rounds):
+                for (name, cost) in rates:
+                    calls, t0 = 0, time.perf_counter()
+                    while time.perf_counter() - t0 < 0.2:
+                        entries[name](cost)
+                        calls += 1
+                    rates[(name, cost)].append(calls * m / (time.perf_counter() - t0))
+        row = {"shape": args.shape, "m": m, "dtype": args.dtype, "today": str(today), "load": os.getloadavg(),
+               **{f"{name}{' with cost' if cost else ''}": statistics.median(r) for (name, cost), r in rates.items()}}
+        print(json.dumps(row), flush=True)
+        rows.append(row)
+    names = [k for k in rows[0] if k not in ("shape", "m", "dtype", "today", "load")]
+    print("\n| m | " + " | ".join(names) + " | load |")
+    print("|---|" + "---|" * (len(names) + 1))
+    for row in rows:
+        print(f"| 2^{row['m'].bit_length() - 1} | " + " | ".join(f"{row[k] / 1e6:.0f} M/s" for k in names)
+              + f" | {row['load'][0]:.1f} |")
+
+
+if __name__ == "__main__":
+    main()

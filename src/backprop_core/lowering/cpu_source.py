@@ -1,0 +1,260 @@
+"""The fused step printed as C for the CPU: vectorised across examples, on a pool of threads.
+
+The per-example and after-phase lines are those of the CUDA kernel
+(:class:`backprop_core.fused.cuda._Emitter` prints both); only the loop around
+them differs.  ``bc_cpu_step_<variant>`` runs one whole iteration:
+
+* the examples are cut into ``parts`` equal ranges, one per thread of a pool
+  started once (:data:`POOL`), so the cut depends on ``parts`` alone;
+* within a range, blocks of :data:`LANES` consecutive examples run as one SIMD
+  loop (each row of X and Y is contiguous, so loads are vector loads);
+  every sum keeps one partial per lane, ``acc[k][lane]``, so the order of the
+  additions is fixed by the C text itself, whatever the vector width, the
+  alignment of the data or the compiler's peeling;
+* the lanes are then added in order, the parts in order, and the after phase
+  (the gradients' scaling and the update) runs once.
+
+So the same inputs and the same ``parts`` give the same bits, and a range's sums
+(``bc_cpu_sums_<variant>``) are what the whole step adds up.
+
+Transcendentals: glibc declares its vector math (libmvec) only under
+``-ffast-math``, which would also assume no NaN or infinity ever occurs; the
+preamble declares the few functions the equations use as SIMD functions
+itself, so GCC calls libmvec's vector forms (at most 4 ulp from the correctly
+rounded value, NaN and infinity handled as the scalar functions handle them)
+while every other operation keeps IEEE semantics.  Without libmvec
+(``BC_MVEC`` undefined) the same text calls the scalar functions.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+from ..activations import Activation
+from ..equations import SIGMOID, Output
+from ..fused.cuda import DTYPES, VARIANTS, _Emitter, _indent, layout
+from ..fused.scalar import Program, lower_step
+
+#: Examples per SIMD block: each sum keeps this many partials (two AVX2 vectors of float32,
+#: four of float64); a constant of the text, so the order of additions is too.
+LANES = 16
+#: How each per-example line reads row ``row`` of an input: rows are contiguous.
+CONTIGUOUS_LOAD = "{name}[{row} * {name}_s0 + e]"
+#: A pool of threads started on first use and kept: part 0 of a step runs on the calling
+#: thread, part i on worker i.  Workers wait on a condition variable, never spin, so a
+#: machine whose other core is busy loses no more than that core (an OpenMP barrier's
+#: spinning lost two orders of magnitude there).  One step at a time per library.
+POOL = r"""
+typedef void (*bc_job)(void* context, int part);
+static struct {
+    pthread_mutex_t lock, running;
+    pthread_cond_t start, done;
+    int workers, pending, parts;
+    long long generation, born;  // born: the generation before the first job of workers started now
+    bc_job job;
+    void* context;
+} bc_pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER,
+             PTHREAD_COND_INITIALIZER, 0, 0, 0, 0, 0, 0, 0};
+
+static void* bc_worker(void* arg)
+{
+    const int index = (int)(long)arg;
+    pthread_mutex_lock(&bc_pool.lock);
+    long long seen = bc_pool.born;  // not generation: the first job may be posted already
+    for (;;) {
+        while (bc_pool.generation == seen) pthread_cond_wait(&bc_pool.start, &bc_pool.lock);
+        seen = bc_pool.generation;
+        if (index >= bc_pool.parts) continue;
+        const bc_job job = bc_pool.job;
+        void* const context = bc_pool.context;
+        pthread_mutex_unlock(&bc_pool.lock);
+        job(context, index);
+        pthread_mutex_lock(&bc_pool.lock);
+        if (--bc_pool.pending == 0) pthread_cond_signal(&bc_pool.done);
+    }
+    return 0;
+}
+
+// A child of fork() has none of its parent's threads: it starts its own.
+static void bc_forget_workers(void) { bc_pool.workers = 0; }
+
+// Runs job(context, part) for part 0..parts-1, part 0 here; returns when all are done.
+// Where a worker cannot be started, its parts run here.
+static void bc_run(bc_job job, void* context, int parts)
+{
+    pthread_mutex_lock(&bc_pool.running);
+    pthread_mutex_lock(&bc_pool.lock);
+    static int registered = 0;
+    if (!registered) registered = pthread_atfork(0, 0, bc_forget_workers) == 0;
+    bc_pool.born = bc_pool.generation;
+    while (bc_pool.workers < parts - 1) {
+        pthread_t thread;
+        pthread_attr_t attr;
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        const int ok = pthread_create(&thread, &attr, bc_worker, (void*)(long)(bc_pool.workers + 1)) == 0;
+        pthread_attr_destroy(&attr);
+        if (!ok) break;
+        bc_pool.workers++;
+    }
+    const int spread = parts - 1 < bc_pool.workers ? parts : bc_pool.workers + 1;
+    bc_pool.job = job, bc_pool.context = context, bc_pool.parts = spread;
+    bc_pool.pending = spread - 1;
+    bc_pool.generation++;
+    pthread_cond_broadcast(&bc_pool.start);
+    pthread_mutex_unlock(&bc_pool.lock);
+    job(context, 0);
+    for (int part = spread; part < parts; ++part) job(context, part);
+    pthread_mutex_lock(&bc_pool.lock);
+    while (bc_pool.pending > 0) pthread_cond_wait(&bc_pool.done, &bc_pool.lock);
+    pthread_mutex_unlock(&bc_pool.lock);
+    pthread_mutex_unlock(&bc_pool.running);
+}
+"""
+#: The math functions the fused lines may call that libmvec has vector forms of.
+VECTOR_MATH = ("exp", "log", "log1p", "tanh", "pow")
+
+
+@dataclass(frozen=True)
+class CpuSource:
+    """One network's C text and the layout of its buffers (as :class:`~backprop_core.fused.KernelSource`)."""
+
+    text: str
+    dtype: str
+    shape: tuple
+    activation: str
+    output: str
+    parameter_size: int
+    output_size: int
+    offsets: dict
+    accumulators: dict
+
+
+_PREAMBLE = """\
+// Generated by backprop_core.lowering.cpu_source from equations.gradients and equations.update
+// for a {shape} network with activation {activation} and a {output} output, in {dtype}.
+// Change the equations, not this file: the step is derived from them.
+#include <math.h>
+#include <pthread.h>
+#include <stdbool.h>
+typedef {ctype} real;
+#define BC_LANES {lanes}
+#define BC_INF ((real)INFINITY)
+#define BC_NAN ((real)NAN)
+#ifdef BC_MVEC
+// libmvec's vector forms (glibc declares them only under -ffast-math, which we do not use)
+{vector_math}
+#endif
+
+// max that keeps a NaN from either side, as NumPy's max does
+static inline real bc_max(const real a, const real b) {{ return (a > b || a != a) ? a : b; }}
+{pool}"""
+
+
+def _vector_declarations() -> str:
+    lines = []
+    for name in VECTOR_MATH:
+        args = "double, double" if name == "pow" else "double"
+        argsf = "float, float" if name == "pow" else "float"
+        lines.append(f'__attribute__((simd("notinbranch"))) double {name}({args});')
+        lines.append(f'__attribute__((simd("notinbranch"))) float {name}f({argsf});')
+    return "\n".join(lines)
+
+
+def _variant_text(variant: str, program: Program, dtype: str, offsets: dict) -> str:
+    em = _Emitter(program, dtype, offsets, load=CONTIGUOUS_LOAD)
+    before, body, _ = em.partial_parts()
+    k = len(program.accumulators)
+    zero = em.pr.literal(0.0)
+    inputs = ", ".join(f"const real* __restrict__ {name}, const long long {name}_s0"
+                       for name in program.example_inputs)
+    names = ", ".join(f"{name}, {name}_s0" for name in program.example_inputs)
+    scalars = ", ".join(f"const real {name}" for name in program.scalar_inputs)
+    scalar_names = ", ".join(program.scalar_inputs)
+    adds = [f"acc[{i}][l] += {em.pr.ref(c)};" for i, c in enumerate(program.accumulators)]
+    lane_loop = ["const long long e = e0 + l;", *body, *adds]
+    after = em.finalize_body("totals")
+    return f"""
+// ---- variant "{variant}": {k} sums over the examples ----
+// The sums of examples [begin, end) into sums[0..{k}).
+static void bc_range_{variant}({inputs}, const long long begin, const long long end, {scalars},
+        const real* __restrict__ p, real* __restrict__ sums)
+{{
+{_indent(before, 1)}
+    real acc[{k}][BC_LANES];
+    for (int i = 0; i < {k}; ++i)
+        for (int l = 0; l < BC_LANES; ++l) acc[i][l] = {zero};
+    long long e0 = begin;
+    for (; e0 + BC_LANES <= end; e0 += BC_LANES) {{
+        #pragma omp simd
+        for (int l = 0; l < BC_LANES; ++l) {{
+{_indent(lane_loop, 3)}
+        }}
+    }}
+    for (int l = 0; l < end - e0; ++l) {{  // the last, partial block: the same lines, lane by lane
+{_indent(lane_loop, 2)}
+    }}
+    for (int i = 0; i < {k}; ++i) {{
+        real s = {zero};
+        for (int l = 0; l < BC_LANES; ++l) s += acc[i][l];
+        sums[i] = s;
+    }}
+}}
+
+void bc_cpu_sums_{variant}({inputs}, const long long begin, const long long end, {scalars},
+        const real* __restrict__ p, real* __restrict__ sums)
+{{
+    bc_range_{variant}({names}, begin, end, {scalar_names}, p, sums);
+}}
+
+struct bc_args_{variant} {{
+{_indent([*(f"const real* {name}; long long {name}_s0;" for name in program.example_inputs),
+          "long long count;", *(f"real {name};" for name in program.scalar_inputs),
+          "const real* p; real* scratch; int parts;"], 1)}
+}};
+
+static void bc_part_{variant}(void* context, int t)
+{{
+    const struct bc_args_{variant}* a = context;
+    bc_range_{variant}({", ".join(f"a->{name}, a->{name}_s0" for name in program.example_inputs)},
+                       a->count * t / a->parts, a->count * (t + 1) / a->parts,
+                       {", ".join(f"a->{name}" for name in program.scalar_inputs)}, a->p,
+                       a->scratch + (long long)t * {k});
+}}
+
+// One iteration over examples [0, count): parts equal ranges on the pool's threads, their sums
+// added in order into totals, then the after phase writes out.  scratch holds parts * {k} reals.
+void bc_cpu_step_{variant}({inputs}, const long long count, {scalars},
+        const real* __restrict__ p, real* __restrict__ out, const int parts, real* __restrict__ scratch)
+{{
+    struct bc_args_{variant} a = {{{names}, count, {scalar_names}, p, scratch, parts}};
+    bc_run(bc_part_{variant}, &a, parts);
+    real totals[{k}];
+    for (int i = 0; i < {k}; ++i) {{
+        real s = {zero};
+        for (int t = 0; t < parts; ++t) s += scratch[(long long)t * {k} + i];
+        totals[i] = s;
+    }}
+{_indent(after, 1)}
+}}
+"""
+
+
+@functools.lru_cache(maxsize=64)
+def _source(n0: int, n1: int, n2: int, activation: Activation, output: Output, dtype: str) -> CpuSource:
+    programs = {v: lower_step(n0, n1, n2, activation, with_cost, output=output) for v, with_cost in VARIANTS.items()}
+    offsets, psize, osize = layout(programs["cost"])
+    text = _PREAMBLE.format(shape=f"{n0}-{n1}-{n2}", activation=activation.name, output=output.name, dtype=dtype,
+                            ctype=DTYPES[dtype], lanes=LANES, vector_math=_vector_declarations(), pool=POOL)
+    text += "".join(_variant_text(v, p, dtype, offsets) for v, p in programs.items())
+    return CpuSource(text=text, dtype=dtype, shape=(n0, n1, n2), activation=activation.name, output=output.name,
+                     parameter_size=psize, output_size=osize, offsets=offsets,
+                     accumulators={v: len(p.accumulators) for v, p in programs.items()})
+
+
+def cpu_source(n0: int, n1: int, n2: int, activation: Activation, dtype: str, output: Output = SIGMOID) -> CpuSource:
+    """The C text of the fused step (made once per shape, activation, output and dtype in a process)."""
+    return _source(n0, n1, n2, activation, output, dtype)
+
+
