@@ -400,6 +400,20 @@ def test_the_fused_kernel_is_not_planned_for_another_rule_and_the_plan_says_why(
     assert p.executor != "fused"
 
 
+@pytest.mark.parametrize("rule", [UpdateRule(Adam(), 0.01), UpdateRule(GradientDescent(), 0.5, alpha=0.1)],
+                         ids=["adam", "gd-alpha"])
+def test_the_fused_cpu_step_is_not_planned_for_another_rule_and_the_plan_says_why(rule):
+    from backprop_core.backends.numpy_backend import NumpyBackend
+    from backprop_core.lowering import cpu_fused
+
+    ok, why = cpu_fused.applies((2, 4, 1), TANH, "float64")
+    if not ok:
+        pytest.skip(f"the fused CPU step does not run here: {why}")
+    p = planner.plan(NumpyBackend(), (2, 4, 1, 4096), "float64", TANH, rule=rule)
+    assert p.executor != cpu_fused.NAME
+    assert "the fused CPU step applies plain gradient descent" in p.reason
+
+
 def test_the_kernels_whole_batch_step_hands_its_gradients_to_another_rule(monkeypatch):
     from backprop_core import gpu_lowering
     from backprop_core.backends.array_api_strict_backend import ArrayApiStrictBackend
