@@ -48,7 +48,8 @@ def test_large_data_on_the_cpu_follow_the_calibration():
     assert p.mode == "chunks" and p.measured
     measured = planner.process_calibration(get_backend("numpy"), 2, 4, 1, TANH, "float32")
     step_s = 0.0 if measured is None else measured.step_s
-    best, _ = planner.choose_chunking(p.measured, 1 << 18, process_step_s=step_s)  # iterations unknown
+    best, _ = planner.choose_chunking(p.measured, 1 << 18, process_step_s=step_s,  # iterations unknown
+                                      timings=p.timings)
     assert (p.chunk_size, p.workers, p.parallel) == best
     assert "calibrated here" in p.reason
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 from concurrent.futures import ThreadPoolExecutor
 
+from .blas import one_blas_thread
 from .parameters import add_parts
 
 
@@ -41,15 +42,6 @@ def share_sums(gradients, chunks, params, m: int):
     for Xc, Yc in chunks:
         total = add_parts(total, gradients(params, Xc, Yc, m))
     return total
-
-
-def one_blas_thread():
-    """A context in which BLAS runs on one thread, where several workers share the cores."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # optional: without it BLAS may oversubscribe the cores
-        return contextlib.nullcontext()
-    return threadpool_limits(1)
 
 
 class ChunkedGradients:
@@ -117,8 +109,9 @@ class ChunkedGradients:
 
     @contextlib.contextmanager
     def running(self):
-        """Pin BLAS to one thread per worker while the workers run (no oversubscription)."""
-        limits = one_blas_thread() if self.workers > 1 and not self.backend.on_gpu else contextlib.nullcontext()
+        """Pin BLAS to one thread per worker while the workers run, for one worker as for many: a
+        worker's threads would oversubscribe the cores, and a lone worker's wait for a busy core."""
+        limits = contextlib.nullcontext() if self.backend.on_gpu else one_blas_thread()
         try:
             with limits:
                 yield self
