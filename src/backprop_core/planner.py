@@ -148,8 +148,9 @@ def plan(backend, shape, dtype: str, activation, **options) -> Plan:
     threads, why = blas_plan(p, backend, shape, dtype, activation)
     if threads is None:
         return p
-    log.debug("plan: BLAS on %d thread(s): %s", threads, why)
-    return dataclasses.replace(p, blas_threads=threads, reason=f"{p.reason}; BLAS on {threads}: {why}")
+    p = dataclasses.replace(p, blas_threads=threads, reason=f"{p.reason}; BLAS on {threads}: {why}")
+    log.debug("plan: %s", p)
+    return p
 
 
 def _mode_plan(backend, shape, dtype: str, activation, *, chunk_size="auto", workers=None, stream="auto",
