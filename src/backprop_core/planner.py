@@ -15,7 +15,11 @@ shape, activation and dtype in a process and recorded in the plan.  On NumPy
 the calibration also measures worker processes (:mod:`backprop_core.processes`),
 which threads cannot match where many short NumPy calls contend for the GIL,
 and what starting them costs once per fit; they run a fit only where that
-measurement says they finish it sooner.
+measurement says they finish it sooner.  The candidates are timed interleaved
+and read by one noise rule (:mod:`backprop_core.measuring`): the safe plan, one
+worker, stays unless another is measured faster beyond a margin, and stable.
+Every plan also says how many threads BLAS runs on (:func:`blas_plan`), which
+the strategy :func:`build` makes holds while it runs.
 """
 
 from __future__ import annotations
