@@ -54,6 +54,7 @@ CANNOT_APPLY = {
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.SkipTestWarning")
 # scikit-learn's own test data are not standardized; the model rightly says so, which is not a check.
+@pytest.mark.slow  # 5 s or more (pytest --durations, a loaded 2-core machine)
 @pytest.mark.filterwarnings("ignore:The features' scale:UserWarning")
 def test_check_estimator_passes_every_check():
     results = check_estimator(bc.BackpropClassifier(num_iterations=200), on_fail=None)
@@ -146,6 +147,7 @@ def test_the_patched_check_skips_only_what_cannot_run():
     assert patched("torch", "cpu", "float32") == "namespace" and asked == [("torch", "cpu", "float32")]
 
 
+@pytest.mark.slow  # 5 s or more (pytest --durations, a loaded 2-core machine)
 def test_check_estimator_array_api_checks_pass():
     # SciPy reads SCIPY_ARRAY_API once, at import: a fresh interpreter runs the array API checks
     # (array-api-strict, torch on the CPU; GPU namespaces skip, saying why, where no GPU works:
@@ -336,6 +338,7 @@ def test_weights_follow_X_to_its_library(moons):
     np.testing.assert_array_equal(mixed.parameters_["W1"], on_host.parameters_["W1"])
 
 
+@pytest.mark.slow  # 5 s or more (pytest --durations, a loaded 2-core machine)
 def test_one_number_weighs_every_example_alike_on_a_device_too(moons):
     torch = pytest.importorskip("torch", reason="torch is not installed")
     X, k = moons
@@ -479,6 +482,7 @@ def test_a_fitted_model_round_trips_from_any_backend(backend, iris, tmp_path, ho
     np.testing.assert_array_equal(copied.classes_, model.classes_)
 
 
+@pytest.mark.slow  # 5 s or more (pytest --durations, a loaded 2-core machine)
 def test_under_array_api_dispatch_predict_takes_only_the_library_and_device_of_fit():
     # scikit-learn's rule; SciPy reads SCIPY_ARRAY_API once, at import: a fresh interpreter.
     pytest.importorskip("array_api_strict", reason="array-api-strict is not installed")
@@ -505,6 +509,7 @@ def test_under_array_api_dispatch_predict_takes_only_the_library_and_device_of_f
     assert out.returncode == 0, out.stderr[-2000:]
 
 
+@pytest.mark.slow  # 5 s or more (pytest --durations, a loaded 2-core machine)
 def test_unpickling_imports_no_array_library_until_the_model_is_used(tmp_path, moons):
     pytest.importorskip("torch", reason="torch is not installed")
     X, k = moons
@@ -544,6 +549,7 @@ def test_a_model_whose_backend_cannot_run_here_predicts_with_numpy(moons):
     assert restored.backend_.name == "numpy"
 
 
+@pytest.mark.slow  # 5 s or more (pytest --durations, a loaded 2-core machine)
 def test_grid_search_over_numpy_scalars_in_two_processes_and_a_json_save(moons, tmp_path):
     X, k = moons
     grid = {"hidden_units": np.arange(2, 5, 2), "learning_rate": np.arange(0.5, 1.3, 0.7)}
@@ -698,6 +704,7 @@ def test_no_warning_from_a_plain_fit_and_predict(moons):
 
 
 # -- measured against the peer ----------------------------------------------------------------------
+@pytest.mark.slow  # 5 s or more (pytest --durations, a loaded 2-core machine)
 def test_the_comparison_with_mlp_runs_end_to_end(tmp_path):
     from pathlib import Path
 
