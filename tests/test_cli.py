@@ -80,6 +80,7 @@ def test_full_batch_examples_per_second_count_m_per_iteration():
     assert summary["examples_per_second"] * summary["seconds"] == pytest.approx(400 * 2000, rel=1e-9)
 
 
+@pytest.mark.slow  # 5 s or more (pytest --durations, a loaded 2-core machine)
 def test_mini_batch_summary_counts_epochs_and_examples_not_updates():
     summary = json.loads(run("train", "--batch-size", "64", "--epochs", "300", "--lr", "0.5", "--json").stdout)
     assert summary["mode"] == "mini-batch" and summary["batch_size"] == 64
@@ -88,6 +89,7 @@ def test_mini_batch_summary_counts_epochs_and_examples_not_updates():
     assert summary["training_accuracy"] >= 0.88
 
 
+@pytest.mark.slow  # 5 s or more (pytest --durations, a loaded 2-core machine)
 def test_mini_batch_final_cost_is_the_cost_on_all_the_data(tmp_path):
     from backprop_core import BackpropClassifier
 
@@ -105,6 +107,7 @@ def test_mini_batch_progress_counts_epochs():
     assert lines[-1].endswith("(all the data)") and lines[0].endswith("(one batch)")
 
 
+@pytest.mark.slow  # 5 s or more (pytest --durations, a loaded 2-core machine)
 @pytest.mark.filterwarnings("ignore::FutureWarning")  # scikit-learn's notes on LogisticRegressionCV's defaults
 def test_baseline_is_fitted_first_and_reported_beside_the_network():
     from sklearn.linear_model import LogisticRegressionCV
@@ -119,6 +122,7 @@ def test_baseline_is_fitted_first_and_reported_beside_the_network():
     assert summary["baseline_training_accuracy"] < 0.6 < 0.88 <= summary["training_accuracy"]
 
 
+@pytest.mark.slow  # 5 s or more (pytest --durations, a loaded 2-core machine)
 def test_standardize_rescues_the_blobs(tmp_path):
     plain = json.loads(run("train", "--dataset", "blobs", "--json").stdout)
     scaled = json.loads(run("train", "--dataset", "blobs", "--standardize", "--json").stdout)
@@ -142,6 +146,7 @@ def test_a_diverged_run_names_the_options_that_fix_it():
     assert "use --lr 1.88 or less" in out.stderr and "learning_rate=" not in out.stderr
 
 
+@pytest.mark.slow  # 5 s or more (pytest --durations, a loaded 2-core machine)
 def test_a_standardized_model_predicts_through_predict_as_in_python(tmp_path):
     from backprop_core import BackpropClassifier
 
@@ -162,6 +167,7 @@ def test_train_on_a_csv_with_header_and_target(tmp_path):
     assert json.loads(out.stdout)["training_accuracy"] > 0.9
 
 
+@pytest.mark.slow  # 5 s or more (pytest --durations, a loaded 2-core machine)
 def test_every_builtin_dataset_trains():
     for name in ("noisy_circles", "noisy_moons", "blobs", "gaussian_quantiles"):
         out = run("train", "--dataset", name, "--hidden", "8", "--iterations", "2000", "--lr", "0.5", "--json")
@@ -169,6 +175,7 @@ def test_every_builtin_dataset_trains():
         assert json.loads(out.stdout)["training_accuracy"] > 0.75, name
 
 
+@pytest.mark.slow  # 5 s or more (pytest --durations, a loaded 2-core machine)
 def test_chunked_full_batch_lands_where_the_whole_batch_does():
     chunked = json.loads(run("train", "--chunk-size", "100", "--workers", "2", "--iterations", "1000", "--json").stdout)
     whole = json.loads(run("train", "--iterations", "1000", "--json").stdout)
@@ -185,6 +192,7 @@ def test_workers_beyond_the_cores_and_chunks_are_lowered_saying_so():
 
 # -- stopped early: what was trained is kept, saved and reported ----------------------------
 
+@pytest.mark.slow  # interrupts a training process
 @pytest.mark.parametrize("signum, status, said, reason", [
     pytest.param(signal.SIGINT, 130, "interrupted", "interrupted", id="ctrl-c"),
     pytest.param(signal.SIGTERM, 143, "terminated (SIGTERM)", "terminated", id="sigterm"),  # timeout, kill, systemd
@@ -453,6 +461,7 @@ def test_a_dtype_the_device_lacks_is_one_line_in_option_words():
     nothing_trained(out)
 
 
+@pytest.mark.slow  # 5 s or more (pytest --durations, a loaded 2-core machine)
 def test_jax_float64_trains_with_the_environment_variable():
     pytest.importorskip("jax", reason="jax is not installed")
     out = run("train", "--backend", "jax", "--dtype", "float64", "--iterations", "20", "--json",
@@ -576,6 +585,7 @@ def test_missing_file_and_missing_labels(tmp_path):
 
 # -- predict ----------------------------------------------------------------------------
 
+@pytest.mark.slow  # 5 s or more (pytest --durations, a loaded 2-core machine)
 def test_saved_flower_predicts_through_predict_as_in_python(tmp_path):
     from backprop_core import BackpropClassifier
 
@@ -593,6 +603,7 @@ def test_saved_flower_predicts_through_predict_as_in_python(tmp_path):
     assert f"accuracy on {tmp_path / 'data.npz'}: {100 * expected.score(X.T, Y[0]):.1f}%" in out.stdout
 
 
+@pytest.mark.slow  # 5 s or more (pytest --durations, a loaded 2-core machine)
 def test_string_labels_are_written_as_the_model_has_them(tmp_path):
     _, y, rows = xor_rows(labels=("cat", "dog"))
     path = write_csv(tmp_path / "d.csv", ["a", "b", "animal"], rows)
@@ -608,6 +619,7 @@ def test_string_labels_are_written_as_the_model_has_them(tmp_path):
     assert np.mean(predicted == y) > 0.9
 
 
+@pytest.mark.slow  # 5 s or more (pytest --durations, a loaded 2-core machine)
 def test_multiclass_writes_every_class_probability_named_by_class(tmp_path):
     rng = np.random.default_rng(0)
     X = rng.standard_normal((300, 2))
@@ -623,6 +635,7 @@ def test_multiclass_writes_every_class_probability_named_by_class(tmp_path):
     assert [line.split(",")[0] for line in lines[1:]] == [str(k) for k in P.argmax(axis=1)]
 
 
+@pytest.mark.slow  # 5 s or more (pytest --durations, a loaded 2-core machine)
 def test_predict_reads_a_csv_without_header(tmp_path):
     _, _, rows = xor_rows()
     path = write_csv(tmp_path / "d.csv", ["a", "b", "label"], rows)
@@ -635,6 +648,7 @@ def test_predict_reads_a_csv_without_header(tmp_path):
 
 # -- plots ------------------------------------------------------------------------------
 
+@pytest.mark.slow  # 5 s or more (pytest --durations, a loaded 2-core machine)
 def test_plots_are_written_on_agg_whatever_the_environment_asks(tmp_path):
     pytest.importorskip("matplotlib", reason="matplotlib is not installed")
     from PIL import Image
@@ -647,6 +661,7 @@ def test_plots_are_written_on_agg_whatever_the_environment_asks(tmp_path):
         assert im.size == (1650, 450)  # three panels: the baseline, the network, the cost
 
 
+@pytest.mark.slow  # 5 s or more (pytest --durations, a loaded 2-core machine)
 def test_sweep_table_and_plot(tmp_path):
     pytest.importorskip("matplotlib", reason="matplotlib is not installed")
     out = run("sweep", "--hidden", "1", "4", "--iterations", "2000", "--plot", tmp_path / "s.png")
@@ -672,6 +687,7 @@ def test_backends_answers_from_package_metadata_without_importing_libraries():
         assert rows["cupy"]["installed"] is False and "pip install" in rows["cupy"]["reason"]
 
 
+@pytest.mark.slow  # 5 s or more (pytest --durations, a loaded 2-core machine)
 def test_backends_probe_says_where_each_installed_library_runs():
     pytest.importorskip("torch", reason="torch is not installed")
     rows = {r["backend"]: r for r in json.loads(run("backends", "--probe", "--json").stdout)}

@@ -59,6 +59,7 @@ def cluster():
         yield cluster, client
 
 
+@pytest.mark.slow  # starts a Dask cluster
 def test_dask_cluster_of_two_workers_matches_numpy(problem, reference, cluster):
     _, client = cluster
     X, Y, p = problem
@@ -69,6 +70,7 @@ def test_dask_cluster_of_two_workers_matches_numpy(problem, reference, cluster):
     assert len(client.scheduler_info()["workers"]) == 2
 
 
+@pytest.mark.slow  # starts a Dask cluster
 def test_a_cluster_named_by_its_scheduler_address(problem, reference, cluster):
     local, _ = cluster
     X, Y, p = problem
@@ -81,6 +83,7 @@ def test_a_cluster_named_by_its_scheduler_address(problem, reference, cluster):
     _assert_same_parameters(result, reference)
 
 
+@pytest.mark.slow  # starts a Dask cluster
 def test_estimator_takes_dask_arrays_and_answers_in_dask(cluster, flower_data):
     X, Y = flower_data
     Xd, yd = da.from_array(X.T, chunks=(100, 2)), da.from_array(Y[0].astype(float), chunks=100)
@@ -92,6 +95,7 @@ def test_estimator_takes_dask_arrays_and_answers_in_dask(cluster, flower_data):
     assert_close(model.predict(Xd), plain.predict(X.T), get_backend("dask"), "float64", rtol=0, atol=0)
 
 
+@pytest.mark.slow  # starts a Dask cluster
 def test_worker_restarted_mid_training_recomputes_its_chunks(problem, reference, cluster):
     # A worker process dies; its nanny restarts it and Dask recomputes the lost chunks.
     import os
@@ -147,6 +151,7 @@ def small_cluster():
         pass
 
 
+@pytest.mark.slow  # starts a Dask cluster
 @pytest.mark.parametrize("case", list(CLUSTER_FAILURES))
 def test_a_failing_cluster_stops_within_the_timeout_and_keeps_the_completed_iterations(problem, small_cluster, case):
     from backprop_core.backends.dask_backend import DaskBackend
@@ -171,6 +176,7 @@ def test_a_failing_cluster_stops_within_the_timeout_and_keeps_the_completed_iter
                      err_msg=k)
 
 
+@pytest.mark.slow  # starts a Dask cluster
 def test_the_estimator_sets_the_iteration_timeout_and_keeps_what_a_first_fit_trained(flower_data, small_cluster):
     cluster, client = small_cluster
     X, Y = flower_data
@@ -190,6 +196,7 @@ def test_the_estimator_sets_the_iteration_timeout_and_keeps_what_a_first_fit_tra
         np.testing.assert_array_equal(model.parameters_[k], kept, err_msg=k)
 
 
+@pytest.mark.slow  # starts a Dask cluster
 def test_a_refit_that_loses_its_cluster_leaves_the_model_as_it_was(flower_data, small_cluster):
     _, client = small_cluster
     X, Y = flower_data
@@ -208,6 +215,7 @@ def test_a_refit_that_loses_its_cluster_leaves_the_model_as_it_was(flower_data, 
         np.testing.assert_array_equal(model.parameters_[k], before[k], err_msg=k)
 
 
+@pytest.mark.slow  # starts a Dask cluster
 def test_a_model_trained_with_a_client_saves_the_schedulers_address(flower_data, small_cluster, tmp_path):
     from backprop_core.persistence import load_parameters
 

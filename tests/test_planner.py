@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import backprop_core as bc
-from backprop_core import chunked, planner, processes
+from backprop_core import chunked, measuring, planner, processes
 from backprop_core.backends import get_backend
 from backprop_core.backends.numpy_backend import NumpyBackend
 from backprop_core.initialization import initial_parameters_host
@@ -65,7 +65,8 @@ def test_large_data_on_the_cpu_follow_the_calibration():
     assert p.mode == "chunks" and p.measured
     measured = planner.process_calibration(get_backend("numpy"), 2, 4, 1, TANH, "float32")
     step_s = 0.0 if measured is None else measured.step_s
-    best, _ = planner.choose_chunking(p.measured, 1 << 18, process_step_s=step_s)  # iterations unknown
+    best, _ = planner.choose_chunking(p.measured, 1 << 18, process_step_s=step_s,  # iterations unknown
+                                      timings=p.timings)
     assert (p.chunk_size, p.workers, p.parallel) == best
     assert "calibrated here" in p.reason
 
@@ -291,13 +292,16 @@ needs_compiler = pytest.mark.skipif(build_cache.c_compiler() is None, reason="no
 
 @needs_compiler
 @pytest.mark.parametrize("m", [400, 1 << 16])
-def test_a_target_that_applies_is_chosen_exactly_where_it_measured_faster(m, with_targets):
-    planner._target_rates.clear()
+def test_a_target_that_applies_is_chosen_exactly_where_the_noise_rule_says_it_is_faster(m, with_targets):
+    planner._target_timings.clear()
     p = _plan(shape=(2, 4, 1, m), dtype="float32")
-    (rates,) = [r for key, r in planner._target_rates.items() if key[0] == cpu_fused.NAME and key[3] == m]
-    fused = max(rate for key, rate in rates.items() if key is not None)
-    assert (p.executor == cpu_fused.NAME) == (fused > rates[None]), p
-    assert ("measured here" in p.reason) if p.executor == cpu_fused.NAME else ("slower than" in p.reason)
+    ((examples, timings),) = [t for key, t in planner._target_timings.items()
+                              if key[0] == cpu_fused.NAME and key[3] == m]
+    safe = timings.pop(None)
+    _, best = min(timings.items(), key=lambda item: item[1].median)
+    faster, verdict = measuring.replaces(best, safe)
+    assert (p.executor == cpu_fused.NAME) == faster, p
+    assert verdict in p.reason
 
 
 def test_wide_layers_keep_their_plan_and_say_why_the_target_does_not_apply(with_targets):

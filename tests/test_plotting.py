@@ -195,6 +195,7 @@ def test_class_colours_are_those_of_the_points(flower_data, ax):
         assert tuple(dots.get_facecolor()[0]) == to_rgba(color)
 
 
+@pytest.mark.slow  # 5 s or more (pytest --durations, a loaded 2-core machine)
 def test_plotting_leaves_the_matplotlib_backend_alone(tmp_path):
     script = textwrap.dedent("""
         import matplotlib

@@ -131,6 +131,7 @@ def test_nn_model_on_processes_matches_threads(flower_data):
         np.testing.assert_allclose(on_processes[k], on_threads[k], rtol=1e-12, err_msg=k)
 
 
+@pytest.mark.slow  # 5 s or more (pytest --durations, a loaded 2-core machine)
 def test_the_estimator_on_processes_matches_threads(flower_data):
     X, Y = flower_data
     on_threads = bc.BackpropClassifier(num_iterations=40, chunk_size=64, workers=2, parallel="threads")
@@ -220,6 +221,7 @@ def test_every_ending_stops_the_workers_and_frees_the_shared_memory(ending):
     assert _left(made) == set()
 
 
+@pytest.mark.slow  # interrupts or kills a training process
 @linux_only
 def test_a_killed_worker_stops_the_fit_with_an_error_naming_it_and_keeps_the_parameters():
     X, Y, params = _problem(1)
@@ -238,6 +240,7 @@ def test_a_killed_worker_stops_the_fit_with_an_error_naming_it_and_keeps_the_par
     assert _left(made) == set()
 
 
+@pytest.mark.slow  # interrupts or kills a training process
 @linux_only
 def test_workers_ignore_ctrl_c():
     X, Y, params = _problem(1)
@@ -357,6 +360,7 @@ def test_a_script_that_trains_at_its_top_level_runs_on_processes(tmp_path, child
     assert out.count("reading the cost") == 5, "the script ran once: workers do not run it again"
 
 
+@pytest.mark.slow  # interrupts or kills a training process
 @linux_only
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_a_stop_sent_to_the_group_interrupts_the_fit_and_leaves_nothing_behind(tmp_path, children, signum):

@@ -54,12 +54,14 @@ def reader(tmp_path_factory):
 
 # -- every block runs, and says what it prints ---------------------------------------------
 
+@pytest.mark.slow  # runs the README in a fresh folder (the module's set-up took 104 s under --durations)
 @pytest.mark.parametrize("body", PYTHON, ids=[f"python-{i + 1}" for i in range(len(PYTHON))])
 def test_python_block_runs(reader, body):
     out = reader[1][body]
     assert out.returncode == 0, out.stderr
 
 
+@pytest.mark.slow  # runs the README in a fresh folder (the module's set-up took 104 s under --durations)
 @pytest.mark.parametrize("block", [name for name, claims in CLAIMS.items() if claims])
 def test_python_block_prints_what_its_comments_say(reader, block):
     body, claims = PYTHON[int(block.split("-")[1]) - 1], CLAIMS[block]
@@ -68,6 +70,7 @@ def test_python_block_prints_what_its_comments_say(reader, block):
         assert claim in printed, (claim, printed)
 
 
+@pytest.mark.slow  # runs the README in a fresh folder (the module's set-up took 104 s under --durations)
 @pytest.mark.parametrize("command", SHELL)
 def test_command_runs_without_error(reader, command):
     out = reader[1][command]
@@ -88,12 +91,14 @@ def test_set_up_is_the_two_commands_and_ci_runs_the_second():
 
 # -- the numbers: from the commands that draw the figures -------------------------------------
 
+@pytest.mark.slow  # runs the README in a fresh folder (the module's set-up took 104 s under --durations)
 @pytest.mark.parametrize("name", FIGURES)
 def test_figure_commands_are_in_the_readme_and_draw_their_figure(reader, name):
     assert FIGURES[name] in SHELL
     assert (reader[0] / "docs" / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
 
 
+@pytest.mark.slow  # runs the README in a fresh folder (the module's set-up took 104 s under --durations)
 def test_flower_run_gives_the_committed_numbers(reader):
     again, kept = json.loads((reader[0] / "docs" / "flower.json").read_text()), committed("flower")
     for key in ("training_accuracy", "baseline_training_accuracy", "iterations", "hidden", "learning_rate"):
@@ -101,6 +106,7 @@ def test_flower_run_gives_the_committed_numbers(reader):
     assert again["final_cost"] == pytest.approx(kept["final_cost"], rel=1e-6)
 
 
+@pytest.mark.slow  # runs the README in a fresh folder (the module's set-up took 104 s under --durations)
 def test_sweep_run_gives_the_committed_numbers(reader):
     again, kept = json.loads((reader[0] / "docs" / "sweep.json").read_text()), committed("sweep")
     assert [(r["hidden"], r["training_accuracy"]) for r in again["results"]] == \

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import importlib
+import inspect
 import json
 import pickle
 import subprocess
@@ -52,6 +54,7 @@ CANNOT_APPLY = {
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.SkipTestWarning")
 # scikit-learn's own test data are not standardized; the model rightly says so, which is not a check.
+@pytest.mark.slow  # 5 s or more (pytest --durations, a loaded 2-core machine)
 @pytest.mark.filterwarnings("ignore:The features' scale:UserWarning")
 def test_check_estimator_passes_every_check():
     results = check_estimator(bc.BackpropClassifier(num_iterations=200), on_fail=None)
@@ -62,17 +65,104 @@ def test_check_estimator_passes_every_check():
     assert sum(r["status"] == "passed" for r in results) >= 60
 
 
+def device_unusable(array_namespace, device_name, import_module=importlib.import_module) -> str | None:
+    """Why scikit-learn's array API checks cannot compute with ``array_namespace`` on ``device_name``
+    here, or None where they can (or skip it themselves).
+
+    scikit-learn asks only whether PyTorch is built with CUDA, and asks CuPy for its GPUs in a way
+    that raises where there is no driver; pip may bring PyTorch's CUDA build, or CuPy, to a machine
+    without a GPU, and those checks then fail with the driver's words instead of skipping.
+    """
+    try:
+        if array_namespace == "torch" and str(device_name).startswith("cuda"):
+            torch = import_module("torch")
+            if torch.backends.cuda.is_built():
+                torch.cuda.init()  # raises with the driver's words where CUDA cannot start
+                torch.zeros(1, device="cuda")
+        elif array_namespace == "cupy":
+            import_module("cupy").cuda.runtime.getDeviceCount()
+    except ImportError:
+        return None  # scikit-learn skips a library that is not installed
+    except Exception as exc:  # RuntimeError, CUDARuntimeError, AssertionError: whatever the build raises
+        return f"{array_namespace} cannot compute on a GPU here: {type(exc).__name__}: {exc}"
+    return None
+
+
+def skipping_unusable(array_api_for_tests, skip, unusable=device_unusable):
+    """scikit-learn's ``_array_api_for_tests`` that raises ``skip(reason)`` where ``unusable`` says why."""
+
+    def for_tests(array_namespace, device_name=None, dtype_name=None):
+        reason = unusable(array_namespace, device_name)
+        if reason:
+            raise skip(reason)
+        return array_api_for_tests(array_namespace, device_name, dtype_name)
+
+    return for_tests
+
+
+def _fake_library(torch_built=True, driver=None):
+    """import_module for fakes of torch and cupy whose CUDA calls raise ``driver`` (None: they work)."""
+    from types import SimpleNamespace
+
+    def call(*args, **kwargs):
+        if driver is not None:
+            raise driver
+
+    torch = SimpleNamespace(backends=SimpleNamespace(cuda=SimpleNamespace(is_built=lambda: torch_built)),
+                            cuda=SimpleNamespace(init=call), zeros=call)
+    cupy = SimpleNamespace(cuda=SimpleNamespace(runtime=SimpleNamespace(getDeviceCount=call)))
+    return {"torch": torch, "cupy": cupy}.__getitem__
+
+
+INSUFFICIENT = RuntimeError("CUDA driver version is insufficient for CUDA runtime version")
+
+
+@pytest.mark.parametrize("namespace, device", [("torch", "cuda"), ("cupy", None)])
+def test_gpu_array_api_checks_skip_saying_why_where_no_gpu_works(namespace, device):
+    reason = device_unusable(namespace, device, _fake_library(driver=INSUFFICIENT))
+    assert reason == (f"{namespace} cannot compute on a GPU here: RuntimeError: CUDA driver version is "
+                      "insufficient for CUDA runtime version")
+    assert device_unusable(namespace, device, _fake_library()) is None  # a working GPU runs the checks
+
+
+def test_cpu_array_api_checks_and_cpu_builds_are_left_to_scikit_learn():
+    assert device_unusable("torch", "cpu", _fake_library(driver=INSUFFICIENT)) is None
+    assert device_unusable("torch", "cuda", _fake_library(torch_built=False, driver=INSUFFICIENT)) is None
+
+    def missing(name):
+        raise ImportError(name)
+
+    assert device_unusable("cupy", None, missing) is None
+
+
+def test_the_patched_check_skips_only_what_cannot_run():
+    class Skip(Exception):
+        pass
+
+    asked = []
+    patched = skipping_unusable(lambda *args: asked.append(args) or "namespace", Skip,
+                                lambda ns, device: "no driver" if device == "cuda" else None)
+    with pytest.raises(Skip, match="no driver"):
+        patched("torch", "cuda", "float32")
+    assert patched("torch", "cpu", "float32") == "namespace" and asked == [("torch", "cpu", "float32")]
+
+
+@pytest.mark.slow  # 5 s or more (pytest --durations, a loaded 2-core machine)
 def test_check_estimator_array_api_checks_pass():
     # SciPy reads SCIPY_ARRAY_API once, at import: a fresh interpreter runs the array API checks
-    # (array-api-strict, torch on the CPU; GPU namespaces skip themselves where there is no GPU).
-    script = textwrap.dedent("""
+    # (array-api-strict, torch on the CPU; GPU namespaces skip, saying why, where no GPU works:
+    # device_unusable).
+    script = "\n".join(["import importlib", inspect.getsource(device_unusable), inspect.getsource(skipping_unusable),
+                        textwrap.dedent("""
         import json, warnings
         warnings.simplefilter("ignore")
+        import sklearn.utils.estimator_checks as checks
         from sklearn.utils.estimator_checks import check_estimator
         import backprop_core as bc
+        checks._array_api_for_tests = skipping_unusable(checks._array_api_for_tests, checks.SkipTest)
         results = check_estimator(bc.BackpropClassifier(num_iterations=50), on_fail=None)
         print(json.dumps([[r["check_name"], r["status"], str(r["exception"])[:200]] for r in results]))
-    """)
+    """)])
     env = {**__import__("os").environ, "SCIPY_ARRAY_API": "1"}
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=240)
     assert out.returncode == 0, out.stderr[-2000:]
@@ -248,6 +338,7 @@ def test_weights_follow_X_to_its_library(moons):
     np.testing.assert_array_equal(mixed.parameters_["W1"], on_host.parameters_["W1"])
 
 
+@pytest.mark.slow  # 5 s or more (pytest --durations, a loaded 2-core machine)
 def test_one_number_weighs_every_example_alike_on_a_device_too(moons):
     torch = pytest.importorskip("torch", reason="torch is not installed")
     X, k = moons
@@ -391,6 +482,7 @@ def test_a_fitted_model_round_trips_from_any_backend(backend, iris, tmp_path, ho
     np.testing.assert_array_equal(copied.classes_, model.classes_)
 
 
+@pytest.mark.slow  # 5 s or more (pytest --durations, a loaded 2-core machine)
 def test_under_array_api_dispatch_predict_takes_only_the_library_and_device_of_fit():
     # scikit-learn's rule; SciPy reads SCIPY_ARRAY_API once, at import: a fresh interpreter.
     pytest.importorskip("array_api_strict", reason="array-api-strict is not installed")
@@ -417,6 +509,7 @@ def test_under_array_api_dispatch_predict_takes_only_the_library_and_device_of_f
     assert out.returncode == 0, out.stderr[-2000:]
 
 
+@pytest.mark.slow  # 5 s or more (pytest --durations, a loaded 2-core machine)
 def test_unpickling_imports_no_array_library_until_the_model_is_used(tmp_path, moons):
     pytest.importorskip("torch", reason="torch is not installed")
     X, k = moons
@@ -456,6 +549,7 @@ def test_a_model_whose_backend_cannot_run_here_predicts_with_numpy(moons):
     assert restored.backend_.name == "numpy"
 
 
+@pytest.mark.slow  # 5 s or more (pytest --durations, a loaded 2-core machine)
 def test_grid_search_over_numpy_scalars_in_two_processes_and_a_json_save(moons, tmp_path):
     X, k = moons
     grid = {"hidden_units": np.arange(2, 5, 2), "learning_rate": np.arange(0.5, 1.3, 0.7)}
@@ -610,6 +704,7 @@ def test_no_warning_from_a_plain_fit_and_predict(moons):
 
 
 # -- measured against the peer ----------------------------------------------------------------------
+@pytest.mark.slow  # 5 s or more (pytest --durations, a loaded 2-core machine)
 def test_the_comparison_with_mlp_runs_end_to_end(tmp_path):
     from pathlib import Path
 

@@ -16,6 +16,7 @@ import warnings
 from concurrent.futures import ThreadPoolExecutor
 
 from .backends._base import cpu_cores
+from .blas import one_blas_thread
 from .parameters import add_parts
 
 
@@ -59,15 +60,6 @@ def cap_workers(workers: int, chunks: int | None = None) -> int:
     warnings.warn(f"{workers} workers asked for, {limit} used: {' and '.join(why)}; more would only wait",
                   stacklevel=3)
     return limit
-
-
-def one_blas_thread():
-    """A context in which BLAS runs on one thread, where several workers share the cores."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # optional: without it BLAS may oversubscribe the cores
-        return contextlib.nullcontext()
-    return threadpool_limits(1)
 
 
 class ChunkedGradients:
@@ -135,8 +127,9 @@ class ChunkedGradients:
 
     @contextlib.contextmanager
     def running(self):
-        """Pin BLAS to one thread per worker while the workers run (no oversubscription)."""
-        limits = one_blas_thread() if self.workers > 1 and not self.backend.on_gpu else contextlib.nullcontext()
+        """Pin BLAS to one thread per worker while the workers run, for one worker as for many: a
+        worker's threads would oversubscribe the cores, and a lone worker's wait for a busy core."""
+        limits = contextlib.nullcontext() if self.backend.on_gpu else one_blas_thread()
         try:
             with limits:
                 yield self

@@ -21,22 +21,32 @@ Then the lowering targets (:mod:`backprop_core.lowering`: the fused step in C
 on the CPU) are asked whether they apply to the fit, and those that do are
 timed in turns with the plan just made; the faster runs, and the plan's reason
 says why a target did not (:func:`_target_plan`).
+
+The candidates, targets included, are timed interleaved and read by one noise
+rule (:mod:`backprop_core.measuring`): the safe plan stays unless another is
+measured faster beyond a margin, and stable.
+Every plan also says how many threads BLAS runs on (:func:`blas_plan`), which
+the strategy :func:`build` makes holds while it runs.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import logging
 import time
 import warnings
 from dataclasses import dataclass, field, replace
+from functools import partial
 
 import numpy as np
-from array_api_compat import is_numpy_namespace
+from array_api_compat import is_array_api_strict_namespace, is_numpy_namespace
 
-from . import gpu_lowering, processes
+from . import gpu_lowering, measuring, processes
 from .activations import get_activation
 from .backends._base import cpu_cores
-from .chunked import ChunkedGradients, cap_workers, one_blas_thread, working_bytes_per_example
+from .blas import blas_threads, one_blas_thread, switch
+from .chunked import ChunkedGradients, cap_workers, working_bytes_per_example
 from .equations import SIGMOID, get_output
 from .errors import InvalidInputError
 from .strategies import (Chunked, Fused, MiniBatch, WholeBatch, make_buffered_gradients,
@@ -64,6 +74,12 @@ PROCESS_CALIBRATION_S = 1.0
 PROCESS_MARGIN = 0.85
 #: How the chunks' workers run: "auto" (the calibration decides), on threads, or on processes.
 PARALLEL = ("auto", "threads", "processes")
+#: A one-pass step whose largest product has fewer multiply-adds than this runs BLAS on one
+#: thread without measuring: OpenBLAS splits products from about 2.6e5 multiply-adds up, and
+#: below this the split gains little on a quiet machine and loses much on a busy one.
+ONE_THREAD_MACS = 1 << 22
+#: Seconds a one-pass step's BLAS threads may be measured beyond the noise rule's samples.
+BLAS_CALIBRATION_S = 0.3
 
 
 @dataclass(frozen=True)
@@ -75,7 +91,11 @@ class Plan:
     equations array by array, compiled by the backend where it can: jax.jit) or
     another lowering of the traced equations.  ``workers`` share the chunks,
     as threads or, with ``parallel="processes"``, as processes (the calling
-    one and ``workers - 1`` others).  ``reason`` says why.
+    one and ``workers - 1`` others).  ``blas_threads``: the threads BLAS
+    runs on while the fit runs (one per worker for chunks; None: as the
+    caller left it, where BLAS is not the library's: a GPU, Dask, torch, jax).
+    ``reason`` says why.  ``timings``: what the calibration measured, by
+    candidate (:class:`backprop_core.measuring.Timing`).
     """
 
     mode: str
@@ -87,6 +107,8 @@ class Plan:
     epochs: int | None = None
     reason: str = ""
     measured: dict = field(default_factory=dict, compare=False, repr=False)
+    blas_threads: int | None = None
+    timings: dict = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def streams(self) -> bool:
@@ -101,6 +123,8 @@ class Plan:
         if self.batch_size:
             parts.append(f"batches of {self.batch_size:,} for {self.epochs} epochs")
         parts.append(f"executor {self.executor}")
+        if self.blas_threads is not None:
+            parts.append(f"BLAS on {self.blas_threads} thread{'s' if self.blas_threads > 1 else ''}")
         return ", ".join(parts) + (f" ({self.reason})" if self.reason else "")
 
 
@@ -110,10 +134,7 @@ def _positive_int(value, what):
     return int(value)
 
 
-def plan(backend, shape, dtype: str, activation, *, chunk_size="auto", workers=None, stream="auto",
-         batch_size=None, epochs=None, fused="auto", host_data: bool = False, output=SIGMOID,
-         weighted: bool = False, early_stopping: bool = False, parallel="auto", iterations=None,
-         rule=None) -> Plan:
+def plan(backend, shape, dtype: str, activation, **options) -> Plan:
     """The plan for training an n0-n1-n2 network on m examples: ``shape = (n0, n1, n2, m)``.
 
     ``activation``: an :class:`~backprop_core.activations.Activation` or its name.
@@ -134,7 +155,22 @@ def plan(backend, shape, dtype: str, activation, *, chunk_size="auto", workers=N
     :func:`executor_for`).  ``early_stopping``: held-out data are scored at the
     cost reads.  ``rule``: the fit's :class:`~backprop_core.optimizers.UpdateRule`
     (None: the lecture's gradient descent); the fused kernel computes only the lecture's.
+    BLAS's threads: :func:`blas_plan`.
     """
+    p = _mode_plan(backend, shape, dtype, activation, **options)
+    threads, why = blas_plan(p, backend, shape, dtype, activation)
+    if threads is None:
+        return p
+    p = dataclasses.replace(p, blas_threads=threads, reason=f"{p.reason}; BLAS on {threads}: {why}")
+    log.debug("plan: %s", p)
+    return p
+
+
+def _mode_plan(backend, shape, dtype: str, activation, *, chunk_size="auto", workers=None, stream="auto",
+               batch_size=None, epochs=None, fused="auto", host_data: bool = False, output=SIGMOID,
+               weighted: bool = False, early_stopping: bool = False, parallel="auto", iterations=None,
+               rule=None) -> Plan:
+    """:func:`plan` but BLAS's threads."""
     n0, n1, n2, m = shape
     activation = get_activation(activation)
     if workers is not None:
@@ -276,7 +312,7 @@ def _fused_plan(backend, shape, fused, explicit: bool, *, output, weighted, fits
     if use and not explicit:
         return Plan("whole batch", executor="fused", reason=why)
     if fused is True:
-        warnings.warn(f"fused=True: {why}", stacklevel=4)
+        warnings.warn(f"fused=True: {why}", stacklevel=5)
     return None
 
 
@@ -327,7 +363,9 @@ def executor_for(backend, output=SIGMOID, weighted: bool = False) -> str:
 # -- the lowering targets: asked whether they apply, timed against the plan they would replace ----------
 #: The largest batch a target and the plan it would replace are timed on (examples).
 MAX_TARGET_CALIBRATION = 1 << 20
-_target_rates: dict = {}
+#: Seconds the interleaved timing of the targets may go on past its first rounds, for more samples.
+TARGET_CALIBRATION_S = 0.5
+_target_timings: dict = {}
 
 
 def _target_plan(backend, shape, dtype, activation, output, weighted, workers, fallback: Plan, rule=None) -> Plan:
@@ -350,37 +388,44 @@ def _target_plan(backend, shape, dtype, activation, output, weighted, workers, f
             notes.append(f"{target.NAME}: {why}")
             continue
         try:
-            rates = _time_target(backend, target, (n0, n1, n2), m, activation, dtype, output, workers, fallback)
+            examples, timings = _time_target(backend, target, (n0, n1, n2), m, activation, dtype, output, workers,
+                                             fallback)
         except lowering.BuildError as exc:
             notes.append(f"{target.NAME}: {str(exc).splitlines()[0]}")
             continue
         except Exception as exc:  # noqa: BLE001 - a step that fails here fails again in the loop, which says so
             notes.append(f"{target.NAME}: not timed ({type(exc).__name__}: {str(exc)[:100]})")
             continue
-        fallback_rate = rates.pop(None)
-        threads, rate = max(rates.items(), key=lambda item: item[1])
-        if rate > (best_rate or fallback_rate):
+        fallback_timing = timings.pop(None)
+        threads, timing = min(timings.items(), key=lambda item: item[1].median)
+        rate, fallback_rate = examples / timing.median, examples / fallback_timing.median
+        faster, verdict = measuring.replaces(timing, fallback_timing if isinstance(fallback_timing, measuring.Timing)
+                                             else None, safe_s=getattr(fallback_timing, "seconds", None))
+        if faster and rate > (best_rate or 0.0):
             best_rate = rate
             best = Plan("whole batch", executor=target.NAME, workers=threads,
                         reason=f"{why}; measured here {rate / 1e6:.3g} M examples/s on {threads} thread(s), "
-                               f"against {fallback_rate / 1e6:.3g} M/s for {fallback.mode} by {fallback.executor}",
-                        measured=rates)
+                               f"against {fallback_rate / 1e6:.3g} M/s for {fallback.mode} by {fallback.executor}: "
+                               f"{verdict}",
+                        measured={k: examples / t.median for k, t in timings.items()})
         else:
-            notes.append(f"{target.NAME}: measured {rate / 1e6:.3g} M/s, slower than "
-                         f"{fallback_rate / 1e6:.3g} M/s here")
+            notes.append(f"{target.NAME}: measured {rate / 1e6:.3g} M/s against {fallback_rate / 1e6:.3g} M/s "
+                         f"here, kept the plan: {verdict}")
     if best is fallback and notes:
         best = replace(fallback, reason="; ".join([fallback.reason, *notes]) if fallback.reason else "; ".join(notes))
     return best
 
 
-def _time_target(backend, target, shape, m, activation, dtype, output, workers, fallback: Plan) -> dict:
-    """Examples/s of ``target`` by its thread count, and of ``fallback`` (key None), timed in turns on
-    min(m, MAX_TARGET_CALIBRATION) examples (once per fit's shape, m, dtype and fallback in a process)."""
+def _time_target(backend, target, shape, m, activation, dtype, output, workers, fallback: Plan) -> tuple:
+    """``(examples, {threads: Timing})``: the seconds ``target`` takes for ``examples`` examples by its
+    thread count, and ``fallback``'s (key None), timed interleaved (:func:`measuring.time_interleaved`) on
+    min(m, MAX_TARGET_CALIBRATION) examples; once per fit's shape, m, dtype and fallback in a process."""
     n0, n1, n2 = shape
     count = min(m, MAX_TARGET_CALIBRATION)
     key = (target.NAME, backend.name, shape, count, activation.name, output.name, dtype, workers, str(fallback))
-    if key in _target_rates:
-        return dict(_target_rates[key])
+    if key in _target_timings:
+        examples, timings = _target_timings[key]
+        return examples, dict(timings)
     X, Y, params = _calibration_data(backend, n0, n1, n2, dtype, count)
     threads = [workers] if workers else sorted({1, cpu_cores()})
     steps = {}
@@ -389,34 +434,88 @@ def _time_target(backend, target, shape, m, activation, dtype, output, workers, 
         Xt, Yt = step.prepare(backend.to_numpy(X)), step.prepare(backend.to_numpy(Y))
         steps[t] = (lambda step, Xt, Yt: lambda: step(params, Xt, Yt, False))(step, Xt, Yt)
     repeat = min(max(1, (1 << 16) // count), 64)  # a sample of 65,536 examples, or of 64 small steps
+    examples = count * repeat
+    samples = {k: (lambda f: lambda: [f() for _ in range(repeat)])(f) for k, f in steps.items()}
     calibrated = fallback.measured.get((fallback.chunk_size, fallback.workers, fallback.parallel))
     if fallback.parallel == "processes" and calibrated:  # not started again: their calibrated rate
-        seconds = _interleaved_seconds(steps, repeat)
-        seconds[None] = count * repeat / calibrated
+        timings = measuring.time_interleaved(samples, budget_s=TARGET_CALIBRATION_S)
+        timings[None] = _Calibrated(examples / calibrated)
     else:
         strategy = build(fallback, X, Y, params, activation, 0.01, backend, dtype, output=output)
-        steps[None] = lambda: strategy.step(params, 0, False)
+        samples[None] = lambda: [strategy.step(params, 0, False) for _ in range(repeat)]
         with strategy.running():
-            seconds = _interleaved_seconds(steps, repeat)
-    rates = {k: count * repeat / s for k, s in seconds.items()}
-    _target_rates[key] = rates
-    log.debug("%s on %s: %s", target.NAME, key, {k: f"{v / 1e6:.3g} M/s" for k, v in rates.items()})
-    return dict(rates)
+            timings = measuring.time_interleaved(samples, budget_s=TARGET_CALIBRATION_S)
+    _target_timings[key] = (examples, timings)
+    log.debug("%s on %s: %s", target.NAME, key,
+              {k: f"{examples / t.median / 1e6:.3g} M/s" for k, t in timings.items()})
+    return examples, dict(timings)
 
 
-def _interleaved_seconds(steps: dict, repeat: int, rounds: int = 5) -> dict:
-    """The median seconds of ``repeat`` calls of each step, the steps timed in turns (so a
-    neighbour's burst slows all of them alike), after one untimed round."""
-    for f in steps.values():
-        f()
-    times = {k: [] for k in steps}
-    for _ in range(rounds):
-        for k, f in steps.items():
-            t0 = time.perf_counter()
-            for _ in range(repeat):
-                f()
-            times[k].append(time.perf_counter() - t0)
-    return {k: float(np.median(v)) for k, v in times.items()}
+@dataclass(frozen=True)
+class _Calibrated:
+    """A time known from the processes' calibration, without samples of its own to judge."""
+
+    seconds: float
+
+    @property
+    def median(self) -> float:
+        return self.seconds
+
+
+# -- BLAS's threads ---------------------------------------------------------------------
+def _numpy_blas(backend) -> bool:
+    """Does this backend compute with NumPy's BLAS on the host (numpy, array-api-strict)?"""
+    xp = backend.xp
+    return not backend.on_gpu and not backend.distributed and (
+        is_numpy_namespace(xp) or is_array_api_strict_namespace(xp))
+
+
+def blas_plan(p: Plan, backend, shape, dtype, activation) -> tuple:
+    """``(threads, why)``: how many threads BLAS runs on for plan ``p``, or (None, "") where BLAS is
+    not NumPy's (a GPU, Dask, torch and jax thread their own).
+
+    The rule: chunks run one BLAS thread per worker (the workers are the
+    threads); a one-pass step (the whole batch, or a mini-batch) runs one
+    thread where its largest product has fewer than :data:`ONE_THREAD_MACS`
+    multiply-adds, and otherwise every core only where that was measured
+    faster under the noise rule (:mod:`backprop_core.measuring`).
+    """
+    if not _numpy_blas(backend) or p.executor == "fused" or _target(p.executor) is not None:
+        return None, ""  # no BLAS in a fused step
+    if p.mode == "chunks" and p.chunk_size is not None and p.chunk_size < shape[3]:
+        return 1, f"one for each of the {p.workers} {p.parallel}" if p.workers > 1 else "one worker"
+    n0, n1, n2, m = shape
+    if p.mode == "mini-batch":
+        m = min(m, p.batch_size)
+    macs = n1 * max(n0, n2) * m
+    cores = cpu_cores()
+    if cores < 2 or macs < ONE_THREAD_MACS:
+        return 1, f"the largest product has {macs:.3g} multiply-adds, too few to split"
+    executor = "equations" if p.chunk_size is None else p.executor
+    timings = blas_calibration(backend, (n0, n1, n2), activation, dtype, m, executor)
+    faster, why = measuring.replaces(timings[cores], timings[1])
+    return (cores, f"{cores} threads measured {why}") if faster else (1, f"{cores} threads: {why}")
+
+
+_blas_calibrations: dict = {}
+
+
+def blas_calibration(backend, shape, activation, dtype, m: int, executor: str) -> dict:
+    """``{threads: Timing}`` of one pass over m examples (at most what fits in
+    :data:`MAX_CPU_CHUNK_BYTES`) with BLAS on one thread and on every core,
+    interleaved; measured once per network, m and executor in a process."""
+    n0, n1, n2 = shape
+    activation = get_activation(activation)
+    m = min(m, max(256, MAX_CPU_CHUNK_BYTES // working_bytes_per_example(n0, n1, n2, np.dtype(dtype).itemsize)))
+    key = (backend.name, n0, n1, n2, activation.name, dtype, m, executor)
+    if key not in _blas_calibrations:
+        X, Y, params = _calibration_data(backend, n0, n1, n2, dtype, m)
+        gradients = make_gradients(backend, executor, activation, shape, dtype, m)(False)
+        step = partial(gradients, params, X, Y, m)
+        with backend.context(), one_blas_thread():  # the caller's threads come back at its end
+            _blas_calibrations[key] = measuring.time_interleaved(
+                {1: step, cpu_cores(): step}, prepare=switch, budget_s=BLAS_CALIBRATION_S)
+    return _blas_calibrations[key]
 
 
 # -- the CPU: chunk size and threads from a calibration ---------------------------------
@@ -430,23 +529,27 @@ def _cpu_plan(backend, shape, dtype, activation, workers, executor, parallel, it
         return Plan("whole batch", executor=executor, chunk_size=m if executor != "equations" else None,
                     workers=1, reason=f"the step's {working / 2**10:,.0f} KiB of intermediates stay in cache: "
                                       "one pass")
-    rates, start_s, step_s = {}, 0.0, 0.0
+    rates, timings, start_s, step_s = {}, {}, 0.0, 0.0
     if parallel != "processes":
         rates.update({(c, w, "threads"): r for (c, w), r in calibration(backend, n0, n1, n2, activation,
                                                                           dtype).items()})
+        timings.update({(c, w, "threads"): t for (c, w), t in calibration_timings(backend, n0, n1, n2, activation,
+                                                                                    dtype).items()})
     measured = None
     if network is not None and executor == "buffered":
         measured = process_calibration(backend, n0, n1, n2, activation, dtype)
     if measured is not None:
         rates.update({(c, w, "processes"): r for (c, w), r in measured.rates.items()})
+        timings.update({(c, w, "processes"): t for (c, w), t in measured.timings.items()})
         start_s, step_s = measured.start_seconds(m), measured.step_s
     choice = choose_chunking(rates, m, workers=workers, iterations=iterations, process_start_s=start_s,
-                             process_step_s=step_s)
+                             process_step_s=step_s, timings=timings)
     if choice is None:
         return Plan("whole batch", executor=executor, chunk_size=m if executor != "equations" else None,
-                    workers=1, reason="no calibrated chunking fits this m", measured=rates)
+                    workers=1, reason="no calibrated chunking fits this m", measured=rates, timings=timings)
     (c, w, how), why = choice
-    return Plan("chunks", executor=executor, chunk_size=c, workers=w, parallel=how, reason=why, measured=rates)
+    return Plan("chunks", executor=executor, chunk_size=c, workers=w, parallel=how, reason=why, measured=rates,
+                timings=timings)
 
 
 def step_seconds(key, rate: float, m: int, process_step_s: float = 0.0) -> float:
@@ -462,7 +565,7 @@ def step_seconds(key, rate: float, m: int, process_step_s: float = 0.0) -> float
 
 
 def choose_chunking(rates: dict, m: int, *, workers=None, iterations=None, process_start_s: float = 0.0,
-                    process_step_s: float = 0.0):
+                    process_step_s: float = 0.0, timings=None):
     """The fastest calibrated way to run ``iterations`` steps over m examples, and why:
     ``((chunk_size, workers, parallel), reason)``, or None when no candidate fits.
 
@@ -472,20 +575,39 @@ def choose_chunking(rates: dict, m: int, *, workers=None, iterations=None, proce
     chunk and it has the ``workers`` asked for (None: any).  Worker processes
     also cost ``process_start_s`` seconds once per fit (starting them, sharing
     the data), paid against ``iterations`` steps; with ``iterations=None`` (a
-    benchmark's steady state) one step's time alone decides.  Processes must
-    win by :data:`PROCESS_MARGIN`.
+    benchmark's steady state) one step's time alone decides.
+
+    The noise rule (:mod:`backprop_core.measuring`) decides: the safe choice is
+    the fastest candidate on one worker; another replaces it only if it is
+    faster by more than :data:`~backprop_core.measuring.MARGIN` (processes: by
+    more than 1 - :data:`PROCESS_MARGIN`) and, where ``timings`` (a
+    :class:`~backprop_core.measuring.Timing` by candidate) are given, both
+    were measured stable.  Of those that qualify, the one fastest after its
+    margin wins.
     """
     feasible = [key for key in rates if key[0] * key[1] <= m and (workers is None or key[1] == workers)]
     if not feasible:
         return None
     step = {key: step_seconds(key, rates[key], m, process_step_s) for key in feasible}
 
-    def seconds(key):  # the fit's time, or a step's where the number of steps is unknown, as judged
-        if key[2] != "processes":
-            return step[key] if iterations is None else iterations * step[key]
-        return (step[key] if iterations is None else iterations * step[key] + process_start_s) / PROCESS_MARGIN
+    def seconds(key):  # the fit's time, or a step's where the number of steps is unknown
+        start = process_start_s if key[2] == "processes" and iterations is not None else 0.0
+        return step[key] if iterations is None else iterations * step[key] + start
 
-    best = min(feasible, key=seconds)
+    def margin(key):
+        return 0.0 if key == safe else (1.0 - PROCESS_MARGIN) if key[2] == "processes" else measuring.MARGIN
+
+    alone = [k for k in feasible if k[1] == 1]
+    safe = min(alone or feasible, key=seconds)
+    timings = timings or {}
+    qualified, refused = [safe], []
+    for key in feasible:
+        if key == safe:
+            continue
+        ok, rule = measuring.replaces(timings.get(key), timings.get(safe), candidate_s=seconds(key),
+                                      safe_s=seconds(safe), margin=margin(key))
+        (qualified.append(key) if ok else refused.append((key, rule)))
+    best = min(qualified, key=lambda k: seconds(k) / (1.0 - margin(k)))
     why = f"calibrated here: {m / step[best] / 1e6:.3g} M examples/s at this m"
     if best[2] == "processes":
         why += f" on {best[1]} processes, whose start takes {process_start_s:.2g} s" + (
@@ -496,23 +618,40 @@ def choose_chunking(rates: dict, m: int, *, workers=None, iterations=None, proce
         if alone:
             why += f" (best on {'one thread' if best[2] == 'threads' else 'threads'} {m / min(alone) / 1e6:.3g} M/s)"
     faster = [step[k] for k in feasible if k[2] == "processes" and step[k] < step[best]]
-    if faster:
+    if faster and all(timings.get(k) is None or timings[k].stable for k in feasible
+                      if k[2] == "processes" and step[k] < step[best]):
         why += (f"; processes would reach {m / min(faster) / 1e6:.3g} M/s, not enough to pay for "
                 + ("their round trips" if iterations is None else
                    f"their start ({process_start_s:.2g} s) over {iterations:,} iterations"))
+    unstable = [(k, rule) for k, rule in refused if seconds(k) < seconds(best) and "unstable" in rule]
+    if unstable:
+        (c, w, how), rule = min(unstable, key=lambda kr: seconds(kr[0]))
+        why += f"; the noise rule kept it over chunks of {c:,} on {w} {how}: {rule}"
     return best, why
 
 
 def calibration(backend, n0, n1, n2, activation, dtype, budget_s: float = 1.0) -> dict:
-    """Examples/s of a chunked gradient pass on this machine, by (chunk size, threads).
+    """Examples/s of a chunked gradient pass on this machine, by (chunk size, threads), from the
+    median of the samples :func:`calibration_timings` holds.
 
     Measured once per (backend, shape, activation, dtype) in a process, on
-    random data of the network's shape, within about ``budget_s`` seconds.
+    random data of the network's shape, with BLAS on one thread per worker:
+    every candidate interleaved with the others
+    (:func:`backprop_core.measuring.time_interleaved`), for at least
+    :data:`~backprop_core.measuring.ROUNDS` samples each and more while
+    ``budget_s`` seconds last.
     """
     key = (backend.name, n0, n1, n2, activation.name, dtype)
     if key not in _calibrations:
         _calibrations[key] = _measure(backend, n0, n1, n2, activation, dtype, budget_s)
-    return _calibrations[key]
+    return _calibrations[key][0]
+
+
+def calibration_timings(backend, n0, n1, n2, activation, dtype) -> dict:
+    """The samples behind :func:`calibration`: a :class:`~backprop_core.measuring.Timing` by
+    (chunk size, threads)."""
+    calibration(backend, n0, n1, n2, activation, dtype)
+    return _calibrations[(backend.name, n0, n1, n2, activation.name, dtype)][1]
 
 
 def _candidates(n0, n1, n2, itemsize):
@@ -531,39 +670,28 @@ def _calibration_data(backend, n0, n1, n2, dtype, m):
     return X, Y, backend.parameters_from_host(initial_parameters_host(n0, n1, n2, "xavier", 0), dtype)
 
 
-def _median_seconds(step) -> float:
-    """Seconds of ``step()``: the median of three calls after one untimed (buffers, compilation,
-    threads started).  The median, not the best: two threads are erratic where they contend for
-    the GIL, and a lucky best would choose them where they mostly lose."""
-    step()
-    times = []
-    for _ in range(3):
-        t0 = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - t0)
-    return sorted(times)[1]
-
-
 def _measure(backend, n0, n1, n2, activation, dtype, budget_s):
+    """``(rates, timings)`` by (chunk size, threads): every candidate alive at once, timed interleaved."""
     threads = sorted({1, cpu_cores()})
     sizes = _candidates(n0, n1, n2, np.dtype(dtype).itemsize)
     X, Y, params = _calibration_data(backend, n0, n1, n2, dtype, sizes[-1] * threads[-1])
     executor = default_executor(backend)
-    rates, start = {}, time.perf_counter()
-    with backend.context():
+    steps = {}
+    with contextlib.ExitStack() as alive:
+        alive.enter_context(backend.context())
         for w in threads:
             for c in sizes:
-                if time.perf_counter() - start > budget_s:
-                    break
                 make = make_gradients(backend, executor, activation, (n0, n1, n2), dtype, c)
-                chunked = ChunkedGradients(make, c, backend=backend, dtype=dtype, workers=w)
+                # running(): BLAS on one thread per worker, as a fit of this plan runs it
+                chunked = alive.enter_context(ChunkedGradients(make, c, backend=backend, dtype=dtype,
+                                                               workers=w).running())
                 m = c * w  # a chunk per thread
-                Xm, Ym = X[:, :m], Y[:, :m]
-                with chunked.running():
-                    rates[(c, w)] = m / _median_seconds(lambda: chunked(params, Xm, Ym))
+                steps[(c, w)] = partial(chunked, params, X[:, :m], Y[:, :m])
+        timings = measuring.time_interleaved(steps, budget_s=budget_s)
+    rates = {(c, w): c * w / t.median for (c, w), t in timings.items()}
     log.debug("calibration of %d-%d-%d %s %s: %s", n0, n1, n2, activation.name, dtype,
-              {k: f"{v / 1e6:.3g} M/s" for k, v in rates.items()})
-    return rates
+              {k: f"{v / 1e6:.3g} M/s (spread {timings[k].spread:.0%})" for k, v in rates.items()})
+    return rates, timings
 
 
 @dataclass(frozen=True)
@@ -574,13 +702,15 @@ class ProcessCalibration:
     counted; ``step_s``: the round trip, paid once per step (parameters out,
     sums back, the wait for the last worker); ``start_s``: starting and
     stopping them, and ``share_s_per_example``: copying an example's X and Y
-    into shared memory, both paid once per fit.
+    into shared memory, both paid once per fit.  ``timings``: the samples of
+    each rate's step (:class:`~backprop_core.measuring.Timing`).
     """
 
     rates: dict
     step_s: float
     start_s: float
     share_s_per_example: float
+    timings: dict = field(default_factory=dict, compare=False)
 
     def start_seconds(self, m: int) -> float:
         """What a fit over m examples pays once for its worker processes."""
@@ -621,20 +751,24 @@ def _measure_processes(backend, n0, n1, n2, activation, dtype, budget_s):
                     break
                 make = make_gradients(backend, "buffered", activation, (n0, n1, n2), dtype, c)
                 # One step of a chunk per process (a + b) and one of n chunks each (a + n b):
-                # b is a chunk's time, a what every step pays beside its chunks.
+                # b is a chunk's time, a what every step pays beside its chunks.  The workers hold
+                # one split at a time, so each chunk size is timed on its own (the noise rule's
+                # samples, not interleaved with the others).
                 n = m // (c * count)
                 workers.split(c, m, make)
-                many[c] = (_median_seconds(lambda: workers(params)), n)
+                many[c] = (measuring.time_interleaved({c: partial(workers, params)})[c], n)
                 if n > 1:
                     workers.split(c, c * count, make)
-                    fixed.append((n * _median_seconds(lambda: workers(params)) - many[c][0]) / (n - 1))
+                    one = measuring.time_interleaved({c: partial(workers, params)})[c].median
+                    fixed.append((n * one - many[c][0].median) / (n - 1))
         finally:
             closing = time.perf_counter()
             workers.close()
             closed = time.perf_counter()
     step_s = max(0.0, float(np.median(fixed))) if fixed else 0.0
-    rates = {(c, count): m / max(t - step_s, t / 2) for c, (t, n) in many.items()}  # t/2: noise ate it
-    measured = ProcessCalibration(rates, step_s, (started - t0) + (closed - closing), (shared - started) / m)
+    rates = {(c, count): m / max(t.median - step_s, t.median / 2) for c, (t, n) in many.items()}  # t/2: noise ate it
+    timings = {(c, count): t for c, (t, n) in many.items()}
+    measured = ProcessCalibration(rates, step_s, (started - t0) + (closed - closing), (shared - started) / m, timings)
     log.debug("calibration of %d-%d-%d %s %s on %d processes: %s; a step's round trip %.3g ms, their start "
               "%.3g s", n0, n1, n2, activation.name, dtype, count, {k: f"{v / 1e6:.3g} M/s" for k, v in rates.items()},
               1e3 * measured.step_s, measured.start_s)
@@ -663,12 +797,48 @@ def _target(name: str):
 
 def build(p: Plan, X, Y, parameters, activation, learning_rate, backend, dtype, seed=0, output=SIGMOID,
           weighted: bool = False, rule=None, state=None):
-    """The strategy that runs plan ``p`` on X (n0, m) and Y (n2, m).
+    """The strategy that runs plan ``p`` on X (n0, m) and Y (n2, m), BLAS on ``p.blas_threads``
+    while it runs (the caller's setting restored after).
 
     A ``weighted`` fit's Y carries the weights as its last row (n2 + 1, m).
     ``rule``: the :class:`~backprop_core.optimizers.UpdateRule` (None: the lecture's
     gradient descent at ``learning_rate``) and ``state`` its optimizer's start state.
+    NumPy data are laid out once, here, as the step's products run fastest
+    (:func:`row_major`).
     """
+    if not p.streams and p.parallel != "processes":  # streamed chunks, and processes' shared copy, are cut as they go
+        X = row_major(X)
+    return _pinned(_strategy(p, X, Y, parameters, activation, learning_rate, backend, dtype, seed, output,
+                             weighted, rule, state), p.blas_threads)
+
+
+def row_major(X):
+    """X (n0, m) with each feature's m values contiguous, copied once if it is a NumPy array laid out
+    otherwise.  A caller's (m, n0) rows transposed are a view in the other order, on which
+    OpenBLAS's threaded ``W1 @ X`` took 81 to 660 us against 21 to 37 us for the same product on
+    the copy (569 examples, 30 features, 32 units); other arrays are left as they are."""
+    if isinstance(X, np.ndarray) and X.ndim == 2 and not X.flags.c_contiguous:
+        return np.ascontiguousarray(X)
+    return X
+
+
+def _pinned(strategy, threads):
+    """``strategy``, its ``running()`` context holding BLAS on ``threads`` threads (None: as it is)."""
+    if threads is None:
+        return strategy
+    running = strategy.running
+
+    @contextlib.contextmanager
+    def pinned():
+        with blas_threads(threads), running():
+            yield
+
+    strategy.running = pinned
+    return strategy
+
+
+def _strategy(p: Plan, X, Y, parameters, activation, learning_rate, backend, dtype, seed, output, weighted,
+              rule, state):
     lecture = rule is None or rule.lecture
     if p.mode == "dask":
         from .dask_training import DaskFullBatch
