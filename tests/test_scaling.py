@@ -34,7 +34,10 @@ def test_chunk_bounds_cover_the_examples_once():
         chunk_bounds(10, 0)
 
 
-def test_the_estimator_chunks_large_data_on_numpy_to_the_same_parameters():
+def test_the_estimator_chunks_large_data_on_numpy_to_the_same_parameters(monkeypatch):
+    from backprop_core.lowering import cpu_fused
+
+    monkeypatch.setenv(cpu_fused.ENVIRONMENT, "0")  # chunks are the subject: not the fused step, one pass
     rng = np.random.default_rng(2)
     X = rng.standard_normal((300_000, 2)).astype(np.float32)
     y = (X[:, 0] * X[:, 1] > 0).astype(np.float32)
