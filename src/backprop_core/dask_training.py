@@ -159,11 +159,13 @@ class DaskFullBatch(Strategy):
 
     A failing cluster, or an iteration that outlasts the backend's
     ``iteration_timeout``, becomes a :class:`DistributedTrainingError`.
-    ``output`` and ``weighted`` (weights as Y's last row) as for every strategy.
+    ``output`` and ``weighted`` (weights as Y's last row) as for every strategy;
+    ``rule`` and its ``state`` as for :class:`~backprop_core.strategies.Chunked`
+    (applied on the client, to the summed gradients).
     """
 
     def __init__(self, X, Y, parameters, activation, learning_rate: float, backend, output=SIGMOID,
-                 weighted: bool = False):
+                 weighted: bool = False, rule=None, state=None):
         chunks, held = chunk_library_of(X), library_of(parameters["W1"])
         if chunks != held:
             raise InvalidTypeError(
@@ -172,13 +174,19 @@ class DaskFullBatch(Strategy):
                 f"DaskBackend with chunk_library={chunks!r}) and its parameters_from_host")
         self.gradients = DaskGradientSum(X, Y, activation, backend, output, weighted)
         self.learning_rate = learning_rate
+        self.rule = None if rule is None or rule.lecture else rule
+        self.optimizer_state = state if self.rule is not None else None
 
     def step(self, params, i, with_cost):
         *grads, J = self.gradients(params, with_cost)
-        return updated(params, grads, self.learning_rate), J
+        if self.rule is None:
+            return updated(params, grads, self.learning_rate), J
+        params, self.optimizer_state, J = self.rule(params, self.optimizer_state, grads, J, self.gradients.m)
+        return params, J
 
     def cost(self, params):
-        return self.gradients(params, True)[4]
+        J = self.gradients(params, True)[4]
+        return J if self.rule is None else self.rule.cost(params, J, self.gradients.m)
 
     def failure(self, exc, params, iteration, history):
         if isinstance(exc, ClusterFailure) or is_cluster_failure(exc):

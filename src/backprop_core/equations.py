@@ -147,6 +147,32 @@ def update(W1, b1, W2, b2, dW1, db1, dW2, db2, learning_rate: float):
     )
 
 
+# -- L2 regularisation (the course's next lecture) -----------------------------------------
+def l2_cost(W1, W2, alpha: float, m: int):
+    """The L2 penalty ``(alpha / 2m) (||W1||^2 + ||W2||^2)`` (alpha is the course's lambda), 0-d.
+
+    The weights only: the biases are not penalised.  ``m`` is the number of
+    examples of the step (a mini-batch's size for a mini-batch step).
+    """
+    xp = array_namespace(W1, W2)
+    return (alpha / (2.0 * m)) * (xp.sum(W1 * W1) + xp.sum(W2 * W2))
+
+
+def penalized(W1, W2, dW1, db1, dW2, db2, J, alpha: float, m: int):
+    """The gradients and cost with the L2 penalty: ``dW += (alpha / m) W`` (not db), ``J += l2_cost``.
+
+    Returns ``(dW1, db1, dW2, db2, J)``; J stays None where no cost was
+    computed.  Added once per step, after the chunks' gradients are summed
+    (added per chunk it would count once per chunk).  ``alpha == 0`` returns
+    the arrays untouched, so the unregularised step is bit for bit the lecture's.
+    """
+    if not alpha:
+        return dW1, db1, dW2, db2, J
+    dW1 = dW1 + (alpha / m) * W1
+    dW2 = dW2 + (alpha / m) * W2
+    return dW1, db1, dW2, db2, (None if J is None else J + l2_cost(W1, W2, alpha, m))
+
+
 def cost_from_logits(Z2, Y, m: int | None = None, output: Output = SIGMOID, weights=None):
     """The cross-entropy J = (1/m) sum over examples (and outputs) of the loss, from Z2.
 

@@ -30,6 +30,12 @@ class TrainResult:
     With early stopping, ``validation`` holds (iteration, validation cost,
     validation score) at each cost read, ``parameters`` are those of
     ``best_iteration`` and ``n_iter`` counts the steps actually run.
+
+    ``optimizer_state``: what the update rule carries after the last update
+    run (:mod:`backprop_core.optimizers`: momentum's vdW, Adam's vdW, sdW and
+    t, ...), to resume training with (``training.fit(optimizer_state=...)``);
+    None for the lecture's gradient descent, which carries nothing.  With early
+    stopping it is the state after the last update, not that of the best parameters.
     """
 
     parameters: dict
@@ -37,6 +43,7 @@ class TrainResult:
     n_iter: int = 0
     validation: list | None = None
     best_iteration: int | None = None
+    optimizer_state: dict | None = None
 
 
 class Strategy:
@@ -47,6 +54,9 @@ class Strategy:
     """
 
     unit = "iteration"
+    #: The update rule's state after the last step (:mod:`backprop_core.optimizers`); None: the lecture's
+    #: gradient descent, which carries nothing (a strategy with a rule keeps its own).
+    optimizer_state = None
     #: What to try when a step runs out of device memory (ends a DeviceMemoryError's message).
     memory_advice = "train over chunks (chunk_size=..., and stream=True for data kept on the host)"
 
@@ -215,7 +225,8 @@ def run(strategy: Strategy, parameters: dict, *, num_iterations: int, learning_r
             if error is None:
                 raise
             raise error from exc
+    state = strategy.optimizer_state
     if monitor is None:
-        return TrainResult(parameters=params, history=costs.history, n_iter=num_iterations)
+        return TrainResult(parameters=params, history=costs.history, n_iter=num_iterations, optimizer_state=state)
     return TrainResult(parameters=monitor.best_parameters, history=costs.history, n_iter=i,
-                       validation=monitor.history, best_iteration=monitor.best_iteration)
+                       validation=monitor.history, best_iteration=monitor.best_iteration, optimizer_state=state)

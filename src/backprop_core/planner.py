@@ -107,7 +107,8 @@ def _positive_int(value, what):
 
 def plan(backend, shape, dtype: str, activation, *, chunk_size="auto", workers=None, stream="auto",
          batch_size=None, epochs=None, fused="auto", host_data: bool = False, output=SIGMOID,
-         weighted: bool = False, early_stopping: bool = False, parallel="auto", iterations=None) -> Plan:
+         weighted: bool = False, early_stopping: bool = False, parallel="auto", iterations=None,
+         rule=None) -> Plan:
     """The plan for training an n0-n1-n2 network on m examples: ``shape = (n0, n1, n2, m)``.
 
     ``activation``: an :class:`~backprop_core.activations.Activation` or its name.
@@ -126,7 +127,8 @@ def plan(backend, shape, dtype: str, activation, *, chunk_size="auto", workers=N
     host (only those can be streamed).  ``output``, ``weighted``: the output
     layer, and whether examples carry weights (both decide the executor:
     :func:`executor_for`).  ``early_stopping``: held-out data are scored at the
-    cost reads.
+    cost reads.  ``rule``: the fit's :class:`~backprop_core.optimizers.UpdateRule`
+    (None: the lecture's gradient descent); the fused kernel computes only the lecture's.
     """
     n0, n1, n2, m = shape
     activation = get_activation(activation)
@@ -166,7 +168,7 @@ def plan(backend, shape, dtype: str, activation, *, chunk_size="auto", workers=N
                             reason="batch_size was given"))
 
     fused_plan = _fused_plan(backend, shape, fused, explicit=isinstance(chunk_size, int) or stream is True,
-                             output=output, weighted=weighted, fits=fits or not host_data)
+                             output=output, weighted=weighted, fits=fits or not host_data, rule=rule)
     if fused_plan is not None:
         return _logged(fused_plan)
 
@@ -238,7 +240,7 @@ def _process_network(backend, parallel, shape, activation, output, weighted, dty
     return network
 
 
-def _fused_plan(backend, shape, fused, explicit: bool, *, output, weighted, fits) -> Plan | None:
+def _fused_plan(backend, shape, fused, explicit: bool, *, output, weighted, fits, rule=None) -> Plan | None:
     """The fused kernel's plan where it is asked for and applies; None to plan otherwise."""
     from .fused import choose
 
@@ -259,6 +261,8 @@ def _fused_plan(backend, shape, fused, explicit: bool, *, output, weighted, fits
         use, why = False, "the fused kernel computes the sigmoid output without sample weights"
     if use and not fits:
         use, why = False, "the data do not fit on the device: chunks are streamed instead"
+    if use and rule is not None and not rule.lecture:  # the kernel's update is the lecture's, fused in
+        use, why = False, f"the fused kernel updates by gradient descent without L2 penalty, not by {rule}"
     if use and not explicit:
         return Plan("whole batch", executor="fused", reason=why)
     if fused is True:
@@ -547,28 +551,36 @@ def make_gradients(backend, executor: str, activation, shape, dtype, columns: in
 
 
 def build(p: Plan, X, Y, parameters, activation, learning_rate, backend, dtype, seed=0, output=SIGMOID,
-          weighted: bool = False):
+          weighted: bool = False, rule=None, state=None):
     """The strategy that runs plan ``p`` on X (n0, m) and Y (n2, m).
 
     A ``weighted`` fit's Y carries the weights as its last row (n2 + 1, m).
+    ``rule``: the :class:`~backprop_core.optimizers.UpdateRule` (None: the lecture's
+    gradient descent at ``learning_rate``) and ``state`` its optimizer's start state.
     """
+    lecture = rule is None or rule.lecture
     if p.mode == "dask":
         from .dask_training import DaskFullBatch
 
-        return DaskFullBatch(X, Y, parameters, activation, learning_rate, backend, output, weighted)
+        return DaskFullBatch(X, Y, parameters, activation, learning_rate, backend, output, weighted, rule, state)
     if p.mode == "mini-batch":
-        return MiniBatch(X, Y, activation, learning_rate, backend, p.batch_size, seed, output, weighted)
+        return MiniBatch(X, Y, activation, learning_rate, backend, p.batch_size, seed, output, weighted, rule,
+                         state)
     if p.executor == "fused":
+        if not lecture:  # the planner does not choose it for such a fit (_fused_plan)
+            raise InvalidInputError(f"the fused kernel updates by gradient descent only, not by {rule}")
         from .fused import FusedStep
 
         n1 = parameters["W1"].shape[0]
         step = FusedStep(X.shape[0], n1, Y.shape[0], activation, learning_rate, dtype, backend.device)
         return Fused(X, Y, step, backend)
     if p.chunk_size is None:
-        return WholeBatch(X, Y, activation, learning_rate, backend, output, weighted)
+        return WholeBatch(X, Y, activation, learning_rate, backend, output, weighted, rule, state)
     n0, n2 = X.shape[0], parameters["W2"].shape[0]
     n1 = parameters["W1"].shape[0]
-    if p.executor == "kernels" and p.mode == "whole batch":  # the step and its update, replayed as a CUDA graph
+    # The kernels' whole-batch step fuses the lecture's update; another rule takes the same kernels'
+    # gradients (one chunk of m) below and applies itself to them.
+    if p.executor == "kernels" and p.mode == "whole batch" and lecture:  # replayed as a CUDA graph
         return gpu_lowering.KernelSteps(X, Y, (n0, n1, n2), activation, learning_rate, backend, dtype, output,
                                         weighted)
     make = make_gradients(backend, p.executor, activation, (n0, n1, n2), dtype, p.chunk_size, output, weighted)
@@ -577,7 +589,7 @@ def build(p: Plan, X, Y, parameters, activation, learning_rate, backend, dtype, 
                                    X.shape[1], chunk_size=p.chunk_size, stream=p.streams, batch_size=None)
         gradients = processes.ProcessChunkedGradients(make, p.chunk_size, backend=backend, dtype=dtype,
                                                       workers=p.workers, network=network)
-        return processes.ProcessChunked(X, Y, learning_rate, backend, gradients)
+        return processes.ProcessChunked(X, Y, learning_rate, backend, gradients, rule, state)
     gradients = ChunkedGradients(make, p.chunk_size, backend=backend, dtype=dtype, workers=p.workers,
                                  stream=p.streams)
-    return Chunked(X, Y, learning_rate, backend, gradients)
+    return Chunked(X, Y, learning_rate, backend, gradients, rule, state)

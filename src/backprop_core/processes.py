@@ -540,8 +540,9 @@ class ProcessChunked(Chunked):
     """:class:`~backprop_core.strategies.Chunked` over worker processes: a worker lost mid-fit stops
     the loop as a lost cluster does, with the parameters of the last completed iteration."""
 
-    def __init__(self, X, Y, learning_rate: float, backend, gradients: ProcessChunkedGradients):
-        super().__init__(X, Y, learning_rate, backend, gradients)
+    def __init__(self, X, Y, learning_rate: float, backend, gradients: ProcessChunkedGradients, rule=None,
+                 state=None):
+        super().__init__(X, Y, learning_rate, backend, gradients, rule, state)
         self.memory_advice = (f"use parallel='threads' (shared memory holds a copy of the data) or a smaller "
                               f"chunk_size than {gradients.chunk_size}")
 

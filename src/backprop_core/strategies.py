@@ -41,13 +41,28 @@ def make_step(g, learning_rate: float, with_cost: bool, output=SIGMOID, weighted
     return step
 
 
-def make_cost(g, output=SIGMOID, weighted: bool = False):
-    """``params, X, Y -> J``."""
+def make_rule_step(g, rule, with_cost: bool, output=SIGMOID, weighted: bool = False):
+    """``params, state, X, Y -> (params, state, J)``: the equations' gradients on the whole of X,
+    moved by ``rule`` (:class:`~backprop_core.optimizers.UpdateRule`: the L2 penalty, then the
+    optimizer, whose ``state`` it carries)."""
+
+    def step(params, state, X, Y):
+        Y, weights = split_weights(Y, weighted)
+        *grads, J = equations.gradients(X, Y, *unpack(params), g, with_cost=with_cost, output=output,
+                                        weights=weights)
+        return rule(params, state, grads, J, X.shape[1])
+
+    return step
+
+
+def make_cost(g, output=SIGMOID, weighted: bool = False, rule=None):
+    """``params, X, Y -> J`` (with ``rule``'s L2 penalty, where it has one)."""
 
     def cost(params, X, Y):
         Y, weights = split_weights(Y, weighted)
         _, _, Z2, _ = equations.forward(X, *unpack(params), g, output)
-        return equations.cost_from_logits(Z2, Y, output=output, weights=weights)
+        J = equations.cost_from_logits(Z2, Y, output=output, weights=weights)
+        return J if rule is None else rule.cost(params, J, X.shape[1])
 
     return cost
 
@@ -145,17 +160,46 @@ def make_buffered_gradients(backend, g, shape, dtype: str, columns: int, output=
 
 
 # -- the strategies ------------------------------------------------------------------------
-class WholeBatch(Strategy):
-    """The lecture's step on all m examples at once, compiled by the backend where it can be."""
+class RuleSteps:
+    """The compiled steps of :class:`WholeBatch` and :class:`MiniBatch`, and the update rule's state.
 
-    def __init__(self, X, Y, g, learning_rate: float, backend, output=SIGMOID, weighted: bool = False):
+    With ``rule`` None (or the lecture's: gradient descent without penalty) a
+    step is :func:`make_step`, as it always was; otherwise :func:`make_rule_step`,
+    and the strategy keeps the rule's state (``optimizer_state``) from step to step.
+    """
+
+    def _compile_steps(self, g, learning_rate, backend, output, weighted, rule, state):
+        self.rule = None if rule is None or rule.lecture else rule
+        self.optimizer_state = state if self.rule is not None else None
+        if self.rule is None:
+            self._step = backend.compile(make_step(g, learning_rate, False, output, weighted))
+            self._step_with_cost = backend.compile(make_step(g, learning_rate, True, output, weighted))
+        else:
+            self._step = backend.compile(make_rule_step(g, self.rule, False, output, weighted))
+            self._step_with_cost = backend.compile(make_rule_step(g, self.rule, True, output, weighted))
+        self._cost = backend.compile(make_cost(g, output, weighted, self.rule))
+
+    def _rule_step(self, step, params, X, Y):
+        params, self.optimizer_state, J = step(params, self.optimizer_state, X, Y)
+        return params, J
+
+
+class WholeBatch(RuleSteps, Strategy):
+    """The lecture's step on all m examples at once, compiled by the backend where it can be.
+
+    ``rule``, ``state``: the update rule and its start state (:class:`RuleSteps`).
+    """
+
+    def __init__(self, X, Y, g, learning_rate: float, backend, output=SIGMOID, weighted: bool = False,
+                 rule=None, state=None):
         self.X, self.Y, self.backend = X, Y, backend
-        self._step = backend.compile(make_step(g, learning_rate, False, output, weighted))
-        self._step_with_cost = backend.compile(make_step(g, learning_rate, True, output, weighted))
-        self._cost = backend.compile(make_cost(g, output, weighted))
+        self._compile_steps(g, learning_rate, backend, output, weighted, rule, state)
 
     def step(self, params, i, with_cost):
-        return (self._step_with_cost if with_cost else self._step)(params, self.X, self.Y)
+        step = self._step_with_cost if with_cost else self._step
+        if self.rule is None:
+            return step(params, self.X, self.Y)
+        return self._rule_step(step, params, self.X, self.Y)
 
     def cost(self, params):
         return self._cost(params, self.X, self.Y)
@@ -165,19 +209,31 @@ class WholeBatch(Strategy):
 
 
 class Chunked(Strategy):
-    """The whole batch's step, its gradients summed over chunks (:class:`ChunkedGradients`)."""
+    """The whole batch's step, its gradients summed over chunks (:class:`ChunkedGradients`).
 
-    def __init__(self, X, Y, learning_rate: float, backend, gradients: ChunkedGradients):
+    ``rule`` (an :class:`~backprop_core.optimizers.UpdateRule`) and its start
+    ``state``: how the summed gradients move the parameters (None: the lecture's
+    gradient descent at ``learning_rate``).
+    """
+
+    def __init__(self, X, Y, learning_rate: float, backend, gradients: ChunkedGradients, rule=None, state=None):
         self.X, self.Y, self.learning_rate, self.backend = X, Y, learning_rate, backend
         self.gradients = gradients
         self.memory_advice = f"use a smaller chunk_size than {gradients.chunk_size}"
+        self.rule = None if rule is None or rule.lecture else rule
+        self.optimizer_state = state if self.rule is not None else None
 
     def step(self, params, i, with_cost):
         *grads, J = self.gradients(params, self.X, self.Y, with_cost)
-        return updated(params, grads, self.learning_rate), J
+        if self.rule is None:
+            return updated(params, grads, self.learning_rate), J
+        # The penalty and the rule once, on the sum: per chunk the penalty would count once a chunk.
+        params, self.optimizer_state, J = self.rule(params, self.optimizer_state, grads, J, self.X.shape[1])
+        return params, J
 
     def cost(self, params):
-        return self.gradients(params, self.X, self.Y, with_cost=True)[4]
+        J = self.gradients(params, self.X, self.Y, with_cost=True)[4]
+        return J if self.rule is None else self.rule.cost(params, J, self.X.shape[1])
 
     def running(self):
         stack = contextlib.ExitStack()
@@ -202,25 +258,24 @@ class Fused(Strategy):
         return self.backend.context()
 
 
-class MiniBatch(Strategy):
+class MiniBatch(RuleSteps, Strategy):
     """Mini-batch gradient descent: one update per batch of a fresh shuffle each epoch.
 
     The shuffles come from ``numpy.random.default_rng(seed)`` on the host, so a
     run is reproducible on every backend; only the permutation travels to the
     device.  The cost recorded at a step is that batch's; :meth:`cost` is the
-    cost on all the data.
+    cost on all the data.  ``rule``, ``state``: as for :class:`WholeBatch` (an
+    L2 penalty counts each batch's m, as scikit-learn's MLP does).
     """
 
     unit = "update"
 
     def __init__(self, X, Y, g, learning_rate: float, backend, batch_size: int, seed=0, output=SIGMOID,
-                 weighted: bool = False):
+                 weighted: bool = False, rule=None, state=None):
         self.X, self.Y, self.backend = X, Y, backend
         self.bounds = chunk_bounds(X.shape[1], batch_size)
         self.rng = np.random.default_rng(seed)
-        self._step = backend.compile(make_step(g, learning_rate, False, output, weighted))
-        self._step_with_cost = backend.compile(make_step(g, learning_rate, True, output, weighted))
-        self._cost = backend.compile(make_cost(g, output, weighted))
+        self._compile_steps(g, learning_rate, backend, output, weighted, rule, state)
         self.memory_advice = f"use a smaller batch_size than {batch_size}"
 
     @property
@@ -235,7 +290,9 @@ class MiniBatch(Strategy):
             self.Xs, self.Ys = xp.take(self.X, order, axis=1), xp.take(self.Y, order, axis=1)
         a, b = self.bounds[batch]
         step = self._step_with_cost if with_cost else self._step
-        return step(params, self.Xs[:, a:b], self.Ys[:, a:b])
+        if self.rule is None:
+            return step(params, self.Xs[:, a:b], self.Ys[:, a:b])
+        return self._rule_step(step, params, self.Xs[:, a:b], self.Ys[:, a:b])
 
     def cost(self, params):
         return self._cost(params, self.X, self.Y)

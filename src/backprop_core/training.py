@@ -19,6 +19,7 @@ from .equations import SIGMOID, get_output
 from .errors import FeatureScaleWarning, TrainingDivergedError
 from .initialization import initial_parameters_host
 from .loop import EarlyStopping, TrainResult, run
+from .optimizers import UpdateRule, check_state, check_state_keys, get_optimizer
 from .strategies import validation_evaluator
 from .validation import (
     as_array,
@@ -56,7 +57,7 @@ def with_weights(Y, weights):
 def train(X, Y, parameters: dict, *, activation, learning_rate: float, num_iterations: int, backend,
           cost_every: int = 100, callback=None, plan: planner.Plan | None = None, seed=0,
           output=SIGMOID, sample_weight=None, monitor: EarlyStopping | None = None,
-          **options) -> TrainResult:
+          optimizer="gd", alpha: float = 0.0, optimizer_state: dict | None = None, **options) -> TrainResult:
     """Run ``num_iterations`` steps on ``backend`` (mini-batch: ``plan.epochs`` epochs instead).
 
     X (n0, m), Y (n2, m), the parameters and ``sample_weight`` (m,) if given
@@ -64,6 +65,8 @@ def train(X, Y, parameters: dict, *, activation, learning_rate: float, num_itera
     plan, X, Y and the weights are host NumPy arrays).  ``output`` is the
     output layer (:data:`backprop_core.equations.OUTPUTS`); ``monitor`` stops
     early on held-out data (:class:`backprop_core.loop.EarlyStopping`).
+    ``optimizer``, ``alpha``, ``optimizer_state``: as for :func:`fit` (the
+    state already on the backend's device, in the parameters' dtype).
     Start parameters that are not finite are refused by name.
     Without ``plan``, :func:`backprop_core.planner.plan` makes one from
     ``options`` (chunk_size, workers, parallel, stream, batch_size, epochs).
@@ -72,15 +75,21 @@ def train(X, Y, parameters: dict, *, activation, learning_rate: float, num_itera
     output = get_output(output)
     check_positive(learning_rate, "learning_rate")
     check_finite_parameters(parameters)
+    check_non_negative(alpha, "alpha (the L2 penalty)")
+    rule = UpdateRule(get_optimizer(optimizer), float(learning_rate), float(alpha))
+    if optimizer_state is None:
+        optimizer_state = rule.optimizer.init(parameters)
+    else:
+        check_state(rule.optimizer, optimizer_state, parameters)
     dtype = dtype_name(parameters["W1"].dtype)
     weighted = sample_weight is not None
     if plan is None:
         n1 = parameters["W1"].shape[0]
         plan = planner.plan(backend, (X.shape[0], n1, Y.shape[0], X.shape[1]), dtype, activation,
                             host_data=options.get("stream") is True, output=output, weighted=weighted,
-                            early_stopping=monitor is not None, iterations=num_iterations, **options)
+                            early_stopping=monitor is not None, iterations=num_iterations, rule=rule, **options)
     strategy = planner.build(plan, X, with_weights(Y, sample_weight), parameters, activation, learning_rate,
-                             backend, dtype, seed, output, weighted)
+                             backend, dtype, seed, output, weighted, rule, optimizer_state)
     if plan.mode == "mini-batch":
         num_iterations = plan.epochs * strategy.updates_per_epoch
     return run(strategy, parameters, num_iterations=num_iterations, learning_rate=learning_rate,
@@ -129,7 +138,7 @@ def fit(X, Y, *, hidden_units: int, activation, learning_rate: float, num_iterat
         cost_every=100, callback=None, chunk_size="auto", workers=None, stream="auto",
         batch_size=None, epochs=None, fused="auto", on_plan=None, output="sigmoid", sample_weight=None,
         validation=None, n_iter_no_change=10, tol=1e-4, on_validation=None, iteration_timeout=None,
-        parallel="auto") -> Fit:
+        parallel="auto", optimizer="gd", alpha=0.0, optimizer_state=None) -> Fit:
     """Check X (n0, m) and Y (n2, m), plan, move them once to the backend, and train.
 
     ``parameters`` (host or any library) replace the random start, which is
@@ -147,6 +156,17 @@ def fit(X, Y, *, hidden_units: int, activation, learning_rate: float, num_iterat
     before training stops with a DistributedTrainingError (None: the adapter's own).
     ``parallel``: "threads" or "processes" share the chunks, or "auto": the
     planner's choice for ``num_iterations`` steps (:func:`backprop_core.planner.plan`).
+
+    ``optimizer``: the update rule (:mod:`backprop_core.optimizers`): "gd" (the
+    lecture's gradient descent), "momentum", "rmsprop", "adam" with the course's
+    hyperparameters, or an object such as ``Adam(beta1=0.9, beta2=0.999,
+    epsilon=1e-8)``; ``learning_rate`` is its alpha.  ``alpha``: the L2 penalty
+    (the course's lambda): ``(alpha / 2m) (||W1||^2 + ||W2||^2)`` is added to the
+    cost and ``(alpha / m) W`` to dW1 and dW2 (m: the examples of a step).
+    ``optimizer_state``: the state to resume from (a finished fit's
+    ``result.optimizer_state``, from any library: it is moved like ``parameters``);
+    None starts it afresh.  Sample weights (class weights turned into sample
+    weights, e.g. by scikit-learn's ``compute_sample_weight``) work with every rule.
 
     When the features' scale makes ``learning_rate`` unsafe
     (:func:`backprop_core.validation.feature_scale_advice`, checked before
@@ -171,10 +191,13 @@ def fit(X, Y, *, hidden_units: int, activation, learning_rate: float, num_iterat
     if parameters is not None:
         _, hidden_units, _ = check_parameters(parameters, n0, n2)
     host_data = source.name == "numpy" and not backend.distributed
+    check_non_negative(alpha, "alpha (the L2 penalty)")
+    rule = UpdateRule(get_optimizer(optimizer), float(learning_rate), float(alpha))
     p = planner.plan(backend, (n0, hidden_units, n2, m), dtype, activation, chunk_size=chunk_size,
                      workers=workers, stream=stream, batch_size=batch_size, epochs=epochs, fused=fused,
                      host_data=host_data, output=output, weighted=sample_weight is not None,
-                     early_stopping=validation is not None, parallel=parallel, iterations=num_iterations)
+                     early_stopping=validation is not None, parallel=parallel, iterations=num_iterations,
+                     rule=rule)
     place = get_backend("numpy") if p.streams else backend
     X, Y, sample_weight = _placed_and_checked(X, Y, sample_weight, place, dtype, output)
     unsafe = feature_scale_advice(X, learning_rate, place.xp)  # told once the run is over
@@ -193,13 +216,18 @@ def fit(X, Y, *, hidden_units: int, activation, learning_rate: float, num_iterat
     else:  # small: through the host, which every backend (Dask too) takes them from
         parameters = backend.parameters_from_host(
             {k: backend_for_array(v).to_numpy(v) for k, v in parameters.items()}, dtype)
+    if optimizer_state is not None:  # as small as the parameters, and moved as they are
+        check_state_keys(rule.optimizer, optimizer_state)
+        optimizer_state = {k: as_array(v, f"optimizer_state[{k!r}]") for k, v in optimizer_state.items()}
+        optimizer_state = backend.parameters_from_host(
+            {k: backend_for_array(v).to_numpy(v) for k, v in optimizer_state.items()}, dtype)
     if on_plan is not None:
         on_plan(p, backend, dtype)
     try:
         result = train(X, Y, parameters, activation=activation, learning_rate=learning_rate,
                        num_iterations=num_iterations, backend=backend, cost_every=cost_every,
                        callback=callback, plan=p, seed=seed, output=output, sample_weight=sample_weight,
-                       monitor=monitor)
+                       monitor=monitor, optimizer=rule.optimizer, alpha=rule.alpha, optimizer_state=optimizer_state)
     except TrainingDivergedError as exc:
         if unsafe is None:
             raise
