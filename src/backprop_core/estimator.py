@@ -175,7 +175,8 @@ class BackpropClassifier(ClassifierMixin, BaseEstimator):
     warm_start : bool, default False; a fit starts from the fitted weights (same classes,
         features and network) instead of a fresh draw, and extends ``loss_curve_`` and ``n_iter_``
     momentum : float, default 0.9; the momentum rule's beta
-    beta_1, beta_2, epsilon : Adam's (and RMSprop's ``beta_2``), default 0.9, 0.999, 1e-8
+    beta_1, beta_2, epsilon : Adam's (and RMSprop's ``beta_2`` and ``epsilon``), default 0.9, None
+        (the rule's own: 0.999 for Adam, 0.9 for RMSprop, as the course has them) and 1e-8
     backend : str, default "numpy"; also "cupy", "torch", "jax", "array_api_strict", ...
     device : backend-specific (e.g. 0, "cuda", "cpu"); None for the backend's default
     dtype : "float32" or "float64"; None for the backend's default, which is
@@ -256,7 +257,7 @@ class BackpropClassifier(ClassifierMixin, BaseEstimator):
 
     def __init__(self, hidden_units=4, activation="tanh", *, optimizer="gd", learning_rate_init=1.2,
                  max_iter=10000, alpha=0.0, batch_size=None, random_state=0, class_weight=None,
-                 warm_start=False, momentum=0.9, beta_1=0.9, beta_2=0.999, epsilon=1e-8,
+                 warm_start=False, momentum=0.9, beta_1=0.9, beta_2=None, epsilon=1e-8,
                  backend="numpy", device=None, dtype=None, init="normal", cost_every="auto",
                  chunk_size="auto", workers=None, stream="auto", fused="auto", early_stopping=False,
                  validation_fraction=0.1, n_iter_no_change=10, tol=1e-4, verbose=False,
@@ -504,6 +505,7 @@ class BackpropClassifier(ClassifierMixin, BaseEstimator):
                       place=_place(X), scaling=scaling, per_epoch=per_epoch, previous=previous, m=m,
                       batch=None if per_epoch is None else min(int(s["batch_size"]), m))
         epochs = 1 if incremental else s["max_iter"]
+        options = _optimizer_options(s, previous, incremental)
         try:
             done = training.fit(
                 _columns(X), _columns(Y), hidden_units=s["hidden_units"], activation=s["g"],
@@ -515,7 +517,7 @@ class BackpropClassifier(ClassifierMixin, BaseEstimator):
                 epochs=None if per_epoch is None else epochs, fused=s["fused"], on_plan=record, output=output,
                 sample_weight=sample_weight, validation=validation, n_iter_no_change=s["n_iter_no_change"],
                 tol=s["tol"], parallel=s["parallel"], on_validation=_print_validation if s["verbose"] else None,
-                iteration_timeout=s["iteration_timeout"], **_optimizer_options(s, previous, incremental))
+                iteration_timeout=s["iteration_timeout"], **options)
         except (TrainingDivergedError, TrainingInterrupted, DeviceMemoryError, DistributedTrainingError) as exc:
             if state is None:  # a refit leaves the fitted model; the error holds the run's
                 self._set_fitted(exc.parameters, exc.history, exc.iteration, None, None, **fitted, **started)
@@ -523,7 +525,7 @@ class BackpropClassifier(ClassifierMixin, BaseEstimator):
         result = done.result
         self._set_fitted(result.parameters, result.history, result.n_iter, result.validation,
                          result.best_iteration, **fitted, plan=done.plan, backend=done.backend, dtype=done.dtype,
-                         optimizer_state=getattr(result, "optimizer_state", None))
+                         optimizer_state=_kept_state(options["optimizer"], result.optimizer_state, done.backend))
         return self
 
     def _weights(self, sample_weight, class_weight, X, y, labels):
@@ -884,8 +886,31 @@ def _cost_every(s: dict, per_epoch) -> int:
 
 
 def _optimizer_options(s: dict, previous, incremental: bool) -> dict:
-    """What :func:`backprop_core.training.fit` takes about the update rule and the penalty."""
-    return {}
+    """What :func:`backprop_core.training.fit` takes about the update rule and the penalty; partial_fit
+    resumes the previous call's optimizer state (a warm start begins a fresh one, as MLPClassifier's)."""
+    from .optimizers import Adam, Momentum, RMSprop
+
+    name, beta_2 = s["optimizer"], {} if s["beta_2"] is None else {"beta2": s["beta_2"]}
+    if name == "momentum":
+        rule = Momentum(beta=s["momentum"])
+    elif name == "rmsprop":
+        rule = RMSprop(epsilon=s["epsilon"], **beta_2)
+    elif name == "adam":
+        rule = Adam(beta1=s["beta_1"], epsilon=s["epsilon"], **beta_2)
+    else:
+        rule = "gd"
+    state = None
+    if incremental and previous is not None and previous.optimizer_state is not None \
+            and previous.optimizer_state[0] == rule:
+        state = previous.optimizer_state[1]
+    return {"optimizer": rule, "alpha": float(s["alpha"]), "optimizer_state": state}
+
+
+def _kept_state(rule, state, backend):
+    """(rule, its state on the host) for the next partial_fit; small, so it pickles anywhere."""
+    if not state:
+        return None
+    return rule, {k: backend.to_numpy(v) for k, v in state.items()}
 
 
 def _params_from_json(params: dict) -> dict:

@@ -90,7 +90,7 @@ HYPERPARAMETERS = {
     "warm_start": (_one_of(True, False), "true or false"),
     "momentum": (_is_number, "a finite number"),
     "beta_1": (_is_number, "a finite number"),
-    "beta_2": (_is_number, "a finite number"),
+    "beta_2": (_either(_is_number, _is_none), "a finite number or null"),
     "epsilon": (_is_number, "a finite number"),
     # the old names of learning_rate_init, max_iter and random_state (files written before keep them)
     "learning_rate": (_either(_is_number, _is_none, _one_of("constant")), 'a finite number, "constant" or null'),
