@@ -487,10 +487,7 @@ class BackpropClassifier(ClassifierMixin, BaseEstimator):
         validation = None
         if s["early_stopping"] and not incremental:  # as MLPClassifier: partial_fit holds nothing out
             X, Y, sample_weight, validation = self._split(X, Y, sample_weight, labels, s)
-        if incremental and isinstance(s["class_weight"], str):
-            raise InvalidInputError("class_weight='balanced' is computed from all the data, which partial_fit "
-                                    "never sees: pass a dict of weights (compute_class_weight on all y)")
-        m = X.shape[0]
+        m = s["_rows"] = X.shape[0]
         per_epoch = None if s["batch_size"] is None else -(-m // min(int(s["batch_size"]), m))
         if callback is not None and s["verbose"]:
             callback = _verbose(callback)
@@ -505,7 +502,7 @@ class BackpropClassifier(ClassifierMixin, BaseEstimator):
                       place=_place(X), scaling=scaling, per_epoch=per_epoch, previous=previous, m=m,
                       batch=None if per_epoch is None else min(int(s["batch_size"]), m))
         epochs = 1 if incremental else s["max_iter"]
-        options = _optimizer_options(s, previous, incremental)
+        options = _optimizer_options(s, previous, incremental, _weight_of(sample_weight, m))
         try:
             done = training.fit(
                 _columns(X), _columns(Y), hidden_units=s["hidden_units"], activation=s["g"],
@@ -534,14 +531,29 @@ class BackpropClassifier(ClassifierMixin, BaseEstimator):
             sample_weight = follow(X, self._check_sample_weight(sample_weight, X))
         if class_weight is None:
             return sample_weight
-        from sklearn.utils.class_weight import compute_sample_weight
+        from sklearn.utils.class_weight import compute_class_weight, compute_sample_weight
 
-        host_y = backend_for_array(y).to_numpy(y) if is_device_array(y) else np.asarray(y)
-        if labels.target_type == "multilabel-indicator" and isinstance(class_weight, dict):
-            raise InvalidInputError("class_weight for an indicator y is 'balanced' or a list of dicts, one per "
-                                    "label column (scikit-learn's compute_sample_weight)")
+        def host(a):
+            return backend_for_array(a).to_numpy(a) if is_device_array(a) else np.asarray(a)
+
+        host_y = host(y)
         with _project_errors():
-            weights = compute_sample_weight(class_weight, host_y)
+            if labels.target_type == "multilabel-indicator":
+                if isinstance(class_weight, dict):
+                    raise InvalidInputError("class_weight for an indicator y is 'balanced' or a list of dicts, one "
+                                            "per label column (scikit-learn's compute_sample_weight)")
+                weights = compute_sample_weight(class_weight, host_y)
+            else:
+                # The classes y holds (a partial_fit batch may hold some only), each counted by its
+                # examples' weights, so that weights stand for repeated examples ("balanced" too).
+                # An example of weight 0 is as good as absent: it counts for no class.
+                w = np.ones(host_y.shape[0]) if sample_weight is None else host(sample_weight).astype(np.float64)
+                counted = w > 0
+                present = np.unique(host_y[counted])
+                per_class = compute_class_weight(class_weight, classes=present, y=host_y[counted],
+                                                 sample_weight=w[counted])
+                weights = np.zeros(host_y.shape[0])
+                weights[counted] = per_class[np.searchsorted(present, host_y[counted])]
         weights = follow(X, weights)
         if sample_weight is None:
             return weights
@@ -885,9 +897,20 @@ def _cost_every(s: dict, per_epoch) -> int:
     return 100 if be.on_gpu or be.distributed else 1
 
 
-def _optimizer_options(s: dict, previous, incremental: bool) -> dict:
+def _weight_of(sample_weight, m: int) -> float:
+    """The examples' total weight (one host read): m without weights."""
+    if sample_weight is None:
+        return float(m)
+    return float(array_namespace(sample_weight).sum(sample_weight))
+
+
+def _optimizer_options(s: dict, previous, incremental: bool, total_weight: float) -> dict:
     """What :func:`backprop_core.training.fit` takes about the update rule and the penalty; partial_fit
-    resumes the previous call's optimizer state (a warm start begins a fresh one, as MLPClassifier's)."""
+    resumes the previous call's optimizer state (a warm start begins a fresh one, as MLPClassifier's).
+
+    The penalty is (alpha / 2 M) ||W||^2 with M the examples' total weight, so that weights stand for
+    repeated examples; training.fit divides by the rows m, hence alpha m / M.
+    """
     from .optimizers import Adam, Momentum, RMSprop
 
     name, beta_2 = s["optimizer"], {} if s["beta_2"] is None else {"beta2": s["beta_2"]}
@@ -903,7 +926,9 @@ def _optimizer_options(s: dict, previous, incremental: bool) -> dict:
     if incremental and previous is not None and previous.optimizer_state is not None \
             and previous.optimizer_state[0] == rule:
         state = previous.optimizer_state[1]
-    return {"optimizer": rule, "alpha": float(s["alpha"]), "optimizer_state": state}
+    m = s["_rows"]
+    alpha = float(s["alpha"]) * m / total_weight if total_weight > 0 else float(s["alpha"])
+    return {"optimizer": rule, "alpha": alpha, "optimizer_state": state}
 
 
 def _kept_state(rule, state, backend):
