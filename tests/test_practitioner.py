@@ -283,3 +283,19 @@ def test_readers_see_the_old_model_or_the_new_one_never_a_mix(moons, tmp_path):
     assert problems == []
     assert len(set(seen)) == 2, "the readers saw both models"
     assert refits >= 4
+
+
+# -- what a run says -------------------------------------------------------------------------------
+def test_standardized_features_get_no_advice_to_standardize(moons):
+    X, y = moons
+    X = StandardScaler().fit_transform(X)
+    with pytest.warns(bc.FeatureScaleWarning) as said:
+        bc.BackpropClassifier(learning_rate_init=20.0, max_iter=20).fit(X, y)
+    text = str(said[0].message)
+    assert "standard scale already" in text and "Standardize" not in text and "at most 8" in text
+
+
+def test_features_far_from_standard_scale_are_advised_to_be_standardized(moons):
+    X, y = moons
+    with pytest.warns(bc.FeatureScaleWarning, match="Standardize the features"):
+        bc.BackpropClassifier(max_iter=20).fit(X * 10, y)

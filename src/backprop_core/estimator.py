@@ -400,10 +400,12 @@ class BackpropClassifier(ClassifierMixin, BaseEstimator):
         # As before they were aliases: num_iterations counts full-batch iterations, epochs mini-batch passes,
         # and each is ignored in the other mode.
         s["num_iterations" if params["batch_size"] is not None else "epochs"] = None
+        said = {}  # a checked value is named as the caller named it
         for old, new in ALIASES.items():
             value = s[old]
             if value is None:
                 continue
+            said[new] = old
             if params[new] != defaults[new] and params[new] != value:
                 raise InvalidInputError(f"{old}={value!r} and {new}={params[new]!r} disagree: {old} is the old "
                                         f"name of {new}; give {new} alone")
@@ -415,12 +417,13 @@ class BackpropClassifier(ClassifierMixin, BaseEstimator):
                                     "(mini-batches are batch_size's choice, for every one)")
         if s["random_state"] is not None and (isinstance(s["random_state"], (bool, np.bool_)) or not isinstance(
                 s["random_state"], (int, np.integer)) or s["random_state"] < 0):
-            raise InvalidInputError(f"random_state must be a non-negative integer or None, got {s['random_state']!r}")
-        check_positive(s["max_iter"], "max_iter", integer=True)
-        check_positive(s["learning_rate_init"], "learning_rate_init")
+            raise InvalidInputError(f"{said.get('random_state', 'random_state')} must be a non-negative integer or "
+                                    f"None, got {s['random_state']!r}")
+        check_positive(s["max_iter"], said.get("max_iter", "max_iter"), integer=True)
+        check_positive(s["learning_rate_init"], said.get("learning_rate_init", "learning_rate_init"))
         check_non_negative(s["alpha"], "alpha")
         if s["cost_every"] != "auto":
-            check_positive(s["cost_every"], "cost_every (or 'auto')", integer=True)
+            check_positive(s["cost_every"], "cost_every", integer=True)  # or "auto"
         for name in ("standardize", "warm_start"):
             if not isinstance(s[name], (bool, np.bool_)):
                 raise InvalidInputError(f"{name} must be True or False, got {s[name]!r}")
