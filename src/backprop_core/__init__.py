@@ -35,6 +35,7 @@ from .functional import (
     update_parameters,
 )
 from .loop import TrainResult
+from .optimizers import Adam, GradientDescent, Momentum, Optimizer, RMSprop
 from .planner import Plan
 from .training import train
 
@@ -52,10 +53,11 @@ def __getattr__(name):
 
 
 __all__ = [
-    "ACTIVATIONS", "Activation", "Backend", "BackendUnavailableError", "BackpropClassifier",
-    "BackpropCoreError", "DeviceMemoryError", "DistributedTrainingError", "FeatureScaleWarning", "InvalidInputError",
-    "InvalidTypeError", "NotFittedError", "Plan", "TrainResult", "TrainingDivergedError",
-    "TrainedParameters", "TrainingInterrupted", "backend_names", "backward_propagation", "compute_cost",
-    "forward_propagation", "get_activation", "get_backend", "initialize_parameters", "layer_sizes",
-    "nn_model", "predict", "register_backend", "train", "unregister_backend", "update_parameters",
+    "ACTIVATIONS", "Activation", "Adam", "Backend", "BackendUnavailableError", "BackpropClassifier",
+    "BackpropCoreError", "DeviceMemoryError", "DistributedTrainingError", "FeatureScaleWarning", "GradientDescent",
+    "InvalidInputError", "InvalidTypeError", "Momentum", "NotFittedError", "Optimizer", "Plan", "RMSprop",
+    "TrainResult", "TrainingDivergedError", "TrainedParameters", "TrainingInterrupted", "backend_names",
+    "backward_propagation", "compute_cost", "forward_propagation", "get_activation", "get_backend",
+    "initialize_parameters", "layer_sizes", "nn_model", "predict", "register_backend", "train",
+    "unregister_backend", "update_parameters",
 ]

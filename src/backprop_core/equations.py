@@ -11,6 +11,9 @@ the n2 outputs an independent yes/no, cost the binary cross-entropy) and
 softmax (one class of n2, cost the categorical cross-entropy).  For both, the
 cost's gradient with respect to Z2 is A2 - Y, so only A2 and the cost change.
 
+The course's next lecture adds an L2 penalty on the weights (:func:`l2_cost`,
+:func:`penalized`); its update rules are in :mod:`backprop_core.optimizers`.
+
 Sample weights (optional, one per example) make every mean over the examples
 a weighted mean.  They are scaled by the caller to average 1 over the whole
 batch, so the lecture's (1/m) stays: an example of weight 2 counts as two.

@@ -156,8 +156,8 @@ def predict(parameters: dict, X, *, activation=None, output=None):
 def nn_model(X, Y, n_h: int, num_iterations: int = 10000, print_cost: bool = False, *,
              learning_rate: float = 1.2, activation=None, init: str = "normal", seed=0,
              parameters: dict | None = None, backend="numpy", device=None,
-             dtype: str | None = None, cost_every: int = 1000, output=None,
-             **run_options) -> TrainedParameters:
+             dtype: str | None = None, cost_every: int = 1000, output=None, optimizer="gd",
+             alpha: float = 0.0, callback=None, return_costs: bool = False, **run_options):
     """Train the network and return its parameters (on ``backend``'s device), recording the
     activation and output they were trained with (:class:`TrainedParameters`).
 
@@ -167,6 +167,16 @@ def nn_model(X, Y, n_h: int, num_iterations: int = 10000, print_cost: bool = Fal
     ``activation`` defaults to tanh, ``output`` to sigmoid;
     ``output="softmax"`` trains a softmax output on one-hot Y.
     With ``print_cost``, the cost is printed every ``cost_every`` iterations.
+
+    The cost history: ``return_costs=True`` returns ``(parameters, costs)``,
+    ``costs`` a list of ``(iteration, cost)`` pairs, one every ``cost_every``
+    iterations and the last for the final parameters (``plt.plot(*zip(*costs))``
+    draws J); ``callback(iteration, cost)`` is also called at each of them.
+
+    ``optimizer`` ("gd", the lecture's gradient descent; "momentum", "rmsprop",
+    "adam", or an object of :mod:`backprop_core.optimizers`) and ``alpha`` (the
+    L2 penalty, the course's lambda; 0: none) are the course's next lecture's
+    (:func:`backprop_core.training.fit`); the defaults are this lecture's.
     The planner chooses how to run (:mod:`backprop_core.planner`);
     ``run_options`` (chunk_size, workers, parallel, stream, batch_size, epochs) override it.
     """
@@ -176,10 +186,15 @@ def nn_model(X, Y, n_h: int, num_iterations: int = 10000, print_cost: bool = Fal
     out = _recorded(parameters, "output", output, get_output)
 
     def show(i, J):
-        print(f"Cost after iteration {i}: {J:f}")
+        if print_cost:
+            print(f"Cost after iteration {i}: {J:f}")
+        if callback is not None:
+            callback(i, J)
 
     done = fit(X, Y, hidden_units=n_h, activation=g, learning_rate=learning_rate,
                num_iterations=num_iterations, backend=backend, device=device, dtype=dtype,
                parameters=parameters, init=init, seed=seed, cost_every=cost_every,
-               callback=show if print_cost else None, output=out, **run_options)
-    return TrainedParameters(done.result.parameters, activation=g.name, output=out.name)
+               callback=show if print_cost or callback is not None else None, output=out,
+               optimizer=optimizer, alpha=alpha, **run_options)
+    trained = TrainedParameters(done.result.parameters, activation=g.name, output=out.name)
+    return (trained, list(done.result.history)) if return_costs else trained

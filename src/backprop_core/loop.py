@@ -35,7 +35,7 @@ class TrainResult:
     run (:mod:`backprop_core.optimizers`: momentum's vdW, Adam's vdW, sdW and
     t, ...), to resume training with (``training.fit(optimizer_state=...)``);
     None for the lecture's gradient descent, which carries nothing.  With early
-    stopping it is the state after the last update, not that of the best parameters.
+    stopping it is the state after ``n_iter`` updates, not that of the best parameters.
     """
 
     parameters: dict
@@ -200,6 +200,7 @@ def run(strategy: Strategy, parameters: dict, *, num_iterations: int, learning_r
                 costs.start = float(strategy.cost(parameters))
             for i in range(num_iterations):
                 with_cost = i % cost_every == 0
+                state = strategy.optimizer_state
                 new_params, J = strategy.step(params, i, with_cost)
                 if with_cost:
                     costs.record(i, J, params)
@@ -207,6 +208,7 @@ def run(strategy: Strategy, parameters: dict, *, num_iterations: int, learning_r
                         costs.start = costs.history[-1][1]
                     stopped = monitor is not None and monitor.should_stop(i, params)
                     if stopped:
+                        strategy.optimizer_state = state  # that of params: step i is not taken
                         break
                 params = new_params
             if not stopped:

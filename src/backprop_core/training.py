@@ -19,7 +19,7 @@ from .equations import SIGMOID, get_output
 from .errors import FeatureScaleWarning, TrainingDivergedError
 from .initialization import initial_parameters_host
 from .loop import EarlyStopping, TrainResult, run
-from .optimizers import UpdateRule, check_state, check_state_keys, get_optimizer
+from .optimizers import GradientDescent, UpdateRule, check_state, check_state_keys, get_optimizer
 from .strategies import validation_evaluator
 from .validation import (
     as_array,
@@ -168,7 +168,7 @@ def fit(X, Y, *, hidden_units: int, activation, learning_rate: float, num_iterat
     None starts it afresh.  Sample weights (class weights turned into sample
     weights, e.g. by scikit-learn's ``compute_sample_weight``) work with every rule.
 
-    When the features' scale makes ``learning_rate`` unsafe
+    When the features' scale makes gradient descent's ``learning_rate`` unsafe
     (:func:`backprop_core.validation.feature_scale_advice`, checked before
     training), a UserWarning says so after the run, or the
     TrainingDivergedError of a diverged run says it.
@@ -200,7 +200,10 @@ def fit(X, Y, *, hidden_units: int, activation, learning_rate: float, num_iterat
                      rule=rule)
     place = get_backend("numpy") if p.streams else backend
     X, Y, sample_weight = _placed_and_checked(X, Y, sample_weight, place, dtype, output)
-    unsafe = feature_scale_advice(X, learning_rate, place.xp)  # told once the run is over
+    # Told once the run is over.  The rule bounds gradient descent's learning rate; the other rules'
+    # steps do not grow with the features' scale as its do (Adam's and RMSprop's not at all).
+    unsafe = feature_scale_advice(X, learning_rate, place.xp) if isinstance(rule.optimizer, GradientDescent) \
+        else None
     monitor = None
     if validation is not None:
         check_positive(n_iter_no_change, "n_iter_no_change", integer=True)
