@@ -63,6 +63,16 @@ class NotFittedError(BackpropCoreError, SklearnNotFittedError):
 ALIASES = {"seed": "random_state", "num_iterations": "max_iter", "epochs": "max_iter",
            "learning_rate": "learning_rate_init"}
 
+#: Settings a practitioner can keep for tabular data (standardized features), as scikit-learn's
+#: MLPClassifier() has them: ``BackpropClassifier(**PRACTITIONER)``.  The estimator's own defaults
+#: stay the lecture's (4 tanh units, gradient descent at 1.2, 10,000 full-batch iterations), so
+#: that the course's numbers come out as the course prints them; bench/defaults.py compares both.
+PRACTITIONER = dict(hidden_units=100, activation="relu", optimizer="adam", learning_rate_init=0.001, max_iter=200,
+                    alpha=1e-4, batch_size="auto", init="xavier", n_iter_no_change=10, tol=1e-4)
+
+#: ``batch_size="auto"``, resolved to min(200, m) once m is known.
+AUTO_BATCH = object()
+
 #: The update rules :func:`backprop_core.training.fit` applies to the equations' gradients.
 OPTIMIZERS = ("gd", "momentum", "rmsprop", "adam")
 
@@ -167,7 +177,8 @@ class BackpropClassifier(ClassifierMixin, BaseEstimator):
     max_iter : int, default 10000; full-batch iterations, or epochs with mini-batches
         (as MLPClassifier counts them)
     alpha : float, default 0.0; L2 penalty: (alpha / 2m) ||W||^2 added to the cost, as the course writes it
-    batch_size : None for full-batch steps (the lecture); an int for mini-batches of shuffled data
+    batch_size : None for full-batch steps (the lecture); an int for mini-batches of shuffled data;
+        "auto" for min(200, m), as MLPClassifier
     random_state : int or None, default 0; seeds the initial weights, the shuffles and the
         validation split (None: fresh from the operating system)
     class_weight : None, "balanced" or a dict {label: weight}; multiplied into ``sample_weight``
@@ -207,7 +218,11 @@ class BackpropClassifier(ClassifierMixin, BaseEstimator):
         ``tol`` for more than ``n_iter_no_change`` reads in a row, and keep the
         parameters that scored best (as scikit-learn's MLPClassifier does)
     validation_fraction : float in (0, 1), default 0.1
-    n_iter_no_change : int, default 10 (cost reads)
+    n_iter_no_change : int or None, default None; with ``early_stopping``, the reads without
+        improvement of the validation score it waits (None: 10); without, an int stops the run
+        once the training cost has not fallen by ``tol`` for more than this many reads in a row
+        (MLPClassifier's rule; mini-batch reads are then the epoch's mean batch cost), None runs
+        all ``max_iter``
     tol : float, default 1e-4
     verbose : print the cost (and the validation score) at every cost read
     iteration_timeout : float, default 300; on a Dask cluster, the seconds one
@@ -260,7 +275,7 @@ class BackpropClassifier(ClassifierMixin, BaseEstimator):
                  warm_start=False, momentum=0.9, beta_1=0.9, beta_2=None, epsilon=1e-8,
                  backend="numpy", device=None, dtype=None, init="normal", cost_every="auto",
                  chunk_size="auto", workers=None, stream="auto", fused="auto", early_stopping=False,
-                 validation_fraction=0.1, n_iter_no_change=10, tol=1e-4, verbose=False,
+                 validation_fraction=0.1, n_iter_no_change=None, tol=1e-4, verbose=False,
                  iteration_timeout=300.0, standardize=False, parallel="auto",
                  learning_rate=None, num_iterations=None, epochs=None, seed=None):
         self.hidden_units = hidden_units
@@ -432,8 +447,13 @@ class BackpropClassifier(ClassifierMixin, BaseEstimator):
             check_positive(fraction, "validation_fraction")
             if not fraction < 1:
                 raise InvalidInputError(f"validation_fraction must be in (0, 1), got {fraction!r}")
+            if s["n_iter_no_change"] is None:
+                s["n_iter_no_change"] = 10
+        if s["n_iter_no_change"] is not None:
             check_positive(s["n_iter_no_change"], "n_iter_no_change", integer=True)
             check_non_negative(s["tol"], "tol")
+        if s["batch_size"] == "auto":  # MLPClassifier's: min(200, m), decided once m is known
+            s["batch_size"] = AUTO_BATCH
         s["g"] = get_activation(s["activation"])
         return s
 
@@ -491,6 +511,8 @@ class BackpropClassifier(ClassifierMixin, BaseEstimator):
         if s["early_stopping"] and not incremental:  # as MLPClassifier: partial_fit holds nothing out
             X, Y, sample_weight, validation = self._split(X, Y, sample_weight, labels, s)
         m = s["_rows"] = X.shape[0]
+        if s["batch_size"] is AUTO_BATCH:
+            s["batch_size"] = min(200, m)
         per_epoch = None if s["batch_size"] is None else -(-m // min(int(s["batch_size"]), m))
         if callback is not None and s["verbose"]:
             callback = _verbose(callback)
@@ -515,7 +537,8 @@ class BackpropClassifier(ClassifierMixin, BaseEstimator):
                 cost_every=_cost_every(s, per_epoch), callback=callback, chunk_size=s["chunk_size"],
                 workers=s["workers"], stream=s["stream"], batch_size=s["batch_size"],
                 epochs=None if per_epoch is None else epochs, fused=s["fused"], on_plan=record, output=output,
-                sample_weight=sample_weight, validation=validation, n_iter_no_change=s["n_iter_no_change"],
+                sample_weight=sample_weight, validation=validation, n_iter_no_change=s["n_iter_no_change"] or 10,
+                stop_on_plateau=s["n_iter_no_change"] is not None and validation is None,
                 tol=s["tol"], parallel=s["parallel"], on_validation=_print_validation if s["verbose"] else None,
                 iteration_timeout=s["iteration_timeout"], **options)
         except (TrainingDivergedError, TrainingInterrupted, DeviceMemoryError, DistributedTrainingError) as exc:
