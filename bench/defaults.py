@@ -103,6 +103,9 @@ def main(argv=None) -> int:
     parser.add_argument("--machine", default=None, help="the machine, in words, for the record")
     parser.add_argument("--quick", action="store_true", help=f"only {', '.join(QUICK)}")
     parser.add_argument("--datasets", default=None, help="comma-separated names (default: all six)")
+    parser.add_argument("--blas-threads", type=int, default=None, metavar="N",
+                        help="limit BLAS to N threads for the whole run, both estimators alike (threadpoolctl); "
+                        "default: each library's own")
     parser.add_argument("--lecture", action="store_true", help="also the estimator's own (lecture) defaults on "
                         "the large sets")
     args = parser.parse_args(argv)
@@ -114,6 +117,10 @@ def main(argv=None) -> int:
     out = args.out or Path(__file__).parent / "results" / f"{machine}-{datetime.date.today()}"
     out.mkdir(parents=True, exist_ok=True)
     load_start = os.getloadavg()
+    if args.blas_threads is not None:
+        from threadpoolctl import threadpool_limits
+
+        limit = threadpool_limits(args.blas_threads, user_api="blas")  # held for the process's life
     rows = []
     for data in names:
         X, y = DATASETS[data]()
@@ -130,12 +137,14 @@ def main(argv=None) -> int:
     meta = {"machine": machine, "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "python": platform.python_version(), "numpy": np.__version__, "sklearn": sklearn.__version__,
             "backprop_core": bc.__version__ if hasattr(bc, "__version__") else None, "cpus": os.cpu_count(),
-            "load_average_start": load_start, "load_average_end": load_end, "practitioner": PRACTITIONER}
+            "load_average_start": load_start, "load_average_end": load_end, "practitioner": PRACTITIONER,
+            "blas_threads": args.blas_threads}
     (out / "defaults.jsonl").write_text("".join(json.dumps(r | {"meta": meta}) + "\n" for r in rows))
     (out / "defaults.md").write_text(
         f"# Defaults beside MLPClassifier()\n\nbench/defaults.py, {meta['date']}, {machine} ({os.cpu_count()} CPUs), "
         f"load average {load_start[0]:.1f} at the start and {load_end[0]:.1f} at the end; scikit-learn "
-        f"{sklearn.__version__}, NumPy {np.__version__}.  5-fold CV of Pipeline(StandardScaler(), clf); "
+        f"{sklearn.__version__}, NumPy {np.__version__}; BLAS threads: "
+        f"{'each library' + chr(39) + 's own' if args.blas_threads is None else args.blas_threads}.  5-fold CV of Pipeline(StandardScaler(), clf); "
         f"accuracy % / out-of-fold log loss / fit seconds summed over the folds.\n\n"
         f"PRACTITIONER = {PRACTITIONER}\n\n{text}\n")
     print(text)

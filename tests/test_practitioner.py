@@ -299,3 +299,52 @@ def test_features_far_from_standard_scale_are_advised_to_be_standardized(moons):
     X, y = moons
     with pytest.warns(bc.FeatureScaleWarning, match="Standardize the features"):
         bc.BackpropClassifier(max_iter=20).fit(X * 10, y)
+
+
+# -- settings a practitioner keeps ------------------------------------------------------------------
+def test_a_plateau_of_the_training_cost_ends_the_run_as_mlps_rule_says(iris):
+    X, y = iris
+    model = bc.BackpropClassifier(max_iter=5000, n_iter_no_change=5, tol=1e-3).fit(X, y)
+    assert model.n_iter_ < 5000
+    # MLPClassifier's rule, replayed over the reads after the start: it first fires at the last one
+    best, count, fired = np.inf, 0, []
+    for J in model.loss_curve_[1:]:
+        count = count + 1 if J > best - 1e-3 else 0
+        best = min(best, J)
+        fired.append(count > 5)
+    assert fired[-1] and not any(fired[:-1])
+
+
+def test_without_n_iter_no_change_every_iteration_runs(iris):
+    X, y = iris
+    assert bc.BackpropClassifier(max_iter=300).fit(X, y).n_iter_ == 300
+
+
+def test_mini_batch_cost_reads_are_the_mean_of_the_epochs_batches(moons):
+    X, y = moons  # 300 examples: batches of 200 and 100
+    model = bc.BackpropClassifier(batch_size=200, max_iter=3, n_iter_no_change=50, random_state=0).fit(X, y)
+    batches = []
+    reference = bc.BackpropClassifier(batch_size=200, max_iter=3, cost_every=1, random_state=0)
+    reference.fit(X, y, callback=lambda i, J: batches.append(J))
+    # epoch 1's read (at update 2) is the weighted mean of updates 0 and 1 of the same run
+    assert model.cost_history_[1][0] == 2
+    assert model.cost_history_[1][1] == pytest.approx((200 * batches[0] + 100 * batches[1]) / 300, rel=1e-12)
+
+
+def test_batch_size_auto_is_min_200_m(moons):
+    X, y = moons
+    model = bc.BackpropClassifier(batch_size="auto", max_iter=2).fit(X, y)
+    assert model.plan_.batch_size == 200 and model.n_steps_ == 4
+    small = bc.BackpropClassifier(batch_size="auto", max_iter=2).fit(X[:50], y[:50])
+    assert small.plan_.batch_size == 50 and small.n_steps_ == 2
+
+
+def test_the_practitioner_settings_learn_digits():
+    from sklearn.datasets import load_digits
+
+    from backprop_core.estimator import PRACTITIONER
+
+    X, y = load_digits(return_X_y=True)
+    X = StandardScaler().fit_transform(X)
+    model = bc.BackpropClassifier(**(PRACTITIONER | {"max_iter": 30})).fit(X[:1200], y[:1200])
+    assert model.score(X[1200:], y[1200:]) > 0.9

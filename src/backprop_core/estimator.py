@@ -644,11 +644,12 @@ class BackpropClassifier(ClassifierMixin, BaseEstimator):
                     previous=None, m=0, batch=None, optimizer_state=None):
         """Make the fit's state and assign it in one step; a continued fit extends the previous record."""
         steps = int(n_iter)
+        epochs = steps if per_epoch is None else -(-steps // per_epoch)  # a stopped epoch counts, as MLP's
         history = [(int(i), float(J)) for i, J in history]
         if previous is not None:  # warm_start or partial_fit: the record goes on from the previous fit's
             history = list(previous.cost_history) + [(previous.n_steps + i, J) for i, J in history]
             steps += previous.n_steps
-        epochs = steps if per_epoch is None else -(-steps // per_epoch)  # a stopped epoch counts, as MLP's
+            epochs += previous.n_iter
         n = int(n_iter)  # this run's steps
         t = n * m if per_epoch is None else (n // per_epoch) * m + min((n % per_epoch) * batch, m)
         if previous is not None:
