@@ -45,10 +45,10 @@ def test_an_old_name_trains_as_the_new_one(moons, old, new):
     assert by_old.n_iter_ == by_new.n_iter_
 
 
-def test_old_and_new_names_that_disagree_are_refused_naming_both(moons):
+def test_where_both_names_are_set_the_new_one_wins_as_a_grid_sets_it(moons):
     X, y = moons
-    with pytest.raises(InvalidInputError, match="seed=1 and random_state=2 disagree.*give random_state alone"):
-        bc.BackpropClassifier(seed=1, random_state=2).fit(X, y)
+    model = bc.BackpropClassifier(num_iterations=500).set_params(max_iter=40).fit(X, y)
+    assert model.n_iter_ == 40
     with pytest.raises(InvalidInputError, match="learning_rate_init"):
         bc.BackpropClassifier(learning_rate="adaptive").fit(X, y)
 

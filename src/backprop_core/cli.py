@@ -468,11 +468,7 @@ def _estimator(args, hidden, iterations=None, cost_every=100):
                               learning_rate_init=args.lr, max_iter=max_iter or 10000, alpha=0.0,
                               batch_size=batch_size, init="normal", backend=args.backend, device=args.device,
                               dtype=args.dtype, random_state=args.seed, cost_every=cost_every,
-                              standardize=args.standardize, **LECTURE_RUN, **extra)
-
-
-#: What makes the estimator run the lecture's loop to its end: no stop on a plateau of the cost.
-LECTURE_RUN = {}
+                              standardize=args.standardize, n_iter_no_change=None, **extra)  # every iteration
 
 
 def _check_train_options(args):

@@ -234,8 +234,8 @@ class BackpropClassifier(ClassifierMixin, BaseEstimator):
         features lie far from 0 or spread over tens of units (``blobs``) need it.
         A constant feature gets scale 1.
     learning_rate, num_iterations, epochs, seed : the old names of ``learning_rate_init``,
-        ``max_iter`` (both) and ``random_state``, still taken (None: not given).  Given
-        together with a different value of the new name, the fit says which to keep.
+        ``max_iter`` (both) and ``random_state``, still taken (None: not given).  Where the
+        new name is set too (as scikit-learn's grids and checks set it), the new name wins.
         ``learning_rate="constant"`` is also taken, as MLPClassifier's schedule of that name.
 
     Dask arrays are accepted directly: training then runs on Dask (see the
@@ -420,10 +420,9 @@ class BackpropClassifier(ClassifierMixin, BaseEstimator):
             value = s[old]
             if value is None:
                 continue
+            if params[new] != defaults[new]:
+                continue  # set too, the new name wins: scikit-learn's tools (a grid, its checks) set it
             said[new] = old
-            if params[new] != defaults[new] and params[new] != value:
-                raise InvalidInputError(f"{old}={value!r} and {new}={params[new]!r} disagree: {old} is the old "
-                                        f"name of {new}; give {new} alone")
             s[new] = value
         if s["init"] not in INITS:
             raise InvalidInputError(f"unknown init {s['init']!r}; choose one of {list(INITS)}")
