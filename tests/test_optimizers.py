@@ -11,12 +11,13 @@ import pytest
 import backprop_core as bc
 from backprop_core import equations, optimizers, planner
 from backprop_core.activations import get_activation
+from backprop_core.initialization import initial_parameters_host
 from backprop_core.optimizers import Adam, GradientDescent, Momentum, RMSprop, UpdateRule
 from backprop_core.parameters import NAMES
 from backprop_core.strategies import Chunked
 from backprop_core.training import fit
 
-from conftest import assert_close, tolerance
+from conftest import assert_close
 
 TANH = get_activation("tanh")
 RULES = ["momentum", "rmsprop", "adam"]
@@ -412,19 +413,13 @@ def test_the_kernels_whole_batch_step_hands_its_gradients_to_another_rule(monkey
     p = planner.plan(backend, (3, 6, 2, 1000), "float64", TANH, fused=False)
     assert (p.mode, p.executor) == ("whole batch", "kernels")
     X, Y = backend.asarray(np.zeros((3, 1000)), "float64"), backend.asarray(np.zeros((2, 1000)), "float64")
-    params = backend.parameters_from_host(_start_362(), "float64")
+    params = backend.parameters_from_host(initial_parameters_host(3, 6, 2, "xavier", 0), "float64")
     rule = UpdateRule(Adam(), 0.01)
     strategy = planner.build(p, X, Y, params, TANH, 0.01, backend, "float64", rule=rule,
                              state=rule.optimizer.init(params))
     assert isinstance(strategy, Chunked) and strategy.rule is rule
     lecture = planner.build(p, X, Y, params, TANH, 0.01, backend, "float64")
     assert isinstance(lecture, gpu_lowering.KernelSteps)
-
-
-def _start_362():
-    from backprop_core.initialization import initial_parameters_host
-
-    return initial_parameters_host(3, 6, 2, "xavier", 0)
 
 
 # -- the default: the lecture's step, bit for bit -----------------------------------------------------------

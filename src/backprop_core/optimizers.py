@@ -48,10 +48,11 @@ def _probability(value, what: str) -> float:
 
 
 def _positive(value, what: str) -> float:
-    if isinstance(value, bool) or not hasattr(value, "__float__") or not (math.isfinite(float(value)) and
-                                                                          float(value) > 0.0):
+    """A positive finite number, as a Python float."""
+    number = None if isinstance(value, bool) or not hasattr(value, "__float__") else float(value)
+    if number is None or not (math.isfinite(number) and number > 0.0):
         raise InvalidInputError(f"{what} must be a positive finite number, got {value!r}")
-    return float(value)
+    return number
 
 
 class Optimizer:
