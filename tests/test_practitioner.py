@@ -348,3 +348,22 @@ def test_the_practitioner_settings_learn_digits():
     X = StandardScaler().fit_transform(X)
     model = bc.BackpropClassifier(**(PRACTITIONER | {"max_iter": 30})).fit(X[:1200], y[:1200])
     assert model.score(X[1200:], y[1200:]) > 0.9
+
+
+def test_a_model_pickled_before_its_state_was_one_object_still_predicts(moons):
+    X, y = moons
+    model = bc.BackpropClassifier(max_iter=50, standardize=True).fit(X, np.array(["a", "b"])[y])
+    state = model._state
+    old = {k: v for k, v in model.__dict__.items() if k != "_state"} | {  # as an earlier version pickled it
+        "_network": state.network, "classes_": state.labels.classes, "target_type_": state.labels.target_type,
+        "_label_dtype": state.labels.dtype, "activation_": state.activation, "output_": state.output,
+        "n_features_in_": state.n_features_in, "fitted_params_": state.fitted_params,
+        "feature_mean_": state.scaling[0], "feature_scale_": state.scaling[1], "_fit_input": state.fit_input,
+        "n_outputs_": state.n_outputs, "cost_history_": list(state.cost_history),
+        "loss_curve_": [J for _, J in state.cost_history], "n_iter_": state.n_iter, "validation_scores_": None,
+        "validation_loss_curve_": None, "best_validation_score_": None, "best_iteration_": None,
+        "dtype_": state.dtype, "plan_": state.plan}
+    revived = bc.BackpropClassifier.__new__(bc.BackpropClassifier)
+    revived.__setstate__(old)
+    np.testing.assert_array_equal(revived.predict_proba(X), model.predict_proba(X))
+    assert list(revived.classes_) == ["a", "b"] and revived.n_iter_ == 50
