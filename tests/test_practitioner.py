@@ -367,3 +367,20 @@ def test_a_model_pickled_before_its_state_was_one_object_still_predicts(moons):
     revived.__setstate__(old)
     np.testing.assert_array_equal(revived.predict_proba(X), model.predict_proba(X))
     assert list(revived.classes_) == ["a", "b"] and revived.n_iter_ == 50
+
+
+def test_each_partial_fit_call_shuffles_afresh_and_reproducibly(moons):
+    X, y = moons
+    runs = []
+    for _ in range(2):
+        model = bc.BackpropClassifier(batch_size=50, random_state=0)
+        orders = []
+        for _ in range(2):
+            model.partial_fit(X, y, classes=[0, 1], callback=lambda i, J: orders.append(J))
+        runs.append(orders)
+    assert runs[0] == runs[1]  # reproducible
+    from backprop_core.estimator import _shuffle_seed
+
+    seeds = {_shuffle_seed(0, type("Fitted", (), {"n_steps": n})) for n in (6, 12, 18)}
+    assert len(seeds) == 3 and 0 not in seeds  # each call its own shuffles
+    assert _shuffle_seed(None, type("Fitted", (), {"n_steps": 6})) is None

@@ -532,7 +532,8 @@ class BackpropClassifier(ClassifierMixin, BaseEstimator):
                 _columns(X), _columns(Y), hidden_units=s["hidden_units"], activation=s["g"],
                 learning_rate=s["learning_rate_init"], num_iterations=epochs,
                 backend=s["backend"], device=s["device"], dtype=s["dtype"], init=s["init"],
-                seed=s["random_state"], parameters=None if previous is None else previous.network.parameters,
+                seed=_shuffle_seed(s["random_state"], previous),
+                parameters=None if previous is None else previous.network.parameters,
                 cost_every=_cost_every(s, per_epoch), callback=callback, chunk_size=s["chunk_size"],
                 workers=s["workers"], stream=s["stream"], batch_size=s["batch_size"],
                 epochs=None if per_epoch is None else epochs, fused=s["fused"], on_plan=record, output=output,
@@ -955,6 +956,14 @@ def _optimizer_options(s: dict, previous, incremental: bool, total_weight: float
     m = s["_rows"]
     alpha = float(s["alpha"]) * m / total_weight if total_weight > 0 else float(s["alpha"])
     return {"optimizer": rule, "alpha": alpha, "optimizer_state": state}
+
+
+def _shuffle_seed(random_state, previous):
+    """The seed of a fit: ``random_state``, or for one that goes on (partial_fit, warm_start) a seed
+    drawn from it and the updates made so far, so that each call shuffles afresh, reproducibly."""
+    if random_state is None or previous is None:
+        return random_state
+    return int(np.random.SeedSequence([int(random_state), previous.n_steps]).generate_state(1)[0])
 
 
 def _kept_state(rule, state, backend):
