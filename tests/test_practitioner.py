@@ -16,6 +16,7 @@ from sklearn.utils.estimator_checks import check_estimator
 
 import backprop_core as bc
 from backprop_core.errors import InvalidInputError
+from backprop_core.estimator import PRACTITIONER
 
 
 @pytest.fixture(scope="module")
@@ -113,9 +114,12 @@ def test_alpha_shrinks_the_weights(moons):
     {"class_weight": "balanced"},
     {"random_state": None, "init": "xavier"},
     {"init": "course"},
-], ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()))
+    {"batch_size": "auto"},
+    {"n_iter_no_change": 10, "tol": 1e-3},
+    PRACTITIONER,
+], ids=lambda o: "PRACTITIONER" if o is PRACTITIONER else ",".join(f"{k}={v}" for k, v in o.items()))
 def test_check_estimator_passes_with_each_new_option(option):
-    results = check_estimator(bc.BackpropClassifier(max_iter=200, **option), on_fail=None)
+    results = check_estimator(bc.BackpropClassifier(**({"max_iter": 200} | option)), on_fail=None)
     failed = [(r["check_name"], str(r["exception"])[:300]) for r in results if r["status"] == "failed"]
     assert failed == []
 
