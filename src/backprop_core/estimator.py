@@ -39,7 +39,6 @@ from .validation import (
     check_finite,
     check_non_negative,
     check_positive,
-    check_seed,
     dtype_name,
     encode_labels,
     follow,
