@@ -122,12 +122,13 @@ def test_a_minibatch_fit_that_runs_out_of_memory_midway_keeps_the_updates_it_com
     # 20 compiled calls: the start's cost on all the data, then 19 updates; the 20th update fails.
     with pytest.raises(bc.DeviceMemoryError, match="at update 19: use a smaller batch_size than 100") as info:
         model.fit(X.T, Y[0])
-    assert model.plan_.mode == "mini-batch" and model.n_iter_ == info.value.iteration == 19
+    assert model.plan_.mode == "mini-batch" and model.n_steps_ == info.value.iteration == 19
+    assert model.n_iter_ == 5  # epochs (of 4 updates), the last one stopped midway
     # The same 19 updates, stopped there by Ctrl-C on NumPy.
     stopped = bc.BackpropClassifier(batch_size=100, epochs=20, cost_every=1)
     with pytest.raises(bc.TrainingInterrupted):
         stopped.fit(X.T, Y[0], callback=_ctrl_c_at(19))
-    assert stopped.n_iter_ == 19
+    assert stopped.n_steps_ == 19
     for k, kept in info.value.parameters.items():
         np.testing.assert_array_equal(model.parameters_[k], kept, err_msg=k)
         np.testing.assert_array_equal(kept, stopped.parameters_[k], err_msg=k)

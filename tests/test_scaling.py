@@ -77,7 +77,7 @@ def test_minibatch_reaches_the_lecture_accuracy_and_is_reproducible(flower_data)
     b = bc.BackpropClassifier(batch_size=64, epochs=300, learning_rate=0.5, seed=4).fit(X.T, Y[0])
     c = bc.BackpropClassifier(batch_size=64, epochs=300, learning_rate=0.5, seed=5).fit(X.T, Y[0])
     assert a.score(X.T, Y[0]) >= 0.9
-    assert a.n_iter_ == 300 * 7  # ceil(400 / 64) updates per epoch
+    assert a.n_iter_ == 300 and a.n_steps_ == 300 * 7  # epochs, and ceil(400 / 64) updates each
     np.testing.assert_array_equal(a.parameters_["W1"], b.parameters_["W1"])
     assert not np.array_equal(a.parameters_["W1"], c.parameters_["W1"])
 

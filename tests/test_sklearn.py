@@ -57,7 +57,7 @@ CANNOT_APPLY = {
 @pytest.mark.slow  # 5 s or more (pytest --durations, a loaded 2-core machine)
 @pytest.mark.filterwarnings("ignore:The features' scale:UserWarning")
 def test_check_estimator_passes_every_check():
-    results = check_estimator(bc.BackpropClassifier(num_iterations=200), on_fail=None)
+    results = check_estimator(bc.BackpropClassifier(max_iter=200), on_fail=None)
     failed = [(r["check_name"], str(r["exception"])[:300]) for r in results if r["status"] == "failed"]
     assert failed == []
     skipped = {r["check_name"] for r in results if r["status"] == "skipped"}
@@ -160,7 +160,7 @@ def test_check_estimator_array_api_checks_pass():
         from sklearn.utils.estimator_checks import check_estimator
         import backprop_core as bc
         checks._array_api_for_tests = skipping_unusable(checks._array_api_for_tests, checks.SkipTest)
-        results = check_estimator(bc.BackpropClassifier(num_iterations=50), on_fail=None)
+        results = check_estimator(bc.BackpropClassifier(max_iter=50), on_fail=None)
         print(json.dumps([[r["check_name"], r["status"], str(r["exception"])[:200]] for r in results]))
     """)])
     env = {**__import__("os").environ, "SCIPY_ARRAY_API": "1"}

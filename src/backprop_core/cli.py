@@ -25,6 +25,7 @@ from .errors import (BackpropCoreError, DeviceMemoryError, DistributedTrainingEr
                      TrainingDivergedError)
 from .errors import TrainingInterrupted
 from .termination import signal_number, terminate_as_interrupt
+from .validation import STANDARD_MEAN_SQUARE
 
 PROG = "backprop-core"
 
@@ -523,16 +524,20 @@ class _Progress:
 # -- train ------------------------------------------------------------------------------
 
 def _estimator(args, hidden, iterations=None, cost_every=100):
+    """The lecture's network, named in full: the estimator's own defaults are a practitioner's, not these."""
     from .estimator import BackpropClassifier
 
-    extra = {} if iterations is None else {"num_iterations": iterations}
-    for option in ("batch_size", "epochs", "chunk_size", "workers", "parallel"):
+    extra = {}
+    for option in ("chunk_size", "workers", "parallel"):
         if getattr(args, option, None) is not None:
             extra[option] = getattr(args, option)
-    return BackpropClassifier(hidden_units=hidden, activation=args.activation, learning_rate=args.lr,
-                              backend=args.backend, device=args.device,
-                              dtype=args.dtype, seed=args.seed, cost_every=cost_every,
-                              standardize=args.standardize, **extra)
+    batch_size = getattr(args, "batch_size", None)
+    max_iter = iterations if batch_size is None else (getattr(args, "epochs", None) or 10)
+    return BackpropClassifier(hidden_units=hidden, activation=args.activation, optimizer="gd",
+                              learning_rate_init=args.lr, max_iter=max_iter or 10000, alpha=0.0,
+                              batch_size=batch_size, init="normal", backend=args.backend, device=args.device,
+                              dtype=args.dtype, random_state=args.seed, cost_every=cost_every,
+                              standardize=args.standardize, n_iter_no_change=None, **extra)  # every iteration
 
 
 def _check_train_options(args):
@@ -606,7 +611,7 @@ def cmd_train(args) -> int:
         # What is kept: the parameters of stopped.iteration and the costs read up to them (a
         # model file holds finite costs only; the one that diverged is in the message).
         kept = [(i, J) for i, J in model.cost_history_ if i <= stopped.iteration and math.isfinite(J)]
-        model.cost_history_, model.loss_curve_ = kept, [J for _, J in kept]
+        model.cost_history_ = kept  # loss_curve_ follows
     _record_columns(model, columns, source)
     unsaved = None
     if args.save:  # first: what follows reads all the data again, which may fail where training did
@@ -648,14 +653,16 @@ def _training_summary(model, X, y, elapsed, backend, stopped, final_cost) -> dic
     """
     m, plan = X.shape[0], model.plan_
     out = {"mode": plan.mode}
+    # The steps run: a stopped run ran past the parameters it keeps, to its last cost read.
+    steps = model.n_steps_ if stopped is None else (stopped.history[-1][0] if stopped.history else 0)
     if plan.mode == "mini-batch":
         per_epoch = -(-m // plan.batch_size)
-        epochs, partial = divmod(model.n_iter_, per_epoch)
+        epochs, partial = divmod(steps, per_epoch)
         examples = epochs * m + min(partial * plan.batch_size, m)
-        out.update(batch_size=plan.batch_size, epochs=epochs, updates=model.n_iter_)
+        out.update(batch_size=plan.batch_size, epochs=epochs, updates=steps)
     else:
-        examples = model.n_iter_ * m
-        out["iterations"] = model.n_iter_
+        examples = steps * m
+        out["iterations"] = steps
     finite = [(i, J) for i, J in model.cost_history_ if math.isfinite(J)]
     out.update(training_accuracy=model.score(X, y), final_cost=final_cost,
                last_cost_read=list(finite[-1]) if finite else None,
@@ -690,8 +697,8 @@ def _print_summary(s):
         print(f"last finite cost read: {J:.4f} at {unit} {i:,}" + (" (one batch)" if unit == "update" else ""))
     steps = (f"{s['epochs']:,} epochs of batches of {s['batch_size']:,} ({s['updates']:,} updates)"
              if s["mode"] == "mini-batch" else f"{s['iterations']:,} iterations ({s['mode']})")
-    rate = f"{s['examples_per_second']:,.0f} examples/s" if s["examples_per_second"] else "-"
-    print(f"{steps} in {s['seconds']:.2f} s: {rate} ({s['backend']} on {s['device']}, {s['dtype']})")
+    rate = f": {s['examples_per_second']:,.0f} examples/s" if s["examples_per_second"] else ""
+    print(f"{steps} in {s['seconds']:.2f} s{rate} ({s['backend']} on {s['device']}, {s['dtype']})")
     if "saved" in s:
         kept = f" (the parameters of {unit} {s['kept_iteration']:,})" if s["stopped"] else ""
         print(f"model saved to {s['saved']}{kept}")
@@ -1012,10 +1019,30 @@ def _run(argv) -> int:
 def _one_line(exc) -> str:
     if isinstance(exc, MemoryError) and not isinstance(exc, BackpropCoreError):
         return f"out of memory ({type(exc).__name__}: {exc}); try a smaller --m, --chunk-size or --batch-size"
-    text = str(exc)
-    if isinstance(exc, TrainingDivergedError) and exc.advice is not None:
-        text = text.replace(str(exc.advice), _advice_in_options(exc.advice))
-    return _printable(" ".join(_in_option_words(text).split()))
+    if isinstance(exc, TrainingDivergedError):
+        return _printable(_diverged_line(exc))
+    return _printable(" ".join(_in_option_words(str(exc)).split()))
+
+
+def _diverged_line(exc) -> str:
+    """A diverged run in one line: what the cost did, what is kept, and the option to change."""
+    finite = [(i, J) for i, J in exc.history if math.isfinite(J)]
+    unit = "iteration"  # mini-batch runs are judged at their end, on all the data, in updates
+    if exc.history:
+        start, (end_i, end_J) = exc.history[0][1], exc.history[-1]
+        what = f"the cost went from {start:.4g} to {end_J:.4g} by {unit} {end_i:,}"
+    else:
+        what = "the cost was not finite"
+    advice = exc.advice
+    if advice is None:
+        fix = "use a smaller --lr"
+    elif advice.largest > STANDARD_MEAN_SQUARE:
+        fix = f"use --lr {advice.safe_rate:.3g} or less, or --standardize"
+    else:
+        fix = f"use --lr {advice.safe_rate:.3g} or less"
+    kept = f"; kept: the parameters of {unit} {exc.iteration:,}" if finite else ""
+    return f"training diverged: {what}{kept}; {fix}"
+
 
 
 if __name__ == "__main__":

@@ -7,22 +7,30 @@ import numpy as np
 from .errors import InvalidInputError
 
 
-def flower(m: int = 400, petals: float = 4.0, noise: float = 0.2, seed=1):
+def flower(m: int = 400, petals: float = 4.0, noise: float = 0.2, seed=1, *, course: bool = False):
     """The lecture's two-class "flower": X (2, m) float64, Y (1, m) uint8.
 
     For class j in {0, 1}, m/2 points: t = linspace(3.12 j, 3.12 (j+1)) + noise,
     r = a sin(4 t) + noise, point = (r sin t, r cos t), label j.
+
+    The noise comes from ``numpy.random.default_rng(seed)``; with ``course=True``
+    from NumPy's legacy generator as the course drew it (``np.random.seed(seed)``,
+    then ``randn`` for t and r of each class in turn), so ``flower(course=True)``
+    is the course's own data set, point for point (NumPy's global state is left alone).
     """
     if m < 2 or m % 2:
         raise InvalidInputError(f"flower needs an even number of points m >= 2, got {m!r}")
-    rng = np.random.default_rng(seed)
+    if course:
+        standard_normal = np.random.RandomState(seed).randn
+    else:
+        standard_normal = np.random.default_rng(seed).standard_normal
     N = m // 2
     X = np.zeros((m, 2))
     Y = np.zeros((m, 1), dtype=np.uint8)
     for j in range(2):
         ix = slice(N * j, N * (j + 1))
-        t = np.linspace(j * 3.12, (j + 1) * 3.12, N) + rng.standard_normal(N) * noise
-        r = petals * np.sin(4 * t) + rng.standard_normal(N) * noise
+        t = np.linspace(j * 3.12, (j + 1) * 3.12, N) + standard_normal(N) * noise
+        r = petals * np.sin(4 * t) + standard_normal(N) * noise
         X[ix] = np.c_[r * np.sin(t), r * np.cos(t)]
         Y[ix] = j
     return X.T, Y.T

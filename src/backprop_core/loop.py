@@ -173,8 +173,30 @@ class EarlyStopping:
         return self.checks_without_improvement > self.n_iter_no_change
 
 
+class Plateau:
+    """Stops when the training cost has stopped falling: scikit-learn's MLP rule without early stopping.
+
+    A cost read not below the lowest so far by ``tol`` counts as no improvement;
+    the run stops after more than ``n_iter_no_change`` such reads in a row, and
+    keeps its last parameters.
+    """
+
+    def __init__(self, n_iter_no_change: int = 10, tol: float = 1e-4):
+        self.n_iter_no_change, self.tol = n_iter_no_change, tol
+        self.best, self.reads_without_improvement = math.inf, 0
+
+    def should_stop(self, J: float) -> bool:
+        if J > self.best - self.tol:
+            self.reads_without_improvement += 1
+        else:
+            self.reads_without_improvement = 0
+        self.best = min(self.best, J)
+        return self.reads_without_improvement > self.n_iter_no_change
+
+
 def run(strategy: Strategy, parameters: dict, *, num_iterations: int, learning_rate: float,
-        cost_every: int = 100, callback=None, monitor: EarlyStopping | None = None) -> TrainResult:
+        cost_every: int = 100, callback=None, monitor: EarlyStopping | None = None,
+        plateau: Plateau | None = None) -> TrainResult:
     """Run ``num_iterations`` steps of ``strategy`` from ``parameters``.
 
     ``callback(iteration, cost)`` is called at each cost read with a Python
@@ -191,6 +213,12 @@ def run(strategy: Strategy, parameters: dict, *, num_iterations: int, learning_r
     With a ``monitor``, the held-out data are scored at every cost read (and
     for the final parameters); the run may stop early, and the result holds
     the best-scoring parameters.
+
+    With a ``plateau``, the run stops once the cost reads stop falling
+    (:class:`Plateau`), keeping its last parameters.  Mini-batch reads are then
+    the mean cost of the batches since the last read, weighted by their
+    sizes (scikit-learn's MLP's epoch loss): each update's cost is added up on
+    the device, and read only where the cost is read.
     """
     check_positive(num_iterations, "num_iterations", integer=True)
     check_positive(cost_every, "cost_every", integer=True)
@@ -200,15 +228,25 @@ def run(strategy: Strategy, parameters: dict, *, num_iterations: int, learning_r
         try:
             if not strategy.costs_all_data:  # the end is judged against the start on all the data
                 costs.start = float(strategy.cost(parameters))
+            averaging = plateau is not None and not strategy.costs_all_data
+            total, rows = None, 0
             for i in range(num_iterations):
                 with_cost = i % cost_every == 0
                 state = strategy.optimizer_state
-                new_params, J = strategy.step(params, i, with_cost)
+                new_params, J = strategy.step(params, i, with_cost or averaging)
+                if averaging:  # J: this batch's cost; what is read is the mean since the last read
+                    a, b = strategy.bounds[i % len(strategy.bounds)]
+                    if with_cost:
+                        J, total, rows = (J if rows == 0 else total / rows), J * (b - a), b - a
+                    else:
+                        total, rows = total + J * (b - a), rows + (b - a)
                 if with_cost:
                     costs.record(i, J, params)
                     if costs.start is None:
                         costs.start = costs.history[-1][1]
                     stopped = monitor is not None and monitor.should_stop(i, params)
+                    if plateau is not None and i > 0 and not stopped:
+                        stopped = plateau.should_stop(costs.history[-1][1])
                     if stopped:
                         strategy.optimizer_state = state  # that of params: step i is not taken
                         break
@@ -231,6 +269,7 @@ def run(strategy: Strategy, parameters: dict, *, num_iterations: int, learning_r
             raise error from exc
     state = strategy.optimizer_state
     if monitor is None:
-        return TrainResult(parameters=params, history=costs.history, n_iter=num_iterations, optimizer_state=state)
+        return TrainResult(parameters=params, history=costs.history, n_iter=i if stopped else num_iterations,
+                           optimizer_state=state)
     return TrainResult(parameters=monitor.best_parameters, history=costs.history, n_iter=i,
                        validation=monitor.history, best_iteration=monitor.best_iteration, optimizer_state=state)

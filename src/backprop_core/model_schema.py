@@ -65,6 +65,12 @@ def _one_of(*values):
     return lambda v: any(type(v) is type(x) and v == x for x in values)
 
 
+def _is_class_weights(v):
+    return isinstance(v, list) and all(
+        isinstance(p, list) and len(p) == 2 and (isinstance(p[0], (str, bool)) or _is_number(p[0]))
+        and _is_number(p[1]) for p in v)
+
+
 def _is_history(v):
     return isinstance(v, list) and all(
         isinstance(h, list) and len(h) == 2 and _is_int(h[0]) and h[0] >= 0 and _is_number(h[1]) for h in v)
@@ -75,15 +81,28 @@ def _is_history(v):
 HYPERPARAMETERS = {
     "hidden_units": (_is_int, "an integer"),
     "activation": (_is_str, "a string"),
-    "learning_rate": (_is_number, "a finite number"),
-    "num_iterations": (_is_int, "an integer"),
+    "optimizer": (_is_str, "a string"),
+    "learning_rate_init": (_is_number, "a finite number"),
+    "max_iter": (_is_int, "an integer"),
+    "alpha": (_is_number, "a finite number"),
+    "random_state": (_either(_is_int, _is_none), "an integer or null"),
+    "class_weight": (_either(_is_none, _one_of("balanced"), _is_class_weights), '"balanced", null or '
+                     "a list of [label, weight] pairs"),
+    "warm_start": (_one_of(True, False), "true or false"),
+    "momentum": (_is_number, "a finite number"),
+    "beta_1": (_is_number, "a finite number"),
+    "beta_2": (_either(_is_number, _is_none), "a finite number or null"),
+    "epsilon": (_is_number, "a finite number"),
+    # the old names of learning_rate_init, max_iter and random_state (files written before keep them)
+    "learning_rate": (_either(_is_number, _is_none, _one_of("constant")), 'a finite number, "constant" or null'),
+    "num_iterations": (_either(_is_int, _is_none), "an integer or null"),
     "backend": (_is_str, "a string"),
     "device": (_either(_is_str, _is_int, _is_none), "a string, an integer or null"),
     "dtype": (_one_of(None, "float32", "float64"), '"float32", "float64" or null'),
     "seed": (_either(_is_int, _is_none), "an integer or null"),
     "init": (_is_str, "a string"),
-    "cost_every": (_is_int, "an integer"),
-    "batch_size": (_either(_is_int, _is_none), "an integer or null"),
+    "cost_every": (_either(_is_int, _one_of("auto")), 'an integer or "auto"'),
+    "batch_size": (_either(_is_int, _is_none, _one_of("auto")), 'an integer, "auto" or null'),
     "epochs": (_either(_is_int, _is_none), "an integer or null"),
     "chunk_size": (_either(_is_int, _one_of("auto", None)), 'an integer, "auto" or null'),
     "workers": (_either(_is_int, _is_none), "an integer or null"),
@@ -92,7 +111,7 @@ HYPERPARAMETERS = {
     "fused": (_one_of(True, False, "auto"), 'true, false or "auto"'),
     "early_stopping": (_one_of(True, False), "true or false"),
     "validation_fraction": (_is_number, "a finite number"),
-    "n_iter_no_change": (_is_int, "an integer"),
+    "n_iter_no_change": (_either(_is_int, _is_none), "an integer or null"),
     "tol": (_is_number, "a finite number"),
     "verbose": (_either(_one_of(True, False), _is_int), "true, false or an integer"),
     "iteration_timeout": (_is_number, "a finite number"),

@@ -18,7 +18,7 @@ from .backends import backend_for_array, get_backend
 from .equations import SIGMOID, get_output
 from .errors import FeatureScaleWarning, TrainingDivergedError
 from .initialization import initial_parameters_host
-from .loop import EarlyStopping, TrainResult, run
+from .loop import EarlyStopping, Plateau, TrainResult, run
 from .optimizers import GradientDescent, UpdateRule, check_state, check_state_keys, get_optimizer
 from .strategies import validation_evaluator
 from .validation import (
@@ -58,7 +58,8 @@ def with_weights(Y, weights):
 def train(X, Y, parameters: dict, *, activation, learning_rate: float, num_iterations: int, backend,
           cost_every: int = 100, callback=None, plan: planner.Plan | None = None, seed=0,
           output=SIGMOID, sample_weight=None, monitor: EarlyStopping | None = None,
-          optimizer="gd", alpha: float = 0.0, optimizer_state: dict | None = None, **options) -> TrainResult:
+          optimizer="gd", alpha: float = 0.0, optimizer_state: dict | None = None, plateau: Plateau | None = None,
+          **options) -> TrainResult:
     """Run ``num_iterations`` steps on ``backend`` (mini-batch: ``plan.epochs`` epochs instead).
 
     X (n0, m), Y (n2, m), the parameters and ``sample_weight`` (m,) if given
@@ -94,7 +95,7 @@ def train(X, Y, parameters: dict, *, activation, learning_rate: float, num_itera
     if plan.mode == "mini-batch":
         num_iterations = plan.epochs * strategy.updates_per_epoch
     return run(strategy, parameters, num_iterations=num_iterations, learning_rate=learning_rate,
-               cost_every=cost_every, callback=callback, monitor=monitor)
+               cost_every=cost_every, callback=callback, monitor=monitor, plateau=plateau)
 
 
 @dataclass
@@ -140,7 +141,7 @@ def fit(X, Y, *, hidden_units: int, activation, learning_rate: float, num_iterat
         cost_every=100, callback=None, chunk_size="auto", workers=None, stream="auto",
         batch_size=None, epochs=None, fused="auto", on_plan=None, output="sigmoid", sample_weight=None,
         validation=None, n_iter_no_change=10, tol=1e-4, on_validation=None, iteration_timeout=None,
-        parallel="auto", optimizer="gd", alpha=0.0, optimizer_state=None) -> Fit:
+        parallel="auto", optimizer="gd", alpha=0.0, optimizer_state=None, stop_on_plateau=False) -> Fit:
     """Check X (n0, m) and Y (n2, m), plan, move them once to the backend, and train.
 
     ``parameters`` (host or any library) replace the random start, which is
@@ -158,6 +159,11 @@ def fit(X, Y, *, hidden_units: int, activation, learning_rate: float, num_iterat
     before training stops with a DistributedTrainingError (None: the adapter's own).
     ``parallel``: "threads" or "processes" share the chunks, or "auto": the
     planner's choice for ``num_iterations`` steps (:func:`backprop_core.planner.plan`).
+
+    ``stop_on_plateau``: without ``validation``, stop once the training cost has not
+    fallen by ``tol`` for more than ``n_iter_no_change`` reads in a row
+    (:class:`backprop_core.loop.Plateau`; mini-batch reads are then each read's
+    mean batch cost), as scikit-learn's MLP does.
 
     ``optimizer``: the update rule (:mod:`backprop_core.optimizers`): "gd" (the
     lecture's gradient descent), "momentum", "rmsprop", "adam" with the course's
@@ -207,7 +213,11 @@ def fit(X, Y, *, hidden_units: int, activation, learning_rate: float, num_iterat
     # steps do not grow with the features' scale as its do (Adam's and RMSprop's not at all).
     unsafe = feature_scale_advice(X, learning_rate, place.xp) if isinstance(rule.optimizer, GradientDescent) \
         else None
-    monitor = None
+    monitor = plateau = None
+    if stop_on_plateau and validation is None:  # scikit-learn's MLP: the training cost's plateau ends the run
+        check_positive(n_iter_no_change, "n_iter_no_change", integer=True)
+        check_non_negative(tol, "tol")
+        plateau = Plateau(int(n_iter_no_change), float(tol))
     if validation is not None:
         check_positive(n_iter_no_change, "n_iter_no_change", integer=True)
         check_non_negative(tol, "tol")
@@ -233,7 +243,8 @@ def fit(X, Y, *, hidden_units: int, activation, learning_rate: float, num_iterat
         result = train(X, Y, parameters, activation=activation, learning_rate=learning_rate,
                        num_iterations=num_iterations, backend=backend, cost_every=cost_every,
                        callback=callback, plan=p, seed=seed, output=output, sample_weight=sample_weight,
-                       monitor=monitor, optimizer=rule.optimizer, alpha=rule.alpha, optimizer_state=optimizer_state)
+                       monitor=monitor, optimizer=rule.optimizer, alpha=rule.alpha, optimizer_state=optimizer_state,
+                       plateau=plateau)
     except TrainingDivergedError as exc:
         if unsafe is None:
             raise

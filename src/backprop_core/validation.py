@@ -179,6 +179,11 @@ def check_finite_parameters(parameters: dict) -> None:
 #: included) is at most lambda_max, so a learning rate times it above 8 is past that limit.
 STABLE_RATE_TIMES_MEAN_SQUARE = 8.0
 
+#: Features whose largest mean square is at most this are of standard scale already: standardized
+#: data have 1 (up to rounding; a held-out split or a cross-validation fold a little more), and
+#: advice to standardize them would change nothing.
+STANDARD_MEAN_SQUARE = 1.5
+
 
 @dataclass(frozen=True)
 class ScaleAdvice:
@@ -199,11 +204,13 @@ class ScaleAdvice:
     def said(self, rate: str, safe: str, standardize: str) -> str:
         """The advice, with ``rate`` naming the learning rate given, ``safe`` the safe one and
         ``standardize`` the way to standardize the features."""
-        if self.largest > 1.0:
+        if self.largest > STANDARD_MEAN_SQUARE:
             inputs = f"The features' scale (a mean square of {self.largest:.3g} in the largest feature)"
             fix = f"Standardize the features ({standardize}) or use {safe}."
-        else:  # already small features: the bias's constant input sets the limit
-            inputs, fix = "Even for standardized features, the bias's constant input", f"Use {safe}."
+        else:  # standardized already (or smaller): standardizing again would change nothing
+            inputs = (f"The bias's constant input (the features are of standard scale already: a largest mean "
+                      f"square of {self.largest:.3g})")
+            fix = f"Use {safe}."
         return (f"{inputs} makes {rate} unsafe: gradient descent is sure to be stable only while the "
                 f"learning rate x mean square <= {STABLE_RATE_TIMES_MEAN_SQUARE:g}, so the cost may fall "
                 f"and then rise again. {fix}")
