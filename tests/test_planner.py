@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import backprop_core as bc
-from backprop_core import chunked, measuring, planner, processes
+from backprop_core import chunked, planner, processes
 from backprop_core.backends import get_backend
 from backprop_core.backends.numpy_backend import NumpyBackend
 from backprop_core.initialization import initial_parameters_host
@@ -299,9 +299,17 @@ def test_a_target_that_applies_is_chosen_exactly_where_the_noise_rule_says_it_is
                               if key[0] == cpu_fused.NAME and key[3] == m]
     safe = timings.pop(None)
     _, best = min(timings.items(), key=lambda item: item[1].median)
-    faster, verdict = measuring.replaces(best, safe)
+    faster, verdict = planner.target_replaces(best, safe)  # safe: processes' calibrated time, or samples
     assert (p.executor == cpu_fused.NAME) == faster, p
     assert verdict in p.reason
+
+
+def test_a_target_is_judged_against_processes_by_their_calibrated_time():
+    from backprop_core.measuring import Timing
+
+    steady = Timing((1.0,) * 9)  # a target's samples, stable
+    assert planner.target_replaces(steady, planner._Calibrated(2.0))[0]  # half the processes' time
+    assert not planner.target_replaces(steady, planner._Calibrated(1.05))[0]  # within the margin: a tie
 
 
 def test_wide_layers_keep_their_plan_and_say_why_the_target_does_not_apply(with_targets):

@@ -399,8 +399,7 @@ def _target_plan(backend, shape, dtype, activation, output, weighted, workers, f
         fallback_timing = timings.pop(None)
         threads, timing = min(timings.items(), key=lambda item: item[1].median)
         rate, fallback_rate = examples / timing.median, examples / fallback_timing.median
-        faster, verdict = measuring.replaces(timing, fallback_timing if isinstance(fallback_timing, measuring.Timing)
-                                             else None, safe_s=getattr(fallback_timing, "seconds", None))
+        faster, verdict = target_replaces(timing, fallback_timing)
         if faster and rate > (best_rate or 0.0):
             best_rate = rate
             best = Plan("whole batch", executor=target.NAME, workers=threads,
@@ -449,6 +448,14 @@ def _time_target(backend, target, shape, m, activation, dtype, output, workers, 
     log.debug("%s on %s: %s", target.NAME, key,
               {k: f"{examples / t.median / 1e6:.3g} M/s" for k, t in timings.items()})
     return examples, dict(timings)
+
+
+def target_replaces(timing, fallback_timing) -> tuple[bool, str]:
+    """The noise rule (:func:`measuring.replaces`) for a target's timing against its fallback's, which may
+    be a :class:`_Calibrated` time without samples (worker processes, not started again)."""
+    if isinstance(fallback_timing, _Calibrated):
+        return measuring.replaces(timing, None, safe_s=fallback_timing.seconds)
+    return measuring.replaces(timing, fallback_timing)
 
 
 @dataclass(frozen=True)
