@@ -183,6 +183,24 @@ def flower_data():
 
 
 @pytest.fixture(scope="session")
+def moons():
+    """scikit-learn's two moons, 300 rows: (X (300, 2), y)."""
+    from sklearn.datasets import make_moons
+
+    return make_moons(300, noise=0.15, random_state=0)
+
+
+@pytest.fixture(scope="session")
+def iris():
+    """scikit-learn's iris, standardized: (X (150, 4), y)."""
+    from sklearn.datasets import load_iris
+    from sklearn.preprocessing import StandardScaler
+
+    X, y = load_iris(return_X_y=True)
+    return StandardScaler().fit_transform(X), y
+
+
+@pytest.fixture(scope="session")
 def problem():
     """A small two-output problem, X (3, 5000), Y (2, 5000), and initial parameters."""
     rng = np.random.default_rng(0)

@@ -10,24 +10,13 @@ import warnings
 import numpy as np
 import pytest
 from sklearn.base import clone
-from sklearn.datasets import load_iris, make_classification, make_moons
+from sklearn.datasets import make_classification
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import check_estimator
 
 import backprop_core as bc
 from backprop_core.errors import InvalidInputError
 from backprop_core.estimator import PRACTITIONER
-
-
-@pytest.fixture(scope="module")
-def moons():
-    return make_moons(300, noise=0.15, random_state=0)
-
-
-@pytest.fixture(scope="module")
-def iris():
-    X, y = load_iris(return_X_y=True)
-    return StandardScaler().fit_transform(X), y
 
 
 # -- scikit-learn's names ---------------------------------------------------------------------

@@ -15,11 +15,9 @@ import warnings
 import joblib
 import numpy as np
 import pytest
-from sklearn.datasets import load_iris, make_moons
 from sklearn.exceptions import DataConversionWarning
 from sklearn.exceptions import NotFittedError as SklearnNotFittedError
 from sklearn.model_selection import GridSearchCV, train_test_split
-from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import check_estimator
 from sklearn.utils.validation import check_is_fitted
 
@@ -30,17 +28,6 @@ from backprop_core.backends.numpy_backend import NumpyBackend
 from backprop_core.equations import OUTPUTS
 
 from conftest import assert_close
-
-
-@pytest.fixture(scope="module")
-def moons():
-    return make_moons(300, noise=0.15, random_state=0)
-
-
-@pytest.fixture(scope="module")
-def iris():
-    X, y = load_iris(return_X_y=True)
-    return StandardScaler().fit_transform(X), y
 
 
 # -- every check -----------------------------------------------------------------------------
