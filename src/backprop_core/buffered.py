@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import math
 import numbers
-import operator
 from collections import Counter, defaultdict
 from functools import partial
 

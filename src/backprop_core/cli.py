@@ -1026,11 +1026,10 @@ def _one_line(exc) -> str:
 
 def _diverged_line(exc) -> str:
     """A diverged run in one line: what the cost did, what is kept, and the option to change."""
-    finite = [(i, J) for i, J in exc.history if math.isfinite(J)]
-    unit = "iteration"  # mini-batch runs are judged at their end, on all the data, in updates
+    # Mini-batch runs are judged at their end, on all the data, in updates: iterations here too.
     if exc.history:
         start, (end_i, end_J) = exc.history[0][1], exc.history[-1]
-        what = f"the cost went from {start:.4g} to {end_J:.4g} by {unit} {end_i:,}"
+        what = f"the cost went from {start:.4g} to {end_J:.4g} by iteration {end_i:,}"
     else:
         what = "the cost was not finite"
     advice = exc.advice
@@ -1040,7 +1039,7 @@ def _diverged_line(exc) -> str:
         fix = f"use --lr {advice.safe_rate:.3g} or less, or --standardize"
     else:
         fix = f"use --lr {advice.safe_rate:.3g} or less"
-    kept = f"; kept: the parameters of {unit} {exc.iteration:,}" if finite else ""
+    kept = f"; kept: the parameters of iteration {exc.iteration:,}" if any(math.isfinite(J) for _, J in exc.history) else ""
     return f"training diverged: {what}{kept}; {fix}"
 
 

@@ -677,9 +677,6 @@ class BackpropClassifier(ClassifierMixin, BaseEstimator):
         return self._fitted_state().network.backend
 
     # -- prediction ------------------------------------------------------------------
-    def _check_fitted(self):
-        self._fitted_state()
-
     @staticmethod
     def _check_place(state, X, method, name):
         """Under scikit-learn's array_api_dispatch, its rule: the namespace and device of fit."""
@@ -703,7 +700,7 @@ class BackpropClassifier(ClassifierMixin, BaseEstimator):
                 raise InvalidInputError(f"X has {X.shape[1]} features, but {type(self).__name__} is "
                                         f"expecting {state.n_features_in} features as input.")
         else:
-            X = in_fitted_order(X, getattr(self, "feature_names_in_", None))  # a frame's columns by name
+            X = in_fitted_order(X, state.feature_names_in)  # a frame's columns by name, of the one state read
             with _project_errors():
                 X = validate_data(self._view(state), X, reset=False, dtype=FLOAT_DTYPES)
         backend = state.network.backend

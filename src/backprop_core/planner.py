@@ -32,7 +32,6 @@ the strategy :func:`build` makes holds while it runs.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
 import time
 import warnings
@@ -161,7 +160,7 @@ def plan(backend, shape, dtype: str, activation, **options) -> Plan:
     threads, why = blas_plan(p, backend, shape, dtype, activation)
     if threads is None:
         return p
-    p = dataclasses.replace(p, blas_threads=threads, reason=f"{p.reason}; BLAS on {threads}: {why}")
+    p = replace(p, blas_threads=threads, reason=f"{p.reason}; BLAS on {threads}: {why}")
     log.debug("plan: %s", p)
     return p
 
@@ -431,7 +430,7 @@ def _time_target(backend, target, shape, m, activation, dtype, output, workers, 
     for t in threads:
         step = target.compile(shape, activation, dtype, 0.01, output=output, threads=t)
         Xt, Yt = step.prepare(backend.to_numpy(X)), step.prepare(backend.to_numpy(Y))
-        steps[t] = (lambda step, Xt, Yt: lambda: step(params, Xt, Yt, False))(step, Xt, Yt)
+        steps[t] = partial(step, params, Xt, Yt, False)
     repeat = min(max(1, (1 << 16) // count), 64)  # a sample of 65,536 examples, or of 64 small steps
     examples = count * repeat
     samples = {k: (lambda f: lambda: [f() for _ in range(repeat)])(f) for k, f in steps.items()}

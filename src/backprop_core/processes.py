@@ -64,7 +64,8 @@ import numpy as np
 
 from .activations import ACTIVATIONS, get_activation
 from .atomic import alive
-from .chunked import ChunkedGradients, chunk_bounds, one_blas_thread, share_sums
+from .blas import one_blas_thread
+from .chunked import ChunkedGradients, chunk_bounds, share_sums
 from .equations import OUTPUTS, get_output
 from .errors import DistributedTrainingError, InvalidInputError
 from .parameters import add_parts, pack, unpack

@@ -14,6 +14,7 @@ import numbers
 import numpy as np
 
 from ..errors import InvalidInputError, InvalidTypeError
+from ..validation import check_shapes
 from .cuda import BLOCK, VARIANTS, finalize_threads, grid_size, kernel_source, max_grid
 from .limits import check_activation, check_dtype, check_shape, fused_support
 from .scalar import PARAMETERS
@@ -116,10 +117,7 @@ class FusedStep:
                 raise InvalidInputError(f"{name} lives on GPU {a.device.id}; this fused step runs on GPU {self.device.id}")
             if any(s % a.itemsize for s in a.strides):
                 raise InvalidInputError(f"{name}'s strides {a.strides} are not whole elements")
-        if X.shape[1] != Y.shape[1]:
-            raise InvalidInputError(f"X has {X.shape[1]} examples but Y has {Y.shape[1]}")
-        if X.shape[1] == 0:
-            raise InvalidInputError("X has no examples")
+        check_shapes(X, Y)  # the same m in both, and at least one example
         return X.shape[1]
 
     def _flat(self, params: dict):

@@ -23,6 +23,7 @@ from ..equations import SIGMOID, get_output
 from ..errors import InvalidInputError, InvalidTypeError
 from ..fused.limits import fused_support
 from ..parameters import NAMES as PARAMETERS
+from ..validation import check_shapes
 from . import build_cache
 from .build_cache import BuildError, load
 from .cpu_source import cpu_source
@@ -127,10 +128,7 @@ class CpuFusedStep:
                                         f"(CpuFusedStep.prepare makes one)")
             if a.shape[0] != rows:
                 raise InvalidInputError(f"{name} must have shape ({rows}, m), not {a.shape}")
-        if X.shape[1] != Y.shape[1]:
-            raise InvalidInputError(f"X has {X.shape[1]} examples but Y has {Y.shape[1]}")
-        if X.shape[1] == 0:
-            raise InvalidInputError("X has no examples")
+        check_shapes(X, Y)  # the same m in both, and at least one example
         return X.shape[1]
 
     def _flat(self, params) -> np.ndarray:
