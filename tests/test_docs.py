@@ -3,16 +3,21 @@
 The site (mkdocs.yml, pages under docs/) is built with ``mkdocs build --strict``
 into a temporary folder, as CI builds it.  Every page's Python blocks and shell
 commands run in document order in a fresh folder (tests/doc_blocks.py, as for
-the README), and their ``# prints:`` claims are checked.  The command-line page
-is written from the parser when the site is built; it is compared here with
-what the installed ``backprop-core`` prints.  The API reference is checked to
-document every name ``backprop_core`` exports.
+the README), and their ``# prints:`` claims are checked.  The commands that draw
+the tutorial's figures are run as written and their JSON compared with the
+committed JSON, which the tutorial's numbers must match; the benchmark numbers the
+pages quote are compared with the committed tables they come from.  The
+command-line page's synopsis and reference are written from the parser when the
+site is built; they are compared here with what the installed ``backprop-core``
+prints.  ``python tests/test_readme.py`` no longer writes any of it.  The API
+reference is checked to document every name ``backprop_core`` exports.
 """
 
 from __future__ import annotations
 
 import functools
 import importlib.util
+import json
 import os
 import re
 import subprocess
@@ -25,12 +30,10 @@ from doc_blocks import FIGURES, ROOT, Page, blocks, claims, committed, flower_se
 
 DOCS = ROOT / "docs"
 #: Commands of the pages that this test does not run, and why.
-DRAWS_A_FIGURE = "draws a committed figure: tests/test_readme.py runs it and compares its JSON with the committed JSON"
 NOT_RUN = {
     "pip install": "installing: the test runs in the environment that install made",
     "python3 -m pytest": "the test suite itself",
-    FIGURES["flower"]: DRAWS_A_FIGURE,
-    FIGURES["sweep"]: DRAWS_A_FIGURE,
+    "python bench/": "a benchmark: minutes of measurement on a quiet machine; its results are committed",
 }
 PAGES = {str(path.relative_to(DOCS)): Page(path.read_text(), NOT_RUN)
          for path in sorted(DOCS.rglob("*.md")) if "_hooks" not in path.parts}
@@ -118,21 +121,44 @@ def test_command_line_page_is_in_the_site(site):
     page = (site[0] / "cli" / "index.html").read_text()
     for command in ("train", "sweep", "predict", "backends"):
         assert f"$ backprop-core {command} --help" in page
+        assert f"usage: backprop-core {command} " in page.split('id="what-a-run-shows"')[0]  # the synopsis
     assert "--batch-size" in page and "--proba" in page
+    assert "generated from the parser when the site is built --" not in page  # both markers filled
+
+
+def test_command_line_page_keeps_its_hand_written_part_and_both_markers():
+    hook, text = _hook("cli_reference"), (DOCS / "cli.md").read_text()
+    assert text.count(hook.SYNOPSIS) == 1 and text.count(hook.REFERENCE) == 1
+    assert "## What a run shows" in text and "## Your own data" in text
+
+
+def test_synopsis_names_every_option_of_every_command():
+    usage = _hook("cli_reference").synopsis(_hook("cli_reference").help_texts())
+    for command in ("train", "sweep", "predict", "backends"):
+        options = set(re.findall(r"^  (--[\w-]+)", help_text((command,)), re.M)) - {"--help"}
+        block = usage.split(f"usage: backprop-core {command} ", 1)[1].split("usage: ", 1)[0]
+        assert options <= set(re.findall(r"--[\w-]+", block)), command
 
 
 # -- every block runs, and says what it prints --------------------------------------------------
 
 @pytest.fixture(scope="module")
 def reader(tmp_path_factory):
-    """``reader(page, step)``: the step's process, each page's steps run in order in a fresh folder of its own."""
-    readers = {}
+    """``reader(page, step)``: the step's process, each page's steps run in order in a fresh folder of its own.
+
+    ``reader.folders[page]`` is that folder; it has a ``docs`` folder, as the repository's root has,
+    where the tutorial's figure commands write.
+    """
+    readers, folders = {}, {}
 
     def result(name, step):
         if name not in readers:
-            readers[name] = PAGES[name].reader(tmp_path_factory.mktemp(name.replace("/", "-")))
+            folders[name] = tmp_path_factory.mktemp(name.replace("/", "-"))
+            (folders[name] / "docs").mkdir()
+            readers[name] = PAGES[name].reader(folders[name])
         return readers[name](step)
 
+    result.folders = folders
     return result
 
 
@@ -165,7 +191,7 @@ def test_command_runs_without_error(reader, step):
 def test_every_command_is_run_or_says_why_not():
     skipped = {reason for page in PAGES.values() for c in page.skipped for reason in [page.not_run_reason(c)]}
     assert skipped == set(NOT_RUN.values())  # no excuse unused
-    assert all(c.startswith(("backprop-core", "pip install", "python3 -m pytest"))
+    assert all(c.startswith(("backprop-core", "pip install", "python3 -m pytest", "python bench/"))
                for page in PAGES.values() for lang, c in page.steps if lang == "sh")
 
 
@@ -182,6 +208,81 @@ def test_tutorial_quotes_the_committed_numbers():
     assert flower_sentence(committed("flower")) in text
     assert sentence in text and table in text
     assert "(flower.png)" in text and "(sweep.png)" in text
+
+
+@pytest.mark.slow  # the flower's 10,000 iterations and the sweep's seven networks, through the command line
+@pytest.mark.parametrize("name", FIGURES)
+def test_figure_commands_are_in_the_tutorial_and_draw_their_figure(reader, name):
+    assert FIGURES[name] in PAGES["tutorial.md"].shell
+    out = reader("tutorial.md", FIGURES[name])
+    assert out.returncode == 0, out.stderr[-4000:]
+    assert (reader.folders["tutorial.md"] / "docs" / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.slow  # the flower's 10,000 iterations through the command line
+def test_flower_run_gives_the_committed_numbers(reader):
+    reader("tutorial.md", FIGURES["flower"])
+    again = json.loads((reader.folders["tutorial.md"] / "docs" / "flower.json").read_text())
+    kept = committed("flower")
+    for key in ("training_accuracy", "baseline_training_accuracy", "iterations", "hidden", "learning_rate"):
+        assert again[key] == kept[key], key
+    assert again["final_cost"] == pytest.approx(kept["final_cost"], rel=1e-6)
+
+
+@pytest.mark.slow  # the sweep's seven networks through the command line
+def test_sweep_run_gives_the_committed_numbers(reader):
+    reader("tutorial.md", FIGURES["sweep"])
+    again = json.loads((reader.folders["tutorial.md"] / "docs" / "sweep.json").read_text())
+    kept = committed("sweep")
+    assert [(r["hidden"], r["training_accuracy"]) for r in again["results"]] == \
+        [(r["hidden"], r["training_accuracy"]) for r in kept["results"]]
+    assert (again["iterations"], again["learning_rate"]) == (kept["iterations"], kept["learning_rate"])
+
+
+# -- the benchmarks' numbers: the committed tables' ----------------------------------------------
+
+RESULTS = ROOT / "bench" / "results"
+
+
+def _rows(text: str, header: str) -> list[list[str]]:
+    """The cells of each row of the Markdown table under the line starting with ``header``."""
+    lines = text.split(header, 1)[1].splitlines()[2:]
+    rows = []
+    for line in lines:
+        if not line.startswith("|"):
+            break
+        rows.append([cell.strip() for cell in line.strip().strip("|").split("|")])
+    return rows
+
+
+def test_performance_quotes_the_committed_processes_table():
+    committed_text = (RESULTS / "cpu-2026-12-06" / "processes.md").read_text()
+    page = (DOCS / "performance.md").read_text()
+    kept = _rows(committed_text, "| shape | m | one thread |")
+    quoted = _rows(page, "| shape | m | one thread |")
+    # The page drops the chunk sizes, spreads and load column; every median and ratio is the file's.
+    assert quoted == [[shape, m, *(c.split(" (")[0] for c in cells), ratio]
+                      for shape, m, *cells, ratio, load in kept]
+    summary = committed_text.strip().splitlines()[-1]
+    assert summary.startswith("Processes win by 15% or more at 3 of 11 points") and f'"{summary}"' in page
+    assert "`bench/results/cpu-2026-12-06/processes.md`" in page
+
+
+def test_performance_quotes_the_committed_chunks_table():
+    # Each row: the whole batch's milliseconds, and each mode's best (bold in the file) with its chunks.
+    committed_text = (RESULTS / "cpu-2026-11-28" / "chunks.md").read_text()
+    page = (DOCS / "performance.md").read_text()
+    counts = ["1", "2", "4", "8", "16", "32", "64", "128", "256"]
+    best = {}
+    for shape in ("2-4-1", "64-64-1"):
+        for m, mode, *cells in _rows(committed_text.split(f"## {shape}", 1)[1], "| m | mode |"):
+            chunks = next(i for i, c in enumerate(cells[:-1]) if c.startswith("**"))
+            best[(shape, m, mode)] = f"{cells[chunks].strip('*')} ({counts[chunks]})", cells[-1]
+    for row in _rows(page, "| shape, m | whole batch |"):
+        shape, m = row[0].split(", ")
+        numpy_best, whole = best[(shape, m, "numpy, chunked")]
+        dask_best, _ = best[(shape, m, "dask, threads")]
+        assert row[1:] == [whole, numpy_best, dask_best], row
 
 
 def test_guide_quotes_the_committed_comparison_with_mlp():

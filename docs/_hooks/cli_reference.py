@@ -1,8 +1,10 @@
-"""MkDocs hook: the command-line reference page, written from the parser at every build.
+"""MkDocs hook: the command-line page's synopsis and reference, written from the parser at every build.
 
-Each command's ``--help`` is what ``backprop-core COMMAND --help`` prints at
-100 columns (tests/test_docs.py compares the two), so the page cannot drift
-from the program.
+docs/cli.md is written by hand (what a run shows, examples) and holds two markers,
+``SYNOPSIS`` and ``REFERENCE``; at every build the first becomes each command's
+usage, the second each command's whole ``--help``, as ``backprop-core COMMAND
+--help`` prints them at 100 columns (tests/test_docs.py compares the two), so the
+page cannot drift from the program.
 """
 
 from __future__ import annotations
@@ -14,17 +16,8 @@ import os
 
 PAGE = "cli.md"
 COLUMNS = "100"
-
-INTRO = """\
-# Command line
-
-`backprop-core` trains on a built-in dataset or on your own file and reports (`train`), trains one
-network per hidden-layer size (`sweep`), predicts with a saved model (`predict`), and lists the
-array libraries (`backends`). Every mistake in the options, the files or the data is one line on
-standard error with exit status 2. The [practitioner's guide](guide.md#the-command-line) shows the
-commands at work; this page is each command's `--help`, generated from the parser when the site is
-built.
-"""
+SYNOPSIS = "<!-- synopsis: each command's usage, generated from the parser when the site is built -->"
+REFERENCE = "<!-- reference: each command's --help, generated from the parser when the site is built -->"
 
 
 def _printed_help(parser: argparse.ArgumentParser, argv: list[str]) -> str:
@@ -52,16 +45,27 @@ def help_texts() -> dict[str, str]:
             **{name: _printed_help(parser, [name, "--help"]) for name in commands}}
 
 
-def page() -> str:
-    sections = [INTRO]
-    for name, text in help_texts().items():
+def synopsis(texts: dict[str, str]) -> str:
+    """Every command's usage (the first paragraph of its help), in one block."""
+    usages = [text.split("\n\n")[0] for name, text in texts.items() if name]
+    return "```text\n" + "\n\n".join(usages) + "\n```"
+
+
+def reference(texts: dict[str, str]) -> str:
+    """A section per command: its whole ``--help``."""
+    sections = []
+    for name, text in texts.items():
         title = f"backprop-core {name}".strip()
-        sections.append(f"## `{title}`\n\n```text\n$ {title} --help\n{text}\n```\n")
+        sections.append(f"### `{title}`\n\n```text\n$ {title} --help\n{text}\n```\n")
     return "\n".join(sections)
 
 
-def on_files(files, config):
-    from mkdocs.structure.files import File  # here, so the tests compare the help without MkDocs
+def fill(markdown: str) -> str:
+    """docs/cli.md with its two markers replaced by what the parser prints."""
+    assert SYNOPSIS in markdown and REFERENCE in markdown, f"{PAGE} lost a marker of the generated reference"
+    texts = help_texts()
+    return markdown.replace(SYNOPSIS, synopsis(texts)).replace(REFERENCE, reference(texts))
 
-    files.append(File.generated(config, PAGE, content=page()))
-    return files
+
+def on_page_markdown(markdown, page, config, files):
+    return fill(markdown) if page.file.src_uri == PAGE else markdown
