@@ -113,8 +113,9 @@ def _run_step(lang: str, body: str, folder: Path, timeout: float) -> subprocess.
     return subprocess.run(argv, capture_output=True, text=True, cwd=folder, env=env, timeout=timeout)
 
 
-#: The commands that draw the lecture's figures (tests/test_readme.py runs them and compares
-#: their JSON with the committed JSON, which every page quoting the numbers must match).
+#: The commands that draw the lecture's figures (tests/test_docs.py runs them as docs/tutorial.md
+#: gives them and compares their JSON with the committed JSON, which every page quoting the
+#: numbers must match).
 FIGURES = {"flower": "backprop-core train --baseline --plot docs/flower.png --json > docs/flower.json",
            "sweep": "backprop-core sweep --plot docs/sweep.png --json > docs/sweep.json"}
 

@@ -8,9 +8,9 @@ the tutorial's figures are run as written and their JSON compared with the
 committed JSON, which the tutorial's numbers must match; the benchmark numbers the
 pages quote are compared with the committed tables they come from.  The
 command-line page's synopsis and reference are written from the parser when the
-site is built; they are compared here with what the installed ``backprop-core``
-prints.  ``python tests/test_readme.py`` no longer writes any of it.  The API
-reference is checked to document every name ``backprop_core`` exports.
+site is built, so a new option needs no regeneration; they are compared here with
+what the installed ``backprop-core`` prints.  The API reference is checked to
+document every name ``backprop_core`` exports.
 """
 
 from __future__ import annotations
@@ -283,6 +283,21 @@ def test_performance_quotes_the_committed_chunks_table():
         numpy_best, whole = best[(shape, m, "numpy, chunked")]
         dask_best, _ = best[(shape, m, "dask, threads")]
         assert row[1:] == [whole, numpy_best, dask_best], row
+
+
+def test_performance_quotes_the_committed_headline_throughputs():
+    # Each headline cell is the committed table's examples/s for that entry, at that shape's largest common m.
+    committed_text = (RESULTS / "cpu-2026-11-28" / "table.md").read_text()
+    columns = ["numpy", "numpy:equations", "torch", "jax", "dask", "array_api_strict", "torch-nn (peer)",
+               "sklearn-mlp (peer)"]
+    quoted = _rows((DOCS / "performance.md").read_text(), "| shape, m | numpy | numpy, the equations |")
+    assert len(quoted) == 3
+    for shape_m, *cells in quoted:
+        shape, power = shape_m.split(", ")
+        section = committed_text.split(f"## {shape}, m = ", 1)[1]
+        assert section.split("\n", 1)[0].endswith(f"({power})"), shape_m
+        throughput = {row[0]: row[2] for row in _rows(section, "| entry | device | examples/s |")}
+        assert [cell.strip("*") for cell in cells] == [throughput[c] for c in columns], shape_m
 
 
 def test_guide_quotes_the_committed_comparison_with_mlp():

@@ -104,3 +104,8 @@ def test_readme_links_every_page_of_the_site():
     linked = set(re.findall(r"\]\(docs/([\w/]+\.md)\)", README.read_text()))
     pages = {p.name for p in (ROOT / "docs").glob("*.md")} - {"index.md"}
     assert pages <= linked, sorted(pages - linked)
+
+
+if __name__ == "__main__":  # the command that once rewrote the README's reference, kept for habit's sake
+    print("Nothing to regenerate: the command-line reference is no longer in README.md; docs/cli.md's\n"
+          "synopsis and reference are filled from the parser at every site build (docs/_hooks/cli_reference.py).")
