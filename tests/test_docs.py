@@ -300,6 +300,21 @@ def test_performance_quotes_the_committed_headline_throughputs():
         assert [cell.strip("*") for cell in cells] == [throughput[c] for c in columns], shape_m
 
 
+def test_estimator_page_quotes_the_committed_defaults_table():
+    # The digits and 200k x 20 accuracies, the lecture's digits and the load it ran under are defaults.md's.
+    committed_text = (RESULTS / "cpu-2026-12-06" / "defaults.md").read_text()
+    rows = {row[0]: row for row in _rows(committed_text, "| data set | m |")}
+    # Accuracy of MLPClassifier(), of the practitioner's settings, of the lecture's: the columns' first numbers.
+    digits, big = ([cell.split(" / ")[0] for cell in rows[name][2:5]] for name in ("digits", "classification 200k x 20"))
+    assert len(rows) == 6 and all(row[-2:] == ["yes", "yes"] for row in rows.values())  # "on all six"
+    assert digits[0] == digits[1] and big[0] == big[1]  # "for both"
+    load = re.search(r"load average ([\d.]+) at the start and ([\d.]+) at the end", committed_text)
+    page = " ".join((DOCS / "estimator.md").read_text().split())
+    for quoted in (f"digits {digits[0]}% for both", f"200k x 20 {big[0]}% for both", f"fell from {load[1]} to {load[2]}",
+                   f"the lecture's defaults reach {digits[2]}% on digits", "`bench/results/cpu-2026-12-06/defaults.md`"):
+        assert quoted in page, quoted
+
+
 def test_guide_quotes_the_committed_comparison_with_mlp():
     # The guide's breast-cancer settings and 96.5% are the committed table's (bench/vs_mlp.py).
     table = (ROOT / "bench" / "results" / "cpu-2026-11-28" / "vs_mlp.md").read_text()
