@@ -14,7 +14,7 @@ import sys
 import numpy as np
 import pytest
 
-from backprop_core import atomic, cli
+from backprop_core import atomic, cli, owners
 from backprop_core.persistence import load_parameters, save_parameters
 
 from test_persistence import assert_is, model
@@ -45,14 +45,15 @@ persistence.save_parameters({str(path)!r}, *model(1))
     saver.kill()  # SIGKILL: nothing in the process runs, its temporary file stays
     saver.wait(timeout=60)
     left = [name for name in os.listdir(tmp_path) if name.endswith(".tmp")]
-    assert len(left) == 1 and left[0].startswith(f".model.npz.{saver.pid}."), left
+    assert len(left) == 1 and left[0].startswith(f".model.npz.{saver.pid}n"), left
     save_parameters(path, *model(2))
     assert os.listdir(tmp_path) == ["model.npz"]
     assert_is(path, 2)
 
 
 def test_only_the_targets_temporary_files_of_writers_that_ended_are_removed(tmp_path):
-    dead, alive = _dead_pid(), os.getpid()
+    here = owners.pid_namespace()
+    dead, alive = f"{_dead_pid()}n{here}", owners.tag()
     names = [f".model.npz.{dead}.abc123.tmp", f".model.npz.{alive}.def456.tmp",  # a writer still at work: kept
              f".other.npz.{dead}.abc123.tmp", "model.npz.tmp", f".model.npz.{dead}.txt"]  # not this target's, not ours
     for name in names:
@@ -61,9 +62,20 @@ def test_only_the_targets_temporary_files_of_writers_that_ended_are_removed(tmp_
     assert sorted(os.listdir(tmp_path)) == sorted(["model.npz", *names[1:]])
 
 
+@pytest.mark.skipif(owners.pid_namespace() is None, reason="the OS does not say which pid namespace a process is in")
+def test_temporary_files_of_other_pid_namespaces_or_untagged_are_kept(tmp_path):
+    # A folder shared with a container: its writers' pids name nothing here, dead-looking or not.
+    dead = _dead_pid()
+    names = [f".model.npz.{dead}n{owners.pid_namespace() + 1}.abc123.tmp", f".model.npz.{dead}.abc123.tmp"]
+    for name in names:
+        (tmp_path / name).write_bytes(b"x")
+    save_parameters(tmp_path / "model.npz", *model(1))
+    assert sorted(os.listdir(tmp_path)) == sorted(["model.npz", *names])
+
+
 def test_a_long_targets_temporary_files_are_found_by_its_name_cut_as_they_were_named(tmp_path):
     target = tmp_path / ("m" * 200 + ".npz")
-    stale = tmp_path / f".{target.name[:atomic.NAME_CHARS]}.{_dead_pid()}.abc123.tmp"
+    stale = tmp_path / f".{target.name[:atomic.NAME_CHARS]}.{_dead_pid()}n{owners.pid_namespace()}.abc123.tmp"
     stale.write_bytes(b"x")
     save_parameters(target, *model(1))
     assert os.listdir(tmp_path) == [target.name]

@@ -3,9 +3,10 @@
 :func:`replace_atomically` writes a new file beside the target and renames it
 over the target in one step: a reader, and a run interrupted, killed or stopped
 by a full disk, sees the old file or the new one, never a shorter one that looks
-complete.  The new file is named ``.<target's name>.<pid>.<random>.tmp``: a
-process killed mid-write (SIGKILL, a power cut) cannot remove its own, so each
-write first removes those of its target whose writing process no longer runs
+complete.  The new file is named ``.<target's name>.<tag>.<random>.tmp``, the
+tag naming its writer (:func:`backprop_core.owners.tag`): a process killed
+mid-write (SIGKILL, a power cut) cannot remove its own, so each write first
+removes those of its target whose writer, in this pid namespace, no longer runs
 (:func:`remove_stale`), and a model's size of litter does not stay forever.
 """
 
@@ -18,6 +19,8 @@ import re
 import stat
 import tempfile
 
+from . import owners
+
 #: The target's name in a temporary file's name is cut to this many characters, so that a
 #: long name stays within a folder entry's limit (255 bytes on most file systems).
 NAME_CHARS = 64
@@ -27,26 +30,16 @@ def _prefix(target: str) -> str:
     return f".{os.path.basename(target)[:NAME_CHARS]}."
 
 
-def alive(pid: int) -> bool:
-    """Does process ``pid`` run (in this process's view of the machine)?"""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OverflowError):  # another user's process: alive
-        return pid > 0
-    return True
-
-
 def remove_stale(target) -> list:
     """Remove the temporary files of ``target`` left by writers that no longer run; returns their paths.
 
-    A writer is known by the process id in the file's name; one that still runs
-    (this process's other threads, another process saving the same file) keeps its file.
+    A writer is known by the tag in the file's name; one that still runs (this
+    process's other threads, another process saving the same file), and one of
+    another pid namespace (a container sharing the folder), keeps its file.
     """
     target = os.fspath(target)
     folder, prefix = os.path.dirname(target) or os.curdir, _prefix(target)
-    pattern = re.compile(re.escape(prefix) + r"(\d+)\.[A-Za-z0-9_]+\.tmp\Z")
+    pattern = re.compile(re.escape(prefix) + owners.TAG + r"\.[A-Za-z0-9_]+\.tmp\Z")
     removed = []
     try:
         names = os.listdir(folder)
@@ -54,7 +47,7 @@ def remove_stale(target) -> list:
         return removed
     for name in names:
         match = pattern.match(name)
-        if match and not alive(int(match[1])):
+        if match and owners.maker_ended(match[1], match[2]):
             path = os.path.join(folder, name)
             with contextlib.suppress(OSError):  # gone already, or a folder we may not write in
                 os.unlink(path)
@@ -83,7 +76,7 @@ def replace_atomically(target, write, *, text: bool = False, verb: str = "write"
     remove_stale(target)
     mode = _mode_for(target)
     try:
-        fd, temporary = tempfile.mkstemp(dir=folder, prefix=f"{_prefix(target)}{os.getpid()}.", suffix=".tmp")
+        fd, temporary = tempfile.mkstemp(dir=folder, prefix=f"{_prefix(target)}{owners.tag()}.", suffix=".tmp")
     except OSError as exc:
         raise type(exc)(exc.errno, f"cannot {verb} {target}: {exc.strerror} (in folder {folder})") from None
     try:

@@ -63,7 +63,7 @@ from multiprocessing.shared_memory import SharedMemory
 import numpy as np
 
 from .activations import ACTIVATIONS, get_activation
-from .atomic import alive
+from . import owners
 from .blas import one_blas_thread
 from .chunked import ChunkedGradients, chunk_bounds, share_sums
 from .equations import OUTPUTS, get_output
@@ -84,7 +84,7 @@ _GO, _GO_WITH_COST, _QUIT, _OK = b"0", b"1", b"q", b"k"
 #: The shared-memory segments this module makes are named SEGMENT_PREFIX, the maker's process id,
 #: on Linux "n" and its pid namespace's number, "_" and 8 random hex digits (within macOS's 31).
 SEGMENT_PREFIX = "bcore_"
-_SEGMENT = re.compile(re.escape(SEGMENT_PREFIX) + r"(\d+)(?:n(\d+))?_[0-9a-f]{8}\Z")
+_SEGMENT = re.compile(re.escape(SEGMENT_PREFIX) + owners.TAG + r"_[0-9a-f]{8}\Z")
 _SHM = "/dev/shm"  # where Linux shows POSIX shared memory as files
 
 
@@ -232,18 +232,9 @@ def _failure(exc) -> bytes:
     return json.dumps([type(exc).__name__, str(exc), traceback.format_exc()]).encode()
 
 
-def _pid_namespace() -> int | None:
-    """The number of this process's pid namespace (Linux), or None: a pid means a process only in its own."""
-    try:
-        return os.stat("/proc/self/ns/pid").st_ino
-    except OSError:
-        return None
-
-
 def _new_segment(size: int) -> SharedMemory:
     """A new segment named after this process (:data:`SEGMENT_PREFIX`)."""
-    namespace = _pid_namespace()
-    owner = f"{os.getpid()}" if namespace is None else f"{os.getpid()}n{namespace}"
+    owner = owners.tag()
     while True:
         try:
             return SharedMemory(name=f"{SEGMENT_PREFIX}{owner}_{secrets.token_hex(4)}", create=True, size=size)
@@ -258,10 +249,10 @@ def remove_dead_segments() -> list:
         names = os.listdir(_SHM)
     except OSError:
         return []
-    namespace, removed = _pid_namespace(), []
+    removed = []
     for name in names:
         match = _SEGMENT.match(name)
-        if match is None or match[2] is None or int(match[2]) != namespace or alive(int(match[1])):
+        if match is None or not owners.maker_ended(match[1], match[2]):
             continue  # not ours, another namespace's (whose pids mean nothing here), or its maker runs
         with contextlib.suppress(OSError):
             os.unlink(os.path.join(_SHM, name))
