@@ -28,11 +28,11 @@ import numbers
 from collections import defaultdict
 from dataclasses import dataclass
 
-from .. import equations, tracing
-from ..buffered import _python_call
-from ..errors import InvalidInputError, InvalidTypeError
-from ..equations import SIGMOID
-from ..tracing import M, Node
+from ... import equations, tracing
+from ...errors import InvalidInputError, InvalidTypeError
+from ...equations import SIGMOID
+from ...tracing import M, Node
+from ..ops import python_call
 from .gemm import BlasCall, blas_call, layout_of
 from .partition import EXAMPLE_CHAIN, GEMM, HOST, INLINE_TERMS, INPUT, SUM, VIEW, partition
 from .source import COLUMN, SCALAR, ChainKernel, chain_source
@@ -310,7 +310,7 @@ class Program:
                 scalars[node.id] = node.attrs["value"]
                 continue
             args = [scalars[a.id] if isinstance(a, Node) else a for a in node.args]
-            scalars[node.id] = _python_call(node)(*args)
+            scalars[node.id] = python_call(node)(*args)
 
         def array(node):
             if node.id not in arrays:
