@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections import Counter, defaultdict
+from collections import Counter
 from functools import partial
 
 import numpy as np
@@ -33,6 +33,7 @@ from ..equations import SIGMOID
 from ..errors import InvalidInputError, InvalidTypeError
 from ..parameters import split_weights, unpack, updated
 from ..tracing import M, Node
+from .liveness import Read, Step, Write, plan_buffers
 from .ops import OPS, python_call
 from .target import EXECUTOR, Target
 
@@ -284,60 +285,23 @@ class _Program:
         return self.VALUE
 
     def _allocate(self, nodes, outputs):
-        """Give each per-example node a buffer, reusing the buffers of dead nodes."""
-        last_use = {n.id: i for i, n in enumerate(nodes)}
-        for i, node in enumerate(nodes):
-            for a in node.args:
-                if isinstance(a, Node):
-                    last_use[a.id] = i
-        for o in outputs:
-            if o is not None:
-                last_use[o.id] = len(nodes)
-        # A transpose is a view of its argument's buffer, which lives until its last view dies.
-        owner, dies = {}, {}
+        """Give each per-example node a buffer, reusing the buffers of dead nodes (:mod:`.liveness`)."""
+        owner = {}  # a transpose is a view of its argument's buffer, which lives until its last view dies
         for node in nodes:
             kind = self.kinds[node.id]
             if kind == self.BUFFERED:
                 owner[node.id] = node.id
             elif kind == self.BUFFER_VIEW:
                 owner[node.id] = owner[node.args[0].id]
-            if node.id in owner:
-                root = owner[node.id]
-                dies[root] = max(dies.get(root, -1), last_use[node.id])
-
-        free = defaultdict(list)  # buffer key -> buffer indices, the latest freed last
-        self.buffer_of = {}
-
-        def key(node):
-            return tuple(d for d in node.shape if d is not M), node.dtype
-
-        def release(root):
-            free[key_of[root]].append(self.buffer_of[root])
-
-        key_of = {}
-        for i, node in enumerate(nodes):
-            if self.kinds[node.id] != self.BUFFERED:
-                continue
-            dying = {}  # root -> may the result be written over it?
-            for pos, a in enumerate(node.args):
-                if isinstance(a, Node) and a.id in owner and dies[owner[a.id]] == i:
-                    root = owner[a.id]
-                    dying[root] = dying.get(root, True) and pos in _may_reuse(node)
-            for root, reusable in dying.items():
-                if reusable:
-                    release(root)
-            key_of[node.id] = key(node)
-            pool = free[key_of[node.id]]
-            if pool:
-                self.buffer_of[node.id] = pool.pop()
-            else:
-                self.buffer_of[node.id] = len(self.buffers)
-                self.buffers.append(key_of[node.id])
-            for root, reusable in dying.items():
-                if not reusable:
-                    release(root)
-            if dies[node.id] == i:  # computed but never used
-                release(node.id)
+        steps = []
+        for node in nodes:
+            reads = tuple(Read(owner[a.id], pos in _may_reuse(node)) for pos, a in enumerate(node.args)
+                          if isinstance(a, Node) and a.id in owner)
+            buffered = self.kinds[node.id] == self.BUFFERED
+            writes = (Write(node.id, (tuple(d for d in node.shape if d is not M), node.dtype)),) if buffered else ()
+            steps.append(Step(reads, writes, frees=buffered))
+        plan = plan_buffers(steps, kept={owner[o.id] for o in outputs if o is not None and o.id in owner})
+        self.buffer_of, self.buffers = plan.index, plan.buffers
 
     def _lower(self, node: Node):
         kind, slot = self.kinds[node.id], self.slot[node.id]
