@@ -17,10 +17,12 @@ which threads cannot match where many short NumPy calls contend for the GIL,
 and what starting them costs once per fit; they run a fit only where that
 measurement says they finish it sooner.
 
-Then the lowering targets (:mod:`backprop_core.lowering`: the fused step in C
-on the CPU) are asked whether they apply to the fit, and those that do are
-timed in turns with the plan just made; the faster runs, and the plan's reason
-says why a target did not (:func:`_target_plan`).
+What computes the step is asked of the lowering targets
+(:mod:`backprop_core.lowering`), never named here: the first executor that
+applies computes the chunks (:func:`_executor`); a target the ``fused`` option
+asks for runs where it applies (:func:`_asked_plan`); the measured targets (the
+fused step in C on the CPU) are timed in turns with the plan just made, the
+faster runs, and the plan's reason says why a target did not (:func:`_target_plan`).
 
 The candidates, targets included, are timed interleaved and read by one noise
 rule (:mod:`backprop_core.measuring`): the safe plan stays unless another is
@@ -150,10 +152,10 @@ def plan(backend, shape, dtype: str, activation, **options) -> Plan:
     on backends that can (:mod:`backprop_core.lowering.cuda_fused`); "auto" uses it where it
     has been measured to pay.  ``host_data``: the data are NumPy arrays on the
     host (only those can be streamed).  ``output``, ``weighted``: the output
-    layer, and whether examples carry weights (both decide the executor:
-    :func:`executor_for`).  ``early_stopping``: held-out data are scored at the
+    layer, and whether examples carry weights (each target says whether it runs
+    them: :mod:`backprop_core.lowering`).  ``early_stopping``: held-out data are scored at the
     cost reads.  ``rule``: the fit's :class:`~backprop_core.optimizers.UpdateRule`
-    (None: the lecture's gradient descent); the fused kernel computes only the lecture's.
+    (None: the lecture's gradient descent); the fused targets compute only the lecture's.
     BLAS's threads: :func:`blas_plan`.
     """
     p = _mode_plan(backend, shape, dtype, activation, **options)
@@ -350,14 +352,8 @@ def _executor(fit: Fit) -> str:
 
 
 def default_executor(backend) -> str:
-    """The fastest way this backend computes a chunk's gradients (:func:`executor_for` of any fit)."""
+    """The fastest way this backend computes a chunk's gradients (:func:`_executor` of any fit on it)."""
     return _executor(Fit(backend))
-
-
-def executor_for(backend, output=SIGMOID, weighted: bool = False, dtype: str = "float64") -> str:
-    """The executor for a fit.  The buffered lowering follows any traced graph, softmax
-    outputs and weighted examples included (the fused kernel is planned apart)."""
-    return _executor(Fit(backend, dtype=dtype, output=get_output(output), weighted=weighted))
 
 
 # -- the lowering targets: asked whether they apply, timed against the plan they would replace ----------
