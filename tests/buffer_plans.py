@@ -17,6 +17,7 @@ from backprop_core.activations import ACTIVATIONS
 from backprop_core.equations import OUTPUTS
 from backprop_core.lowering.cupy_kernels import Program, gradients_graph, step_graph
 from backprop_core.lowering.numpy_buffers import BufferedGradients
+from backprop_core.tracing import trace_gradients
 
 RECORDED = Path(__file__).parent / "data" / "buffer_plans.json"
 SHAPES = [(2, 4, 1), (3, 5, 2)]
@@ -37,7 +38,8 @@ def numpy_plan(graph, dtype) -> dict:
     """Each buffered node (by its position in the graph) -> its buffer, and the buffers' specs."""
     program = BufferedGradients(graph, dtype, 8)._program
     position = {n.id: i for i, n in enumerate(graph.nodes)}
-    return {"buffer_of": {str(position[k]): v for k, v in sorted(program.buffer_of.items(), key=lambda kv: position[kv[0]])},
+    placed = sorted(program.buffer_of.items(), key=lambda kv: position[kv[0]])
+    return {"buffer_of": {str(position[k]): v for k, v in placed},
             "buffers": [[list(shape), kind] for shape, kind in program.buffers]}
 
 
@@ -45,8 +47,8 @@ def kernels_plan(graph, dtype) -> dict:
     """Each node kept in a buffer or a small array (by position) -> (kind, ordinal), and the counts."""
     program = Program(graph, dtype)
     position = {n.id: i for i, n in enumerate(graph.nodes)}
-    return {"storage": {str(position[k]): [s.kind, s.ordinal] for k, s in
-                        sorted(program.storage.items(), key=lambda kv: position[kv[0]]) if s.kind in ("buffer", "small")},
+    placed = sorted(program.storage.items(), key=lambda kv: position[kv[0]])
+    return {"storage": {str(position[k]): [s.kind, s.ordinal] for k, s in placed if s.kind in ("buffer", "small")},
             "made": sorted([kind, repr(spec), count] for (kind, spec), count in program.buffer_specs.items())}
 
 
@@ -54,8 +56,6 @@ def plans() -> dict:
     out = {}
     for name, (shape, g, output, weighted, with_cost) in _configs():
         for dtype in ("float32", "float64"):
-            from backprop_core.tracing import trace_gradients
-
             gradients = trace_gradients(*shape, g, with_cost, weighted, output=output)
             out[f"numpy-{name}-{dtype}"] = numpy_plan(gradients, np.dtype(dtype))
         out[f"kernels-gradients-{name}"] = kernels_plan(gradients_graph(*shape, g, with_cost, output, weighted),
@@ -65,5 +65,7 @@ def plans() -> dict:
 
 
 if __name__ == "__main__":
-    RECORDED.write_text(json.dumps(plans(), indent=0, sort_keys=True) + "\n")
+    recorded = plans()  # one graph a line
+    RECORDED.write_text("{\n" + ",\n".join(f"{json.dumps(k)}: {json.dumps(recorded[k], sort_keys=True)}"
+                                            for k in sorted(recorded)) + "\n}\n")
     print(f"wrote {RECORDED}")
