@@ -11,7 +11,6 @@ every target, every activation, both float dtypes and n2 > 1.
 from __future__ import annotations
 
 import ast
-import re
 from pathlib import Path
 
 import numpy as np
