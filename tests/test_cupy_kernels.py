@@ -520,6 +520,22 @@ def test_two_runs_are_bit_identical(place):
     assert first[1] == second[1]
 
 
+def test_the_step_follows_the_arrays_it_is_given(place):
+    """Its buffers and graphs are made for the X and Y of the first call, and made again for others."""
+    backend, device = place
+    step = GraphStep((3, 5, 2), ACTIVATIONS["tanh"], 0.5, backend, "float64", device=device)
+    _, _, p = _problem(3, 5, 2, 10)
+    with backend.context():
+        for m, seed in ((1000, 1), (600, 2), (1000, 3)):
+            X, Y, _ = _problem(3, 5, 2, m, seed=seed)
+            new, J = step(backend.parameters_from_host(p, "float64"), backend.asarray(X, "float64"),
+                          backend.asarray(Y, "float64"), True)
+            *expected, expected_J = equations.step(X, Y, *p.values(), ACTIVATIONS["tanh"], 0.5, with_cost=True)
+            for name, value in zip(PARAMETERS, expected):
+                np.testing.assert_allclose(backend.to_numpy(new[name]), value, rtol=1e-12, atol=1e-14, err_msg=name)
+            np.testing.assert_allclose(float(backend.to_numpy(J)), float(expected_J), rtol=1e-12)
+
+
 def test_parameters_the_loop_keeps_are_never_written_over(place):
     backend, device = place
     X, Y, p = _problem(3, 5, 2, 1000)
