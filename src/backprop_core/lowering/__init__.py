@@ -31,7 +31,7 @@ def _targets() -> tuple:
     from . import cpu_fused, cuda_fused, cupy_kernels, numpy_buffers
     from .target import MEASURED, Target
 
-    # cpu_fused's own functions take the fit's parts (fused29's module); they are called through the Fit here.
+    # cpu_fused's own functions take the fit's parts (its tests call them so); here they are asked about a Fit.
     def cpu_applies(fit):
         return cpu_fused.applies(fit.shape, fit.activation, fit.dtype, fit.device, output=fit.output,
                                  weighted=fit.weighted, optimizer=fit.optimizer, host_numpy=fit.host_numpy)
