@@ -84,7 +84,7 @@ def second_core(repeats=5) -> float:
 def one_call(shape, sizes, with_cost, repeats, budget):
     from backprop_core import equations
     from backprop_core.activations import ACTIVATIONS
-    from backprop_core.buffered import buffered_gradients
+    from backprop_core.lowering.numpy_buffers import buffered_gradients
     from backprop_core.initialization import initial_parameters_host
 
     n0, n1, n2 = shape
@@ -104,7 +104,7 @@ def one_call(shape, sizes, with_cost, repeats, budget):
 def whole_batch(shape, m, sizes, with_cost, repeats, budget):
     from backprop_core import equations
     from backprop_core.activations import ACTIVATIONS
-    from backprop_core.buffered import buffered_gradients
+    from backprop_core.lowering.numpy_buffers import buffered_gradients
     from backprop_core.initialization import initial_parameters_host
 
     n0, n1, n2 = shape

@@ -1,4 +1,4 @@
-"""The bench entry of the fused CUDA kernel (backprop_core.fused) on CuPy arrays.
+"""The bench entry of the fused CUDA kernel (backprop_core.lowering.cuda_fused) on CuPy arrays.
 
 Same methods as the entries of ``worker.py``; ``worker.make_entry`` builds it
 for the entry name ``cupy:fused``.  Shapes over the kernel's accumulator limit
@@ -23,7 +23,7 @@ class FusedEntry:
         self.fused = self.X = self.Y = self.params = None
 
     def load(self, X, Y, params):
-        from backprop_core.fused import FusedStep
+        from backprop_core.lowering.cuda_fused import FusedStep
 
         (n1, n0), n2 = params["W1"].shape, params["W2"].shape[0]
         self.fused = FusedStep(n0, n1, n2, "tanh", self.lr, self.dtype, device=self.backend.device.id)

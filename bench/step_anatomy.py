@@ -34,7 +34,7 @@ ROUNDS = 3
 
 
 def measure(n0, n1, n2, m, repeats, torch, threadpool_limits) -> dict:
-    from backprop_core.buffered import buffered_gradients
+    from backprop_core.lowering.numpy_buffers import buffered_gradients
     from backprop_core.initialization import initial_parameters_host
 
     X, Y = make_data(n0, n2, m)

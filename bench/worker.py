@@ -75,7 +75,7 @@ class LibraryEntry:
     on the whole batch, with no planner (compiled by the backend where it can be:
     jax.jit), to show what the planner's choice is worth, or ``cupy:kernels``
     for the traced equations as chains and cuBLAS calls replayed as a CUDA graph
-    (backprop_core.gpu_lowering), which records the levers it used, or
+    (backprop_core.lowering.cupy_kernels), which records the levers it used, or
     ``numpy:cpu-fused`` for the fused CPU step on every core, or
     ``numpy:no-targets`` for the planner's choice without the lowering targets.
     """
@@ -312,7 +312,7 @@ def applies(entry, n0, n1, n2) -> tuple[bool, str]:
     """Can ``entry`` train an n0-n1-n2 network at all?  ``(applies, why)``, asked before its process
     starts: the fused kernel says so itself (its accumulator limit), every other entry takes any shape."""
     if entry == "cupy:fused":
-        from backprop_core.fused.limits import fused_support  # imports no CuPy
+        from backprop_core.lowering.cuda_fused.limits import fused_support  # imports no CuPy
 
         return fused_support(n0, n1, n2)
     return True, "any shape"

@@ -181,7 +181,7 @@ def test_a_run_where_no_entry_measures_anything_exits_1_and_says_why(tmp_path):
 
 
 def test_the_fused_entry_is_not_started_for_a_shape_its_kernel_refuses(tmp_path):
-    from backprop_core.fused.limits import fused_support
+    from backprop_core.lowering.cuda_fused.limits import fused_support
 
     done, records = _run(tmp_path, "--backends", "cupy:fused", "--peers", "none", "--shapes", "64-64-1")
     (note,) = [r for r in records if r.get("entry") == "cupy:fused"]  # no worker's record: none was started

@@ -415,9 +415,10 @@ def test_the_fused_cpu_step_is_not_planned_for_another_rule_and_the_plan_says_wh
 
 
 def test_the_kernels_whole_batch_step_hands_its_gradients_to_another_rule(monkeypatch):
-    from backprop_core import gpu_lowering
+    from backprop_core.lowering import cupy_kernels as gpu_lowering
     from backprop_core.backends.array_api_strict_backend import ArrayApiStrictBackend
-    from backprop_core.kernel_steps import KernelSteps
+    from backprop_core.lowering.cupy_kernels import GraphStep
+    from backprop_core.strategies import Lowered
 
     class KernelRunning(ArrayApiStrictBackend):  # stands for CuPy: kernels made by the library
         name = "kernel-running"
@@ -434,7 +435,7 @@ def test_the_kernels_whole_batch_step_hands_its_gradients_to_another_rule(monkey
                              state=rule.optimizer.init(params))
     assert isinstance(strategy, Chunked) and strategy.rule is rule
     lecture = planner.build(p, X, Y, params, TANH, 0.01, backend, "float64")
-    assert isinstance(lecture, KernelSteps)
+    assert isinstance(lecture, Lowered) and isinstance(lecture.lowered, GraphStep)
 
 
 # -- the default: the lecture's step, bit for bit -----------------------------------------------------------

@@ -30,3 +30,8 @@ def add_parts(acc, part):
     if acc is None:
         return part
     return tuple(None if a is None else a + b for a, b in zip(acc, part))
+
+
+def split_weights(Y, weighted: bool):
+    """``(Y, weights)``: the labels (n2, m) and, for a weighted fit, the weights (1, m) under them."""
+    return (Y[:-1, ...], Y[-1:, ...]) if weighted else (Y, None)

@@ -17,10 +17,12 @@ which threads cannot match where many short NumPy calls contend for the GIL,
 and what starting them costs once per fit; they run a fit only where that
 measurement says they finish it sooner.
 
-Then the lowering targets (:mod:`backprop_core.lowering`: the fused step in C
-on the CPU) are asked whether they apply to the fit, and those that do are
-timed in turns with the plan just made; the faster runs, and the plan's reason
-says why a target did not (:func:`_target_plan`).
+What computes the step is asked of the lowering targets
+(:mod:`backprop_core.lowering`), never named here: the first executor that
+applies computes the chunks (:func:`_executor`); a target the ``fused`` option
+asks for runs where it applies (:func:`_asked_plan`); the measured targets (the
+fused step in C on the CPU) are timed in turns with the plan just made, the
+faster runs, and the plan's reason says why a target did not (:func:`_target_plan`).
 
 The candidates, targets included, are timed interleaved and read by one noise
 rule (:mod:`backprop_core.measuring`): the safe plan stays unless another is
@@ -41,15 +43,15 @@ from functools import partial
 import numpy as np
 from array_api_compat import is_array_api_strict_namespace, is_numpy_namespace
 
-from . import gpu_lowering, measuring, processes
+from . import lowering, measuring, processes
 from .activations import get_activation
 from .backends._base import cpu_cores
 from .blas import blas_threads, one_blas_thread, switch
 from .chunked import ChunkedGradients, cap_workers, working_bytes_per_example
 from .equations import SIGMOID, get_output
 from .errors import InvalidInputError
-from .strategies import (Chunked, Fused, MiniBatch, WholeBatch, make_buffered_gradients,
-                         make_equations_gradients)
+from .lowering.target import ASKED, EXECUTOR, MEASURED, Fit
+from .strategies import Chunked, Lowered, MiniBatch, WholeBatch, make_equations_gradients
 
 log = logging.getLogger("backprop_core")
 
@@ -147,13 +149,13 @@ def plan(backend, shape, dtype: str, activation, **options) -> Plan:
     ``stream``: True, False or "auto" (stream host data through a GPU when they
     would not fit).  ``batch_size``/``epochs``: mini-batch gradient descent.
     ``fused``: True, False or "auto": the equations compiled into one GPU kernel
-    on backends that can (:mod:`backprop_core.fused`); "auto" uses it where it
+    on backends that can (:mod:`backprop_core.lowering.cuda_fused`); "auto" uses it where it
     has been measured to pay.  ``host_data``: the data are NumPy arrays on the
     host (only those can be streamed).  ``output``, ``weighted``: the output
-    layer, and whether examples carry weights (both decide the executor:
-    :func:`executor_for`).  ``early_stopping``: held-out data are scored at the
+    layer, and whether examples carry weights (each target says whether it runs
+    them: :mod:`backprop_core.lowering`).  ``early_stopping``: held-out data are scored at the
     cost reads.  ``rule``: the fit's :class:`~backprop_core.optimizers.UpdateRule`
-    (None: the lecture's gradient descent); the fused kernel computes only the lecture's.
+    (None: the lecture's gradient descent); the fused targets compute only the lecture's.
     BLAS's threads: :func:`blas_plan`.
     """
     p = _mode_plan(backend, shape, dtype, activation, **options)
@@ -207,10 +209,11 @@ def _mode_plan(backend, shape, dtype: str, activation, *, chunk_size="auto", wor
         return _logged(Plan("mini-batch", batch_size=batch_size, epochs=epochs,
                             reason="batch_size was given"))
 
-    fused_plan = _fused_plan(backend, shape, fused, explicit=isinstance(chunk_size, int) or stream is True,
-                             output=output, weighted=weighted, fits=fits or not host_data, rule=rule)
-    if fused_plan is not None:
-        return _logged(fused_plan)
+    fit = Fit(backend, (n0, n1, n2), activation, dtype, get_output(output), weighted, rule)
+    asked_plan = _asked_plan(fit, fused, explicit=isinstance(chunk_size, int) or stream is True,
+                             fits=fits or not host_data)
+    if asked_plan is not None:
+        return _logged(asked_plan)
 
     if stream is True and not host_data:
         raise InvalidInputError("only NumPy arrays on the host can be streamed through a device")
@@ -221,7 +224,7 @@ def _mode_plan(backend, shape, dtype: str, activation, *, chunk_size="auto", wor
             f"the data need {need / 2**30:.1f} GiB, more than half the device's free memory"
         return _logged(Plan("streamed chunks", chunk_size=size, workers=workers or 1, reason=why))
 
-    executor = executor_for(backend, output, weighted)
+    executor = _executor(fit)
     if isinstance(chunk_size, int):
         chunks = -(-m // chunk_size)
         return _logged(Plan("chunks", executor=executor, chunk_size=chunk_size,
@@ -239,7 +242,7 @@ def _mode_plan(backend, shape, dtype: str, activation, *, chunk_size="auto", wor
         fallback = _cpu_plan(backend, shape, dtype, activation, workers, executor, parallel, iterations, network)
     if parallel == "processes" or stream is True:
         return _logged(fallback)
-    return _logged(_target_plan(backend, shape, dtype, activation, output, weighted, workers, fallback, rule))
+    return _logged(_target_plan(fit, m, workers, fallback))
 
 
 def _process_network(backend, parallel, shape, activation, output, weighted, dtype, m, *, chunk_size, stream,
@@ -285,33 +288,35 @@ def _process_network(backend, parallel, shape, activation, output, weighted, dty
     return network
 
 
-def _fused_plan(backend, shape, fused, explicit: bool, *, output, weighted, fits, rule=None) -> Plan | None:
-    """The fused kernel's plan where it is asked for and applies; None to plan otherwise."""
-    from .fused import choose
-
+def _asked_plan(fit: Fit, fused, explicit: bool, *, fits: bool) -> Plan | None:
+    """The plan of a target the ``fused`` option asks for (``ASKED``: the fused CUDA kernel) where it
+    applies; None to plan otherwise."""
     if fused not in (True, False, "auto", None):
         raise InvalidInputError(f"fused must be True, False or 'auto', got {fused!r}")
     if not fused:
         return None
-    if not backend.fuses_kernels:
+    if not fit.backend.fuses_kernels:  # what the option is about: kernels this library compiles
         if fused is True:
             raise InvalidInputError(f"fused=True needs a backend that compiles fused kernels (cupy), "
-                                    f"not {backend.name!r}")
+                                    f"not {fit.backend.name!r}")
         return None
     if fused is True and explicit:
         raise InvalidInputError("the fused kernel runs the whole batch on the device: "
                                 "chunk_size and stream=True do not apply with fused=True")
-    use, why = choose(fused, *shape[:3])
-    if use and (output != SIGMOID or weighted):
-        use, why = False, "the fused kernel computes the sigmoid output without sample weights"
-    if use and not fits:
-        use, why = False, "the data do not fit on the device: chunks are streamed instead"
-    if use and rule is not None and not rule.lecture:  # the kernel's update is the lecture's, fused in
-        use, why = False, f"the fused kernel updates by gradient descent without L2 penalty, not by {rule}"
-    if use and not explicit:
-        return Plan("whole batch", executor="fused", reason=why)
+    whys = []
+    for target in lowering.TARGETS:
+        if target.chosen != ASKED:
+            continue
+        use, why = target.applies(fit)
+        if use and fused == "auto" and not target.proven():
+            use, why = False, "fused='auto' waits for GPU measurements; pass fused=True to use it now"
+        if use and not fits:
+            use, why = False, "the data do not fit on the device: chunks are streamed instead"
+        if use and not explicit:
+            return Plan("whole batch", executor=target.name, reason=why)
+        whys.append(why)
     if fused is True:
-        warnings.warn(f"fused=True: {why}", stacklevel=5)
+        warnings.warn(f"fused=True: {'; '.join(whys)}", stacklevel=5)
     return None
 
 
@@ -336,27 +341,19 @@ def chunk_size_for_bytes(n0: int, n1: int, n2: int, itemsize: int, target_bytes:
     return 1 << (int(size).bit_length() - 1)
 
 
-def default_executor(backend) -> str:
-    """The fastest way this backend computes a chunk's gradients.
-
-    On NumPy: the traced equations lowered to calls into buffers made once
-    ("buffered", :mod:`backprop_core.buffered`).  On CuPy: the equations
-    themselves until the traced equations lowered to kernels and cuBLAS
-    ("kernels", :mod:`backprop_core.gpu_lowering`) have proven faster on a GPU,
-    or when the environment asks for them (``gpu_lowering.ENVIRONMENT``).
-    Elsewhere the equations, compiled by the backend where it can (jax.jit).
-    """
-    if is_numpy_namespace(backend.xp):
-        return "buffered"
-    if backend.fuses_kernels:  # the backends that run kernels made by this library: CuPy
-        return gpu_lowering.cupy_executor()
+def _executor(fit: Fit) -> str:
+    """The name of what computes a fit's chunks: the first executor target that applies
+    (:mod:`backprop_core.lowering`: NumPy's buffered step; CuPy's kernels once proven or asked
+    for), else "equations", the equations compiled by the backend where it can (jax.jit)."""
+    for target in lowering.TARGETS:
+        if target.chosen == EXECUTOR and target.applies(fit)[0]:
+            return target.name
     return "equations"
 
 
-def executor_for(backend, output=SIGMOID, weighted: bool = False) -> str:
-    """The executor for a fit.  The buffered lowering follows any traced graph, softmax
-    outputs and weighted examples included (the fused kernel is planned apart)."""
-    return default_executor(backend)
+def default_executor(backend) -> str:
+    """The fastest way this backend computes a chunk's gradients (:func:`_executor` of any fit on it)."""
+    return _executor(Fit(backend))
 
 
 # -- the lowering targets: asked whether they apply, timed against the plan they would replace ----------
@@ -367,33 +364,26 @@ TARGET_CALIBRATION_S = 0.5
 _target_timings: dict = {}
 
 
-def _target_plan(backend, shape, dtype, activation, output, weighted, workers, fallback: Plan, rule=None) -> Plan:
-    """The fastest of ``fallback`` and the lowering targets that apply to this fit (:mod:`backprop_core.lowering`),
-    each timed on this machine, interleaved with the fallback, on the fit's m up to
-    :data:`MAX_TARGET_CALIBRATION` examples.  Why a target does not run is added to the plan's reason.
-    ``rule``: the fit's update rule (None: the lecture's), which a target that fuses the update must apply."""
-    from . import lowering
-
-    n0, n1, n2, m = shape
-    device = "cpu" if not backend.on_gpu else str(backend.device)
-    host_numpy = is_numpy_namespace(backend.xp) and not backend.on_gpu
+def _target_plan(fit: Fit, m: int, workers, fallback: Plan) -> Plan:
+    """The fastest of ``fallback`` and the MEASURED lowering targets that apply to this fit
+    (:mod:`backprop_core.lowering`), each timed on this machine, interleaved with the fallback, on the
+    fit's m up to :data:`MAX_TARGET_CALIBRATION` examples.  Why a target does not run is added to the
+    plan's reason; a target that fuses the update applies only the lecture's rule (``fit.rule``)."""
     notes, best, best_rate, fallback_rate = [], fallback, None, None
-    optimizer = None if rule is None or rule.lecture else (
-        rule.optimizer.name if not rule.alpha else f"{rule.optimizer.name} with the L2 penalty alpha={rule.alpha:g}")
     for target in lowering.TARGETS:
-        applies, why = target.applies((n0, n1, n2), activation, dtype, device, output=output, weighted=weighted,
-                                      optimizer=optimizer, host_numpy=host_numpy)
+        if target.chosen != MEASURED:
+            continue
+        applies, why = target.applies(fit)
         if not applies:
-            notes.append(f"{target.NAME}: {why}")
+            notes.append(f"{target.name}: {why}")
             continue
         try:
-            examples, timings = _time_target(backend, target, (n0, n1, n2), m, activation, dtype, output, workers,
-                                             fallback)
+            examples, timings = _time_target(target, fit, m, workers, fallback)
         except lowering.BuildError as exc:
-            notes.append(f"{target.NAME}: {str(exc).splitlines()[0]}")
+            notes.append(f"{target.name}: {str(exc).splitlines()[0]}")
             continue
         except Exception as exc:  # noqa: BLE001 - a step that fails here fails again in the loop, which says so
-            notes.append(f"{target.NAME}: not timed ({type(exc).__name__}: {str(exc)[:100]})")
+            notes.append(f"{target.name}: not timed ({type(exc).__name__}: {str(exc)[:100]})")
             continue
         fallback_timing = timings.pop(None)
         threads, timing = min(timings.items(), key=lambda item: item[1].median)
@@ -401,26 +391,27 @@ def _target_plan(backend, shape, dtype, activation, output, weighted, workers, f
         faster, verdict = target_replaces(timing, fallback_timing)
         if faster and rate > (best_rate or 0.0):
             best_rate = rate
-            best = Plan("whole batch", executor=target.NAME, workers=threads,
+            best = Plan("whole batch", executor=target.name, workers=threads,
                         reason=f"{why}; measured here {rate / 1e6:.3g} M examples/s on {threads} thread(s), "
                                f"against {fallback_rate / 1e6:.3g} M/s for {fallback.mode} by {fallback.executor}: "
                                f"{verdict}",
                         measured={k: examples / t.median for k, t in timings.items()})
         else:
-            notes.append(f"{target.NAME}: measured {rate / 1e6:.3g} M/s against {fallback_rate / 1e6:.3g} M/s "
+            notes.append(f"{target.name}: measured {rate / 1e6:.3g} M/s against {fallback_rate / 1e6:.3g} M/s "
                          f"here, kept the plan: {verdict}")
     if best is fallback and notes:
         best = replace(fallback, reason="; ".join([fallback.reason, *notes]) if fallback.reason else "; ".join(notes))
     return best
 
 
-def _time_target(backend, target, shape, m, activation, dtype, output, workers, fallback: Plan) -> tuple:
+def _time_target(target, fit: Fit, m, workers, fallback: Plan) -> tuple:
     """``(examples, {threads: Timing})``: the seconds ``target`` takes for ``examples`` examples by its
     thread count, and ``fallback``'s (key None), timed interleaved (:func:`measuring.time_interleaved`) on
     min(m, MAX_TARGET_CALIBRATION) examples; once per fit's shape, m, dtype and fallback in a process."""
+    backend, shape, activation, dtype, output = fit.backend, fit.shape, fit.activation, fit.dtype, fit.output
     n0, n1, n2 = shape
     count = min(m, MAX_TARGET_CALIBRATION)
-    key = (target.NAME, backend.name, shape, count, activation.name, output.name, dtype, workers, str(fallback))
+    key = (target.name, backend.name, shape, count, activation.name, output.name, dtype, workers, str(fallback))
     if key in _target_timings:
         examples, timings = _target_timings[key]
         return examples, dict(timings)
@@ -428,7 +419,7 @@ def _time_target(backend, target, shape, m, activation, dtype, output, workers, 
     threads = [workers] if workers else sorted({1, cpu_cores()})
     steps = {}
     for t in threads:
-        step = target.compile(shape, activation, dtype, 0.01, output=output, threads=t)
+        step = target.compile(fit, 0.01, threads=t)
         Xt, Yt = step.prepare(backend.to_numpy(X)), step.prepare(backend.to_numpy(Y))
         steps[t] = partial(step, params, Xt, Yt, False)
     repeat = min(max(1, (1 << 16) // count), 64)  # a sample of 65,536 examples, or of 64 small steps
@@ -444,7 +435,7 @@ def _time_target(backend, target, shape, m, activation, dtype, output, workers, 
         with strategy.running():
             timings = measuring.time_interleaved(samples, budget_s=TARGET_CALIBRATION_S)
     _target_timings[key] = (examples, timings)
-    log.debug("%s on %s: %s", target.NAME, key,
+    log.debug("%s on %s: %s", target.name, key,
               {k: f"{examples / t.median / 1e6:.3g} M/s" for k, t in timings.items()})
     return examples, dict(timings)
 
@@ -486,8 +477,9 @@ def blas_plan(p: Plan, backend, shape, dtype, activation) -> tuple:
     multiply-adds, and otherwise every core only where that was measured
     faster under the noise rule (:mod:`backprop_core.measuring`).
     """
-    if not _numpy_blas(backend) or p.executor == "fused" or _target(p.executor) is not None:
-        return None, ""  # no BLAS in a fused step
+    target = lowering.find(p.executor)
+    if not _numpy_blas(backend) or (target is not None and not target.blas):
+        return None, ""  # the target's step computes without NumPy's BLAS
     if p.mode == "chunks" and p.chunk_size is not None and p.chunk_size < shape[3]:
         return 1, f"one for each of the {p.workers} {p.parallel}" if p.workers > 1 else "one worker"
     n0, n1, n2, m = shape
@@ -542,7 +534,7 @@ def _cpu_plan(backend, shape, dtype, activation, workers, executor, parallel, it
         timings.update({(c, w, "threads"): t for (c, w), t in calibration_timings(backend, n0, n1, n2, activation,
                                                                                     dtype).items()})
     measured = None
-    if network is not None and executor == "buffered":
+    if network is not None and executor == processes.EXECUTOR:
         measured = process_calibration(backend, n0, n1, n2, activation, dtype)
     if measured is not None:
         rates.update({(c, w, "processes"): r for (c, w), r in measured.rates.items()})
@@ -755,7 +747,7 @@ def _measure_processes(backend, n0, n1, n2, activation, dtype, budget_s):
             for c in sizes:
                 if time.perf_counter() - shared > budget_s:
                     break
-                make = make_gradients(backend, "buffered", activation, (n0, n1, n2), dtype, c)
+                make = make_gradients(backend, processes.EXECUTOR, activation, (n0, n1, n2), dtype, c)
                 # One step of a chunk per process (a + b) and one of n chunks each (a + n b):
                 # b is a chunk's time, a what every step pays beside its chunks.  The workers hold
                 # one split at a time, so each chunk size is timed on its own (the noise rule's
@@ -784,21 +776,15 @@ def _measure_processes(backend, n0, n1, n2, activation, dtype, budget_s):
 # -- from a plan to the strategy the loop runs ------------------------------------------
 def make_gradients(backend, executor: str, activation, shape, dtype, columns: int, output=SIGMOID,
                    weighted: bool = False):
-    """``make(with_cost)`` for :class:`ChunkedGradients` computing by ``executor``, on chunks of
-    at most ``columns`` examples of an n0-n1-n2 network (``shape``)."""
+    """``make(with_cost)`` for :class:`ChunkedGradients` computing by ``executor`` (an executor target's
+    name, or "equations"), on chunks of at most ``columns`` examples of an n0-n1-n2 network (``shape``)."""
     if executor == "equations":
         return make_equations_gradients(backend, activation, output, weighted)
-    if executor == "buffered":
-        return make_buffered_gradients(backend, activation, shape, dtype, columns, output, weighted)
-    if executor == "kernels":
-        return gpu_lowering.make_kernel_gradients(backend, activation, shape, dtype, columns, output, weighted)
-    raise InvalidInputError(f"unknown executor {executor!r}")
-
-
-def _target(name: str):
-    from . import lowering
-
-    return next((t for t in lowering.TARGETS if t.NAME == name), None)
+    target = lowering.find(executor)
+    if target is None or target.gradients is None:
+        raise InvalidInputError(f"unknown executor {executor!r}")
+    return target.gradients(Fit(backend, shape, get_activation(activation), dtype, get_output(output), weighted),
+                            columns)
 
 
 def build(p: Plan, X, Y, parameters, activation, learning_rate, backend, dtype, seed=0, output=SIGMOID,
@@ -853,32 +839,21 @@ def _strategy(p: Plan, X, Y, parameters, activation, learning_rate, backend, dty
     if p.mode == "mini-batch":
         return MiniBatch(X, Y, activation, learning_rate, backend, p.batch_size, seed, output, weighted, rule,
                          state)
-    target = _target(p.executor)
-    if target is not None:  # a lowering target runs the whole step
-        if not lecture:  # the planner does not choose it for such a fit (_target_plan)
-            raise InvalidInputError(f"the {target.NAME} step updates by gradient descent only, not by {rule}")
-        n1 = parameters["W1"].shape[0]
-        step = target.compile((X.shape[0], n1, Y.shape[0]), activation, dtype, learning_rate, output=output,
-                              threads=p.workers)
-        return Fused(step.prepare(X), step.prepare(Y), backend.compile(step), backend)  # NumPy's hook: as is
-    if p.executor == "fused":
-        if not lecture:  # the planner does not choose it for such a fit (_fused_plan)
-            raise InvalidInputError(f"the fused kernel updates by gradient descent only, not by {rule}")
-        from .fused import FusedStep
-
-        n1 = parameters["W1"].shape[0]
-        step = FusedStep(X.shape[0], n1, Y.shape[0], activation, learning_rate, dtype, backend.device)
-        return Fused(X, Y, step, backend)
-    if p.chunk_size is None:
-        return WholeBatch(X, Y, activation, learning_rate, backend, output, weighted, rule, state)
     n0, n2 = X.shape[0], parameters["W2"].shape[0]
     n1 = parameters["W1"].shape[0]
-    # The kernels' whole-batch step fuses the lecture's update; another rule takes the same kernels'
-    # gradients (one chunk of m) below and applies itself to them.
-    if p.executor == "kernels" and p.mode == "whole batch" and lecture:  # replayed as a CUDA graph
-        from .kernel_steps import KernelSteps
-
-        return KernelSteps(X, Y, (n0, n1, n2), activation, learning_rate, backend, dtype, output, weighted)
+    target = lowering.find(p.executor)
+    # A target's step runs the whole batch and fuses the lecture's update: the fused targets always (the
+    # planner chooses them only for it), an executor in a whole-batch plan (a chunk of m) of the lecture's
+    # rule.  Another rule takes an executor's gradients (one chunk of m) below and applies itself to them.
+    executor_step = p.mode == "whole batch" and p.chunk_size is not None and lecture
+    if target is not None and (target.chosen != EXECUTOR or executor_step):
+        if not lecture:  # the planner does not choose it for such a fit (_target_plan, _asked_plan)
+            raise InvalidInputError(f"the {target.name} step updates by gradient descent only, not by {rule}")
+        fit = Fit(backend, (n0, n1, n2), get_activation(activation), dtype, get_output(output), weighted)
+        step = target.compile(fit, learning_rate, threads=p.workers)
+        return Lowered(step.prepare(X), step.prepare(Y), backend.compile(step), backend)  # NumPy's hook: as is
+    if p.chunk_size is None:
+        return WholeBatch(X, Y, activation, learning_rate, backend, output, weighted, rule, state)
     make = make_gradients(backend, p.executor, activation, (n0, n1, n2), dtype, p.chunk_size, output, weighted)
     if p.parallel == "processes" and p.workers > 1:
         network = _process_network(backend, "processes", (n0, n1, n2), activation, output, weighted, dtype,

@@ -1,7 +1,7 @@
 """Chunks of the whole batch on worker processes, where threads take turns on the GIL.
 
 On NumPy a chunk's step is some forty calls of a few microseconds each
-(:mod:`backprop_core.buffered`); threads running them hold the GIL in turn,
+(:mod:`backprop_core.lowering.numpy_buffers`); threads running them hold the GIL in turn,
 so on narrow networks two threads are no faster than one.  A process has a
 GIL of its own.
 
@@ -69,10 +69,13 @@ from .chunked import ChunkedGradients, chunk_bounds, share_sums
 from .equations import OUTPUTS, get_output
 from .errors import DistributedTrainingError, InvalidInputError
 from .parameters import add_parts, pack, unpack
-from .strategies import Chunked, make_buffered_gradients
+from .lowering import numpy_buffers
+from .strategies import Chunked
 
 #: Seconds a worker may take to answer beyond what the calling process's own share took
 #: (a worker's share is about as long): longer, and it is taken for hung.
+#: The executor the worker processes compute their chunks by (they rebuild it by name: :class:`Network`).
+EXECUTOR = numpy_buffers.NAME
 ROUND_TRIP_TIMEOUT_S = 60.0
 #: A timeout grows with the step: at least this many times the calling process's share.
 TIMEOUT_SHARES = 20
@@ -132,7 +135,7 @@ class Network:
         """``make(with_cost)`` of :class:`ChunkedGradients`: the buffered lowering, chunks of ``columns``."""
         from .backends import get_backend
 
-        return make_buffered_gradients(get_backend("numpy"), get_activation(self.activation),
+        return numpy_buffers.make_gradients(get_backend("numpy"), get_activation(self.activation),
                                        (self.n0, self.n1, self.n2), self.dtype, columns, get_output(self.output),
                                        self.weighted)
 

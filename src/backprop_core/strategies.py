@@ -21,12 +21,7 @@ from . import equations
 from .chunked import ChunkedGradients, chunk_bounds
 from .equations import SIGMOID
 from .loop import Strategy
-from .parameters import pack, unpack, updated
-
-
-def split_weights(Y, weighted: bool):
-    """``(Y, weights)``: the labels (n2, m) and, for a weighted fit, the weights (1, m) under them."""
-    return (Y[:-1, ...], Y[-1:, ...]) if weighted else (Y, None)
+from .parameters import pack, split_weights, unpack, updated
 
 
 # -- the equations over the parameters dict ----------------------------------------------
@@ -125,40 +120,6 @@ def make_equations_gradients(backend, g, output=SIGMOID, weighted: bool = False)
     return make
 
 
-def make_buffered_gradients(backend, g, shape, dtype: str, columns: int, output=SIGMOID,
-                            weighted: bool = False):
-    """``make(with_cost)`` for :class:`ChunkedGradients` on NumPy: the traced equations lowered to
-    calls into buffers made once (:mod:`backprop_core.buffered`), one set of buffers per worker.
-
-    ``shape`` is (n0, n1, n2); chunks hold at most ``columns`` examples.  Like every
-    executor's function, it passes through the adapter's ``compile`` hook (NumPy's
-    runs it as it is).
-    """
-    from .buffered import BufferedGradients
-    from .tracing import trace_gradients
-
-    n0, n1, n2 = shape
-    programs = {}
-
-    def make(with_cost):
-        if with_cost not in programs:  # traced and analysed once; each worker copies the buffers
-            graph = trace_gradients(n0, n1, n2, g, with_cost, weighted, output=output)
-            programs[with_cost] = BufferedGradients(graph, dtype, columns)
-            compute = programs[with_cost]
-        else:
-            compute = programs[with_cost].copy()
-
-        def gradients(params, Xc, Yc, m):
-            Yc, weights = split_weights(Yc, weighted)
-            if weighted:
-                return compute(Xc, Yc, *unpack(params), m, weights)
-            return compute(Xc, Yc, *unpack(params), m)
-
-        return backend.compile(gradients)
-
-    return make
-
-
 # -- the strategies ------------------------------------------------------------------------
 class RuleSteps:
     """The compiled steps of :class:`WholeBatch` and :class:`MiniBatch`, and the update rule's state.
@@ -242,20 +203,29 @@ class Chunked(Strategy):
         return stack
 
 
-class Fused(Strategy):
-    """The whole batch's step as the equations compiled into one GPU kernel (:mod:`backprop_core.fused`)."""
+class Lowered(Strategy):
+    """The whole batch's step as a lowering target compiled it (:mod:`backprop_core.lowering`):
+    ``step(params, X, Y, with_cost) -> (params, J)``, X and Y as ``step.prepare`` laid them out."""
 
-    def __init__(self, X, Y, fused_step, backend):
-        self.X, self.Y, self.fused, self.backend = X, Y, fused_step, backend
+    def __init__(self, X, Y, step, backend):
+        self.X, self.Y, self.lowered, self.backend = X, Y, step, backend
 
     def step(self, params, i, with_cost):
-        return self.fused(params, self.X, self.Y, with_cost)
+        return self.lowered(params, self.X, self.Y, with_cost)
 
     def cost(self, params):
-        return self.fused(params, self.X, self.Y, True)[1]
+        return self.lowered(params, self.X, self.Y, True)[1]
 
     def running(self):
         return self.backend.context()
+
+    @property
+    def levers(self) -> dict:
+        """What the step does per iteration, where it says (the CuPy kernels': graph replay, launches)."""
+        levers = getattr(self.lowered, "levers", None)
+        if levers is None:
+            raise AttributeError("this step reports no levers")
+        return levers
 
 
 class MiniBatch(RuleSteps, Strategy):

@@ -86,7 +86,8 @@ class Node:
         return f"Node#{self.id}({self.op}{' ' + str(label) if label != '' else ''}, shape={self.shape})"
 
 
-def _broadcast(*shapes) -> tuple:
+def broadcast(*shapes) -> tuple:
+    """The shape that arrays of ``shapes`` broadcast to (as the Array API broadcasts; M included)."""
     ndim = max(len(s) for s in shapes)
     out = []
     for dims in zip(*(((1,) * (ndim - len(s)) + tuple(s)) for s in shapes)):
@@ -189,7 +190,7 @@ def _unary(op, x) -> Symbol:
 def _binary(op, a, b) -> Symbol:
     a, b = _lift(a), _lift(b)
     dtype = "bool" if op in COMPARISONS else "float"
-    return _make(op, (a, b), _broadcast(_shape(a), _shape(b)), dtype)
+    return _make(op, (a, b), broadcast(_shape(a), _shape(b)), dtype)
 
 
 def _matmul(a, b) -> Symbol:
@@ -236,7 +237,7 @@ class _Namespace:
 
     def where(self, condition, a, b):
         a, b = _lift(a), _lift(b)
-        return _make("where", (condition, a, b), _broadcast(condition.shape, _shape(a), _shape(b)))
+        return _make("where", (condition, a, b), broadcast(condition.shape, _shape(a), _shape(b)))
 
     def astype(self, x, dtype, copy=True):
         if dtype not in ("float", "bool"):

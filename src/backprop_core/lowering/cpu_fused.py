@@ -7,7 +7,7 @@ library keeps.
 
 When it applies: NumPy arrays on the host, float32 or float64, a network narrow
 enough that every sum over the examples fits in registers
-(:func:`backprop_core.fused.fused_support`), plain gradient descent, a C
+(:func:`backprop_core.lowering.cuda_fused.fused_support`), plain gradient descent, a C
 compiler, and not turned off with ``BACKPROP_CORE_CPU_FUSED=0``.
 """
 
@@ -21,7 +21,7 @@ import numpy as np
 from ..activations import get_activation
 from ..equations import SIGMOID, get_output
 from ..errors import InvalidInputError, InvalidTypeError
-from ..fused.limits import fused_support
+from .cuda_fused.limits import fused_support
 from ..parameters import NAMES as PARAMETERS
 from ..validation import check_shapes
 from . import build_cache

@@ -1,7 +1,7 @@
 """The fused step printed as C for the CPU: vectorised across examples, on a pool of threads.
 
 The per-example and after-phase lines are those of the CUDA kernel
-(:class:`backprop_core.fused.cuda._Emitter` prints both); only the loop around
+(:class:`backprop_core.lowering.cuda_fused.cuda._Emitter` prints both); only the loop around
 them differs.  ``bc_cpu_step_<variant>`` runs one whole iteration:
 
 * the examples are cut into ``parts`` equal ranges, one per thread of a pool
@@ -33,8 +33,8 @@ from dataclasses import dataclass
 
 from ..activations import Activation
 from ..equations import SIGMOID, Output
-from ..fused.cuda import DTYPES, VARIANTS, _Emitter, _indent, layout
-from ..fused.scalar import Program, lower_step
+from .cuda_fused.cuda import DTYPES, VARIANTS, Emitter as _Emitter, indent as _indent, layout
+from .cuda_fused.scalar import Program, lower_step
 
 #: Examples per SIMD block: each sum keeps this many partials (two AVX2 vectors of float32,
 #: four of float64); a constant of the text, so the order of additions is too.
@@ -118,7 +118,7 @@ VECTOR_MATH = ("exp", "log", "log1p", "tanh", "pow")
 
 @dataclass(frozen=True)
 class CpuSource:
-    """One network's C text and the layout of its buffers (as :class:`~backprop_core.fused.KernelSource`)."""
+    """One network's C text and the layout of its buffers (as :class:`~backprop_core.lowering.cuda_fused.KernelSource`)."""
 
     text: str
     dtype: str

@@ -66,3 +66,18 @@ OPS = {
     # Within one example, a max over rows folds pairwise (the fused kernels); NaN wins, as in NumPy.
     "maximum": Op(lambda xp, a, b: xp.maximum(a, b), np.maximum, None, "bc_max({0}, {1})"),
 }
+
+# Scalars made only of m and constants are computed as the equations compute them, in
+# Python: a Python float stays "weak" in NumPy, so (1.0 / m) * dW keeps float32 float32.
+_PYTHON = {**{name: op.python for name, op in OPS.items() if op.python is not None},
+           "sum": lambda a: a, "max": lambda a: a}  # over the no axes of a scalar
+
+
+def python_call(node):
+    """The Python function computing a scalar node (a :class:`~backprop_core.tracing.Node` of shape ())
+    from Python numbers, None where it has none: the targets compute the scalars of m and constants so."""
+    if node.op in _PYTHON:
+        return _PYTHON[node.op]
+    if node.op == "astype":
+        return float if node.dtype == "float" else bool
+    return None

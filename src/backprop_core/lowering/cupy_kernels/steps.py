@@ -3,9 +3,8 @@
 :func:`make_kernel_gradients` gives :class:`~backprop_core.chunked.ChunkedGradients`
 a chunk's gradients by the partitioned program, launched one by one (each
 chunk's data are at another address, which a graph would have to be captured
-for again).  The whole-batch strategy that replays the step as a CUDA graph,
-:class:`~backprop_core.kernel_steps.KernelSteps`, lives with the loop's other
-strategies.
+for again).  The whole-batch step that replays the step as a CUDA graph is
+:class:`.graph_step.GraphStep`, the target's step object.
 
 Both run on a *device*: :class:`.cupy_runner.CupyDevice` on a GPU, and
 :class:`.host.HostDevice` on NumPy with the chains built as host C++, which is
@@ -16,9 +15,9 @@ from __future__ import annotations
 
 import math
 
-from ..equations import SIGMOID
-from ..errors import InvalidInputError
-from ..strategies import split_weights
+from ...equations import SIGMOID
+from ...errors import InvalidInputError
+from ...parameters import split_weights
 from .partition import INLINE_TERMS
 from .program import Program, gradients_graph
 

@@ -25,14 +25,14 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections import defaultdict
 from dataclasses import dataclass
 
-from .. import equations, tracing
-from ..buffered import _python_call
-from ..errors import InvalidInputError, InvalidTypeError
-from ..equations import SIGMOID
-from ..tracing import M, Node
+from ... import equations, tracing
+from ...errors import InvalidInputError, InvalidTypeError
+from ...equations import SIGMOID
+from ...tracing import M, Node
+from ..ops import python_call
+from ..liveness import Read, Step as LiveStep, Write, plan_buffers
 from .gemm import BlasCall, blas_call, layout_of
 from .partition import EXAMPLE_CHAIN, GEMM, HOST, INLINE_TERMS, INPUT, SUM, VIEW, partition
 from .source import COLUMN, SCALAR, ChainKernel, chain_source
@@ -191,7 +191,7 @@ class Program:
         self.out_size = at
 
     def _place_buffers(self):
-        steps = self.partition.steps
+        """Per-example values in buffers shared once they die (:mod:`..liveness`); others in small arrays."""
         base = {n.id: self.storage[n.id].base for n in self.partition.views}
 
         def root(node):
@@ -199,34 +199,22 @@ class Program:
                 node = base[node.id]
             return node
 
-        last_read = {}
-        for s, step in enumerate(steps):
-            for a in step.inputs:
-                last_read[root(a).id] = s
-        free, made = defaultdict(list), defaultdict(int)
-        for s, step in enumerate(steps):
-            dying, reusable = {}, {}
-            for a in step.inputs:
-                r = root(a)
-                if last_read.get(r.id) == s and self.storage.get(r.id, Storage("")).kind == "buffer":
-                    dying[r.id] = r
-                    reusable[r.id] = reusable.get(r.id, True) and self._written_over_safely(step, a)
-            self._release([n for n in dying.values() if reusable[n.id]], free)
+        steps, kinds = [], {}
+        for step in self.partition.steps:
+            writes = []
             for node in step.outputs:
-                if node.id in self.storage:
-                    continue  # a graph output, in `out`
-                spec = _spec(node)
-                kind = "buffer" if node.per_example else "small"
-                if kind == "buffer" and free[spec]:
-                    ordinal = free[spec].pop()
-                else:
-                    ordinal = made[(kind, spec)]
-                    made[(kind, spec)] += 1
-                self.storage[node.id] = Storage(kind, spec=spec, ordinal=ordinal)
-            self._release([n for n in dying.values() if not reusable[n.id]], free)
-        self.buffer_specs = dict(made)
+                if node.id not in self.storage:  # else a graph output, in `out`
+                    kinds[node.id] = "buffer" if node.per_example else "small"
+                    writes.append(Write(node.id, (kinds[node.id], _spec(node)), pooled=node.per_example))
+            reads = tuple(Read(root(a).id, self._written_over_safely(step, a, kinds)) for a in step.inputs)
+            steps.append(LiveStep(reads, tuple(writes)))
+        plan = plan_buffers(steps)
+        for node_id, kind in kinds.items():
+            self.storage[node_id] = Storage(kind, spec=plan.buffers[plan.index[node_id]][1],
+                                            ordinal=plan.ordinal[node_id])
+        self.buffer_specs = plan.made()
 
-    def _written_over_safely(self, step, a: Node) -> bool:
+    def _written_over_safely(self, step, a: Node, kinds) -> bool:
         """May an output of ``step`` be written over input ``a``'s buffer, ``a`` dying there?
 
         Only in a chain, whose thread loads all it reads before it stores, and
@@ -237,13 +225,7 @@ class Program:
         if step.kind != EXAMPLE_CHAIN:
             return False  # a product or a sum reads all of an operand for each result
         kernel = self._kernels[id(step)]
-        return kernel.layout == COLUMN or (self.storage.get(a.id, Storage("")).kind == "buffer"
-                                           and a.shape == kernel.shape)
-
-    def _release(self, nodes, free):
-        for node in nodes:
-            where = self.storage[node.id]
-            free[where.spec].append(where.ordinal)
+        return kernel.layout == COLUMN or (kinds.get(a.id) == "buffer" and a.shape == kernel.shape)
 
     @staticmethod
     def _ones_needed(node: Node) -> int:
@@ -310,7 +292,7 @@ class Program:
                 scalars[node.id] = node.attrs["value"]
                 continue
             args = [scalars[a.id] if isinstance(a, Node) else a for a in node.args]
-            scalars[node.id] = _python_call(node)(*args)
+            scalars[node.id] = python_call(node)(*args)
 
         def array(node):
             if node.id not in arrays:

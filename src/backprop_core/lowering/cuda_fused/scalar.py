@@ -39,9 +39,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .. import equations, tracing
-from ..errors import BackpropCoreError
-from ..parameters import NAMES as PARAMETERS
+from ... import equations, tracing
+from ...errors import BackpropCoreError
+from ...parameters import NAMES as PARAMETERS
 
 UNIFORM, EXAMPLE, AFTER = "uniform", "example", "after"
 _RANK = {UNIFORM: 0, EXAMPLE: 1, AFTER: 2}
@@ -120,7 +120,7 @@ class Program:
         return [s for arr in self.outputs.values() for s in arr.flat]
 
 
-class _Builder:
+class Builder:
     """Makes Scalars, each distinct computation once, and registers accumulators."""
 
     def __init__(self):
@@ -179,7 +179,7 @@ def _map(fn, *arrays) -> np.ndarray:
     return out
 
 
-def _fold(b: _Builder, arr: np.ndarray, axes, op: str, keepdims: bool) -> np.ndarray:
+def _fold(b: Builder, arr: np.ndarray, axes, op: str, keepdims: bool) -> np.ndarray:
     """Combine ``arr`` over ``axes`` with the binary ``op``, left to right."""
     axes = tuple(sorted(axes))
     kept = [i for i in range(arr.ndim) if i not in axes]
@@ -251,7 +251,7 @@ RULES = {
 }
 
 
-def lower(b: _Builder, graph: tracing.Graph, bindings: dict) -> tuple:
+def lower(b: Builder, graph: tracing.Graph, bindings: dict) -> tuple:
     """The graph's outputs as object arrays of Scalars; ``bindings``: input name -> array."""
     values = {}
     for node in graph.nodes:
@@ -282,7 +282,7 @@ def lower_step(n0: int, n1: int, n2: int, g, with_cost: bool, output=equations.S
     update_graph = tracing.trace(equations.update, {**{p: shapes[p] for p in PARAMETERS},
                                                     **{d: shapes[p] for d, p in zip(GRADIENTS, PARAMETERS)},
                                                     "learning_rate": ()})
-    b = _Builder()
+    b = Builder()
     bindings = {}
     for name, shape in shapes.items():
         phase = EXAMPLE if tracing.M in shape else UNIFORM

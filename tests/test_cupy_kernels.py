@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import shutil
 import subprocess
 import sys
@@ -13,25 +15,27 @@ import pytest
 from array_api_compat import array_namespace
 
 import backprop_core as bc
-from backprop_core import equations, gpu_lowering, planner, training
+from backprop_core import equations, planner, training
+from backprop_core.lowering import cupy_kernels as gpu_lowering
 from backprop_core.activations import ACTIVATIONS, Activation
 from backprop_core.backends import BackendUnavailableError, get_backend
 from backprop_core.backends.array_api_strict_backend import ArrayApiStrictBackend
 from backprop_core.equations import OUTPUTS
-from backprop_core.fused.host import compiler
-from backprop_core.gpu_lowering import Program, gradients_graph, partition, step_graph
-from backprop_core.gpu_lowering.gemm import blas_call, emulate, layout_of
-from backprop_core.gpu_lowering import steps
-from backprop_core.gpu_lowering.host import HostChains, HostDevice
-from backprop_core.kernel_steps import KernelSteps
-from backprop_core.gpu_lowering.partition import EXAMPLE, EXAMPLE_CHAIN, GEMM, SUM, UNIFORM, UNIFORM_CHAIN
-from backprop_core.gpu_lowering.source import COLUMN, ELEMENT
+from backprop_core.lowering.cuda_fused.host import compiler
+from backprop_core.lowering.cupy_kernels import Program, gradients_graph, partition, step_graph
+from backprop_core.lowering.cupy_kernels.gemm import blas_call, emulate, layout_of
+from backprop_core.lowering.cupy_kernels import steps
+from backprop_core.lowering.cupy_kernels.host import HostChains, HostDevice
+from backprop_core.lowering.cupy_kernels import GraphStep
+from backprop_core.strategies import Lowered
+from backprop_core.lowering.cupy_kernels.partition import EXAMPLE, EXAMPLE_CHAIN, GEMM, SUM, UNIFORM, UNIFORM_CHAIN
+from backprop_core.lowering.cupy_kernels.source import COLUMN, ELEMENT
 from backprop_core.chunked import ChunkedGradients
 from backprop_core.loop import run
 from backprop_core.tracing import Node
 
 from conftest import assert_close, gpu, skip_unusable, tolerance
-from test_fused import ACTIVATION_NAMES, GRADIENTS, LEARNING_RATE, M_WHOLE, PARAMETERS, _problem, nvrtc_compile
+from test_cuda_fused import ACTIVATION_NAMES, GRADIENTS, LEARNING_RATE, M_WHOLE, PARAMETERS, _problem, nvrtc_compile
 
 # Every graph the executor runs: activation x outputs n2 x output layer x with the cost or not.
 GRAPHS = [pytest.param(g, n2, out, cost, id=f"{g}-{n2}-{out}-{'cost' if cost else 'step'}")
@@ -243,7 +247,7 @@ def test_chain_source_compiles_with_nvcc(shape, activation, out, dtype, weighted
     assert "warning" not in done.stderr, done.stderr
 
 
-GRAPH_KINDS = {"step": step_graph, "gradients": gradients_graph}  # KernelSteps' graphs, make_kernel_gradients'
+GRAPH_KINDS = {"step": step_graph, "gradients": gradients_graph}  # GraphStep's graphs, make_kernel_gradients'
 
 
 def _nvrtc_compiles(graph, dtype):
@@ -410,7 +414,7 @@ def test_the_environment_asks_for_the_kernels_and_the_plan_builds_them(monkeypat
     xp = backend.xp
     strategy = planner.build(p, xp.asarray(X), xp.asarray(Y), backend.parameters_from_host(params, "float64"),
                              ACTIVATIONS["tanh"], 0.5, backend, "float64")
-    assert isinstance(strategy, KernelSteps)
+    assert isinstance(strategy, Lowered) and isinstance(strategy.lowered, GraphStep)
     make = planner.make_gradients(backend, "kernels", ACTIVATIONS["tanh"], (2, 4, 1), "float32", 256)
     assert callable(make)
 
@@ -423,7 +427,7 @@ def test_an_unknown_executor_in_the_environment_is_named(monkeypatch):
 
 def test_the_levers_are_reported_before_any_gpu_is_touched():
     X, Y, _ = _problem(2, 4, 1, 100)
-    steps = KernelSteps(X, Y, (2, 4, 1), ACTIVATIONS["tanh"], 0.5, _KernelRunning(), "float32")
+    steps = GraphStep((2, 4, 1), ACTIVATIONS["tanh"], 0.5, _KernelRunning(), "float32")
     levers = steps.levers
     assert levers["launches_per_step"] == 9 and levers["launches_per_step_with_cost"] == 11
     assert levers["fused_chains"] == 5 and levers["tf32"] is False and levers["graph_replay"] is False
@@ -451,9 +455,8 @@ def place(request, tmp_path_factory):
 def _run_steps(place, X, Y, p, dtype, g="tanh", out="sigmoid", graphs=True, iterations=12, cost_every=4):
     backend, device = place
     shape = (X.shape[0], p["W1"].shape[0], Y.shape[0])
-    strategy = KernelSteps(backend.asarray(X, dtype), backend.asarray(Y, dtype), shape,
-                                        ACTIVATIONS[g], 0.5, backend, dtype, OUTPUTS[out], graphs=graphs,
-                                        device=device)
+    step = GraphStep(shape, ACTIVATIONS[g], 0.5, backend, dtype, OUTPUTS[out], graphs=graphs, device=device)
+    strategy = Lowered(backend.asarray(X, dtype), backend.asarray(Y, dtype), step, backend)
     with backend.context():
         result = run(strategy, backend.parameters_from_host(p, dtype), num_iterations=iterations,
                      learning_rate=0.5, cost_every=cost_every)
@@ -517,11 +520,27 @@ def test_two_runs_are_bit_identical(place):
     assert first[1] == second[1]
 
 
+def test_the_step_follows_the_arrays_it_is_given(place):
+    """Its buffers and graphs are made for the X and Y of the first call, and made again for others."""
+    backend, device = place
+    step = GraphStep((3, 5, 2), ACTIVATIONS["tanh"], 0.5, backend, "float64", device=device)
+    _, _, p = _problem(3, 5, 2, 10)
+    with backend.context():
+        for m, seed in ((1000, 1), (600, 2), (1000, 3)):
+            X, Y, _ = _problem(3, 5, 2, m, seed=seed)
+            new, J = step(backend.parameters_from_host(p, "float64"), backend.asarray(X, "float64"),
+                          backend.asarray(Y, "float64"), True)
+            *expected, expected_J = equations.step(X, Y, *p.values(), ACTIVATIONS["tanh"], 0.5, with_cost=True)
+            for name, value in zip(PARAMETERS, expected):
+                np.testing.assert_allclose(backend.to_numpy(new[name]), value, rtol=1e-12, atol=1e-14, err_msg=name)
+            np.testing.assert_allclose(float(backend.to_numpy(J)), float(expected_J), rtol=1e-12)
+
+
 def test_parameters_the_loop_keeps_are_never_written_over(place):
     backend, device = place
     X, Y, p = _problem(3, 5, 2, 1000)
-    strategy = KernelSteps(backend.asarray(X, "float64"), backend.asarray(Y, "float64"), (3, 5, 2),
-                                        ACTIVATIONS["tanh"], 0.5, backend, "float64", device=device)
+    step = GraphStep((3, 5, 2), ACTIVATIONS["tanh"], 0.5, backend, "float64", device=device)
+    strategy = Lowered(backend.asarray(X, "float64"), backend.asarray(Y, "float64"), step, backend)
     with strategy.running():
         kept, _ = strategy.step(backend.parameters_from_host(p, "float64"), 0, True)
         before = {k: backend.to_numpy(v).copy() for k, v in kept.items()}
@@ -590,8 +609,8 @@ def test_bench_entry_records_the_levers(cupy_backend):
 
 
 def test_the_lowering_knows_nothing_of_the_loop():
-    """Loop strategies live with the loop (kernel_steps.py); the lowering only lowers."""
-    folder = Path(gpu_lowering.__file__).parent
-    for module in folder.glob("*.py"):
-        text = module.read_text()
-        assert "..loop" not in text and "backprop_core.loop" not in text, module.name
+    """Loop strategies live with the loop (strategies.py runs every target's step); the targets only lower."""
+    folder = Path(gpu_lowering.__file__).parent.parent
+    imports = re.compile(r"^\s*(from|import) \S*\b(loop|strategies|chunked|training)\b", re.MULTILINE)
+    for module in folder.rglob("*.py"):
+        assert not imports.search(module.read_text()), (module, imports.search(module.read_text()))

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from backprop_core import equations, tracing
 from backprop_core.activations import ACTIVATIONS
-from backprop_core.buffered import BufferedGradients, buffered_gradients
+from backprop_core.lowering.numpy_buffers import BufferedGradients, buffered_gradients
 from backprop_core.errors import InvalidInputError, InvalidTypeError
 from backprop_core.initialization import initial_parameters_host
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numbers
 
-from ..activations import Activation, get_activation
-from ..errors import InvalidInputError, InvalidTypeError
+from ...activations import Activation, get_activation
+from ...errors import InvalidInputError, InvalidTypeError
 
 #: Provisional limit on the sums one thread keeps in registers (n1*n0 + n1 + n2*n1 + n2 + 1).
 #: From ptxas's report for sm_90 (CUDA 13, tanh): the partial kernel spills nothing up to

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from numpy.lib.stride_tricks import as_strided
 
-from ..errors import InvalidInputError
+from ...errors import InvalidInputError
 
 #: cuBLAS takes 32-bit sizes and leading dimensions.
 INT32_MAX = 2**31 - 1

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..lowering.ops import OPS
+from ..ops import OPS
 from .cuda import KernelSource
 from .scalar import EXAMPLE, PARAMETERS, Program
 

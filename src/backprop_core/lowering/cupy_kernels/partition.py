@@ -41,9 +41,9 @@ import heapq
 import math
 from dataclasses import dataclass, field
 
-from .. import tracing
-from ..errors import InvalidInputError
-from ..tracing import Node
+from ... import tracing
+from ...errors import InvalidInputError
+from ...tracing import Node
 
 INPUT, HOST, VIEW, GEMM, SUM, EXAMPLE, UNIFORM = "input", "host", "view", "gemm", "sum", "example", "uniform"
 #: Roles whose nodes are grouped into element-wise chains.

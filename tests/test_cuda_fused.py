@@ -16,11 +16,11 @@ from array_api_compat import array_namespace
 from backprop_core import equations, tracing
 from backprop_core.activations import ACTIVATIONS, Activation
 from backprop_core.errors import InvalidInputError, InvalidTypeError
-from backprop_core.fused import (MAX_ACCUMULATORS, FusedStep, NotFusableError, accumulator_count, choose,
+from backprop_core.lowering.cuda_fused import (MAX_ACCUMULATORS, FusedStep, NotFusableError, accumulator_count, choose,
                                  fused_support, kernel_source, lower_step)
-from backprop_core.fused.cuda import BLOCK, C_OPERATIONS, grid_size
-from backprop_core.fused.host import NUMPY_OPERATIONS, HostBuild, compiler, run_numpy
-from backprop_core.fused.scalar import AFTER, EXAMPLE, RULES, SCALAR_OPS
+from backprop_core.lowering.cuda_fused.cuda import BLOCK, C_OPERATIONS, grid_size
+from backprop_core.lowering.cuda_fused.host import NUMPY_OPERATIONS, HostBuild, compiler, run_numpy
+from backprop_core.lowering.cuda_fused.scalar import AFTER, EXAMPLE, RULES, SCALAR_OPS
 from backprop_core.initialization import initial_parameters_host
 
 from conftest import assert_close, gpu, skip_unusable, tolerance

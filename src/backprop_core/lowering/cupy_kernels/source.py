@@ -5,7 +5,7 @@ A chain runs in one of two layouts:
 ``column``
     one thread per example, for a chain that combines rows of an example (an
     unrolled ``W2 @ A1``, softmax's sum over the outputs): its nodes are
-    lowered by :func:`backprop_core.fused.scalar.lower` with the examples axis
+    lowered by :func:`backprop_core.lowering.cuda_fused.scalar.lower` with the examples axis
     standing for one example, exactly as the fused kernel lowers them, so
     ``W2 @ A1`` with four hidden units becomes four multiply-adds;
 ``element``
@@ -16,7 +16,7 @@ A chain runs in one of two layouts:
     output of fewer rows is stored by the threads of row 0.
 
 The expressions are printed by the fused kernel's C printer
-(:class:`backprop_core.fused.cuda._Printer`: ``tanhf``, ``1.0f``, ternaries for
+(:class:`backprop_core.lowering.cuda_fused.cuda.Printer`: ``tanhf``, ``1.0f``, ternaries for
 ``where``); this module only frames them: loads of a chain's inputs through
 their strides, the loop, stores of the values something outside the chain
 reads.  Every load comes before every store, and a thread reads only the
@@ -38,10 +38,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .. import tracing
-from ..fused.cuda import _PREAMBLE, _SPECIALS, BLOCK, DTYPES, _Printer
-from ..fused.scalar import EXAMPLE, UNIFORM, Program as ScalarProgram, _Builder, lower
-from ..tracing import M, Node, _broadcast
+from ... import tracing
+from ..cuda_fused.cuda import PREAMBLE, SPECIALS, BLOCK, DTYPES, Printer
+from ..cuda_fused.scalar import EXAMPLE, UNIFORM, Program as ScalarProgram, Builder, lower
+from ...tracing import M, Node, broadcast
 from .partition import EXAMPLE_CHAIN, HOST, INPUT, Partition, Step, crosses_rows
 
 SCALAR, ARRAY, OUT = "scalar", "array", "out"
@@ -118,7 +118,7 @@ def layout_of(step: Step) -> tuple:
     if step.kind == EXAMPLE_CHAIN and any(crosses_rows(n) for n in step.nodes):
         return COLUMN, ()
     try:
-        return ELEMENT, _broadcast(*(n.shape for n in step.nodes))
+        return ELEMENT, broadcast(*(n.shape for n in step.nodes))
     except tracing.TraceError:
         return COLUMN, ()
 
@@ -159,7 +159,7 @@ class _ChainPrinter:
         self.step, self.params = step, params
         self.layout, self.shape = layout_of(step)
         by_column = self.layout == COLUMN
-        b = _Builder()
+        b = Builder()
         shadow, bindings, nodes = {}, {}, []
         for p in params:
             if p.kind == OUT:
@@ -188,7 +188,7 @@ class _ChainPrinter:
                 self.names[id(s)] = s.name
             else:  # an element loaded from an array
                 self.names[id(s)] = "_".join([s.name, *map(str, s.index)]) if s.index else f"{s.name}_value"
-        self.printer = _Printer(dtype, self.names)
+        self.printer = Printer(dtype, self.names)
         self.by_name = {p.name: p for p in params}
 
     @staticmethod
@@ -253,7 +253,7 @@ class _ChainPrinter:
         return lines
 
 
-def _indent(lines, depth) -> str:
+def indent(lines, depth) -> str:
     pad = "    " * depth
     return "\n".join(pad + line for line in lines)
 
@@ -271,14 +271,14 @@ extern "C" __global__ void __launch_bounds__(BC_BLOCK)
 {{
     const long long stride = (long long)gridDim.x * BC_BLOCK;
     for (long long e = (long long)blockIdx.x * BC_BLOCK + threadIdx.x; e < count; e += stride) {{
-{_indent(body, 2)}
+{indent(body, 2)}
     }}
 }}
 #else
 extern "C" void {kernel.host_name}({signature})
 {{
     for (long long e = 0; e < count; ++e) {{
-{_indent(body, 2)}
+{indent(body, 2)}
     }}
 }}
 #endif
@@ -290,10 +290,10 @@ def chain_source(part: Partition, dtype: str, shape: str = "traced", activation:
 
     ``shape`` ("2-4-1") and ``activation`` only name the network in the text's header.
     """
-    inf, nan = _SPECIALS[dtype]
-    text = _PREAMBLE.format(shape=shape, activation=activation, dtype=dtype, cuda_inf=inf,
+    inf, nan = SPECIALS[dtype]
+    text = PREAMBLE.format(shape=shape, activation=activation, dtype=dtype, cuda_inf=inf,
                             cuda_nan=nan, ctype=DTYPES[dtype], block=BLOCK)
-    text = text.replace("by backprop_core.fused", "by backprop_core.gpu_lowering", 1)
+    text = text.replace("by backprop_core.lowering.cuda_fused", "by backprop_core.lowering.cupy_kernels", 1)
     kernels = []
     for step in part.steps:
         if not step.is_chain:

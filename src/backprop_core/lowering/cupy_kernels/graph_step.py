@@ -1,49 +1,49 @@
-"""The kernels executor's whole-batch strategy: the step replayed as a CUDA graph.
+"""The kernels' whole-batch step: the partitioned step replayed as a CUDA graph.
 
-:class:`KernelSteps` is the loop's strategy for a whole batch on the device:
-one program for the step with the cost and one without (the gradients, then
-the update), their buffers made once, each run eagerly the first time and
-captured then into a graph that every later iteration replays with one
+:class:`GraphStep` is the target's step object (``step(params, X, Y, with_cost)
+-> (params, J)``, :mod:`backprop_core.lowering.target`): one program for the
+step with the cost and one without (the gradients, then the update), their
+buffers made once for the batch it is given, each run eagerly the first time
+and captured then into a graph that every later iteration replays with one
 launch.  The parameters live in one flat buffer the programs read; the update
 writes the new ones, and J, into ``out``; a copy at the end of the step (in
 the graph) carries them back into the parameter buffer for the next
-iteration, and a copy after it hands the loop a fresh array, so parameters the
-loop keeps (the last good ones) are never written over.  A step queues its
-work and returns: no host read.
-
-It lives with the loop's strategies (beside :mod:`backprop_core.dask_training`),
-not in the lowering it runs (:mod:`backprop_core.gpu_lowering`), which knows
-nothing of the loop.
+iteration, and a copy after it hands the caller a fresh array, so parameters
+the loop keeps (the last good ones) are never written over.  A step queues its
+work and returns: no host read.  The loop runs it as it runs every target's
+step (:class:`backprop_core.strategies.Lowered`); nothing here knows the loop.
 """
 
 from __future__ import annotations
 
 import math
 
-from .equations import SIGMOID
-from .errors import InvalidInputError
-from .gpu_lowering.partition import INLINE_TERMS
-from .gpu_lowering.program import Program, step_graph
-from .gpu_lowering.steps import cupy_device, shape_name
-from .loop import Strategy
-from .parameters import NAMES as PARAMETERS
-from .strategies import split_weights
+from ...equations import SIGMOID
+from ...errors import InvalidInputError
+from ...parameters import NAMES as PARAMETERS
+from ...parameters import split_weights
+from .partition import INLINE_TERMS
+from .program import Program, step_graph
+from .steps import cupy_device, shape_name
 
 
-class KernelSteps(Strategy):
+class GraphStep:
     """The whole batch's iteration (gradients and update) as the partitioned step, replayed as a graph.
 
-    X (n0, m) and Y (n2, m) (a weighted fit: (n2 + 1, m), the weights last)
-    are arrays of ``dtype`` where ``device(backend, dtype)`` computes (CuPy by
-    default).  ``graphs``: capture each program on its first run and replay it
-    after.  ``shape``: (n0, n1, n2).
+    ``step(params, X, Y, with_cost) -> (params, J)``: X (n0, m) and Y (n2, m)
+    (a weighted fit: (n2 + 1, m), the weights last) are arrays of ``dtype``
+    where ``device(backend, dtype)`` computes (CuPy by default); the buffers
+    and graphs are made for the X and Y of the first call, and again when
+    other arrays come.  ``graphs``: capture each program on its first run and
+    replay it after.  ``shape``: (n0, n1, n2).
     """
 
-    def __init__(self, X, Y, shape, g, learning_rate: float, backend, dtype: str, output=SIGMOID,
+    def __init__(self, shape, g, learning_rate: float, backend, dtype: str, output=SIGMOID,
                  weighted: bool = False, graphs: bool = True, inline_terms: int = INLINE_TERMS,
                  device=cupy_device):
         n0, n1, n2 = shape
-        self.X, self.Y, self.backend, self.dtype = X, Y, backend, dtype
+        self.X = self.Y = None
+        self.backend, self.dtype = backend, dtype
         self.learning_rate, self.weighted, self._make_device = float(learning_rate), weighted, device
         self.programs = {with_cost: Program(step_graph(n0, n1, n2, g, with_cost, output, weighted), dtype,
                                             inline_terms=inline_terms, shape=shape_name(n0, n1, n2), activation=g.name)
@@ -52,9 +52,17 @@ class KernelSteps(Strategy):
         self._graphs, self._no_graph = {}, None if graphs else "not asked for"
         self._holds = None  # the parameters dict the parameter buffer holds now
 
+    def prepare(self, a):
+        """``a`` as the step reads it: as it is (the launches read any strides)."""
+        return a
+
     # -- made on the first step (inside the loop, so running out of memory is reported as such) --------
-    def _prepare(self):
-        self.device = device = self._make_device(self.backend, self.dtype)
+    def _prepare(self, X, Y):
+        if self.device is None:
+            self.device = self._make_device(self.backend, self.dtype)
+        device = self.device
+        self.X, self.Y = X, Y
+        self._graphs, self._holds = {}, None
         if not device.capturable and self._no_graph is None:
             self._no_graph = device.how
         m = self.X.shape[1]
@@ -119,23 +127,15 @@ class KernelSteps(Strategy):
         J = fresh[program.out_layout[4][0]] if with_cost else None
         return new, J
 
-    def step(self, params, i, with_cost):
-        if self.device is None:
-            self._prepare()
+    def __call__(self, params, X, Y, with_cost):
+        if X is not self.X or Y is not self.Y:
+            self._prepare(X, Y)
         with self.device.context():
             self._load(params)
             self._run(with_cost)
             new, J = self._result(with_cost)
         self._holds = new
         return new, J
-
-    def cost(self, params):
-        _, J = self.step(params, 0, True)
-        self._holds = None  # the buffer holds the parameters after that step, which nobody was given
-        return J
-
-    def running(self):
-        return self.backend.context()
 
     @property
     def levers(self) -> dict:

@@ -20,7 +20,7 @@ import ctypes
 
 import numpy as np
 
-from ..fused.cuda import BLOCK
+from ..cuda_fused.cuda import BLOCK
 from .program import ChainLaunch, Program
 
 # cuBLAS's C values (cublas_api.h, library_types.h; the same numbers as CuPy's cublas.pxd).

@@ -1,7 +1,7 @@
 """The launches of a :class:`~.program.Program` run on a CPU: how they are tested without a GPU.
 
 The chains' source, the very text CuPy compiles, is built as host C++
-(``g++ -x c++``, no fast-math, no contraction: :class:`backprop_core.fused.host.HostLibrary`,
+(``g++ -x c++``, no fast-math, no contraction: :class:`backprop_core.lowering.cuda_fused.host.HostLibrary`,
 which builds the fused kernel too) and each chain launch calls its ``bc_host_chain<k>``
 through ctypes on NumPy arrays; each cuBLAS call is carried out by
 :func:`.gemm.emulate` on the same memory through the same leading dimensions.
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..fused.host import HostLibrary
+from ..cuda_fused.host import HostLibrary
 from .gemm import emulate
 from .program import Arena, Bound, ChainLaunch, Program
 

@@ -13,8 +13,8 @@ import numbers
 
 import numpy as np
 
-from ..errors import InvalidInputError, InvalidTypeError
-from ..validation import check_shapes
+from ...errors import InvalidInputError, InvalidTypeError
+from ...validation import check_shapes
 from .cuda import BLOCK, VARIANTS, finalize_threads, grid_size, kernel_source, max_grid
 from .limits import check_activation, check_dtype, check_shape, fused_support
 from .scalar import PARAMETERS
@@ -55,7 +55,7 @@ class FusedStep:
         self.dtype = check_dtype(dtype)
         self.source = kernel_source(*self.shape, self.activation, self.dtype)
 
-        from ..backends import get_backend
+        from ...backends import get_backend
 
         # The backend says why CuPy cannot run here (not installed, no GPU, no such device).
         self.device = get_backend("cupy", device).device
@@ -78,6 +78,10 @@ class FusedStep:
         self._last = None
 
     # -- one iteration -------------------------------------------------------------------
+    def prepare(self, a):
+        """``a`` as the step reads it: as it is (the kernel reads any memory layout)."""
+        return a
+
     def __call__(self, params: dict, X, Y, with_cost: bool):
         count = self._check_data(X, Y)
         p = self._flat(params)

@@ -22,25 +22,28 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections import Counter, defaultdict
+from collections import Counter
 from functools import partial
 
 import numpy as np
 
-from . import tracing
-from .activations import get_activation
-from .errors import InvalidInputError, InvalidTypeError
-from .lowering.ops import OPS
-from .tracing import M, Node
+from .. import tracing
+from ..activations import get_activation
+from ..equations import SIGMOID
+from ..errors import InvalidInputError, InvalidTypeError
+from ..parameters import split_weights, unpack, updated
+from ..tracing import M, Node
+from .liveness import Read, Step, Write, plan_buffers
+from .ops import OPS, python_call
+from .target import EXECUTOR, Target
+
+#: What a plan calls this target (``Plan.executor``).
+NAME = "buffered"
 
 # -- the rules: how each op runs --------------------------------------------------------
 #: The element-wise ops as NumPy ufuncs (``where`` has its own, bit-picking form: _where_into).
 _UFUNCS = {name: op.numpy for name, op in OPS.items() if name not in ("where", "maximum")}
 
-# Scalars made only of m and constants are computed as the equations compute them, in
-# Python: a Python float stays "weak" in NumPy, so (1.0 / m) * dW keeps float32 float32.
-_PYTHON = {**{name: op.python for name, op in OPS.items() if op.python is not None},
-           "sum": lambda a: a, "max": lambda a: a}  # over the no axes of a scalar
 
 
 def _where_into(dtype):
@@ -111,14 +114,6 @@ def _numpy_call(node: Node, dtype):
         return lambda a: np.array(a, dtype=target)  # a copy, as xp.astype makes
     if op == "transpose":
         return _transpose
-    return None
-
-
-def _python_call(node: Node):
-    if node.op in _PYTHON:
-        return _PYTHON[node.op]
-    if node.op == "astype":
-        return float if node.dtype == "float" else bool
     return None
 
 
@@ -267,7 +262,7 @@ class _Program:
         if node.op not in tracing.OPS or (node.op not in ("input", "const") and _numpy_call(node, self.dtype) is None):
             raise InvalidInputError(
                 f"no NumPy lowering for op {node.op!r} (node #{node.id}, shape {node.shape}); "
-                "add a rule to backprop_core.buffered")
+                "add a rule to backprop_core.lowering.numpy_buffers")
         if node.per_example and sum(d is M for d in node.shape) != 1:
             raise InvalidInputError(f"node #{node.id} ({node.op}) has shape {node.shape}: one examples axis expected")
         arg_kinds = {kinds[a.id] for a in node.args if isinstance(a, Node)}
@@ -285,65 +280,28 @@ class _Program:
             return self.CONSTANT  # folded below, once
         scalar_args = all(a.shape == () for a in node.args if isinstance(a, Node))
         if node.shape == () and scalar_args and arg_kinds <= {self.INPUT, self.CONSTANT, self.PYTHON} \
-                and _python_call(node) is not None:
+                and python_call(node) is not None:
             return self.PYTHON
         return self.VALUE
 
     def _allocate(self, nodes, outputs):
-        """Give each per-example node a buffer, reusing the buffers of dead nodes."""
-        last_use = {n.id: i for i, n in enumerate(nodes)}
-        for i, node in enumerate(nodes):
-            for a in node.args:
-                if isinstance(a, Node):
-                    last_use[a.id] = i
-        for o in outputs:
-            if o is not None:
-                last_use[o.id] = len(nodes)
-        # A transpose is a view of its argument's buffer, which lives until its last view dies.
-        owner, dies = {}, {}
+        """Give each per-example node a buffer, reusing the buffers of dead nodes (:mod:`.liveness`)."""
+        owner = {}  # a transpose is a view of its argument's buffer, which lives until its last view dies
         for node in nodes:
             kind = self.kinds[node.id]
             if kind == self.BUFFERED:
                 owner[node.id] = node.id
             elif kind == self.BUFFER_VIEW:
                 owner[node.id] = owner[node.args[0].id]
-            if node.id in owner:
-                root = owner[node.id]
-                dies[root] = max(dies.get(root, -1), last_use[node.id])
-
-        free = defaultdict(list)  # buffer key -> buffer indices, the latest freed last
-        self.buffer_of = {}
-
-        def key(node):
-            return tuple(d for d in node.shape if d is not M), node.dtype
-
-        def release(root):
-            free[key_of[root]].append(self.buffer_of[root])
-
-        key_of = {}
-        for i, node in enumerate(nodes):
-            if self.kinds[node.id] != self.BUFFERED:
-                continue
-            dying = {}  # root -> may the result be written over it?
-            for pos, a in enumerate(node.args):
-                if isinstance(a, Node) and a.id in owner and dies[owner[a.id]] == i:
-                    root = owner[a.id]
-                    dying[root] = dying.get(root, True) and pos in _may_reuse(node)
-            for root, reusable in dying.items():
-                if reusable:
-                    release(root)
-            key_of[node.id] = key(node)
-            pool = free[key_of[node.id]]
-            if pool:
-                self.buffer_of[node.id] = pool.pop()
-            else:
-                self.buffer_of[node.id] = len(self.buffers)
-                self.buffers.append(key_of[node.id])
-            for root, reusable in dying.items():
-                if not reusable:
-                    release(root)
-            if dies[node.id] == i:  # computed but never used
-                release(node.id)
+        steps = []
+        for node in nodes:
+            reads = tuple(Read(owner[a.id], pos in _may_reuse(node)) for pos, a in enumerate(node.args)
+                          if isinstance(a, Node) and a.id in owner)
+            buffered = self.kinds[node.id] == self.BUFFERED
+            writes = (Write(node.id, (tuple(d for d in node.shape if d is not M), node.dtype)),) if buffered else ()
+            steps.append(Step(reads, writes, frees=buffered))
+        plan = plan_buffers(steps, kept={owner[o.id] for o in outputs if o is not None and o.id in owner})
+        self.buffer_of, self.buffers = plan.index, plan.buffers
 
     def _lower(self, node: Node):
         kind, slot = self.kinds[node.id], self.slot[node.id]
@@ -358,7 +316,7 @@ class _Program:
             return
         into = kind == self.BUFFERED
         if kind == self.PYTHON:
-            f = _python_call(node)
+            f = python_call(node)
         elif not into:
             f = _numpy_call(node, self.dtype)
         else:
@@ -384,7 +342,7 @@ class _Program:
         else:
             values = dict(self.constants)
             args = [values[self.slot[a.id]] if isinstance(a, Node) else a for a in node.args]
-            call = _python_call(node) if node.shape == () else _numpy_call(node, self.dtype)
+            call = python_call(node) if node.shape == () else _numpy_call(node, self.dtype)
             value = call(*args)
         if node.shape == ():
             return float(value) if node.dtype == "float" else bool(value)
@@ -555,3 +513,80 @@ def buffered_gradients(n0: int, n1: int, n2: int, g, dtype, columns: int,
     except ValueError as exc:
         raise InvalidInputError(str(exc)) from None
     return BufferedGradients(tracing.trace_gradients(int(n0), int(n1), int(n2), g, with_cost), dtype, columns)
+
+
+# -- the target ----------------------------------------------------------------------------
+def applies(fit) -> tuple[bool, str]:
+    """The buffered step runs any traced graph (softmax, weights, every rule) on NumPy arrays on the host."""
+    if not fit.host_numpy:
+        return False, "the buffered NumPy step runs on NumPy arrays on the host"
+    if str(fit.dtype) not in ("float32", "float64"):
+        return False, f"the buffered NumPy step computes in float32 or float64, not {fit.dtype}"
+    return True, "NumPy calls into buffers made once"
+
+
+def make_gradients(backend, g, shape, dtype: str, columns: int, output=SIGMOID, weighted: bool = False):
+    """``make(with_cost)`` for :class:`~backprop_core.chunked.ChunkedGradients`: a chunk's
+    ``(dW1, db1, dW2, db2, J)`` by :class:`BufferedGradients`, one set of buffers per worker.
+
+    ``shape`` is (n0, n1, n2); chunks hold at most ``columns`` examples.  Like every
+    executor's function, it passes through the adapter's ``compile`` hook (NumPy's
+    runs it as it is).
+    """
+    n0, n1, n2 = shape
+    programs = {}
+
+    def make(with_cost):
+        if with_cost not in programs:  # traced and analysed once; each worker copies the buffers
+            graph = tracing.trace_gradients(n0, n1, n2, g, with_cost, weighted, output=output)
+            programs[with_cost] = BufferedGradients(graph, dtype, columns)
+            compute = programs[with_cost]
+        else:
+            compute = programs[with_cost].copy()
+
+        def gradients(params, Xc, Yc, m):
+            Yc, weights = split_weights(Yc, weighted)
+            if weighted:
+                return compute(Xc, Yc, *unpack(params), m, weights)
+            return compute(Xc, Yc, *unpack(params), m)
+
+        return backend.compile(gradients)
+
+    return make
+
+
+def gradients(fit, columns: int):
+    """The executor's question: ``make(with_cost)`` for chunks of at most ``columns`` examples."""
+    return make_gradients(fit.backend, fit.activation, fit.shape, fit.dtype, columns, fit.output, fit.weighted)
+
+
+class BufferedStep:
+    """One whole-batch iteration: the buffered gradients of all m examples, then the lecture's update.
+
+    ``step(params, X, Y, with_cost) -> (params, J)`` (the target's call shape);
+    the buffers are made on the first call for its m (again if a larger batch comes).
+    """
+
+    def __init__(self, fit, learning_rate: float):
+        self.fit, self.learning_rate = fit, learning_rate
+        self._columns, self._gradients = 0, {}
+
+    def prepare(self, a):
+        return a
+
+    def __call__(self, params, X, Y, with_cost: bool):
+        m = X.shape[1]
+        if m > self._columns:
+            self._columns, self._gradients = m, {}
+        if with_cost not in self._gradients:
+            self._gradients[with_cost] = gradients(self.fit, self._columns)(with_cost)
+        *grads, J = self._gradients[with_cost](params, X, Y, m)
+        return updated(params, grads, self.learning_rate), J
+
+
+def compile(fit, learning_rate: float, *, threads=None) -> BufferedStep:  # noqa: A001 - the targets' question
+    """The whole-batch step (one thread: the chunk plans share chunks among threads through :func:`gradients`)."""
+    return BufferedStep(fit, learning_rate)
+
+
+TARGET = Target(NAME, EXECUTOR, applies, compile, gradients, blas=True)
