@@ -48,6 +48,8 @@ from .blas import blas_threads, one_blas_thread, switch
 from .chunked import ChunkedGradients, cap_workers, working_bytes_per_example
 from .equations import SIGMOID, get_output
 from .errors import InvalidInputError
+from .execution import FIELDS as EXECUTION_FIELDS
+from .execution import Execution
 from .strategies import (Chunked, Fused, MiniBatch, WholeBatch, make_buffered_gradients,
                          make_equations_gradients)
 
@@ -71,8 +73,6 @@ PROCESS_CALIBRATION_S = 1.0
 #: the threads' time: each step waits for a process on another core, which a busy machine
 #: may not give at once, and a fresh process's first steps are slower than the calibration's.
 PROCESS_MARGIN = 0.85
-#: How the chunks' workers run: "auto" (the calibration decides), on threads, or on processes.
-PARALLEL = ("auto", "threads", "processes")
 #: A one-pass step whose largest product has fewer multiply-adds than this runs BLAS on one
 #: thread without measuring: OpenBLAS splits products from about 2.6e5 multiply-adds up, and
 #: below this the split gains little on a quiet machine and loses much on a busy one.
@@ -133,10 +133,15 @@ def _positive_int(value, what):
     return int(value)
 
 
-def plan(backend, shape, dtype: str, activation, **options) -> Plan:
+def plan(backend, shape, dtype: str, activation, execution: Execution | None = None, **options) -> Plan:
     """The plan for training an n0-n1-n2 network on m examples: ``shape = (n0, n1, n2, m)``.
 
     ``activation``: an :class:`~backprop_core.activations.Activation` or its name.
+    ``execution``: how the fit may run (:class:`~backprop_core.execution.Execution`,
+    checked when it was made; None: the defaults); a fit passes the one it read as
+    it started.  Its settings may also be given one by one among ``options``
+    (``plan(..., chunk_size=1024)``, as benchmarks and tests do), which replace
+    the execution's.  Read here:
     ``chunk_size``: "auto", None (never chunk) or a number of examples.
     ``workers``: how many share the chunks (None: the planner's choice).
     ``parallel``: whether the workers are "threads" or "processes" (only the
@@ -156,7 +161,9 @@ def plan(backend, shape, dtype: str, activation, **options) -> Plan:
     (None: the lecture's gradient descent); the fused kernel computes only the lecture's.
     BLAS's threads: :func:`blas_plan`.
     """
-    p = _mode_plan(backend, shape, dtype, activation, **options)
+    settings = {name: options.pop(name) for name in EXECUTION_FIELDS if name in options}
+    execution = (execution or Execution()).replace(**settings)
+    p = _mode_plan(backend, shape, dtype, activation, **execution.plan_options(), **options)
     threads, why = blas_plan(p, backend, shape, dtype, activation)
     if threads is None:
         return p
@@ -172,16 +179,14 @@ def _mode_plan(backend, shape, dtype: str, activation, *, chunk_size="auto", wor
     """:func:`plan` but BLAS's threads."""
     n0, n1, n2, m = shape
     activation = get_activation(activation)
-    if workers is not None:
-        workers = cap_workers(_positive_int(workers, "workers"))
+    if workers is not None:  # checked by the Execution: a positive integer
+        workers = cap_workers(workers)
     if iterations is not None:
         iterations = _positive_int(iterations, "iterations")
     network = _process_network(backend, parallel, (n0, n1, n2), activation, output, weighted, dtype, m,
                                chunk_size=chunk_size, stream=stream, batch_size=batch_size)
-    if stream not in (True, False, "auto"):
-        raise InvalidInputError(f"stream must be True, False or 'auto', got {stream!r}")
     if chunk_size not in (None, "auto"):  # a chunk holds at most the whole batch
-        chunk_size = min(_positive_int(chunk_size, "chunk_size (or 'auto' or None)"), m)
+        chunk_size = min(chunk_size, m)
     itemsize = np.dtype(dtype).itemsize
     need = m * working_bytes_per_example(n0, n1, n2, itemsize)
 
@@ -247,8 +252,6 @@ def _process_network(backend, parallel, shape, activation, output, weighted, dty
     """The network as worker processes rebuild it, where processes may run this fit over m
     examples; None where they may not.  Refuses, by name, what makes parallel="processes"
     impossible."""
-    if parallel not in PARALLEL:
-        raise InvalidInputError(f"parallel must be 'auto', 'threads' or 'processes', got {parallel!r}")
     if parallel == "threads":
         return None
     asked = parallel == "processes"
@@ -289,8 +292,6 @@ def _fused_plan(backend, shape, fused, explicit: bool, *, output, weighted, fits
     """The fused kernel's plan where it is asked for and applies; None to plan otherwise."""
     from .fused import choose
 
-    if fused not in (True, False, "auto", None):
-        raise InvalidInputError(f"fused must be True, False or 'auto', got {fused!r}")
     if not fused:
         return None
     if not backend.fuses_kernels:
