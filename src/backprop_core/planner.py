@@ -379,6 +379,7 @@ def _target_plan(backend, shape, dtype, activation, output, weighted, workers, f
     device = "cpu" if not backend.on_gpu else str(backend.device)
     host_numpy = is_numpy_namespace(backend.xp) and not backend.on_gpu
     notes, best, best_rate, fallback_rate = [], fallback, None, None
+    timed = None  # the fallback as it would run: BLAS on the threads blas_plan gives it, not the caller's
     optimizer = None if rule is None or rule.lecture else (
         rule.optimizer.name if not rule.alpha else f"{rule.optimizer.name} with the L2 penalty alpha={rule.alpha:g}")
     for target in lowering.TARGETS:
@@ -388,8 +389,11 @@ def _target_plan(backend, shape, dtype, activation, output, weighted, workers, f
             notes.append(f"{target.NAME}: {why}")
             continue
         try:
+            if timed is None:
+                threads, _ = blas_plan(fallback, backend, shape, dtype, activation)
+                timed = replace(fallback, blas_threads=threads)
             examples, timings = _time_target(backend, target, (n0, n1, n2), m, activation, dtype, output, workers,
-                                             fallback)
+                                             timed)
         except lowering.BuildError as exc:
             notes.append(f"{target.NAME}: {str(exc).splitlines()[0]}")
             continue
@@ -418,7 +422,9 @@ def _target_plan(backend, shape, dtype, activation, output, weighted, workers, f
 def _time_target(backend, target, shape, m, activation, dtype, output, workers, fallback: Plan) -> tuple:
     """``(examples, {threads: Timing})``: the seconds ``target`` takes for ``examples`` examples by its
     thread count, and ``fallback``'s (key None), timed interleaved (:func:`measuring.time_interleaved`) on
-    min(m, MAX_TARGET_CALIBRATION) examples; once per fit's shape, m, dtype and fallback in a process."""
+    min(m, MAX_TARGET_CALIBRATION) examples; once per fit's shape, m, dtype and fallback in a process.
+    The fallback runs with BLAS on its ``blas_threads`` (as :func:`build` pins them): timed on the
+    caller's threads instead, a busy machine's slow split products would count against it."""
     n0, n1, n2 = shape
     count = min(m, MAX_TARGET_CALIBRATION)
     key = (target.NAME, backend.name, shape, count, activation.name, output.name, dtype, workers, str(fallback))
@@ -630,7 +636,11 @@ def choose_chunking(rates: dict, m: int, *, workers=None, iterations=None, proce
         why += (f"; processes would reach {m / min(faster) / 1e6:.3g} M/s, not enough to pay for "
                 + ("their round trips" if iterations is None else
                    f"their start ({process_start_s:.2g} s) over {iterations:,} iterations"))
-    unstable = [(k, rule) for k, rule in refused if seconds(k) < seconds(best) and "unstable" in rule]
+    def measured_stable(key):  # as measuring.replaces judges it: a time without samples is not judged
+        return timings.get(key) is None or timings[key].stable
+
+    unstable = [(k, rule) for k, rule in refused
+                if seconds(k) < seconds(best) and not (measured_stable(k) and measured_stable(safe))]
     if unstable:
         (c, w, how), rule = min(unstable, key=lambda kr: seconds(kr[0]))
         why += f"; the noise rule kept it over chunks of {c:,} on {w} {how}: {rule}"
