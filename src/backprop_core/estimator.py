@@ -234,6 +234,8 @@ class BackpropClassifier(ClassifierMixin, BaseEstimator, _NamesWhereExecutionWen
         new name is set too (as scikit-learn's grids and checks set it), the new name wins.
         ``learning_rate="constant"`` is also taken, as MLPClassifier's schedule of that name.
 
+    Notes
+    -----
     How a fit runs is not a parameter: chunks, workers, threads or processes,
     streams, the fused kernel and a cluster's iteration timeout change the time a
     fit takes, not the model, and come from the current execution
@@ -243,8 +245,6 @@ class BackpropClassifier(ClassifierMixin, BaseEstimator, _NamesWhereExecutionWen
         with backprop_core.execution_context(chunk_size=4096, workers=2):
             model.fit(X, y)
 
-    Notes
-    -----
     Dask arrays are accepted directly: training then runs on Dask (see the
     ``dask`` backend), with the parameters on the client.
 
