@@ -105,6 +105,18 @@ def test_a_new_thread_sees_the_defaults_and_each_thread_its_own_block():
     assert seen == {"a": 1, "b": 2, "fresh": Execution()}
 
 
+def test_scikit_learns_n_jobs_workers_fit_with_the_defaults_as_the_guide_says(moons):
+    from joblib import parallel_backend
+    from sklearn.model_selection import cross_validate
+
+    X, k = moons
+    for n_jobs, expected in ((1, 100), (2, "auto")):
+        with parallel_backend("threading"), execution_context(chunk_size=100):
+            fitted = cross_validate(bc.BackpropClassifier(max_iter=5), X, k, cv=2, n_jobs=n_jobs,
+                                    return_estimator=True)["estimator"]
+        assert [model.execution_.chunk_size for model in fitted] == [expected, expected], n_jobs
+
+
 def test_an_asyncio_task_sees_the_block_it_was_created_in():
     async def read():
         return get_execution()

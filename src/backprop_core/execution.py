@@ -19,7 +19,9 @@ for the thread (or asyncio task) that runs the block, and for no other.  A new
 thread starts from the defaults, ``Execution()``, whatever the thread that
 started it had set (as a new thread sees scikit-learn's global configuration,
 not its starter's ``config_context``); run it under
-``contextvars.copy_context().run`` to hand it the starter's.  An asyncio task
+``contextvars.copy_context().run`` to hand it the starter's (the workers of
+scikit-learn's ``n_jobs`` are such threads or processes: they fit with the
+defaults).  An asyncio task
 starts with a copy of its creator's context, so it sees the execution set
 where it was created.
 """
