@@ -20,6 +20,8 @@ import numpy as np
 
 import backprop_core as bc
 from backprop_core.activations import get_activation
+from backprop_core.execution import FIELDS as EXECUTION_FIELDS
+from backprop_core.execution import execution_context
 from backprop_core.backends import BackendUnavailableError, get_backend
 from backprop_core.training import train
 from backprop_core.datasets import flower
@@ -211,12 +213,16 @@ def problem():
 
 
 def train_problem(backend, X, Y, p, dtype, **kw):
-    """20 full-batch iterations of the ``problem`` on ``backend`` (``kw`` goes to ``train``)."""
+    """20 full-batch iterations of the ``problem`` on ``backend`` (``kw`` goes to ``train``; the
+    execution's settings among them, chunk_size, workers, stream..., to ``execution_context``)."""
+    settings = {name: kw.pop(name) for name in EXECUTION_FIELDS if name in kw}
     params = backend.parameters_from_host(p, dtype)
-    return train(backend.asarray(X, dtype) if not kw.get("stream") else X.astype(dtype),
-                 backend.asarray(Y, dtype) if not kw.get("stream") else Y.astype(dtype), params,
-                 **{"activation": get_activation("tanh"), "learning_rate": 0.5, "num_iterations": 20,
-                    "backend": backend, "cost_every": 5, **kw})
+    streamed = settings.get("stream") is True
+    with execution_context(**settings):
+        return train(backend.asarray(X, dtype) if not streamed else X.astype(dtype),
+                     backend.asarray(Y, dtype) if not streamed else Y.astype(dtype), params,
+                     **{"activation": get_activation("tanh"), "learning_rate": 0.5, "num_iterations": 20,
+                        "backend": backend, "cost_every": 5, **kw})
 
 
 # -- child processes: signals as a terminal leaves them, and none outlives its test -------------

@@ -188,8 +188,9 @@ def test_the_estimator_sets_the_iteration_timeout_and_keeps_what_a_first_fit_tra
             cluster.scale(0)
 
     failed_at = []
-    model = bc.BackpropClassifier(num_iterations=50, cost_every=5, backend="dask", device=client, iteration_timeout=2)
-    with pytest.raises(bc.DistributedTrainingError, match="iteration_timeout=2 s") as info:
+    model = bc.BackpropClassifier(num_iterations=50, cost_every=5, backend="dask", device=client)
+    with pytest.raises(bc.DistributedTrainingError, match="iteration_timeout=2 s") as info, \
+            bc.execution_context(iteration_timeout=2):
         model.fit(Xd, yd, callback=retire)
     assert time.monotonic() - failed_at[0] < 1.5 * 2
     for k, kept in info.value.parameters.items():
@@ -222,12 +223,13 @@ def test_a_model_trained_with_a_client_saves_the_schedulers_address(flower_data,
     _, client = small_cluster
     X, Y = flower_data
     Xd, yd = da.from_array(X.T, chunks=(100, 2)), da.from_array(Y[0].astype(float), chunks=100)
-    model = bc.BackpropClassifier(num_iterations=20, backend="dask", device=client, iteration_timeout=7.0).fit(Xd, yd)
+    with bc.execution_context(iteration_timeout=7.0):
+        model = bc.BackpropClassifier(num_iterations=20, backend="dask", device=client).fit(Xd, yd)
     model.save(tmp_path / "model.npz")
     _, meta = load_parameters(tmp_path / "model.npz")
     assert meta["params"]["device"] == client.scheduler.address
     loaded = bc.BackpropClassifier.load(tmp_path / "model.npz")
-    assert loaded.iteration_timeout == 7.0
+    assert model.execution_.iteration_timeout == 7.0 and "iteration_timeout" not in meta["params"]
     assert_close(model.predict(Xd), loaded.predict(X.T), get_backend("dask"), "float64", rtol=0, atol=0)
 
 

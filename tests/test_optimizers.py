@@ -11,6 +11,7 @@ import pytest
 import backprop_core as bc
 from backprop_core import equations, optimizers, planner
 from backprop_core.activations import get_activation
+from backprop_core.execution import execution_context
 from backprop_core.initialization import initial_parameters_host
 from backprop_core.optimizers import Adam, GradientDescent, Momentum, RMSprop, UpdateRule
 from backprop_core.parameters import NAMES
@@ -262,7 +263,8 @@ def _fit(backend, X, Y, p, rule, **kw):
 @pytest.mark.parametrize("rule", RULES + ["gd"])
 def test_a_fit_moves_as_the_course_formulas_do(backend, problem, rule, chunk_size):
     X, Y, p = problem
-    done = _fit(backend, X, Y, p, rule, learning_rate=0.05, num_iterations=5, alpha=0.3, chunk_size=chunk_size)
+    with execution_context(chunk_size=chunk_size):
+        done = _fit(backend, X, Y, p, rule, learning_rate=0.05, num_iterations=5, alpha=0.3)
     assert done.plan.mode == ("whole batch" if chunk_size is None else "chunks")
     want = _hand_fit(X, Y, p, rule, 0.05, 0.3, 5)  # the penalty once a step, not once a chunk
     for k in NAMES:
@@ -281,8 +283,9 @@ def test_mini_batch_adam_moves_as_the_course_formulas_do(backend, problem):
 
 def test_the_cost_read_includes_the_penalty(problem):
     X, Y, p = problem
-    done = fit(X, Y, hidden_units=6, activation=TANH, learning_rate=0.05, num_iterations=3, parameters=p,
-               optimizer="adam", alpha=2.0, chunk_size=None)
+    with execution_context(chunk_size=None):
+        done = fit(X, Y, hidden_units=6, activation=TANH, learning_rate=0.05, num_iterations=3, parameters=p,
+                   optimizer="adam", alpha=2.0)
     assert done.result.history[0][1] == pytest.approx(_penalized_cost(X, Y, p, 2.0), rel=1e-12)
 
 
@@ -305,9 +308,10 @@ def test_integer_weights_count_as_repeated_examples_for_adam(problem):
     X, Y, p = problem
     counts = np.random.default_rng(5).integers(1, 4, X.shape[1])
     common = dict(hidden_units=6, activation=TANH, learning_rate=0.01, num_iterations=5, parameters=p,
-                  optimizer="adam", chunk_size=None)
-    weighted = fit(X, Y, sample_weight=counts, **common).result.parameters
-    repeated = fit(np.repeat(X, counts, axis=1), np.repeat(Y, counts, axis=1), **common).result.parameters
+                  optimizer="adam")
+    with execution_context(chunk_size=None):
+        weighted = fit(X, Y, sample_weight=counts, **common).result.parameters
+        repeated = fit(np.repeat(X, counts, axis=1), np.repeat(Y, counts, axis=1), **common).result.parameters
     for k in NAMES:
         np.testing.assert_allclose(weighted[k], repeated[k], rtol=1e-9, atol=1e-12, err_msg=k)
 
@@ -316,11 +320,12 @@ def test_integer_weights_count_as_repeated_examples_for_adam(problem):
 @pytest.mark.parametrize("rule", RULES)
 def test_a_fit_resumed_from_its_state_continues_where_it_stopped(backend, problem, rule):
     X, Y, p = problem
-    kw = dict(learning_rate=0.05, alpha=0.3, chunk_size=None)
-    whole = _fit(backend, X, Y, p, rule, num_iterations=8, **kw).result
-    first = _fit(backend, X, Y, p, rule, num_iterations=4, **kw).result
-    second = _fit(backend, X, Y, first.parameters, rule, num_iterations=4, optimizer_state=first.optimizer_state,
-                  **kw).result
+    kw = dict(learning_rate=0.05, alpha=0.3)
+    with execution_context(chunk_size=None):
+        whole = _fit(backend, X, Y, p, rule, num_iterations=8, **kw).result
+        first = _fit(backend, X, Y, p, rule, num_iterations=4, **kw).result
+        second = _fit(backend, X, Y, first.parameters, rule, num_iterations=4,
+                      optimizer_state=first.optimizer_state, **kw).result
     for k in NAMES:
         assert_close(second.parameters[k], backend.to_numpy(whole.parameters[k]), backend, err_msg=k)
     for name in whole.optimizer_state:
@@ -370,8 +375,9 @@ def test_worker_processes_apply_the_rule_once_to_their_sums(problem):
     if not processes.available():
         pytest.skip("worker processes need a POSIX system that can start an interpreter")
     X, Y, p = problem
-    done = fit(X, Y, hidden_units=6, activation=TANH, learning_rate=0.05, num_iterations=4, parameters=p,
-               optimizer=_optimizer("rmsprop"), alpha=0.3, chunk_size=1024, workers=2, parallel="processes")
+    with execution_context(chunk_size=1024, workers=2, parallel="processes"):
+        done = fit(X, Y, hidden_units=6, activation=TANH, learning_rate=0.05, num_iterations=4, parameters=p,
+                   optimizer=_optimizer("rmsprop"), alpha=0.3)
     assert (done.plan.parallel, done.plan.workers) == ("processes", 2)
     want = _hand_fit(X, Y, p, "rmsprop", 0.05, 0.3, 4)
     for k in NAMES:
@@ -447,8 +453,9 @@ def test_the_default_fit_is_the_lecture_step_bit_for_bit(backend, problem, monke
     X, Y, p = problem
     dtype = backend.default_dtype
     Xb, Yb = backend.asarray(X, dtype), backend.asarray(Y, dtype)
-    done = fit(Xb, Yb, hidden_units=6, activation=TANH, learning_rate=0.5, num_iterations=5, backend=backend,
-               parameters=p, chunk_size=None, cost_every=100)
+    with execution_context(chunk_size=None):
+        done = fit(Xb, Yb, hidden_units=6, activation=TANH, learning_rate=0.5, num_iterations=5, backend=backend,
+                   parameters=p, cost_every=100)
     params = tuple(backend.parameters_from_host(p, dtype)[k] for k in NAMES)
     steps = {with_cost: backend.compile(lambda ps, X, Y, c=with_cost: equations.step(X, Y, *ps, TANH, 0.5, c))
              for with_cost in (False, True)}  # compiled as a strategy's steps are (jax.jit fuses differently)
@@ -460,13 +467,16 @@ def test_the_default_fit_is_the_lecture_step_bit_for_bit(backend, problem, monke
                                       err_msg=k)
 
 
-@pytest.mark.parametrize("options", [{}, {"chunk_size": 1024}, {"batch_size": 1000}], ids=["auto", "chunks", "mini"])
-def test_gd_without_penalty_named_or_given_is_the_default_bit_for_bit(problem, options):
+@pytest.mark.parametrize("options, execution", [({}, {}), ({}, {"chunk_size": 1024}), ({"batch_size": 1000}, {})],
+                         ids=["auto", "chunks", "mini"])
+def test_gd_without_penalty_named_or_given_is_the_default_bit_for_bit(problem, options, execution):
     X, Y, p = problem
     common = dict(hidden_units=6, activation=TANH, learning_rate=0.5, num_iterations=6, parameters=p, **options)
-    default = fit(X, Y, **common)
+    with execution_context(**execution):
+        default = fit(X, Y, **common)
     for named in (dict(optimizer="gd", alpha=0.0), dict(optimizer=GradientDescent(), alpha=0)):
-        same = fit(X, Y, **named, **common)
+        with execution_context(**execution):
+            same = fit(X, Y, **named, **common)
         assert same.plan == default.plan
         for k in NAMES:
             np.testing.assert_array_equal(same.result.parameters[k], default.result.parameters[k], err_msg=k)
@@ -503,8 +513,9 @@ def test_nn_model_trains_with_adam_and_a_penalty(flower_data):
 # -- around the rules --------------------------------------------------------------------------------------
 def test_streamed_chunks_apply_the_rule_to_their_sums(problem):
     X, Y, p = problem
-    done = fit(X, Y, hidden_units=6, activation=TANH, learning_rate=0.05, num_iterations=4, parameters=p,
-               optimizer="adam", alpha=0.3, chunk_size=1024, stream=True)
+    with execution_context(chunk_size=1024, stream=True):
+        done = fit(X, Y, hidden_units=6, activation=TANH, learning_rate=0.05, num_iterations=4, parameters=p,
+                   optimizer="adam", alpha=0.3)
     assert done.plan.mode == "streamed chunks"
     want = _hand_fit(X, Y, p, "adam", 0.05, 0.3, 4)
     for k in NAMES:

@@ -56,11 +56,9 @@ def test_trained_elsewhere_loads_on_numpy(tmp_path, flower_data, backend):
 
 def test_numpy_scalar_hyperparameters_are_saved_as_json_numbers(tmp_path, flower_data):
     # As they come from a grid such as np.arange(1, 6) or np.linspace(0.1, 1.2, 12).
-    # chunk_size=None: fit's automatic chunk size does not yet take an np.int64 hidden_units.
     X, Y = flower_data
     model = bc.BackpropClassifier(hidden_units=np.arange(1, 6)[3], learning_rate=np.float32(0.5),
-                                  num_iterations=np.int32(50), seed=np.uint8(3), cost_every=np.int64(10),
-                                  chunk_size=None)
+                                  num_iterations=np.int32(50), seed=np.uint8(3), cost_every=np.int64(10))
     model.fit(X.T, Y[0]).save(tmp_path / "model.npz")
     with zipfile.ZipFile(tmp_path / "model.npz") as z, z.open("__meta__.npy") as f:
         text = str(np.lib.format.read_array(f, allow_pickle=False))

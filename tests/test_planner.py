@@ -111,7 +111,7 @@ def test_gpu_chunks_are_sized_by_bytes_from_one_rule():
 @pytest.mark.parametrize("options, message", [
     ({"stream": True}, "only NumPy arrays on the host can be streamed"),
     ({"stream": "sometimes"}, "stream must be True, False or 'auto'"),
-    ({"chunk_size": 0}, "chunk_size .* must be a positive integer"),
+    ({"chunk_size": 0}, "chunk_size must be a positive integer"),
     ({"workers": 0}, "workers must be a positive integer"),
     ({"batch_size": 2.5}, "batch_size must be a positive integer"),
     ({"batch_size": 10, "epochs": 0}, "epochs must be a positive integer"),
@@ -137,9 +137,11 @@ def test_minibatch_that_would_not_fit_is_refused_before_training():
 def test_every_entry_point_asks_the_planner(flower_data, caplog):
     X, Y = flower_data
     with caplog.at_level(logging.DEBUG, logger="backprop_core"):
-        bc.nn_model(X, Y, 4, 10, chunk_size=100, workers=2)
+        with bc.execution_context(chunk_size=100, workers=2):
+            bc.nn_model(X, Y, 4, 10)
     assert any("plan: chunks, chunks of 100, 2 threads" in r.getMessage() for r in caplog.records)
-    model = bc.BackpropClassifier(num_iterations=10, chunk_size=100, workers=2).fit(X.T, Y[0])
+    with bc.execution_context(chunk_size=100, workers=2):
+        model = bc.BackpropClassifier(num_iterations=10).fit(X.T, Y[0])
     assert (model.plan_.mode, model.plan_.chunk_size, model.plan_.workers) == ("chunks", 100, 2)
 
 
@@ -345,3 +347,62 @@ def test_a_target_plan_trains_as_the_equations_do(with_targets):
         assert abs(float(Ja) - float(Jb)) <= 1e-12 * abs(float(Jb))
     for name in b:
         np.testing.assert_allclose(a[name], b[name], rtol=1e-11, atol=1e-13)
+
+
+# -- the planner's own measurements: what they run under, how they are read ---------------------------
+def _blas_threads_now():
+    import threadpoolctl
+
+    return [info["num_threads"] for info in threadpoolctl.threadpool_info() if info["user_api"] == "blas"]
+
+
+@needs_compiler
+@pytest.mark.skipif(planner.cpu_cores() < 2, reason="one core: the caller's BLAS threads and the plan's are one")
+def test_a_target_is_timed_against_its_fallback_on_the_blas_threads_the_fallback_would_run_on(
+        with_targets, monkeypatch):
+    from backprop_core.blas import blas_threads
+
+    seen = []
+    time_interleaved = planner.measuring.time_interleaved
+
+    def spy(candidates, **kw):
+        if None in candidates:  # the target against its fallback
+            seen.append(_blas_threads_now())
+        return time_interleaved(candidates, **kw)
+
+    monkeypatch.setattr(planner.measuring, "time_interleaved", spy)
+    # The fallback is the equations' whole batch, whose strategy leaves BLAS as it finds it (the
+    # buffered chunks pin one thread of their own, which would hide what the planner sets).
+    monkeypatch.setattr(planner, "default_executor", lambda backend: "equations")
+    planner._target_timings.clear()
+    with blas_threads(planner.cpu_cores()):  # the caller leaves BLAS on every core
+        p = _plan(shape=(2, 4, 1, 400), dtype="float32")
+        after = _blas_threads_now()
+    fallback_threads, _ = planner.blas_plan(planner.Plan("whole batch"), get_backend("numpy"), (2, 4, 1, 400),
+                                            "float32", TANH)
+    assert fallback_threads == 1  # a small product: the premise of the test
+    assert seen and all(threads == [fallback_threads] * len(threads) for threads in seen), (seen, p)
+    assert after == [planner.cpu_cores()] * len(after)  # the caller's setting back once planned
+
+
+def test_the_reason_names_a_faster_candidate_refused_because_it_measured_unstable():
+    from backprop_core.measuring import Timing
+
+    rates = {(4096, 1, "threads"): 100e6, (4096, 2, "threads"): 300e6}
+    steady, noisy = Timing((1.0,) * 9), Timing((1.0, 1.0, 3.0, 0.5, 1.0, 2.0, 0.4, 1.0, 3.0))
+    key, why = planner.choose_chunking(rates, 1 << 20, timings={(4096, 1, "threads"): steady,
+                                                                (4096, 2, "threads"): noisy})
+    assert key == (4096, 1, "threads") and "the noise rule kept it over chunks of 4,096 on 2 threads" in why
+    key, why = planner.choose_chunking(rates, 1 << 20, timings={(4096, 1, "threads"): noisy,
+                                                                (4096, 2, "threads"): steady})
+    assert key == (4096, 1, "threads") and "the noise rule kept it" in why  # the safe choice's noise counts too
+
+
+def test_a_faster_candidate_refused_for_a_tie_is_not_called_unstable():
+    from backprop_core.measuring import Timing
+
+    rates = {(4096, 1, "threads"): 100e6, (4096, 2, "threads"): 105e6}  # 5%: within the margin
+    steady = Timing((1.0,) * 9)
+    key, why = planner.choose_chunking(rates, 1 << 20, timings={(4096, 1, "threads"): steady,
+                                                                (4096, 2, "threads"): steady})
+    assert key == (4096, 1, "threads") and "noise rule kept it" not in why

@@ -125,8 +125,10 @@ def test_a_fit_on_processes_lands_where_a_fit_on_threads_lands():
 
 def test_nn_model_on_processes_matches_threads(flower_data):
     X, Y = flower_data
-    on_threads = bc.nn_model(X, Y, 4, 40, chunk_size=64, workers=2, parallel="threads")
-    on_processes = bc.nn_model(X, Y, 4, 40, chunk_size=64, workers=2, parallel="processes")
+    with bc.execution_context(chunk_size=64, workers=2, parallel="threads"):
+        on_threads = bc.nn_model(X, Y, 4, 40)
+    with bc.execution_context(chunk_size=64, workers=2, parallel="processes"):
+        on_processes = bc.nn_model(X, Y, 4, 40)
     for k in ("W1", "b1", "W2", "b2"):
         np.testing.assert_allclose(on_processes[k], on_threads[k], rtol=1e-12, err_msg=k)
 
@@ -134,10 +136,11 @@ def test_nn_model_on_processes_matches_threads(flower_data):
 @pytest.mark.slow  # 5 s or more (pytest --durations, a loaded 2-core machine)
 def test_the_estimator_on_processes_matches_threads(flower_data):
     X, Y = flower_data
-    on_threads = bc.BackpropClassifier(num_iterations=40, chunk_size=64, workers=2, parallel="threads")
-    on_processes = bc.BackpropClassifier(num_iterations=40, chunk_size=64, workers=2, parallel="processes")
-    on_threads.fit(X.T, Y[0])
-    on_processes.fit(X.T, Y[0])
+    on_threads, on_processes = bc.BackpropClassifier(num_iterations=40), bc.BackpropClassifier(num_iterations=40)
+    with bc.execution_context(chunk_size=64, workers=2, parallel="threads"):
+        on_threads.fit(X.T, Y[0])
+    with bc.execution_context(chunk_size=64, workers=2, parallel="processes"):
+        on_processes.fit(X.T, Y[0])
     assert on_processes.plan_.parallel == "processes"
     for k in ("W1", "b1", "W2", "b2"):
         np.testing.assert_allclose(on_processes.parameters_[k], on_threads.parameters_[k], rtol=1e-12, err_msg=k)

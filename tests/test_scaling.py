@@ -43,7 +43,8 @@ def test_the_estimator_chunks_large_data_on_numpy_to_the_same_parameters(monkeyp
     y = (X[:, 0] * X[:, 1] > 0).astype(np.float32)
     auto = bc.BackpropClassifier(num_iterations=5, dtype="float32").fit(X, y)
     assert auto.plan_.mode == "chunks" and auto.plan_.chunk_size < 300_000
-    plain = bc.BackpropClassifier(num_iterations=5, dtype="float32", chunk_size=None).fit(X, y)
+    with bc.execution_context(chunk_size=None):
+        plain = bc.BackpropClassifier(num_iterations=5, dtype="float32").fit(X, y)
     assert plain.plan_.mode == "whole batch"
     for k in plain.parameters_:
         np.testing.assert_allclose(auto.parameters_[k], plain.parameters_[k], rtol=1e-4, atol=1e-6)

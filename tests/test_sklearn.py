@@ -301,8 +301,10 @@ def test_weights_and_softmax_over_chunks_match_the_whole_batch(output):
     X = rng.standard_normal((20_000, 3))
     k = (X[:, 0] > 0).astype(int) + (X[:, 1] > 0) * (output == "softmax")
     w = rng.uniform(0.0, 2.0, len(k))
-    chunked = bc.BackpropClassifier(num_iterations=20, chunk_size=4096, workers=2).fit(X, k, sample_weight=w)
-    whole = bc.BackpropClassifier(num_iterations=20, chunk_size=None).fit(X, k, sample_weight=w)
+    with bc.execution_context(chunk_size=4096, workers=2):
+        chunked = bc.BackpropClassifier(num_iterations=20).fit(X, k, sample_weight=w)
+    with bc.execution_context(chunk_size=None):
+        whole = bc.BackpropClassifier(num_iterations=20).fit(X, k, sample_weight=w)
     assert chunked.plan_.mode == "chunks" and whole.plan_.mode == "whole batch"
     assert chunked.output_ == output
     for name in ("W1", "b1", "W2", "b2"):
@@ -393,18 +395,21 @@ def test_early_stopping_keeps_the_best_parameters(request, data):
         np.testing.assert_allclose(model.parameters_[name], again.parameters_[name], rtol=1e-12)
 
 
-@pytest.mark.parametrize("strategy", [{"chunk_size": 1024, "workers": 2}, {"batch_size": 500, "epochs": 400}],
+@pytest.mark.parametrize("strategy, execution", [({}, {"chunk_size": 1024, "workers": 2}),
+                                                 ({"batch_size": 500, "epochs": 400}, {})],
                          ids=["chunks", "mini-batch"])
-def test_early_stopping_works_with_every_strategy(strategy):
+def test_early_stopping_works_with_every_strategy(strategy, execution):
     rng = np.random.default_rng(5)
     X = rng.standard_normal((5000, 2))
     k = (X[:, 0] * X[:, 1] > 0).astype(int)
     settings = dict(num_iterations=4000, cost_every=10, early_stopping=True, n_iter_no_change=5, learning_rate=0.5)
-    model = bc.BackpropClassifier(**settings, **strategy).fit(X, k)
-    assert model.plan_.mode == ("chunks" if "chunk_size" in strategy else "mini-batch")
+    with bc.execution_context(**execution):
+        model = bc.BackpropClassifier(**settings, **strategy).fit(X, k)
+    assert model.plan_.mode == ("chunks" if "chunk_size" in execution else "mini-batch")
     assert len(model.validation_scores_) == len(model.loss_curve_)
-    if "chunk_size" in strategy:  # the same steps as the whole batch, so the same checks and the same stop
-        whole = bc.BackpropClassifier(**settings, chunk_size=None).fit(X, k)
+    if "chunk_size" in execution:  # the same steps as the whole batch, so the same checks and the same stop
+        with bc.execution_context(chunk_size=None):
+            whole = bc.BackpropClassifier(**settings).fit(X, k)
         np.testing.assert_allclose(model.validation_loss_curve_, whole.validation_loss_curve_, rtol=1e-9)
         assert model.n_iter_ == whole.n_iter_ < 4000
 
@@ -554,10 +559,12 @@ def test_numpy_scalar_hyperparameters_are_accepted_everywhere(moons, tmp_path):
     X, k = moons
     scalars = dict(hidden_units=np.int64(5), learning_rate=np.float64(0.8), num_iterations=np.int32(300),
                    seed=np.int64(2), cost_every=np.int64(20), early_stopping=np.bool_(True),
-                   validation_fraction=np.float32(0.2), n_iter_no_change=np.int64(4), tol=np.float64(1e-3),
-                   chunk_size=np.int64(128), workers=np.int64(2))
-    model = bc.BackpropClassifier(**scalars).fit(X, k)
-    plain = bc.BackpropClassifier(**{name: value.item() for name, value in scalars.items()}).fit(X, k)
+                   validation_fraction=np.float32(0.2), n_iter_no_change=np.int64(4), tol=np.float64(1e-3))
+    with bc.execution_context(chunk_size=np.int64(128), workers=np.int64(2)):  # taken there too
+        model = bc.BackpropClassifier(**scalars).fit(X, k)
+    assert (model.plan_.chunk_size, model.plan_.workers) == (128, 2)
+    with bc.execution_context(chunk_size=128, workers=2):
+        plain = bc.BackpropClassifier(**{name: value.item() for name, value in scalars.items()}).fit(X, k)
     np.testing.assert_array_equal(model.parameters_["W1"], plain.parameters_["W1"])
     model.save(tmp_path / "m.npz")  # the hyperparameters are written as JSON numbers
     assert bc.BackpropClassifier.load(tmp_path / "m.npz").get_params() == plain.get_params()

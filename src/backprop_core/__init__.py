@@ -34,6 +34,7 @@ from .functional import (
     predict,
     update_parameters,
 )
+from .execution import Execution, execution_context, get_execution
 from .loop import TrainResult
 from .optimizers import Adam, GradientDescent, Momentum, Optimizer, RMSprop
 from .planner import Plan
@@ -54,10 +55,10 @@ def __getattr__(name):
 
 __all__ = [
     "ACTIVATIONS", "Activation", "Adam", "Backend", "BackendUnavailableError", "BackpropClassifier",
-    "BackpropCoreError", "DeviceMemoryError", "DistributedTrainingError", "FeatureScaleWarning", "GradientDescent",
-    "InvalidInputError", "InvalidTypeError", "Momentum", "NotFittedError", "Optimizer", "Plan", "RMSprop",
-    "TrainResult", "TrainingDivergedError", "TrainedParameters", "TrainingInterrupted", "backend_names",
-    "backward_propagation", "compute_cost", "forward_propagation", "get_activation", "get_backend",
-    "initialize_parameters", "layer_sizes", "nn_model", "predict", "register_backend", "train",
-    "unregister_backend", "update_parameters",
+    "BackpropCoreError", "DeviceMemoryError", "DistributedTrainingError", "Execution", "FeatureScaleWarning",
+    "GradientDescent", "InvalidInputError", "InvalidTypeError", "Momentum", "NotFittedError", "Optimizer", "Plan",
+    "RMSprop", "TrainResult", "TrainingDivergedError", "TrainedParameters", "TrainingInterrupted", "backend_names",
+    "backward_propagation", "compute_cost", "execution_context", "forward_propagation", "get_activation",
+    "get_backend", "get_execution", "initialize_parameters", "layer_sizes", "nn_model", "predict",
+    "register_backend", "train", "unregister_backend", "update_parameters",
 ]

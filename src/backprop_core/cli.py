@@ -24,6 +24,7 @@ from .backends import backend_names, get_backend, make_backend
 from .errors import (BackpropCoreError, DeviceMemoryError, DistributedTrainingError, FeatureScaleWarning,
                      TrainingDivergedError)
 from .errors import TrainingInterrupted
+from .execution import Execution, execution_context
 from .termination import signal_number, terminate_as_interrupt
 from .validation import STANDARD_MEAN_SQUARE
 
@@ -527,17 +528,19 @@ def _estimator(args, hidden, iterations=None, cost_every=100):
     """The lecture's network, named in full: the estimator's own defaults are a practitioner's, not these."""
     from .estimator import BackpropClassifier
 
-    extra = {}
-    for option in ("chunk_size", "workers", "parallel"):
-        if getattr(args, option, None) is not None:
-            extra[option] = getattr(args, option)
     batch_size = getattr(args, "batch_size", None)
     max_iter = iterations if batch_size is None else (getattr(args, "epochs", None) or 10)
     return BackpropClassifier(hidden_units=hidden, activation=args.activation, optimizer="gd",
                               learning_rate_init=args.lr, max_iter=max_iter or 10000, alpha=0.0,
                               batch_size=batch_size, init="normal", backend=args.backend, device=args.device,
                               dtype=args.dtype, random_state=args.seed, cost_every=cost_every,
-                              standardize=args.standardize, n_iter_no_change=None, **extra)  # every iteration
+                              standardize=args.standardize, n_iter_no_change=None)  # every iteration
+
+
+def _execution(args):
+    """The one :class:`~backprop_core.execution.Execution` the options ask for: the fit runs under it."""
+    given = {option: getattr(args, option, None) for option in ("chunk_size", "workers", "parallel")}
+    return Execution(**{option: value for option, value in given.items() if value is not None})
 
 
 def _check_train_options(args):
@@ -598,7 +601,8 @@ def cmd_train(args) -> int:
     stopped = None
     start = time.perf_counter()
     try:
-        model.fit(X, y, callback=progress)
+        with execution_context(_execution(args)):
+            model.fit(X, y, callback=progress)
     except tuple(kind for kind, _ in _STOPS) as exc:
         if not model.__sklearn_is_fitted__():  # stopped before anything was kept
             raise

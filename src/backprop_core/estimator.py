@@ -29,6 +29,8 @@ from .activations import get_activation
 from .backends import BackendUnavailableError, backend_for_array, get_backend
 from .errors import BackpropCoreError, DeviceMemoryError, DistributedTrainingError, InvalidInputError
 from .errors import InvalidTypeError, TrainingDivergedError, TrainingInterrupted
+from .execution import FIELDS as EXECUTION_FIELDS
+from .execution import Execution
 from .initialization import INITS
 from .parameters import unpack
 from .model_schema import classes_of
@@ -105,6 +107,7 @@ class _Fitted:
     plan: object
     n_outputs: int
     optimizer_state: object = None
+    execution: Execution | None = None  # None: loaded from a file, or pickled before fits recorded it
 
 
 def _fitted_attribute(field, doc, *, absent_if_none=False, writable=False):
@@ -156,10 +159,21 @@ FIELDS = {"n_features_in_": "n_features_in", "feature_names_in_": "feature_names
           "fitted_params_": "fitted_params", "cost_history_": "cost_history", "dtype_": "dtype",
           "plan_": "plan", "best_iteration_": "best_iteration", "n_iter_": "n_iter", "n_steps_": "n_steps",
           "t_": "t", "activation_": "activation", "output_": "output", "n_outputs_": "n_outputs",
+          "execution_": "execution",
           "_network": "network", "_fit_input": "fit_input"}
 
 
-class BackpropClassifier(ClassifierMixin, BaseEstimator):
+class _NamesWhereExecutionWent:
+    """scikit-learn forbids ``**kwargs`` in ``__init__``: before it, a setting that moved to the
+    execution is named with where it went, instead of Python's "unexpected keyword argument".
+    A base of its own, so that the signature scikit-learn reads stays ``__init__``'s."""
+
+    def __new__(cls, *args, **kwargs):
+        _refuse_execution_settings(cls, kwargs, InvalidTypeError)
+        return super().__new__(cls)
+
+
+class BackpropClassifier(ClassifierMixin, BaseEstimator, _NamesWhereExecutionWent):
     """One hidden layer trained from the lecture's equations, with scikit-learn's names.
 
     Two classes train one sigmoid output (the lecture); more classes a softmax
@@ -198,21 +212,6 @@ class BackpropClassifier(ClassifierMixin, BaseEstimator):
         iterations (mini-batch: updates).  "auto": once per epoch with mini-batches, every
         iteration of a full-batch fit on a CPU, every 100 on a GPU or a cluster (where a
         read waits for the device)
-    chunk_size : full batch computed over chunks of this many examples, to the same
-        parameters; "auto" (default) lets the planner chunk where its calibration on
-        this machine measured chunks faster (the numpy backend), None never chunks
-    workers : threads (or processes) that share the chunks; None for every core on
-        the numpy backend, 1 elsewhere
-    parallel : {"auto", "threads", "processes"}, default "auto"; how the workers run:
-        "processes" (the numpy backend only) starts worker processes once per fit and
-        shares the data with them, which pays where many short NumPy calls would make
-        threads take turns on the GIL; "auto" uses them where the planner's calibration
-        measured them faster for the fit's iterations, their start counted
-    stream : keep the data on the host and stream chunks through the device each
-        iteration; "auto" (default) does so when the data would not fit on a GPU
-    fused : run each iteration as the equations compiled into one GPU kernel (the
-        cupy backend, narrow networks); "auto" (default) does so where it has been
-        measured to pay, True asks for it, False never
     early_stopping : hold out ``validation_fraction`` of the data (stratified),
         score it at every cost read, stop when the score has not improved by
         ``tol`` for more than ``n_iter_no_change`` reads in a row, and keep the
@@ -225,9 +224,6 @@ class BackpropClassifier(ClassifierMixin, BaseEstimator):
         all ``max_iter``
     tol : float, default 1e-4
     verbose : print the cost (and the validation score) at every cost read
-    iteration_timeout : float, default 300; on a Dask cluster, the seconds one
-        iteration may take (retries after a lost worker included) before the fit
-        stops with a DistributedTrainingError; unused on one device
     standardize : learn each feature's mean and standard deviation at fit and
         train on (X - mean) / scale; predict applies the same.  Gradient descent
         with one learning rate suits features of similar spread: data whose
@@ -240,6 +236,15 @@ class BackpropClassifier(ClassifierMixin, BaseEstimator):
 
     Notes
     -----
+    How a fit runs is not a parameter: chunks, workers, threads or processes,
+    streams, the fused kernel and a cluster's iteration timeout change the time a
+    fit takes, not the model, and come from the current execution
+    (:func:`backprop_core.execution_context`, read once as a fit starts; the
+    fitted ``execution_`` records it)::
+
+        with backprop_core.execution_context(chunk_size=4096, workers=2):
+            model.fit(X, y)
+
     Dask arrays are accepted directly: training then runs on Dask (see the
     ``dask`` backend), with the parameters on the client.
 
@@ -257,6 +262,7 @@ class BackpropClassifier(ClassifierMixin, BaseEstimator):
     read, None without early stopping), ``best_validation_score_``,
     ``best_iteration_``, ``dtype_``, ``backend_`` (the adapter it trained on),
     ``plan_`` (how the planner ran the fit: mode, chunk size, threads, and why),
+    ``execution_`` (the :class:`~backprop_core.execution.Execution` it ran under),
     and ``feature_mean_`` and ``feature_scale_`` (n_features,) float64 (None
     unless ``standardize``).
 
@@ -276,10 +282,8 @@ class BackpropClassifier(ClassifierMixin, BaseEstimator):
                  max_iter=10000, alpha=0.0, batch_size=None, random_state=0, class_weight=None,
                  warm_start=False, momentum=0.9, beta_1=0.9, beta_2=None, epsilon=1e-8,
                  backend="numpy", device=None, dtype=None, init="normal", cost_every="auto",
-                 chunk_size="auto", workers=None, stream="auto", fused="auto", early_stopping=False,
-                 validation_fraction=0.1, n_iter_no_change=None, tol=1e-4, verbose=False,
-                 iteration_timeout=300.0, standardize=False, parallel="auto",
-                 learning_rate=None, num_iterations=None, epochs=None, seed=None):
+                 early_stopping=False, validation_fraction=0.1, n_iter_no_change=None, tol=1e-4, verbose=False,
+                 standardize=False, learning_rate=None, num_iterations=None, epochs=None, seed=None):
         self.hidden_units = hidden_units
         self.activation = activation
         self.optimizer = optimizer
@@ -299,22 +303,21 @@ class BackpropClassifier(ClassifierMixin, BaseEstimator):
         self.dtype = dtype
         self.init = init
         self.cost_every = cost_every
-        self.chunk_size = chunk_size
-        self.workers = workers
-        self.stream = stream
-        self.fused = fused
         self.early_stopping = early_stopping
         self.validation_fraction = validation_fraction
         self.n_iter_no_change = n_iter_no_change
         self.tol = tol
         self.verbose = verbose
-        self.iteration_timeout = iteration_timeout
         self.standardize = standardize
-        self.parallel = parallel
         self.learning_rate = learning_rate
         self.num_iterations = num_iterations
         self.epochs = epochs
         self.seed = seed
+
+    def set_params(self, **params):
+        """scikit-learn's ``set_params``; the execution's settings are refused, naming ``execution_context``."""
+        _refuse_execution_settings(type(self), params, InvalidInputError)
+        return super().set_params(**params)
 
     # -- fitted attributes: all read from the one state a fit assigns ------------------
     classes_ = property(lambda self: self._fitted_state().labels.classes, doc="The class labels, sorted.")
@@ -335,6 +338,7 @@ class BackpropClassifier(ClassifierMixin, BaseEstimator):
     best_iteration_ = _fitted_attribute("best_iteration_", "Early stopping: the iteration of the kept parameters.")
     dtype_ = _fitted_attribute("dtype_", "The float dtype the model computes in.")
     plan_ = _fitted_attribute("plan_", "How the planner ran the fit.")
+    execution_ = _fitted_attribute("execution_", "The execution the fit ran under (None for a loaded model).")
     _network = _fitted_attribute("_network", "The parameters and their backend.")
     _fit_input = _fitted_attribute("_fit_input", "The adapter of fit's input.")
 
@@ -522,8 +526,8 @@ class BackpropClassifier(ClassifierMixin, BaseEstimator):
             callback = _verbose(None)
         started = {}
 
-        def record(plan, backend, dtype):
-            started.update(plan=plan, backend=backend, dtype=dtype)
+        def record(plan, backend, dtype, execution):
+            started.update(plan=plan, backend=backend, dtype=dtype, execution=execution)
 
         fitted = dict(labels=labels, twin=twin, params=twin.get_params(), activation=s["g"].name, output=output,
                       place=_place(X), scaling=scaling, per_epoch=per_epoch, previous=previous, m=m,
@@ -537,13 +541,11 @@ class BackpropClassifier(ClassifierMixin, BaseEstimator):
                 backend=s["backend"], device=s["device"], dtype=s["dtype"], init=s["init"],
                 seed=_shuffle_seed(s["random_state"], previous),
                 parameters=None if previous is None else previous.network.parameters,
-                cost_every=_cost_every(s, per_epoch), callback=callback, chunk_size=s["chunk_size"],
-                workers=s["workers"], stream=s["stream"], batch_size=s["batch_size"],
-                epochs=None if per_epoch is None else epochs, fused=s["fused"], on_plan=record, output=output,
+                cost_every=_cost_every(s, per_epoch), callback=callback, batch_size=s["batch_size"],
+                epochs=None if per_epoch is None else epochs, on_plan=record, output=output,
                 sample_weight=sample_weight, validation=validation, n_iter_no_change=s["n_iter_no_change"] or 10,
                 stop_on_plateau=s["n_iter_no_change"] is not None and validation is None,
-                tol=s["tol"], parallel=s["parallel"], on_validation=_print_validation if s["verbose"] else None,
-                iteration_timeout=s["iteration_timeout"], **options)
+                tol=s["tol"], on_validation=_print_validation if s["verbose"] else None, **options)
         except (TrainingDivergedError, TrainingInterrupted, DeviceMemoryError, DistributedTrainingError) as exc:
             if state is None:  # a refit leaves the fitted model; the error holds the run's
                 self._set_fitted(exc.parameters, exc.history, exc.iteration, None, None, **fitted, **started)
@@ -551,6 +553,7 @@ class BackpropClassifier(ClassifierMixin, BaseEstimator):
         result = done.result
         self._set_fitted(result.parameters, result.history, result.n_iter, result.validation,
                          result.best_iteration, **fitted, plan=done.plan, backend=done.backend, dtype=done.dtype,
+                         execution=done.execution,
                          optimizer_state=_kept_state(options["optimizer"], result.optimizer_state, done.backend))
         return self
 
@@ -603,7 +606,10 @@ class BackpropClassifier(ClassifierMixin, BaseEstimator):
                     f"{type(self).__name__} requires y to be passed, but the target y is None")
             return X, as_array(y, "y")
         with _project_errors():
-            return validate_data(twin, X, y, dtype=FLOAT_DTYPES, multi_output=True, y_numeric=False)
+            # Finiteness not here: training.fit checks X once, after its cast to the fit's dtype
+            # (which also names a float32 overflow), for the arrays of every library alike.
+            return validate_data(twin, X, y, dtype=FLOAT_DTYPES, multi_output=True, y_numeric=False,
+                                 ensure_all_finite=False)
 
     @staticmethod
     def _check_sample_weight(sample_weight, X):
@@ -644,7 +650,7 @@ class BackpropClassifier(ClassifierMixin, BaseEstimator):
 
     def _set_fitted(self, parameters, history, n_iter, validation, best_iteration, *, labels, twin, params,
                     activation, output, plan, backend, dtype, place=None, scaling=None, per_epoch=None,
-                    previous=None, m=0, batch=None, optimizer_state=None):
+                    previous=None, m=0, batch=None, optimizer_state=None, execution=None):
         """Make the fit's state and assign it in one step; a continued fit extends the previous record."""
         steps = int(n_iter)
         epochs = steps if per_epoch is None else -(-steps // per_epoch)  # a stopped epoch counts, as MLP's
@@ -664,7 +670,8 @@ class BackpropClassifier(ClassifierMixin, BaseEstimator):
             fitted_params=_recorded_params(params, backend), scaling=scaling, fit_input=place or _place(None),
             cost_history=tuple(history), n_iter=epochs, n_steps=steps, steps_per_epoch=per_epoch, t=t,
             validation=None if validation is None else tuple(validation), best_iteration=best_iteration,
-            dtype=dtype, plan=plan, n_outputs=int(parameters["W2"].shape[0]), optimizer_state=optimizer_state)
+            dtype=dtype, plan=plan, n_outputs=int(parameters["W2"].shape[0]), optimizer_state=optimizer_state,
+            execution=execution)
 
     @property
     def parameters_(self):
@@ -702,7 +709,8 @@ class BackpropClassifier(ClassifierMixin, BaseEstimator):
         else:
             X = in_fitted_order(X, state.feature_names_in)  # a frame's columns by name, of the one state read
             with _project_errors():
-                X = validate_data(self._view(state), X, reset=False, dtype=FLOAT_DTYPES)
+                X = validate_data(self._view(state), X, reset=False, dtype=FLOAT_DTYPES,
+                                  ensure_all_finite=False)  # checked below, once, after the cast
         backend = state.network.backend
         Xd = to_backend(_columns(X), backend, state.dtype, "X")
         check_finite(Xd, backend.xp, "X")
@@ -974,9 +982,19 @@ def _kept_state(rule, state, backend):
     return rule, {k: backend.to_numpy(v) for k, v in state.items()}
 
 
+def _refuse_execution_settings(cls, given: dict, error) -> None:
+    """Refuse, as ``error``, the settings of the execution (chunk_size, workers, ...) given as the
+    estimator's parameters, saying where they are set now."""
+    moved = [name for name in EXECUTION_FIELDS if name in given]
+    if moved:
+        settings = ", ".join(f"{name}={given[name]!r}" for name in moved)
+        raise error(f"{', '.join(moved)}: not a parameter of {cls.__name__}: how a fit runs is set around the "
+                    f"fit, not in the model: `with backprop_core.execution_context({settings}): model.fit(X, y)`")
+
+
 def _params_from_json(params: dict) -> dict:
     """Hyperparameters as a file records them, back as the estimator takes them."""
-    params = dict(params)
+    params = {k: v for k, v in params.items() if k not in EXECUTION_FIELDS}  # a file written before they moved
     if isinstance(params.get("class_weight"), list):  # a dict's labels may be numbers: written as pairs
         params["class_weight"] = {label: weight for label, weight in params["class_weight"]}
     return params
@@ -1112,6 +1130,7 @@ def _feature_scaling(X, sample_weight, dtype):
     # feature is round-off of its mean, whose size depends on the library's summation.
     constant = host(high) == host(low)
     if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(std))):
+        check_finite(X, xp, "X")  # X's finiteness is checked once, by training.fit: reached first here
         j = int(np.flatnonzero(~(np.isfinite(mean) & np.isfinite(std)))[0])
         raise InvalidInputError(f"feature {j} cannot be standardized: its mean or standard deviation is not "
                                 f"finite in {dtype_name(X.dtype)} (mean {mean[j]}, std {std[j]})")

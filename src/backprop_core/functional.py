@@ -157,7 +157,8 @@ def nn_model(X, Y, n_h: int, num_iterations: int = 10000, print_cost: bool = Fal
              learning_rate: float = 1.2, activation=None, init: str = "normal", seed=0,
              parameters: dict | None = None, backend="numpy", device=None,
              dtype: str | None = None, cost_every: int = 1000, output=None, optimizer="gd",
-             alpha: float = 0.0, callback=None, return_costs: bool = False, **run_options):
+             alpha: float = 0.0, callback=None, return_costs: bool = False, batch_size: int | None = None,
+             epochs: int | None = None):
     """Train the network and return its parameters (on ``backend``'s device), recording the
     activation and output they were trained with (:class:`TrainedParameters`).
 
@@ -177,8 +178,10 @@ def nn_model(X, Y, n_h: int, num_iterations: int = 10000, print_cost: bool = Fal
     "adam", or an object of :mod:`backprop_core.optimizers`) and ``alpha`` (the
     L2 penalty, the course's lambda; 0: none) are the course's next lecture's
     (:func:`backprop_core.training.fit`); the defaults are this lecture's.
-    The planner chooses how to run (:mod:`backprop_core.planner`);
-    ``run_options`` (chunk_size, workers, parallel, stream, batch_size, epochs) override it.
+    ``batch_size`` and ``epochs``: mini-batch gradient descent instead of full batch.
+    How it runs (chunks, workers, threads or processes) is the planner's
+    choice (:mod:`backprop_core.planner`) within the current execution, which
+    :func:`backprop_core.execution.execution_context` sets.
     """
 
     check_positive(n_h, "n_h (hidden units)", integer=True)
@@ -195,6 +198,6 @@ def nn_model(X, Y, n_h: int, num_iterations: int = 10000, print_cost: bool = Fal
                num_iterations=num_iterations, backend=backend, device=device, dtype=dtype,
                parameters=parameters, init=init, seed=seed, cost_every=cost_every,
                callback=show if print_cost or callback is not None else None, output=out,
-               optimizer=optimizer, alpha=alpha, **run_options)
+               optimizer=optimizer, alpha=alpha, batch_size=batch_size, epochs=epochs)
     trained = TrainedParameters(done.result.parameters, activation=g.name, output=out.name)
     return (trained, list(done.result.history)) if return_costs else trained

@@ -59,7 +59,7 @@ class Strategy:
     #: gradient descent, which carries nothing (a strategy with a rule keeps its own).
     optimizer_state = None
     #: What to try when a step runs out of device memory (ends a DeviceMemoryError's message).
-    memory_advice = "train over chunks (chunk_size=..., and stream=True for data kept on the host)"
+    memory_advice = "train over chunks (execution_context(chunk_size=...), stream=True for data kept on the host)"
 
     @property
     def costs_all_data(self) -> bool:

@@ -104,18 +104,23 @@ HYPERPARAMETERS = {
     "cost_every": (_either(_is_int, _one_of("auto")), 'an integer or "auto"'),
     "batch_size": (_either(_is_int, _is_none, _one_of("auto")), 'an integer, "auto" or null'),
     "epochs": (_either(_is_int, _is_none), "an integer or null"),
-    "chunk_size": (_either(_is_int, _one_of("auto", None)), 'an integer, "auto" or null'),
-    "workers": (_either(_is_int, _is_none), "an integer or null"),
-    "parallel": (_one_of("auto", "threads", "processes"), '"auto", "threads" or "processes"'),
-    "stream": (_one_of(True, False, "auto"), 'true, false or "auto"'),
-    "fused": (_one_of(True, False, "auto"), 'true, false or "auto"'),
     "early_stopping": (_one_of(True, False), "true or false"),
     "validation_fraction": (_is_number, "a finite number"),
     "n_iter_no_change": (_either(_is_int, _is_none), "an integer or null"),
     "tol": (_is_number, "a finite number"),
     "verbose": (_either(_one_of(True, False), _is_int), "true, false or an integer"),
-    "iteration_timeout": (_is_number, "a finite number"),
     "standardize": (_one_of(True, False), "true or false"),
+}
+
+#: The execution's settings (:mod:`backprop_core.execution`), which files written while they were
+#: the estimator's parameters still hold: checked as those files wrote them, and not read.
+EXECUTION_SETTINGS = {
+    "chunk_size": (_either(_is_int, _one_of("auto", None)), 'an integer, "auto" or null'),
+    "workers": (_either(_is_int, _is_none), "an integer or null"),
+    "parallel": (_one_of("auto", "threads", "processes"), '"auto", "threads" or "processes"'),
+    "stream": (_one_of(True, False, "auto"), 'true, false or "auto"'),
+    "fused": (_one_of(True, False, "auto"), 'true, false or "auto"'),
+    "iteration_timeout": (_is_number, "a finite number"),
 }
 
 
@@ -240,11 +245,12 @@ def _check_metadata(meta: dict) -> None:
                               f"{', '.join(labelled)}")
         elif not test(meta[key]):
             raise Problem(f"metadata {key} must be {what}, not {_shown(meta[key])}")
-    unknown = sorted(set(meta["params"]) - set(HYPERPARAMETERS))
+    known = HYPERPARAMETERS | EXECUTION_SETTINGS
+    unknown = sorted(set(meta["params"]) - set(known))
     if unknown:
         raise Problem(f"its metadata names unknown hyperparameter(s) {unknown}; known: {sorted(HYPERPARAMETERS)}")
     for key, value in meta["params"].items():
-        test, what = HYPERPARAMETERS[key]
+        test, what = known[key]
         if not test(value):
             raise Problem(f"hyperparameter {key} must be {what}, not {_shown(value)}")
 

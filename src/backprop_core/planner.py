@@ -50,6 +50,8 @@ from .blas import blas_threads, one_blas_thread, switch
 from .chunked import ChunkedGradients, cap_workers, working_bytes_per_example
 from .equations import SIGMOID, get_output
 from .errors import InvalidInputError
+from .execution import FIELDS as EXECUTION_FIELDS
+from .execution import Execution
 from .lowering.target import ASKED, EXECUTOR, MEASURED, Fit
 from .strategies import Chunked, Lowered, MiniBatch, WholeBatch, make_equations_gradients
 
@@ -73,8 +75,6 @@ PROCESS_CALIBRATION_S = 1.0
 #: the threads' time: each step waits for a process on another core, which a busy machine
 #: may not give at once, and a fresh process's first steps are slower than the calibration's.
 PROCESS_MARGIN = 0.85
-#: How the chunks' workers run: "auto" (the calibration decides), on threads, or on processes.
-PARALLEL = ("auto", "threads", "processes")
 #: A one-pass step whose largest product has fewer multiply-adds than this runs BLAS on one
 #: thread without measuring: OpenBLAS splits products from about 2.6e5 multiply-adds up, and
 #: below this the split gains little on a quiet machine and loses much on a busy one.
@@ -135,10 +135,15 @@ def _positive_int(value, what):
     return int(value)
 
 
-def plan(backend, shape, dtype: str, activation, **options) -> Plan:
+def plan(backend, shape, dtype: str, activation, execution: Execution | None = None, **options) -> Plan:
     """The plan for training an n0-n1-n2 network on m examples: ``shape = (n0, n1, n2, m)``.
 
     ``activation``: an :class:`~backprop_core.activations.Activation` or its name.
+    ``execution``: how the fit may run (:class:`~backprop_core.execution.Execution`,
+    checked when it was made; None: the defaults); a fit passes the one it read as
+    it started.  Its settings may also be given one by one among ``options``
+    (``plan(..., chunk_size=1024)``, as benchmarks and tests do), which replace
+    the execution's.  Read here:
     ``chunk_size``: "auto", None (never chunk) or a number of examples.
     ``workers``: how many share the chunks (None: the planner's choice).
     ``parallel``: whether the workers are "threads" or "processes" (only the
@@ -158,7 +163,9 @@ def plan(backend, shape, dtype: str, activation, **options) -> Plan:
     (None: the lecture's gradient descent); the fused targets compute only the lecture's.
     BLAS's threads: :func:`blas_plan`.
     """
-    p = _mode_plan(backend, shape, dtype, activation, **options)
+    settings = {name: options.pop(name) for name in EXECUTION_FIELDS if name in options}
+    execution = (execution or Execution()).replace(**settings)
+    p = _mode_plan(backend, shape, dtype, activation, **execution.plan_options(), **options)
     threads, why = blas_plan(p, backend, shape, dtype, activation)
     if threads is None:
         return p
@@ -174,16 +181,14 @@ def _mode_plan(backend, shape, dtype: str, activation, *, chunk_size="auto", wor
     """:func:`plan` but BLAS's threads."""
     n0, n1, n2, m = shape
     activation = get_activation(activation)
-    if workers is not None:
-        workers = cap_workers(_positive_int(workers, "workers"))
+    if workers is not None:  # checked by the Execution: a positive integer
+        workers = cap_workers(workers)
     if iterations is not None:
         iterations = _positive_int(iterations, "iterations")
     network = _process_network(backend, parallel, (n0, n1, n2), activation, output, weighted, dtype, m,
                                chunk_size=chunk_size, stream=stream, batch_size=batch_size)
-    if stream not in (True, False, "auto"):
-        raise InvalidInputError(f"stream must be True, False or 'auto', got {stream!r}")
     if chunk_size not in (None, "auto"):  # a chunk holds at most the whole batch
-        chunk_size = min(_positive_int(chunk_size, "chunk_size (or 'auto' or None)"), m)
+        chunk_size = min(chunk_size, m)
     itemsize = np.dtype(dtype).itemsize
     need = m * working_bytes_per_example(n0, n1, n2, itemsize)
 
@@ -250,8 +255,6 @@ def _process_network(backend, parallel, shape, activation, output, weighted, dty
     """The network as worker processes rebuild it, where processes may run this fit over m
     examples; None where they may not.  Refuses, by name, what makes parallel="processes"
     impossible."""
-    if parallel not in PARALLEL:
-        raise InvalidInputError(f"parallel must be 'auto', 'threads' or 'processes', got {parallel!r}")
     if parallel == "threads":
         return None
     asked = parallel == "processes"
@@ -291,8 +294,6 @@ def _process_network(backend, parallel, shape, activation, output, weighted, dty
 def _asked_plan(fit: Fit, fused, explicit: bool, *, fits: bool) -> Plan | None:
     """The plan of a target the ``fused`` option asks for (``ASKED``: the fused CUDA kernel) where it
     applies; None to plan otherwise."""
-    if fused not in (True, False, "auto", None):
-        raise InvalidInputError(f"fused must be True, False or 'auto', got {fused!r}")
     if not fused:
         return None
     if not fit.backend.fuses_kernels:  # what the option is about: kernels this library compiles
@@ -370,6 +371,7 @@ def _target_plan(fit: Fit, m: int, workers, fallback: Plan) -> Plan:
     fit's m up to :data:`MAX_TARGET_CALIBRATION` examples.  Why a target does not run is added to the
     plan's reason; a target that fuses the update applies only the lecture's rule (``fit.rule``)."""
     notes, best, best_rate, fallback_rate = [], fallback, None, None
+    timed = None  # the fallback as it would run: BLAS on the threads blas_plan gives it, not the caller's
     for target in lowering.TARGETS:
         if target.chosen != MEASURED:
             continue
@@ -378,7 +380,10 @@ def _target_plan(fit: Fit, m: int, workers, fallback: Plan) -> Plan:
             notes.append(f"{target.name}: {why}")
             continue
         try:
-            examples, timings = _time_target(target, fit, m, workers, fallback)
+            if timed is None:
+                threads, _ = blas_plan(fallback, fit.backend, (*fit.shape, m), fit.dtype, fit.activation)
+                timed = replace(fallback, blas_threads=threads)
+            examples, timings = _time_target(target, fit, m, workers, timed)
         except lowering.BuildError as exc:
             notes.append(f"{target.name}: {str(exc).splitlines()[0]}")
             continue
@@ -407,7 +412,9 @@ def _target_plan(fit: Fit, m: int, workers, fallback: Plan) -> Plan:
 def _time_target(target, fit: Fit, m, workers, fallback: Plan) -> tuple:
     """``(examples, {threads: Timing})``: the seconds ``target`` takes for ``examples`` examples by its
     thread count, and ``fallback``'s (key None), timed interleaved (:func:`measuring.time_interleaved`) on
-    min(m, MAX_TARGET_CALIBRATION) examples; once per fit's shape, m, dtype and fallback in a process."""
+    min(m, MAX_TARGET_CALIBRATION) examples; once per fit's shape, m, dtype and fallback in a process.
+    The fallback runs with BLAS on its ``blas_threads`` (as :func:`build` pins them): timed on the
+    caller's threads instead, a busy machine's slow split products would count against it."""
     backend, shape, activation, dtype, output = fit.backend, fit.shape, fit.activation, fit.dtype, fit.output
     n0, n1, n2 = shape
     count = min(m, MAX_TARGET_CALIBRATION)
@@ -621,7 +628,11 @@ def choose_chunking(rates: dict, m: int, *, workers=None, iterations=None, proce
         why += (f"; processes would reach {m / min(faster) / 1e6:.3g} M/s, not enough to pay for "
                 + ("their round trips" if iterations is None else
                    f"their start ({process_start_s:.2g} s) over {iterations:,} iterations"))
-    unstable = [(k, rule) for k, rule in refused if seconds(k) < seconds(best) and "unstable" in rule]
+    def measured_stable(key):  # as measuring.replaces judges it: a time without samples is not judged
+        return timings.get(key) is None or timings[key].stable
+
+    unstable = [(k, rule) for k, rule in refused
+                if seconds(k) < seconds(best) and not (measured_stable(k) and measured_stable(safe))]
     if unstable:
         (c, w, how), rule = min(unstable, key=lambda kr: seconds(kr[0]))
         why += f"; the noise rule kept it over chunks of {c:,} on {w} {how}: {rule}"

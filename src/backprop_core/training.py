@@ -17,6 +17,7 @@ from . import planner
 from .backends import backend_for_array, get_backend
 from .equations import SIGMOID, get_output
 from .errors import FeatureScaleWarning, TrainingDivergedError
+from .execution import Execution, get_execution
 from .initialization import initial_parameters_host
 from .loop import EarlyStopping, Plateau, TrainResult, run
 from .optimizers import GradientDescent, UpdateRule, check_state, check_state_keys, get_optimizer
@@ -59,7 +60,7 @@ def train(X, Y, parameters: dict, *, activation, learning_rate: float, num_itera
           cost_every: int = 100, callback=None, plan: planner.Plan | None = None, seed=0,
           output=SIGMOID, sample_weight=None, monitor: EarlyStopping | None = None,
           optimizer="gd", alpha: float = 0.0, optimizer_state: dict | None = None, plateau: Plateau | None = None,
-          **options) -> TrainResult:
+          batch_size=None, epochs=None) -> TrainResult:
     """Run ``num_iterations`` steps on ``backend`` (mini-batch: ``plan.epochs`` epochs instead).
 
     X (n0, m), Y (n2, m), the parameters and ``sample_weight`` (m,) if given
@@ -70,42 +71,58 @@ def train(X, Y, parameters: dict, *, activation, learning_rate: float, num_itera
     ``optimizer``, ``alpha``, ``optimizer_state``: as for :func:`fit` (the
     state already on the backend's device, in the parameters' dtype).
     Start parameters that are not finite are refused by name.
-    Without ``plan``, :func:`backprop_core.planner.plan` makes one from
-    ``options`` (chunk_size, workers, parallel, stream, batch_size, epochs).
+    Without ``plan``, :func:`backprop_core.planner.plan` makes one under the
+    current execution (:func:`backprop_core.execution.get_execution`, read
+    once here), with ``batch_size`` and ``epochs`` for mini-batches.
     Errors: see :func:`backprop_core.loop.run`.
     """
     output = get_output(output)
     check_positive(learning_rate, "learning_rate")
     check_finite_parameters(parameters)
-    check_non_negative(alpha, "alpha (the L2 penalty)")
-    rule = UpdateRule(get_optimizer(optimizer), float(learning_rate), float(alpha))
+    rule = _update_rule(optimizer, learning_rate, alpha)
     if optimizer_state is None:
         optimizer_state = rule.optimizer.init(parameters)
     else:
         check_state(rule.optimizer, optimizer_state, parameters)
     dtype = dtype_name(parameters["W1"].dtype)
-    weighted = sample_weight is not None
     if plan is None:
+        execution = get_execution()
         n1 = parameters["W1"].shape[0]
-        plan = planner.plan(backend, (X.shape[0], n1, Y.shape[0], X.shape[1]), dtype, activation,
-                            host_data=options.get("stream") is True, output=output, weighted=weighted,
-                            early_stopping=monitor is not None, iterations=num_iterations, rule=rule, **options)
-    strategy = planner.build(plan, X, with_weights(Y, sample_weight), parameters, activation, learning_rate,
-                             backend, dtype, seed, output, weighted, rule, optimizer_state)
+        plan = planner.plan(backend, (X.shape[0], n1, Y.shape[0], X.shape[1]), dtype, activation, execution,
+                            host_data=execution.stream is True, output=output, weighted=sample_weight is not None,
+                            early_stopping=monitor is not None, iterations=num_iterations, rule=rule,
+                            batch_size=batch_size, epochs=epochs)
+    return _run(plan, X, Y, parameters, activation, rule, optimizer_state, num_iterations, backend, dtype,
+                cost_every=cost_every, callback=callback, seed=seed, output=output, sample_weight=sample_weight,
+                monitor=monitor, plateau=plateau)
+
+
+def _update_rule(optimizer, learning_rate, alpha) -> UpdateRule:
+    check_non_negative(alpha, "alpha (the L2 penalty)")
+    return UpdateRule(get_optimizer(optimizer), float(learning_rate), float(alpha))
+
+
+def _run(plan, X, Y, parameters, activation, rule, optimizer_state, num_iterations, backend, dtype, *, cost_every,
+         callback, seed, output, sample_weight, monitor, plateau) -> TrainResult:
+    """Build ``plan``'s strategy and run it: X, Y, the parameters and their state already checked and placed."""
+    strategy = planner.build(plan, X, with_weights(Y, sample_weight), parameters, activation, rule.learning_rate,
+                             backend, dtype, seed, output, sample_weight is not None, rule, optimizer_state)
     if plan.mode == "mini-batch":
         num_iterations = plan.epochs * strategy.updates_per_epoch
-    return run(strategy, parameters, num_iterations=num_iterations, learning_rate=learning_rate,
+    return run(strategy, parameters, num_iterations=num_iterations, learning_rate=rule.learning_rate,
                cost_every=cost_every, callback=callback, monitor=monitor, plateau=plateau)
 
 
 @dataclass
 class Fit:
-    """What :func:`fit` did: the result, the plan it followed, and where it computed."""
+    """What :func:`fit` did: the result, the plan it followed, where it computed, and the
+    :class:`~backprop_core.execution.Execution` it ran under."""
 
     result: TrainResult
     plan: planner.Plan
     backend: object
     dtype: str
+    execution: Execution
 
 
 def resolve_backend(backend, device, X, iteration_timeout=None):
@@ -138,15 +155,21 @@ def _placed_and_checked(X, Y, sample_weight, place, dtype, output, what=""):
 
 def fit(X, Y, *, hidden_units: int, activation, learning_rate: float, num_iterations: int,
         backend="numpy", device=None, dtype=None, parameters=None, init="normal", seed=0,
-        cost_every=100, callback=None, chunk_size="auto", workers=None, stream="auto",
-        batch_size=None, epochs=None, fused="auto", on_plan=None, output="sigmoid", sample_weight=None,
-        validation=None, n_iter_no_change=10, tol=1e-4, on_validation=None, iteration_timeout=None,
-        parallel="auto", optimizer="gd", alpha=0.0, optimizer_state=None, stop_on_plateau=False) -> Fit:
+        cost_every=100, callback=None, batch_size=None, epochs=None, on_plan=None, output="sigmoid",
+        sample_weight=None, validation=None, n_iter_no_change=10, tol=1e-4, on_validation=None,
+        optimizer="gd", alpha=0.0, optimizer_state=None, stop_on_plateau=False) -> Fit:
     """Check X (n0, m) and Y (n2, m), plan, move them once to the backend, and train.
+
+    How it runs (chunks, workers, streams, the fused kernel, a cluster's
+    iteration timeout) is the current execution's, read once as the fit starts
+    (:func:`backprop_core.execution.get_execution`; set it with
+    :func:`backprop_core.execution.execution_context`); the fit hands that one
+    object to all it starts, and records it (``Fit.execution``).
+    X and Y are checked here, once each: this is the boundary.
 
     ``parameters`` (host or any library) replace the random start, which is
     otherwise drawn on the host from ``numpy.random.default_rng(seed)``.
-    ``on_plan(plan, backend, dtype)`` is called once everything is checked and
+    ``on_plan(plan, backend, dtype, execution)`` is called once everything is checked and
     before training starts (the estimator records the plan there, so that an
     error raised during training still finds it).
 
@@ -155,10 +178,7 @@ def fit(X, Y, *, hidden_units: int, activation, learning_rate: float, num_iterat
     ``validation``: ``(X_val, Y_val, weights_val or None)`` held out for early
     stopping (:class:`backprop_core.loop.EarlyStopping` with ``n_iter_no_change``
     and ``tol``; ``on_validation(iteration, cost, accuracy)`` is told each check).
-    ``iteration_timeout``: on a cluster, the seconds one iteration may take
-    before training stops with a DistributedTrainingError (None: the adapter's own).
-    ``parallel``: "threads" or "processes" share the chunks, or "auto": the
-    planner's choice for ``num_iterations`` steps (:func:`backprop_core.planner.plan`).
+    ``batch_size``, ``epochs``: mini-batch gradient descent (:func:`backprop_core.planner.plan`).
 
     ``stop_on_plateau``: without ``validation``, stop once the training cost has not
     fallen by ``tol`` for more than ``n_iter_no_change`` reads in a row
@@ -186,27 +206,23 @@ def fit(X, Y, *, hidden_units: int, activation, learning_rate: float, num_iterat
     check_positive(num_iterations, "num_iterations", integer=True)
     check_positive(cost_every, "cost_every", integer=True)
     check_seed(seed)
-    if iteration_timeout is not None:
-        check_positive(iteration_timeout, "iteration_timeout")
     check_dtype_name(dtype)
+    execution = get_execution()
     output = get_output(output)
     X, Y = as_array(X, "X"), as_array(Y, "Y")
     source = check_same_place({"X": X, "Y": Y})
     check_shapes(X, Y)
-    backend = resolve_backend(backend, device, X, iteration_timeout)
+    backend = resolve_backend(backend, device, X, execution.iteration_timeout)
     dtype = dtype or backend.default_dtype
     n0, m, n2 = X.shape[0], X.shape[1], Y.shape[0]
     if parameters is not None:
         _, hidden_units, _ = check_parameters(parameters, n0, n2)
     check_network_size(n0, hidden_units, n2)
     host_data = source.name == "numpy" and not backend.distributed
-    check_non_negative(alpha, "alpha (the L2 penalty)")
-    rule = UpdateRule(get_optimizer(optimizer), float(learning_rate), float(alpha))
-    p = planner.plan(backend, (n0, hidden_units, n2, m), dtype, activation, chunk_size=chunk_size,
-                     workers=workers, stream=stream, batch_size=batch_size, epochs=epochs, fused=fused,
-                     host_data=host_data, output=output, weighted=sample_weight is not None,
-                     early_stopping=validation is not None, parallel=parallel, iterations=num_iterations,
-                     rule=rule)
+    rule = _update_rule(optimizer, learning_rate, alpha)
+    p = planner.plan(backend, (n0, hidden_units, n2, m), dtype, activation, execution, batch_size=batch_size,
+                     epochs=epochs, host_data=host_data, output=output, weighted=sample_weight is not None,
+                     early_stopping=validation is not None, iterations=num_iterations, rule=rule)
     place = get_backend("numpy") if p.streams else backend
     X, Y, sample_weight = _placed_and_checked(X, Y, sample_weight, place, dtype, output)
     # Told once the run is over.  The rule bounds gradient descent's learning rate; the other rules'
@@ -232,19 +248,21 @@ def fit(X, Y, *, hidden_units: int, activation, learning_rate: float, num_iterat
     else:  # small: through the host, which every backend (Dask too) takes them from
         parameters = backend.parameters_from_host(
             {k: backend_for_array(v).to_numpy(v) for k, v in parameters.items()}, dtype)
+    check_finite_parameters(parameters)
     if optimizer_state is not None:  # as small as the parameters, and moved as they are
         check_state_keys(rule.optimizer, optimizer_state)
         optimizer_state = {k: as_array(v, f"optimizer_state[{k!r}]") for k, v in optimizer_state.items()}
         optimizer_state = backend.parameters_from_host(
             {k: backend_for_array(v).to_numpy(v) for k, v in optimizer_state.items()}, dtype)
+        check_state(rule.optimizer, optimizer_state, parameters)
+    else:
+        optimizer_state = rule.optimizer.init(parameters)
     if on_plan is not None:
-        on_plan(p, backend, dtype)
+        on_plan(p, backend, dtype, execution)
     try:
-        result = train(X, Y, parameters, activation=activation, learning_rate=learning_rate,
-                       num_iterations=num_iterations, backend=backend, cost_every=cost_every,
-                       callback=callback, plan=p, seed=seed, output=output, sample_weight=sample_weight,
-                       monitor=monitor, optimizer=rule.optimizer, alpha=rule.alpha, optimizer_state=optimizer_state,
-                       plateau=plateau)
+        result = _run(p, X, Y, parameters, activation, rule, optimizer_state, num_iterations, backend, dtype,
+                      cost_every=cost_every, callback=callback, seed=seed, output=output,
+                      sample_weight=sample_weight, monitor=monitor, plateau=plateau)
     except TrainingDivergedError as exc:
         if unsafe is None:
             raise
@@ -254,4 +272,4 @@ def fit(X, Y, *, hidden_units: int, activation, learning_rate: float, num_iterat
         raise error from None
     if unsafe is not None:
         warnings.warn(FeatureScaleWarning(unsafe), stacklevel=3)
-    return Fit(result, p, backend, dtype)
+    return Fit(result, p, backend, dtype, execution)

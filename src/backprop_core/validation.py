@@ -142,7 +142,9 @@ def check_finite(x, xp, what: str, given=None) -> None:
             raise InvalidInputError(
                 f"{what} holds finite values too large for {name} (its largest magnitude is {largest:.3g}, "
                 f"above {np.finfo(name).max:.3g}): train in float64 (dtype='float64'), or scale the features down")
-    raise InvalidInputError(f"{what} contains NaN or infinite values")
+    # In scikit-learn's words, whatever the library: this is the one finiteness check a fit makes of X.
+    raise InvalidInputError(f"Input {what} contains NaN" if bool(xp.any(xp.isnan(x)))
+                            else f"Input {what} contains infinity")
 
 
 def check_network_size(n0: int, n1: int, n2: int, itemsize: int = 8) -> None:
