@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -359,3 +363,34 @@ def test_without_vector_math_the_scalar_functions_give_the_same_results(monkeypa
     X, Y, p = _problem(3, 5, 2, 333)
     step = cpu_fused.CpuFusedStep(3, 5, 2, "tanh", LEARNING_RATE, "float64")
     assert _worst(_run(step, X, Y, p), _expected(X, Y, p, "tanh"), PARAMETERS + GRADIENTS) < 1e-12
+
+
+AFFINITY_CHILD = """
+import os, sys, threading
+import os
+import subprocess
+import sys
+
+import numpy as np
+from backprop_core.lowering import cpu_fused
+allowed = set(cpu_fused.CORES)
+os.sched_setaffinity(0, {min(allowed)})  # as a processes plan's running() pins its calling thread
+before = set(os.listdir("/proc/self/task"))
+step = cpu_fused.CpuFusedStep(2, 4, 1, "tanh", 0.1, "float64", threads=2)
+X = np.zeros((2, 1000)); Y = np.zeros((1, 1000))
+step.run({"W1": np.ones((4, 2)), "b1": np.zeros((4, 1)), "W2": np.ones((1, 4)), "b2": np.zeros((1, 1))}, X, Y, True)
+started = set(os.listdir("/proc/self/task")) - before
+assert started, "the step started no thread"
+for tid in started:
+    assert os.sched_getaffinity(int(tid)) == allowed, (tid, os.sched_getaffinity(int(tid)), allowed)
+print("ok", len(started))
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2,
+                    reason="needs Linux and two cores, to tell one pinned core from all of them")
+def test_the_pools_threads_may_use_every_core_though_started_from_a_pinned_thread(tmp_path):
+    """In a fresh interpreter (a new pool): started from a thread pinned to one core, the workers get all."""
+    done = subprocess.run([sys.executable, "-c", AFFINITY_CHILD], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "BACKPROP_CORE_CACHE": str(tmp_path)})
+    assert done.returncode == 0 and done.stdout.startswith("ok"), done.stderr[-2000:]

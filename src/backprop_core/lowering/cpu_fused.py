@@ -194,6 +194,10 @@ def _row_stride(a: np.ndarray) -> int:
 
 
 _LIBRARIES = {}
+#: The cores this process may use, read when this module is first imported (the planner imports it
+#: before any plan runs): the pool's threads get these, not those of the thread that starts them,
+#: which a processes plan's running() pins to one core.
+CORES = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
 
 
 def _library(text: str) -> ctypes.CDLL:
@@ -203,6 +207,8 @@ def _library(text: str) -> ctypes.CDLL:
             _LIBRARIES[text] = load(text, FLAGS + MVEC[0], MVEC[1], "the fused CPU step")
         except BuildError:
             _LIBRARIES[text] = load(text, FLAGS + SCALAR_MATH[0], SCALAR_MATH[1], "the fused CPU step")
+        cores = (ctypes.c_int * max(1, len(CORES)))(*CORES)
+        _LIBRARIES[text].bc_set_cores(cores, ctypes.c_int(len(CORES)))
     return _LIBRARIES[text]
 
 
