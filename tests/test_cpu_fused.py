@@ -15,7 +15,7 @@ from backprop_core.equations import OUTPUTS
 from backprop_core.errors import InvalidInputError
 from backprop_core.initialization import initial_parameters_host
 from backprop_core.lowering import build_cache, cpu_fused
-from backprop_core.lowering.cpu_source import LANES
+from backprop_core.lowering.cpu_source import LANES, MATH_FLOAT32, MATH_ULPS
 
 pytestmark = pytest.mark.skipif(build_cache.c_compiler() is None, reason="no C compiler (gcc or cc) here")
 
@@ -138,12 +138,12 @@ def test_the_same_inputs_and_threads_give_the_same_bits_wherever_the_data_lie(dt
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_the_ranges_sums_add_up_to_the_whole_batch(dtype):
-    X, Y, p = _problem(2, 4, 1, 5 * LANES + 3)
+    X, Y, p = _problem(2, 4, 1, 5 * LANES[dtype] + 3)
     step = cpu_fused.CpuFusedStep(2, 4, 1, "sigmoid", LEARNING_RATE, dtype, threads=1)
     Xc, Yc = step.prepare(X), step.prepare(Y)
     params = {k: v.astype(dtype) for k, v in p.items()}
     whole = step.sums(params, Xc, Yc, 0, Xc.shape[1])
-    cut = 2 * LANES + 5
+    cut = 2 * LANES[dtype] + 5
     parts = step.sums(params, Xc, Yc, 0, cut) + step.sums(params, Xc, Yc, cut, Xc.shape[1])
     np.testing.assert_allclose(parts, whole, rtol=1e-12 if dtype == "float64" else 1e-5)
     threads = cpu_fused.CpuFusedStep(2, 4, 1, "sigmoid", LEARNING_RATE, dtype, threads=3)
@@ -307,6 +307,42 @@ def test_vector_math_is_within_4_ulp_and_keeps_nan_and_infinity(vector_math, nam
     ulps = np.abs(y[finite] - want[finite]) / np.spacing(np.abs(rounded[finite]))
     assert float(np.max(ulps)) <= 4.0
     np.testing.assert_array_equal(y[~finite], rounded[~finite])
+
+
+# -- the float32 exp and tanh the step writes out: within the bounds cpu_source states ------------------------
+WRITTEN_MATH_C = MATH_FLOAT32 + """
+#undef expf
+#undef tanhf
+void bc_map_exp(const float* x, float* y, long n) { _Pragma("omp simd") for (long i = 0; i < n; ++i) y[i] = bc_expf(x[i]); }
+void bc_map_tanh(const float* x, float* y, long n) { _Pragma("omp simd") for (long i = 0; i < n; ++i) y[i] = bc_tanhf(x[i]); }
+"""
+
+
+def _every_61st_float32(low, high):
+    """Every 61st float32 in [low, high), 0 <= low < high: all exponents, a spread of mantissas."""
+    bits = np.arange(np.float32(low).view(np.int32), np.float32(high).view(np.int32), 61, dtype=np.int32)
+    return bits.view(np.float32)
+
+
+@pytest.mark.parametrize("name,high", [("exp", 100.0), ("tanh", 20.0)])
+def test_the_written_out_float32_math_is_within_its_bound_and_keeps_nan_and_infinity(name, high):
+    import ctypes
+
+    library = build_cache.load("#include <math.h>\n" + WRITTEN_MATH_C, cpu_fused.FLAGS, ("m",))
+    positive = _every_61st_float32(0.0, high + 10)  # exp: past where e^x overflows and underflows
+    x = np.concatenate([positive, -positive, np.array([np.nan, np.inf, -np.inf, 0.0, -0.0], np.float32)])
+    y = np.empty_like(x)
+    function = getattr(library, f"bc_map_{name}")
+    function.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_long]
+    function(x.ctypes.data, y.ctypes.data, x.size)
+    with np.errstate(all="ignore"):
+        want = getattr(np, name)(x.astype(np.float64))
+        rounded = want.astype(np.float32)
+    finite = np.isfinite(rounded)
+    ulps = np.abs(y[finite] - want[finite]) / np.spacing(np.abs(rounded[finite]))
+    assert float(np.max(ulps)) <= MATH_ULPS[name], x[finite][np.argmax(ulps)]
+    np.testing.assert_array_equal(y[~finite], rounded[~finite])  # NaN, infinities, overflow
+    assert np.array_equal(np.signbit(y[x == 0]), np.signbit(rounded[x == 0]))
 
 
 # -- the pool of threads ---------------------------------------------------------------------------------

@@ -36,9 +36,10 @@ from ..equations import SIGMOID, Output
 from ..fused.cuda import DTYPES, VARIANTS, _Emitter, _indent, layout
 from ..fused.scalar import Program, lower_step
 
-#: Examples per SIMD block: each sum keeps this many partials (two AVX2 vectors of float32,
-#: four of float64); a constant of the text, so the order of additions is too.
-LANES = 16
+#: Examples per SIMD block, by dtype: each sum keeps this many partials (float32: two AVX-512 vectors,
+#: four AVX2; float64: two AVX-512, four AVX2); a constant of the text, so the order of additions is
+#: too.  float32 at 32 rather than 16: about 1.09x at 2-4-1 (bench/cpu_fused_ab.py's --lever lanes).
+LANES = {"float32": 32, "float64": 16}
 #: How each per-example line reads row ``row`` of an input: rows are contiguous.
 CONTIGUOUS_LOAD = "{name}[{row} * {name}_s0 + e]"
 #: A pool of threads started on first use and kept: part 0 of a step runs on the calling
@@ -146,6 +147,62 @@ static void bc_run(bc_job job, void* context, int parts)
 """
 #: The math functions the fused lines may call that libmvec has vector forms of.
 VECTOR_MATH = ("exp", "log", "log1p", "tanh", "pow")
+#: float32 e^x and tanh written out, so the SIMD loop keeps its registers: a call to a vector
+#: function clobbers every vector register, so each of the five calls a 2-4-1 tanh step makes per
+#: block spilled and reloaded its sums (about 1.2x at 2-4-1, bench/cpu_fused_ab.py's --lever math).
+#: Only + - * / and comparisons, so NaN and infinity pass as through expf and tanhf.  Bounds, tested
+#: over every 61st float32 in [-110, 100] (MATH_ULPS): e^x at most 2 ulp from the exact value (Cody and
+#: Waite's reduction and Cephes' polynomial; below FLT_MIN the subnormal is rounded once); tanh at most 6
+#: ulp (Eigen's rational function, |x| clamped to 9, beyond which it is within 1 ulp of 1; the error is
+#: largest near 8.5, where float32's rounding of the two polynomials shows against a value near 1).
+MATH_FLOAT32 = r"""
+// float32 e^x and tanh, written out (cpu_source.MATH_FLOAT32 says why and how exact)
+static inline float bc_float(const unsigned bits) { float f; __builtin_memcpy(&f, &bits, sizeof f); return f; }
+static inline unsigned bc_bits(const float f) { unsigned bits; __builtin_memcpy(&bits, &f, sizeof bits); return bits; }
+static inline float bc_expf(const float x)
+{
+    float c = x > 89.0f ? 89.0f : x;  // e^89 and e^-104 already round to infinity and 0; NaN stays NaN
+    c = c < -104.0f ? -104.0f : c;
+    const float shift = 0x1.8p23f;  // adding it rounds c / ln 2 to the integer n, kept in the low bits
+    const float t = c * 1.44269504088896341f + shift;
+    const float n = t - shift;
+    const int k = (int)(bc_bits(t) - bc_bits(shift));  // unsigned: a NaN's bits may not overflow an int
+    float r = c - n * 0.693359375f;  // c - n ln 2 with ln 2 in two parts: n times the first is exact
+    r = r - n * -2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    const float y = p * r * r + r + 1.0f;  // e^r, |r| <= ln 2 / 2
+    const int k1 = k >> 1, k2 = k - k1;  // 2^n as two normal factors: a subnormal result is rounded once
+    return y * bc_float((unsigned)(k1 + 127) << 23) * bc_float((unsigned)(k2 + 127) << 23);
+}
+static inline float bc_tanhf(const float x)
+{
+    float c = x > 9.0f ? 9.0f : x;
+    c = c < -9.0f ? -9.0f : c;
+    const float z = c * c;
+    float p = -2.76076847742355e-16f;
+    p = p * z + 2.00018790482477e-13f;
+    p = p * z + -8.60467152213735e-11f;
+    p = p * z + 5.12229709037114e-08f;
+    p = p * z + 1.48572235717979e-05f;
+    p = p * z + 6.37261928875436e-04f;
+    p = p * z + 4.89352455891786e-03f;
+    float q = 1.19825839466702e-06f;
+    q = q * z + 1.18534705686654e-04f;
+    q = q * z + 2.26843463243900e-03f;
+    q = q * z + 4.89352518554385e-03f;
+    const float t = c * p / q;
+    return fabsf(x) < 0.0004f ? x : t;  // tanh x rounds to x there (and -0 stays -0)
+}
+#define expf(x) bc_expf(x)
+#define tanhf(x) bc_tanhf(x)
+"""
+#: The largest error in ulp that the tests allow the written-out functions.
+MATH_ULPS = {"exp": 2.0, "tanh": 6.0}
 
 
 @dataclass(frozen=True)
@@ -180,7 +237,7 @@ typedef {ctype} real;
 // libmvec's vector forms (glibc declares them only under -ffast-math, which we do not use)
 {vector_math}
 #endif
-
+{own_math}
 // max that keeps a NaN from either side, as NumPy's max does
 static inline real bc_max(const real a, const real b) {{ return (a > b || a != a) ? a : b; }}
 {pool}"""
@@ -280,7 +337,8 @@ def _source(n0: int, n1: int, n2: int, activation: Activation, output: Output, d
     programs = {v: lower_step(n0, n1, n2, activation, with_cost, output=output) for v, with_cost in VARIANTS.items()}
     offsets, psize, osize = layout(programs["cost"])
     text = _PREAMBLE.format(shape=f"{n0}-{n1}-{n2}", activation=activation.name, output=output.name, dtype=dtype,
-                            ctype=DTYPES[dtype], lanes=LANES, vector_math=_vector_declarations(), pool=POOL)
+                            ctype=DTYPES[dtype], lanes=LANES[dtype], vector_math=_vector_declarations(),
+                            own_math=MATH_FLOAT32 if dtype == "float32" else "", pool=POOL)
     text += "".join(_variant_text(v, p, dtype, offsets) for v, p in programs.items())
     return CpuSource(text=text, dtype=dtype, shape=(n0, n1, n2), activation=activation.name, output=output.name,
                      parameter_size=psize, output_size=osize, offsets=offsets,
