@@ -310,11 +310,13 @@ def test_vector_math_is_within_4_ulp_and_keeps_nan_and_infinity(vector_math, nam
 
 
 # -- the float32 exp and tanh the step writes out: within the bounds cpu_source states ------------------------
-WRITTEN_MATH_C = MATH_FLOAT32 + """
-#undef expf
-#undef tanhf
-void bc_map_exp(const float* x, float* y, long n) { _Pragma("omp simd") for (long i = 0; i < n; ++i) y[i] = bc_expf(x[i]); }
-void bc_map_tanh(const float* x, float* y, long n) { _Pragma("omp simd") for (long i = 0; i < n; ++i) y[i] = bc_tanhf(x[i]); }
+WRITTEN_MATH_C = """#include <math.h>
+#define BC_INF ((float)INFINITY)
+#define BC_NAN ((float)NAN)
+""" + MATH_FLOAT32 + """
+#define MAP(name) void bc_map_##name(const float* x, float* y, long n) { \\
+    _Pragma("omp simd") for (long i = 0; i < n; ++i) y[i] = bc_##name##f(x[i]); }
+MAP(exp) MAP(tanh) MAP(log) MAP(log1p)
 """
 
 
@@ -324,13 +326,16 @@ def _every_61st_float32(low, high):
     return bits.view(np.float32)
 
 
-@pytest.mark.parametrize("name,high", [("exp", 100.0), ("tanh", 20.0)])
-def test_the_written_out_float32_math_is_within_its_bound_and_keeps_nan_and_infinity(name, high):
+@pytest.mark.parametrize("name,high,low", [("exp", 110.0, -110.0),  # past where e^x overflows and underflows
+                                           ("tanh", 20.0, -20.0),  # past where it rounds to 1
+                                           ("log", 3.4e38, 0.0),  # every exponent, the subnormals too
+                                           ("log1p", 3.4e38, -1.0)])
+def test_the_written_out_float32_math_is_within_its_bound_and_keeps_nan_and_infinity(name, high, low):
     import ctypes
 
-    library = build_cache.load("#include <math.h>\n" + WRITTEN_MATH_C, cpu_fused.FLAGS, ("m",))
-    positive = _every_61st_float32(0.0, high + 10)  # exp: past where e^x overflows and underflows
-    x = np.concatenate([positive, -positive, np.array([np.nan, np.inf, -np.inf, 0.0, -0.0], np.float32)])
+    library = build_cache.load(WRITTEN_MATH_C, cpu_fused.FLAGS, ("m",))
+    special = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, -1.0, -2.0, 1e-45], np.float32)
+    x = np.concatenate([_every_61st_float32(0.0, high), -_every_61st_float32(0.0, -low), special])
     y = np.empty_like(x)
     function = getattr(library, f"bc_map_{name}")
     function.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_long]

@@ -87,7 +87,8 @@ class CpuFusedStep:
     cut the examples; the same inputs and ``threads`` give the same bits.
     """
 
-    def __init__(self, n0, n1, n2, activation, learning_rate, dtype, *, output=SIGMOID, threads=None):
+    def __init__(self, n0, n1, n2, activation, learning_rate, dtype, *, output=SIGMOID, threads=None, text=None,
+                 flags=None):
         self.shape = (int(n0), int(n1), int(n2))
         fits, why = fused_support(*self.shape)
         if not fits:
@@ -100,7 +101,8 @@ class CpuFusedStep:
         self.learning_rate = float(learning_rate)
         self.source = cpu_source(*self.shape, get_activation(activation), self.dtype.name, get_output(output))
         self.threads = max(1, int(threads if threads is not None else (os.cpu_count() or 1)))
-        self._lib = _library(self.source.text)
+        # text, flags: the same step printed or built otherwise, for bench/cpu_fused_ab.py's A/B of each lever
+        self._lib = _library(self.source.text if text is None else text, FLAGS if flags is None else tuple(flags))
         self._real = ctypes.c_float if self.dtype == np.float32 else ctypes.c_double
         pointer, index = ctypes.c_void_p, ctypes.c_longlong
         data = [pointer, index, pointer, index]  # X and its row stride, Y and its
@@ -204,16 +206,17 @@ _LIBRARIES = {}
 CORES = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
 
 
-def _library(text: str) -> ctypes.CDLL:
+def _library(text: str, flags: tuple) -> ctypes.CDLL:
     """The step's library, built once per machine (vector math where it links)."""
-    if text not in _LIBRARIES:
+    if (text, flags) not in _LIBRARIES:
         try:
-            _LIBRARIES[text] = load(text, FLAGS + MVEC[0], MVEC[1], "the fused CPU step")
+            library = load(text, flags + MVEC[0], MVEC[1], "the fused CPU step")
         except BuildError:
-            _LIBRARIES[text] = load(text, FLAGS + SCALAR_MATH[0], SCALAR_MATH[1], "the fused CPU step")
+            library = load(text, flags + SCALAR_MATH[0], SCALAR_MATH[1], "the fused CPU step")
         cores = (ctypes.c_int * max(1, len(CORES)))(*CORES)
-        _LIBRARIES[text].bc_set_cores(cores, ctypes.c_int(len(CORES)))
-    return _LIBRARIES[text]
+        library.bc_set_cores(cores, ctypes.c_int(len(CORES)))
+        _LIBRARIES[text, flags] = library
+    return _LIBRARIES[text, flags]
 
 
 def compile(shape, activation, dtype, learning_rate, *, output=SIGMOID, threads=None) -> CpuFusedStep:  # noqa: A001

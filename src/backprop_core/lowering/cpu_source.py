@@ -147,14 +147,17 @@ static void bc_run(bc_job job, void* context, int parts)
 """
 #: The math functions the fused lines may call that libmvec has vector forms of.
 VECTOR_MATH = ("exp", "log", "log1p", "tanh", "pow")
-#: float32 e^x and tanh written out, so the SIMD loop keeps its registers: a call to a vector
-#: function clobbers every vector register, so each of the five calls a 2-4-1 tanh step makes per
-#: block spilled and reloaded its sums (about 1.2x at 2-4-1, bench/cpu_fused_ab.py's --lever math).
-#: Only + - * / and comparisons, so NaN and infinity pass as through expf and tanhf.  Bounds, tested
-#: over every 61st float32 in [-110, 100] (MATH_ULPS): e^x at most 2 ulp from the exact value (Cody and
+#: float32 e^x, tanh, log and log1p written out, so the SIMD loop keeps its registers: a call to a
+#: vector function clobbers every vector register, so each of the five calls a 2-4-1 tanh step makes
+#: per block spilled and reloaded its sums (bench/cpu_fused_ab.py's --lever math measures it).
+#: Only + - * /, comparisons and bit moves, so NaN and infinity come out as from expf, tanhf, logf and
+#: log1pf.  Bounds (MATH_ULPS), tested over every 61st float32 of the ranges in test_cpu_fused.py with
+#: NaN, infinities and signed zeros: e^x at most 2 ulp from the exact value (measured 1.0; Cody and
 #: Waite's reduction and Cephes' polynomial; below FLT_MIN the subnormal is rounded once); tanh at most 6
-#: ulp (Eigen's rational function, |x| clamped to 9, beyond which it is within 1 ulp of 1; the error is
-#: largest near 8.5, where float32's rounding of the two polynomials shows against a value near 1).
+#: ulp (measured 4.8; Eigen's rational function, |x| clamped to 9, beyond which it is within 1 ulp of 1;
+#: the error is largest near 8.8, where float32's rounding of the two polynomials shows against a value
+#: near 1); log at most 2 ulp (measured 0.8; Cephes' polynomial on [sqrt(1/2), sqrt(2))); log1p at most 3
+#: ulp (measured 2.4; Kahan's log(1 + x) * x / ((1 + x) - 1), exact where 1 + x rounds to 1).
 MATH_FLOAT32 = r"""
 // float32 e^x and tanh, written out (cpu_source.MATH_FLOAT32 says why and how exact)
 static inline float bc_float(const unsigned bits) { float f; __builtin_memcpy(&f, &bits, sizeof f); return f; }
@@ -195,14 +198,43 @@ static inline float bc_tanhf(const float x)
     q = q * z + 1.18534705686654e-04f;
     q = q * z + 2.26843463243900e-03f;
     q = q * z + 4.89352518554385e-03f;
-    const float t = c * p / q;
-    return fabsf(x) < 0.0004f ? x : t;  // tanh x rounds to x there (and -0 stays -0)
+    return c * (p / q);  // p / q first: a subnormal x is then rounded once
+}
+static inline float bc_logf(const float x)
+{
+    const float s = x < 0x1p-126f ? x * 0x1p23f : x;  // a subnormal made normal, its exponent put back below
+    const unsigned b = bc_bits(s) - 0x3f3504f3u;  // the bits of sqrt(1/2): f below lands in [sqrt(1/2), sqrt(2))
+    const float k = (float)((int)b >> 23) - (x < 0x1p-126f ? 23.0f : 0.0f);
+    const float r = bc_float((b & 0x7fffffu) + 0x3f3504f3u) - 1.0f;
+    const float z = r * r;
+    float p = 7.0376836292e-2f;
+    p = p * r - 1.1514610310e-1f;
+    p = p * r + 1.1676998740e-1f;
+    p = p * r - 1.2420140846e-1f;
+    p = p * r + 1.4249322787e-1f;
+    p = p * r - 1.6668057665e-1f;
+    p = p * r + 2.0000714765e-1f;
+    p = p * r - 2.4999993993e-1f;
+    p = p * r + 3.3333331174e-1f;
+    const float y = p * r * z + k * -2.12194440e-4f - 0.5f * z + r + k * 0.693359375f;
+    // one comparison per select (a select on two combined ones kept GCC 12 from vectorising the loop)
+    const float finite = x < BC_INF ? y : x;  // infinity is itself
+    return x > 0.0f ? finite : (x == 0.0f ? -BC_INF : BC_NAN);  // below 0, and NaN: NaN
+}
+static inline float bc_log1pf(const float x)
+{
+    const float u = 1.0f + x;
+    const float y = bc_logf(u) * (x / (u - 1.0f));  // Kahan's: the rounding of 1 + x cancels
+    const float finite = x < BC_INF ? y : x;  // infinity, and NaN, are themselves
+    return u == 1.0f ? x : finite;  // x where 1 + x rounds to 1
 }
 #define expf(x) bc_expf(x)
 #define tanhf(x) bc_tanhf(x)
+#define logf(x) bc_logf(x)
+#define log1pf(x) bc_log1pf(x)
 """
 #: The largest error in ulp that the tests allow the written-out functions.
-MATH_ULPS = {"exp": 2.0, "tanh": 6.0}
+MATH_ULPS = {"exp": 2.0, "tanh": 6.0, "log": 2.0, "log1p": 3.0}
 
 
 @dataclass(frozen=True)
