@@ -23,7 +23,9 @@ preamble declares the few functions the equations use as SIMD functions
 itself, so GCC calls libmvec's vector forms (at most 4 ulp from the correctly
 rounded value, NaN and infinity handled as the scalar functions handle them)
 while every other operation keeps IEEE semantics.  Without libmvec
-(``BC_MVEC`` undefined) the same text calls the scalar functions.
+(``BC_MVEC`` undefined) the same text calls the scalar functions.  In float32,
+e^x, tanh, log and log1p are written out in the text instead (:data:`MATH_FLOAT32`,
+with its bounds): inline, they leave the SIMD loop its registers, which a call takes.
 """
 
 from __future__ import annotations
