@@ -437,11 +437,12 @@ def test_the_pools_threads_may_use_every_core_though_started_from_a_pinned_threa
     assert done.returncode == 0 and done.stdout.startswith("ok"), done.stderr[-2000:]
 
 
+@pytest.mark.parametrize("output", sorted(OUTPUTS))
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("activation", sorted(ACTIVATIONS))
-def test_gcc_vectorises_both_variants_simd_loops(activation, dtype, tmp_path):
+def test_gcc_vectorises_both_variants_simd_loops(activation, dtype, output, tmp_path):
     """A select GCC cannot vectorise leaves the loop scalar, ten times slower, with the same results:
-    only the compiler's report shows it.  (The softmax output's loops are not vectorised yet.)"""
+    only the compiler's report shows it."""
     import re
 
     from backprop_core.activations import get_activation
@@ -450,7 +451,7 @@ def test_gcc_vectorises_both_variants_simd_loops(activation, dtype, tmp_path):
     compiler = build_cache.c_compiler()
     if "gcc" not in build_cache._version(compiler).lower():
         pytest.skip(f"{compiler} is not GCC, whose -fopt-info reports what it vectorised")
-    text = cpu_source(2, 4, 1, get_activation(activation), dtype).text
+    text = cpu_source(2, 4, 3, get_activation(activation), dtype, OUTPUTS[output]).text
     source = tmp_path / "step.c"
     source.write_text(text)
     done = subprocess.run([compiler, *cpu_fused.FLAGS, *cpu_fused.MVEC[0], "-fPIC", "-shared", "-o",
