@@ -12,11 +12,10 @@ Prints one JSON line per m and a markdown table; ``uptime``'s load goes with it;
 ``--lever`` adds the fused step built without one of its levers, timed in the same turns, so the
 ratio of each lever is measured on the same machine at the same moment (all cores):
 
-    python bench/cpu_fused_ab.py --m 2**21 --lever flags,math,lanes --rounds 9
+    python bench/cpu_fused_ab.py --m 2**21 --lever flags,math --rounds 9
 
 * ``flags``: without ``-fno-trapping-math``;
-* ``math``: float32 calling libmvec's expf and tanhf instead of the written-out ones;
-* ``lanes``: float32 in blocks of 16 examples instead of 32.
+* ``math``: float32 calling libmvec's expf, tanhf, logf and log1pf instead of the written-out ones.
 """
 
 from __future__ import annotations
@@ -47,16 +46,13 @@ TARGET_SMALL_M, TARGET_SMALL_RATIO = 2**16, 2.0  # against the numpy plan of the
 def _without(lever, source, dtype):
     """(text, flags) of the fused step built without ``lever``."""
     from backprop_core.lowering import cpu_fused
-    from backprop_core.lowering.cpu_source import LANES, MATH_FLOAT32
+    from backprop_core.lowering.cpu_source import MATH_FLOAT32
 
     if lever == "flags":
         return source.text, tuple(f for f in cpu_fused.FLAGS if f != "-fno-trapping-math")
     if dtype != "float32":
         raise SystemExit(f"--lever {lever} concerns float32 only")
-    if lever == "math":
-        return source.text.replace(MATH_FLOAT32, ""), cpu_fused.FLAGS
-    lanes = f"#define BC_LANES {LANES[dtype]}\n"
-    return source.text.replace(lanes, "#define BC_LANES 16\n"), cpu_fused.FLAGS
+    return source.text.replace(MATH_FLOAT32, ""), cpu_fused.FLAGS
 
 
 def _verdicts(rows, cores):
@@ -86,12 +82,12 @@ def main(argv=None):
     parser.add_argument("--m", default="2**16,2**21", help="comma-separated batch sizes")
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--lever", default="", help="comma-separated: flags, math, lanes (see above)")
+    parser.add_argument("--lever", default="", help="comma-separated: flags, math (see above)")
     args = parser.parse_args(argv)
     levers = [lever for lever in args.lever.split(",") if lever]
     for lever in levers:
-        if lever not in ("flags", "math", "lanes"):
-            parser.error(f"--lever: no lever {lever!r} (flags, math, lanes)")
+        if lever not in ("flags", "math"):
+            parser.error(f"--lever: no lever {lever!r} (flags, math)")
 
     from backprop_core import planner
     from backprop_core.activations import get_activation

@@ -138,12 +138,12 @@ def test_the_same_inputs_and_threads_give_the_same_bits_wherever_the_data_lie(dt
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_the_ranges_sums_add_up_to_the_whole_batch(dtype):
-    X, Y, p = _problem(2, 4, 1, 5 * LANES[dtype] + 3)
+    X, Y, p = _problem(2, 4, 1, 5 * LANES + 3)
     step = cpu_fused.CpuFusedStep(2, 4, 1, "sigmoid", LEARNING_RATE, dtype, threads=1)
     Xc, Yc = step.prepare(X), step.prepare(Y)
     params = {k: v.astype(dtype) for k, v in p.items()}
     whole = step.sums(params, Xc, Yc, 0, Xc.shape[1])
-    cut = 2 * LANES[dtype] + 5
+    cut = 2 * LANES + 5
     parts = step.sums(params, Xc, Yc, 0, cut) + step.sums(params, Xc, Yc, cut, Xc.shape[1])
     np.testing.assert_allclose(parts, whole, rtol=1e-12 if dtype == "float64" else 1e-5)
     threads = cpu_fused.CpuFusedStep(2, 4, 1, "sigmoid", LEARNING_RATE, dtype, threads=3)

@@ -38,10 +38,10 @@ from ..equations import SIGMOID, Output
 from ..fused.cuda import DTYPES, VARIANTS, _Emitter, _indent, layout
 from ..fused.scalar import Program, lower_step
 
-#: Examples per SIMD block, by dtype: each sum keeps this many partials (float32: two AVX-512 vectors,
-#: four AVX2; float64: two AVX-512, four AVX2); a constant of the text, so the order of additions is
-#: too.  float32 at 32 rather than 16: 1.01-1.06x at 2-4-1 (bench/cpu_fused_ab.py's --lever lanes).
-LANES = {"float32": 32, "float64": 16}
+#: Examples per SIMD block: each sum keeps this many partials (one AVX-512 vector of float32, two of
+#: float64); a constant of the text, so the order of additions is too.  32 for float32 measured a wash
+#: at 2-4-1 (0.97x without the cost, 1.02x with it, by CPU time, interleaved).
+LANES = 16
 #: How each per-example line reads row ``row`` of an input: rows are contiguous.
 CONTIGUOUS_LOAD = "{name}[{row} * {name}_s0 + e]"
 #: A pool of threads started on first use and kept: part 0 of a step runs on the calling
@@ -371,7 +371,7 @@ def _source(n0: int, n1: int, n2: int, activation: Activation, output: Output, d
     programs = {v: lower_step(n0, n1, n2, activation, with_cost, output=output) for v, with_cost in VARIANTS.items()}
     offsets, psize, osize = layout(programs["cost"])
     text = _PREAMBLE.format(shape=f"{n0}-{n1}-{n2}", activation=activation.name, output=output.name, dtype=dtype,
-                            ctype=DTYPES[dtype], lanes=LANES[dtype], vector_math=_vector_declarations(),
+                            ctype=DTYPES[dtype], lanes=LANES, vector_math=_vector_declarations(),
                             own_math=MATH_FLOAT32 if dtype == "float32" else "", pool=POOL)
     text += "".join(_variant_text(v, p, dtype, offsets) for v, p in programs.items())
     return CpuSource(text=text, dtype=dtype, shape=(n0, n1, n2), activation=activation.name, output=output.name,
