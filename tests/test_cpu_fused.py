@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -11,7 +15,7 @@ from backprop_core.equations import OUTPUTS
 from backprop_core.errors import InvalidInputError
 from backprop_core.initialization import initial_parameters_host
 from backprop_core.lowering import build_cache, cpu_fused
-from backprop_core.lowering.cpu_source import LANES
+from backprop_core.lowering.cpu_source import LANES, MATH_FLOAT32, MATH_ULPS
 
 pytestmark = pytest.mark.skipif(build_cache.c_compiler() is None, reason="no C compiler (gcc or cc) here")
 
@@ -305,6 +309,47 @@ def test_vector_math_is_within_4_ulp_and_keeps_nan_and_infinity(vector_math, nam
     np.testing.assert_array_equal(y[~finite], rounded[~finite])
 
 
+# -- the float32 exp and tanh the step writes out: within the bounds cpu_source states ------------------------
+WRITTEN_MATH_C = """#include <math.h>
+#define BC_INF ((float)INFINITY)
+#define BC_NAN ((float)NAN)
+""" + MATH_FLOAT32 + """
+#define MAP(name) void bc_map_##name(const float* x, float* y, long n) { \\
+    _Pragma("omp simd") for (long i = 0; i < n; ++i) y[i] = bc_##name##f(x[i]); }
+MAP(exp) MAP(tanh) MAP(log) MAP(log1p)
+"""
+
+
+def _every_61st_float32(low, high):
+    """Every 61st float32 in [low, high), 0 <= low < high: all exponents, a spread of mantissas."""
+    bits = np.arange(np.float32(low).view(np.int32), np.float32(high).view(np.int32), 61, dtype=np.int32)
+    return bits.view(np.float32)
+
+
+@pytest.mark.parametrize("name,high,low", [("exp", 110.0, -110.0),  # past where e^x overflows and underflows
+                                           ("tanh", 20.0, -20.0),  # past where it rounds to 1
+                                           ("log", 3.4e38, 0.0),  # every exponent, the subnormals too
+                                           ("log1p", 3.4e38, -1.0)])
+def test_the_written_out_float32_math_is_within_its_bound_and_keeps_nan_and_infinity(name, high, low):
+    import ctypes
+
+    library = build_cache.load(WRITTEN_MATH_C, cpu_fused.FLAGS, ("m",))
+    special = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, -1.0, -2.0, 1e-45], np.float32)
+    x = np.concatenate([_every_61st_float32(0.0, high), -_every_61st_float32(0.0, -low), special])
+    y = np.empty_like(x)
+    function = getattr(library, f"bc_map_{name}")
+    function.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_long]
+    function(x.ctypes.data, y.ctypes.data, x.size)
+    with np.errstate(all="ignore"):
+        want = getattr(np, name)(x.astype(np.float64))
+        rounded = want.astype(np.float32)
+    finite = np.isfinite(rounded)
+    ulps = np.abs(y[finite] - want[finite]) / np.spacing(np.abs(rounded[finite]))
+    assert float(np.max(ulps)) <= MATH_ULPS[name], x[finite][np.argmax(ulps)]
+    np.testing.assert_array_equal(y[~finite], rounded[~finite])  # NaN, infinities, overflow
+    assert np.array_equal(np.signbit(y[x == 0]), np.signbit(rounded[x == 0]))
+
+
 # -- the pool of threads ---------------------------------------------------------------------------------
 def test_steps_called_from_two_threads_at_once_each_get_their_own_result():
     from concurrent.futures import ThreadPoolExecutor
@@ -359,3 +404,61 @@ def test_without_vector_math_the_scalar_functions_give_the_same_results(monkeypa
     X, Y, p = _problem(3, 5, 2, 333)
     step = cpu_fused.CpuFusedStep(3, 5, 2, "tanh", LEARNING_RATE, "float64")
     assert _worst(_run(step, X, Y, p), _expected(X, Y, p, "tanh"), PARAMETERS + GRADIENTS) < 1e-12
+
+
+AFFINITY_CHILD = """
+import os, sys, threading
+import os
+import subprocess
+import sys
+
+import numpy as np
+from backprop_core.lowering import cpu_fused
+allowed = set(cpu_fused.CORES)
+os.sched_setaffinity(0, {min(allowed)})  # as a processes plan's running() pins its calling thread
+before = set(os.listdir("/proc/self/task"))
+step = cpu_fused.CpuFusedStep(2, 4, 1, "tanh", 0.1, "float64", threads=2)
+X = np.zeros((2, 1000)); Y = np.zeros((1, 1000))
+step.run({"W1": np.ones((4, 2)), "b1": np.zeros((4, 1)), "W2": np.ones((1, 4)), "b2": np.zeros((1, 1))}, X, Y, True)
+started = set(os.listdir("/proc/self/task")) - before
+assert started, "the step started no thread"
+for tid in started:
+    assert os.sched_getaffinity(int(tid)) == allowed, (tid, os.sched_getaffinity(int(tid)), allowed)
+print("ok", len(started))
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2,
+                    reason="needs Linux and two cores, to tell one pinned core from all of them")
+def test_the_pools_threads_may_use_every_core_though_started_from_a_pinned_thread(tmp_path):
+    """In a fresh interpreter (a new pool): started from a thread pinned to one core, the workers get all."""
+    done = subprocess.run([sys.executable, "-c", AFFINITY_CHILD], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "BACKPROP_CORE_CACHE": str(tmp_path)})
+    assert done.returncode == 0 and done.stdout.startswith("ok"), done.stderr[-2000:]
+
+
+@pytest.mark.parametrize("output", sorted(OUTPUTS))
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("activation", sorted(ACTIVATIONS))
+def test_gcc_vectorises_both_variants_simd_loops(activation, dtype, output, tmp_path):
+    """A select GCC cannot vectorise leaves the loop scalar, ten times slower, with the same results:
+    only the compiler's report shows it."""
+    import re
+
+    from backprop_core.activations import get_activation
+    from backprop_core.lowering.cpu_source import cpu_source
+
+    compiler = build_cache.c_compiler()
+    if "gcc" not in build_cache._version(compiler).lower():
+        pytest.skip(f"{compiler} is not GCC, whose -fopt-info reports what it vectorised")
+    text = cpu_source(2, 4, 3, get_activation(activation), dtype, OUTPUTS[output]).text
+    source = tmp_path / "step.c"
+    source.write_text(text)
+    done = subprocess.run([compiler, *cpu_fused.FLAGS, *cpu_fused.MVEC[0], "-fPIC", "-shared", "-o",
+                           str(tmp_path / "step.so"), str(source), *(f"-l{name}" for name in cpu_fused.MVEC[1]),
+                           "-fopt-info-vec-optimized"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    vectorised = {int(line) for line in re.findall(r"step\.c:(\d+):\d+: optimized: loop vectorized", done.stderr)}
+    loops = [number + 2 for number, line in enumerate(text.splitlines(), 1) if "#pragma omp simd" in line]
+    assert len(loops) == 2 and all(line in vectorised for line in loops), (loops, sorted(vectorised))

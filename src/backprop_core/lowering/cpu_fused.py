@@ -35,8 +35,13 @@ ENVIRONMENT = "BACKPROP_CORE_CPU_FUSED"
 #: equations (divergence detection reads them); -fno-math-errno lets the math calls
 #: vectorise (errno is never read); -fopenmp-simd reads the SIMD loops' pragma (no OpenMP
 #: runtime: the threads are the text's own pool).
+#: -fno-trapping-math: the floating-point exception flags are never read either, so both sides of a
+#: select may be computed unmasked (1.2-1.4x at 2-4-1 float32, and GCC 12 vectorises the cost variant's
+#: loop only with it: bench/cpu_fused_ab.py's --lever flags); NaN and infinity are values, not traps,
+#: and still propagate.
 #: -z defs: a symbol the libraries lack fails the build (then the scalar build runs), not the load.
-FLAGS = ("-std=gnu11", "-O3", "-march=native", "-fopenmp-simd", "-fno-math-errno", "-pthread", "-Wl,-z,defs")
+FLAGS = ("-std=gnu11", "-O3", "-march=native", "-fopenmp-simd", "-fno-math-errno", "-fno-trapping-math", "-pthread",
+         "-Wl,-z,defs")
 #: Vector math: glibc's libmvec where it links, else the scalar functions.
 MVEC = (("-DBC_MVEC",), ("mvec", "m"))
 SCALAR_MATH = ((), ("m",))
@@ -83,7 +88,8 @@ class CpuFusedStep:
     cut the examples; the same inputs and ``threads`` give the same bits.
     """
 
-    def __init__(self, n0, n1, n2, activation, learning_rate, dtype, *, output=SIGMOID, threads=None):
+    def __init__(self, n0, n1, n2, activation, learning_rate, dtype, *, output=SIGMOID, threads=None, text=None,
+                 flags=None):
         self.shape = (int(n0), int(n1), int(n2))
         fits, why = fused_support(*self.shape)
         if not fits:
@@ -96,7 +102,8 @@ class CpuFusedStep:
         self.learning_rate = float(learning_rate)
         self.source = cpu_source(*self.shape, get_activation(activation), self.dtype.name, get_output(output))
         self.threads = max(1, int(threads if threads is not None else (os.cpu_count() or 1)))
-        self._lib = _library(self.source.text)
+        # text, flags: the same step printed or built otherwise, for bench/cpu_fused_ab.py's A/B of each lever
+        self._lib = _library(self.source.text if text is None else text, FLAGS if flags is None else tuple(flags))
         self._real = ctypes.c_float if self.dtype == np.float32 else ctypes.c_double
         pointer, index = ctypes.c_void_p, ctypes.c_longlong
         data = [pointer, index, pointer, index]  # X and its row stride, Y and its
@@ -194,16 +201,23 @@ def _row_stride(a: np.ndarray) -> int:
 
 
 _LIBRARIES = {}
+#: The cores this process may use, read when this module is first imported (the planner imports it
+#: before any plan runs): the pool's threads get these, not those of the thread that starts them,
+#: which a processes plan's running() pins to one core.
+CORES = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
 
 
-def _library(text: str) -> ctypes.CDLL:
+def _library(text: str, flags: tuple) -> ctypes.CDLL:
     """The step's library, built once per machine (vector math where it links)."""
-    if text not in _LIBRARIES:
+    if (text, flags) not in _LIBRARIES:
         try:
-            _LIBRARIES[text] = load(text, FLAGS + MVEC[0], MVEC[1], "the fused CPU step")
+            library = load(text, flags + MVEC[0], MVEC[1], "the fused CPU step")
         except BuildError:
-            _LIBRARIES[text] = load(text, FLAGS + SCALAR_MATH[0], SCALAR_MATH[1], "the fused CPU step")
-    return _LIBRARIES[text]
+            library = load(text, flags + SCALAR_MATH[0], SCALAR_MATH[1], "the fused CPU step")
+        cores = (ctypes.c_int * max(1, len(CORES)))(*CORES)
+        library.bc_set_cores(cores, ctypes.c_int(len(CORES)))
+        _LIBRARIES[text, flags] = library
+    return _LIBRARIES[text, flags]
 
 
 def compile(shape, activation, dtype, learning_rate, *, output=SIGMOID, threads=None) -> CpuFusedStep:  # noqa: A001

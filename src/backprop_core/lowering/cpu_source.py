@@ -23,7 +23,9 @@ preamble declares the few functions the equations use as SIMD functions
 itself, so GCC calls libmvec's vector forms (at most 4 ulp from the correctly
 rounded value, NaN and infinity handled as the scalar functions handle them)
 while every other operation keeps IEEE semantics.  Without libmvec
-(``BC_MVEC`` undefined) the same text calls the scalar functions.
+(``BC_MVEC`` undefined) the same text calls the scalar functions.  In float32,
+e^x, tanh, log and log1p are written out in the text instead (:data:`MATH_FLOAT32`,
+with its bounds): inline, they leave the SIMD loop its registers, which a call takes.
 """
 
 from __future__ import annotations
@@ -36,8 +38,9 @@ from ..equations import SIGMOID, Output
 from .cuda_fused.cuda import DTYPES, VARIANTS, Emitter as _Emitter, indent as _indent, layout
 from .cuda_fused.scalar import Program, lower_step
 
-#: Examples per SIMD block: each sum keeps this many partials (two AVX2 vectors of float32,
-#: four of float64); a constant of the text, so the order of additions is too.
+#: Examples per SIMD block: each sum keeps this many partials (one AVX-512 vector of float32, two of
+#: float64); a constant of the text, so the order of additions is too.  32 for float32 measured a wash
+#: at 2-4-1 (0.97x without the cost, 1.02x with it, by CPU time, interleaved).
 LANES = 16
 #: How each per-example line reads row ``row`` of an input: rows are contiguous.
 CONTIGUOUS_LOAD = "{name}[{row} * {name}_s0 + e]"
@@ -76,6 +79,25 @@ static void* bc_worker(void* arg)
     return 0;
 }
 
+#ifdef __linux__
+// The cores the pool's threads may use: the process's (bc_set_cores).  A new thread would
+// otherwise take its creator's, and a processes plan pins its calling thread to one core.
+static cpu_set_t bc_cores;
+static int bc_cores_given = 0;
+
+void bc_set_cores(const int* const cores, const int count)
+{
+    pthread_mutex_lock(&bc_pool.lock);
+    CPU_ZERO(&bc_cores);
+    for (int i = 0; i < count; ++i)
+        if (0 <= cores[i] && cores[i] < CPU_SETSIZE) CPU_SET(cores[i], &bc_cores);
+    bc_cores_given = CPU_COUNT(&bc_cores) > 0;
+    pthread_mutex_unlock(&bc_pool.lock);
+}
+#else
+void bc_set_cores(const int* const cores, const int count) { (void)cores, (void)count; }
+#endif
+
 // A child of fork() has none of its parent's threads: it starts its own.
 static void bc_forget_workers(void) { bc_pool.workers = 0; }
 
@@ -93,7 +115,20 @@ static void bc_run(bc_job job, void* context, int parts)
         pthread_attr_t attr;
         pthread_attr_init(&attr);
         pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-        const int ok = pthread_create(&thread, &attr, bc_worker, (void*)(long)(bc_pool.workers + 1)) == 0;
+        void* const index = (void*)(long)(bc_pool.workers + 1);
+#ifdef __linux__
+        int ok = 0;
+        if (bc_cores_given && pthread_attr_setaffinity_np(&attr, sizeof bc_cores, &bc_cores) == 0)
+            ok = pthread_create(&thread, &attr, bc_worker, index) == 0;
+        if (!ok) {  // no cores given, or refused (a core gone offline): the creating thread's, as before
+            pthread_attr_destroy(&attr);
+            pthread_attr_init(&attr);
+            pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+            ok = pthread_create(&thread, &attr, bc_worker, index) == 0;
+        }
+#else
+        const int ok = pthread_create(&thread, &attr, bc_worker, index) == 0;
+#endif
         pthread_attr_destroy(&attr);
         if (!ok) break;
         bc_pool.workers++;
@@ -114,6 +149,93 @@ static void bc_run(bc_job job, void* context, int parts)
 """
 #: The math functions the fused lines may call that libmvec has vector forms of.
 VECTOR_MATH = ("exp", "log", "log1p", "tanh", "pow")
+#: float32 e^x, tanh, log and log1p written out, so the SIMD loop keeps its registers: a call to a
+#: vector function clobbers every vector register, so each of the five calls a 2-4-1 tanh step makes
+#: per block spilled and reloaded its sums (bench/cpu_fused_ab.py's --lever math measures it).
+#: Only + - * /, comparisons and bit moves, so NaN and infinity come out as from expf, tanhf, logf and
+#: log1pf.  Bounds (MATH_ULPS), tested over every 61st float32 of the ranges in test_cpu_fused.py with
+#: NaN, infinities and signed zeros: e^x at most 2 ulp from the exact value (measured 1.0; Cody and
+#: Waite's reduction and Cephes' polynomial; below FLT_MIN the subnormal is rounded once); tanh at most 6
+#: ulp (measured 4.8; Eigen's rational function, |x| clamped to 9, beyond which it is within 1 ulp of 1;
+#: the error is largest near 8.8, where float32's rounding of the two polynomials shows against a value
+#: near 1); log at most 2 ulp (measured 0.8; Cephes' polynomial on [sqrt(1/2), sqrt(2))); log1p at most 3
+#: ulp (measured 2.4; Kahan's log(1 + x) * x / ((1 + x) - 1), exact where 1 + x rounds to 1).
+MATH_FLOAT32 = r"""
+// float32 e^x and tanh, written out (cpu_source.MATH_FLOAT32 says why and how exact)
+static inline float bc_float(const unsigned bits) { float f; __builtin_memcpy(&f, &bits, sizeof f); return f; }
+static inline unsigned bc_bits(const float f) { unsigned bits; __builtin_memcpy(&bits, &f, sizeof bits); return bits; }
+static inline float bc_expf(const float x)
+{
+    float c = x > 89.0f ? 89.0f : x;  // e^89 and e^-104 already round to infinity and 0; NaN stays NaN
+    c = c < -104.0f ? -104.0f : c;
+    const float shift = 0x1.8p23f;  // adding it rounds c / ln 2 to the integer n, kept in the low bits
+    const float t = c * 1.44269504088896341f + shift;
+    const float n = t - shift;
+    const int k = (int)(bc_bits(t) - bc_bits(shift));  // unsigned: a NaN's bits may not overflow an int
+    float r = c - n * 0.693359375f;  // c - n ln 2 with ln 2 in two parts: n times the first is exact
+    r = r - n * -2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    const float y = p * r * r + r + 1.0f;  // e^r, |r| <= ln 2 / 2
+    const int k1 = k >> 1, k2 = k - k1;  // 2^n as two normal factors: a subnormal result is rounded once
+    return y * bc_float((unsigned)(k1 + 127) << 23) * bc_float((unsigned)(k2 + 127) << 23);
+}
+static inline float bc_tanhf(const float x)
+{
+    const float c = 9.0f < fabsf(x) ? copysignf(9.0f, x) : x;  // one select (GCC made two into four compares)
+    const float z = c * c;
+    float p = -2.76076847742355e-16f;
+    p = p * z + 2.00018790482477e-13f;
+    p = p * z + -8.60467152213735e-11f;
+    p = p * z + 5.12229709037114e-08f;
+    p = p * z + 1.48572235717979e-05f;
+    p = p * z + 6.37261928875436e-04f;
+    p = p * z + 4.89352455891786e-03f;
+    float q = 1.19825839466702e-06f;
+    q = q * z + 1.18534705686654e-04f;
+    q = q * z + 2.26843463243900e-03f;
+    q = q * z + 4.89352518554385e-03f;
+    return c * (p / q);  // p / q first: a subnormal x is then rounded once
+}
+static inline float bc_logf(const float x)
+{
+    const float s = x < 0x1p-126f ? x * 0x1p23f : x;  // a subnormal made normal, its exponent put back below
+    const unsigned b = bc_bits(s) - 0x3f3504f3u;  // the bits of sqrt(1/2): f below lands in [sqrt(1/2), sqrt(2))
+    const float k = (float)((int)b >> 23) - (x < 0x1p-126f ? 23.0f : 0.0f);
+    const float r = bc_float((b & 0x7fffffu) + 0x3f3504f3u) - 1.0f;
+    const float z = r * r;
+    float p = 7.0376836292e-2f;
+    p = p * r - 1.1514610310e-1f;
+    p = p * r + 1.1676998740e-1f;
+    p = p * r - 1.2420140846e-1f;
+    p = p * r + 1.4249322787e-1f;
+    p = p * r - 1.6668057665e-1f;
+    p = p * r + 2.0000714765e-1f;
+    p = p * r - 2.4999993993e-1f;
+    p = p * r + 3.3333331174e-1f;
+    const float y = p * r * z + k * -2.12194440e-4f - 0.5f * z + r + k * 0.693359375f;
+    // one comparison per select (a select on two combined ones kept GCC 12 from vectorising the loop)
+    const float finite = x < BC_INF ? y : x;  // infinity is itself
+    return x > 0.0f ? finite : (x == 0.0f ? -BC_INF : BC_NAN);  // below 0, and NaN: NaN
+}
+static inline float bc_log1pf(const float x)
+{
+    const float u = 1.0f + x;
+    const float y = bc_logf(u) * (x / (u - 1.0f));  // Kahan's: the rounding of 1 + x cancels
+    const float finite = x < BC_INF ? y : x;  // infinity, and NaN, are themselves
+    return u == 1.0f ? x : finite;  // x where 1 + x rounds to 1
+}
+#define expf(x) bc_expf(x)
+#define tanhf(x) bc_tanhf(x)
+#define logf(x) bc_logf(x)
+#define log1pf(x) bc_log1pf(x)
+"""
+#: The largest error in ulp that the tests allow the written-out functions.
+MATH_ULPS = {"exp": 2.0, "tanh": 6.0, "log": 2.0, "log1p": 3.0}
 
 
 @dataclass(frozen=True)
@@ -135,8 +257,10 @@ _PREAMBLE = """\
 // Generated by backprop_core.lowering.cpu_source from equations.gradients and equations.update
 // for a {shape} network with activation {activation} and a {output} output, in {dtype}.
 // Change the equations, not this file: the step is derived from them.
+#define _GNU_SOURCE  // pthread_attr_setaffinity_np, cpu_set_t
 #include <math.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdbool.h>
 typedef {ctype} real;
 #define BC_LANES {lanes}
@@ -146,9 +270,10 @@ typedef {ctype} real;
 // libmvec's vector forms (glibc declares them only under -ffast-math, which we do not use)
 {vector_math}
 #endif
-
+{own_math}
 // max that keeps a NaN from either side, as NumPy's max does
-static inline real bc_max(const real a, const real b) {{ return (a > b || a != a) ? a : b; }}
+// (one comparison per select: GCC 12 vectorises no loop with a select on two combined)
+static inline real bc_max(const real a, const real b) {{ const real m = a > b ? a : b; return a != a ? a : m; }}
 {pool}"""
 
 
@@ -246,7 +371,8 @@ def _source(n0: int, n1: int, n2: int, activation: Activation, output: Output, d
     programs = {v: lower_step(n0, n1, n2, activation, with_cost, output=output) for v, with_cost in VARIANTS.items()}
     offsets, psize, osize = layout(programs["cost"])
     text = _PREAMBLE.format(shape=f"{n0}-{n1}-{n2}", activation=activation.name, output=output.name, dtype=dtype,
-                            ctype=DTYPES[dtype], lanes=LANES, vector_math=_vector_declarations(), pool=POOL)
+                            ctype=DTYPES[dtype], lanes=LANES, vector_math=_vector_declarations(),
+                            own_math=MATH_FLOAT32 if dtype == "float32" else "", pool=POOL)
     text += "".join(_variant_text(v, p, dtype, offsets) for v, p in programs.items())
     return CpuSource(text=text, dtype=dtype, shape=(n0, n1, n2), activation=activation.name, output=output.name,
                      parameter_size=psize, output_size=osize, offsets=offsets,
