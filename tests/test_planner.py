@@ -306,12 +306,25 @@ def test_a_target_that_applies_is_chosen_exactly_where_the_noise_rule_says_it_is
     assert verdict in p.reason
 
 
-def test_a_target_is_judged_against_processes_by_their_calibrated_time():
+def test_a_target_replaces_processes_unless_they_are_predicted_faster_by_their_margin():
     from backprop_core.measuring import Timing
 
-    steady = Timing((1.0,) * 9)  # a target's samples, stable
-    assert planner.target_replaces(steady, planner._Calibrated(2.0))[0]  # half the processes' time
-    assert not planner.target_replaces(steady, planner._Calibrated(1.05))[0]  # within the margin: a tie
+    steady = Timing((1.0,) * 9)  # a target's samples, stable: one second
+    margin = 1.0 - planner.PROCESS_MARGIN
+    assert planner.target_replaces(steady, planner._Calibrated(2.0))[0]  # processes twice as slow
+    # A tie, or processes a little faster by their (optimistic) calibration: the target, measured here, runs.
+    assert planner.target_replaces(steady, planner._Calibrated(1.0))[0]
+    assert planner.target_replaces(steady, planner._Calibrated(1.0 - margin / 2))[0]
+    stay, why = planner.target_replaces(steady, planner._Calibrated(1.0 - 2 * margin))
+    assert not stay and "processes must win by" in why
+
+
+def test_a_target_measured_unstable_does_not_replace_processes():
+    from backprop_core.measuring import Timing
+
+    noisy = Timing((1.0, 3.0) * 5)  # a spread far above the noise rule's
+    stay, why = planner.target_replaces(noisy, planner._Calibrated(10.0))
+    assert not stay and "unstable" in why
 
 
 def test_wide_layers_keep_their_plan_and_say_why_the_target_does_not_apply(with_targets):

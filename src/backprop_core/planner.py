@@ -448,11 +448,27 @@ def _time_target(target, fit: Fit, m, workers, fallback: Plan) -> tuple:
 
 
 def target_replaces(timing, fallback_timing) -> tuple[bool, str]:
-    """The noise rule (:func:`measuring.replaces`) for a target's timing against its fallback's, which may
-    be a :class:`_Calibrated` time without samples (worker processes, not started again)."""
-    if isinstance(fallback_timing, _Calibrated):
-        return measuring.replaces(timing, None, safe_s=fallback_timing.seconds)
-    return measuring.replaces(timing, fallback_timing)
+    """The noise rule (:func:`measuring.replaces`) for a target's timing against its fallback's.
+
+    The fallback may be worker processes, known by a :class:`_Calibrated` time
+    (not started again).  That time is a prediction, and an optimistic one (a
+    busy machine, a fresh process's first steps), which is why processes must
+    beat threads by more than 1 - :data:`PROCESS_MARGIN`; against a target that
+    runs in this process they are the risky choice too, so the target, measured
+    stable, is the safe one, and the processes stay only if predicted faster than
+    it by that same margin.
+    """
+    if not isinstance(fallback_timing, _Calibrated):
+        return measuring.replaces(timing, fallback_timing)
+    if not timing.stable:
+        return measuring.replaces(timing, None, safe_s=fallback_timing.seconds)  # says it is unstable
+    stay, _ = measuring.replaces(None, timing, candidate_s=fallback_timing.seconds, margin=1.0 - PROCESS_MARGIN)
+    ratio = timing.median / fallback_timing.seconds
+    if stay:
+        return False, (f"worker processes are predicted {ratio:.2f}x faster, beyond the "
+                       f"{1.0 - PROCESS_MARGIN:.0%} margin processes must win by")
+    return True, (f"worker processes are predicted {ratio:.2f}x as fast, not faster by the "
+                  f"{1.0 - PROCESS_MARGIN:.0%} margin processes must win by; measured stable")
 
 
 @dataclass(frozen=True)
