@@ -290,6 +290,8 @@ def test_a_lone_surrogate_class_name_is_written_escaped(tmp_path):
     (["-x", "\tlead"], ["'-x", r"'\tlead"]),  # a tab is also escaped: it is not printable
     ([-3, 2], ["-3", "2"]),  # numbers are numbers
     (["-2.5e-3", "+7"], ["-2.5e-3", "+7"]),
+    # Digits of other scripts are no number here, as the CSV reader and the options refuse them: text, quoted
+    (["-\u0661\u0662", "+\uff11"], ["'-\u0661\u0662", "'+\uff11"]),
 ])
 def test_cells_a_spreadsheet_would_run_are_neutralised(tmp_path, classes, written):
     model, data = model_with_classes(tmp_path, classes)
