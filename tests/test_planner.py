@@ -13,6 +13,7 @@ from backprop_core.backends import get_backend
 from backprop_core.backends.numpy_backend import NumpyBackend
 from backprop_core.initialization import initial_parameters_host
 from backprop_core.lowering import build_cache, cpu_fused
+from conftest import lecture
 
 TANH = bc.get_activation("tanh")
 
@@ -139,7 +140,7 @@ def test_every_entry_point_asks_the_planner(flower_data, caplog):
     with caplog.at_level(logging.DEBUG, logger="backprop_core"):
         bc.nn_model(X, Y, 4, 10, chunk_size=100, workers=2)
     assert any("plan: chunks, chunks of 100, 2 threads" in r.getMessage() for r in caplog.records)
-    model = bc.BackpropClassifier(num_iterations=10, chunk_size=100, workers=2).fit(X.T, Y[0])
+    model = lecture(max_iter=10, chunk_size=100, workers=2).fit(X.T, Y[0])
     assert (model.plan_.mode, model.plan_.chunk_size, model.plan_.workers) == ("chunks", 100, 2)
 
 
