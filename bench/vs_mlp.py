@@ -38,6 +38,7 @@ from sklearn.preprocessing import StandardScaler
 
 import backprop_core as bc
 from backprop_core.datasets import flower
+from backprop_core.estimator import LECTURE
 
 
 @dataclass(frozen=True)
@@ -96,9 +97,10 @@ def choose_iterations(s: Setting, X_train, y_train) -> int:
     """The iterations of backprop-core that cross-validate best on the training part."""
     if isinstance(s.iterations, int):
         return s.iterations
-    model = bc.BackpropClassifier(hidden_units=s.hidden, learning_rate=s.learning_rate, init=s.init)
-    search = GridSearchCV(model, {"num_iterations": list(s.iterations)}, cv=5, n_jobs=2)
-    return int(search.fit(X_train, y_train).best_params_["num_iterations"])
+    model = bc.BackpropClassifier(**(LECTURE | dict(hidden_units=s.hidden, learning_rate_init=s.learning_rate,
+                                                    init=s.init)))
+    search = GridSearchCV(model, {"max_iter": list(s.iterations)}, cv=5, n_jobs=2)
+    return int(search.fit(X_train, y_train).best_params_["max_iter"])
 
 
 def contenders(s: Setting, m_train: int, chosen: str = "") -> dict:
@@ -107,8 +109,8 @@ def contenders(s: Setting, m_train: int, chosen: str = "") -> dict:
                    momentum=0.0, nesterovs_momentum=False, alpha=0.0, max_iter=s.iterations, tol=0.0,
                    n_iter_no_change=s.iterations + 1, shuffle=False)
     return {
-        "backprop-core": (lambda: bc.BackpropClassifier(
-            hidden_units=s.hidden, learning_rate=s.learning_rate, num_iterations=s.iterations, init=s.init),
+        "backprop-core": (lambda: bc.BackpropClassifier(**(LECTURE | dict(  # the lecture's full-batch GD, tuned
+            hidden_units=s.hidden, learning_rate_init=s.learning_rate, max_iter=s.iterations, init=s.init))),
             f"full-batch GD, lr {s.learning_rate}, {s.iterations} iterations{chosen}, init {s.init}"),
         "MLP full-batch GD": (lambda: MLPClassifier((s.hidden,), activation="tanh", random_state=0, **same_gd),
                               f"sgd, batch = m, lr {s.learning_rate}, no momentum, alpha 0, {s.iterations} iterations"),

@@ -179,6 +179,15 @@ def assert_close(actual, expected, backend, dtype: str | None = None, *, err_msg
     np.testing.assert_allclose(backend.to_numpy(actual), expected, **(tol or tolerance(dtype)), err_msg=err_msg)
 
 
+def lecture(**settings):
+    """``BackpropClassifier(**(LECTURE | settings))``: the lecture's small full-batch network, which the
+    tests of the full-batch machinery (chunks, workers, devices, files) and of the course's numbers
+    train; the estimator's defaults are a practitioner's (test_practitioner.py)."""
+    from backprop_core.estimator import LECTURE
+
+    return bc.BackpropClassifier(**(LECTURE | settings))
+
+
 @pytest.fixture(scope="session")
 def flower_data():
     return flower()

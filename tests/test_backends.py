@@ -14,7 +14,7 @@ import backprop_core as bc
 from backprop_core.backends import BackendUnavailableError, InvalidDeviceError, backend_for_array, get_backend
 from backprop_core.backends.numpy_backend import NumpyBackend
 
-from conftest import assert_close
+from conftest import assert_close, lecture
 
 K = 50  # iterations compared
 
@@ -52,9 +52,9 @@ def test_gradients_agree_with_numpy_float64(backend):
 def test_estimator_outputs_in_callers_namespace_and_device(backend, flower_data):
     X, Y = flower_data
     Xd, yd = backend.asarray(X.T, backend.default_dtype), backend.asarray(Y[0], backend.default_dtype)
-    model = bc.BackpropClassifier(num_iterations=200, backend=backend.name,
-                                  device=backend.requested_device).fit(Xd, yd)
-    reference = bc.BackpropClassifier(num_iterations=200, dtype=backend.default_dtype).fit(X.T, Y[0])
+    model = lecture(max_iter=200, backend=backend.name,
+                    device=backend.requested_device).fit(Xd, yd)
+    reference = lecture(max_iter=200, dtype=backend.default_dtype).fit(X.T, Y[0])
     assert_close(model.predict(Xd), reference.predict(X.T), backend)
     assert_close(model.predict_proba(Xd), reference.predict_proba(X.T), backend)
     # NumPy in, NumPy out, whatever the training backend.
@@ -67,7 +67,7 @@ def test_a_float64_model_answers_jax_in_float32_where_jax_has_no_float64(flower_
     if jax.config.jax_enable_x64:
         pytest.skip("JAX's 64-bit mode is on here: it has float64")
     X, Y = flower_data
-    model = bc.BackpropClassifier(num_iterations=200).fit(X.T, Y[0])  # NumPy, float64
+    model = lecture(max_iter=200).fit(X.T, Y[0])  # NumPy, float64
     jax_cpu = get_backend("jax", "cpu")
     Xd = jax_cpu.asarray(X.T, "float32")
     assert_close(model.predict_proba(Xd), model.predict_proba(X.T), jax_cpu, "float32")

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import backprop_core as bc
+from conftest import lecture
 
 
 @pytest.fixture()
@@ -17,7 +18,7 @@ def data(flower_data):
 @pytest.fixture()
 def fitted(data):
     X, y = data
-    return bc.BackpropClassifier(num_iterations=300).fit(X, y)
+    return lecture(max_iter=300).fit(X, y)
 
 
 def _nan_at(X, i, j, value):
@@ -97,13 +98,13 @@ def test_bad_sample_weight_on_a_device_is_named(case):
     y = torch.asarray(np.arange(40) % 2)
     w = torch.asarray(-np.ones(40) if case == "negative" else np.ones(39))
     with pytest.raises(ValueError, match="non-negative" if case == "negative" else r"shape \(39,\)"):
-        bc.BackpropClassifier(num_iterations=5).fit(X, y, sample_weight=w)
+        lecture(max_iter=5).fit(X, y, sample_weight=w)
 
 
 def test_bad_labels_on_a_device_are_named():
     torch = pytest.importorskip("torch", reason="torch is not installed")
     X = torch.asarray(np.random.default_rng(0).standard_normal((40, 2)))
-    model = bc.BackpropClassifier(num_iterations=5)
+    model = lecture(max_iter=5)
     with pytest.raises(ValueError, match="Unknown label type: continuous"):
         model.fit(X, torch.linspace(0, 1, 40, dtype=torch.float64))
     with pytest.raises(ValueError, match="Input y contains NaN"):
@@ -119,7 +120,7 @@ def test_arrays_on_two_devices_train_where_X_is():
     xs = pytest.importorskip("array_api_strict", reason="array-api-strict is not installed")
     X = xs.asarray(np.array([[0.0, 1.0], [1.0, 0.0], [0.0, 2.0], [2.0, 0.0]]), device=xs.Device("CPU_DEVICE"))
     y = xs.asarray(np.array([0.0, 1.0, 0.0, 1.0]), device=xs.Device("device1"))
-    model = bc.BackpropClassifier(num_iterations=5, backend="array_api_strict").fit(X, y)
+    model = lecture(max_iter=5, backend="array_api_strict").fit(X, y)
     assert model.predict(X).device == X.device
 
 
@@ -141,10 +142,10 @@ def test_the_functional_api_refuses_X_and_Y_of_two_libraries_naming_both():
 @pytest.mark.parametrize("params, message", [
     ({"hidden_units": 0}, "hidden_units must be a positive integer"),
     ({"hidden_units": 2.5}, "hidden_units must be a positive integer"),
-    ({"learning_rate": 0.0}, "learning_rate must be a positive"),
-    ({"learning_rate": -1.0}, "learning_rate must be a positive"),
-    ({"learning_rate": float("nan")}, "learning_rate must be a positive"),
-    ({"num_iterations": 0}, "num_iterations must be a positive integer"),
+    ({"learning_rate_init": 0.0}, "learning_rate_init must be a positive"),
+    ({"learning_rate_init": -1.0}, "learning_rate_init must be a positive"),
+    ({"learning_rate_init": float("nan")}, "learning_rate_init must be a positive"),
+    ({"max_iter": 0}, "max_iter must be a positive integer"),
     ({"activation": "softmax"}, "unknown activation 'softmax'"),
     ({"backend": "tensorflow"}, "unknown backend 'tensorflow'"),
     ({"init": "zeros"}, "unknown init 'zeros'"),
@@ -161,10 +162,10 @@ def test_bad_hyperparameters_are_named(data, fitted, params, message):
 def test_integer_and_boolean_inputs_are_cast(data):
     X, y = data
     Xi = np.round(X * 10).astype(np.int64)  # features of tens: a learning rate for their scale
-    model = bc.BackpropClassifier(num_iterations=200, learning_rate=0.01).fit(Xi, y.astype(bool))
+    model = lecture(max_iter=200, learning_rate_init=0.01).fit(Xi, y.astype(bool))
     assert model.parameters_["W1"].dtype == np.float64
     assert model.predict(Xi).dtype == np.bool_  # labels of the kind fitted
-    labels = bc.BackpropClassifier(num_iterations=200).fit(X, y.astype(np.uint8))
+    labels = lecture(max_iter=200).fit(X, y.astype(np.uint8))
     assert labels.score(X, y) > 0.5
 
 
@@ -236,7 +237,7 @@ def test_masked_and_sparse_arrays_are_refused_by_name(flower_data, case):
     assert isinstance(info.value, bc.BackpropCoreError), "not one of the project's own errors"
 
 
-@pytest.mark.parametrize("fit", [lambda X, Y: bc.BackpropClassifier(num_iterations=10).fit(X.T, Y[0]),
+@pytest.mark.parametrize("fit", [lambda X, Y: lecture(max_iter=10).fit(X.T, Y[0]),
                                  lambda X, Y: bc.nn_model(X, Y, 4, 10, backend="torch")],
                          ids=["estimator", "nn_model"])
 def test_a_sparse_torch_tensor_is_refused_by_name(flower_data, fit):
@@ -254,7 +255,7 @@ def test_big_endian_arrays_are_numbers(flower_data):
     native = bc.nn_model(X, Y, 4, 50)
     for k in native:
         np.testing.assert_array_equal(swapped[k], native[k])
-    model = bc.BackpropClassifier(num_iterations=50).fit(X.T.astype(">f8"), Y[0].astype(">i4"))
+    model = lecture(max_iter=50).fit(X.T.astype(">f8"), Y[0].astype(">i4"))
     np.testing.assert_array_equal(model.parameters_["W1"], native["W1"])
 
 
@@ -264,7 +265,7 @@ def test_a_bad_seed_is_named(flower_data, seed):
     with pytest.raises(ValueError, match="seed must be a non-negative integer or None"):
         bc.nn_model(X, Y, 4, 10, seed=seed)
     with pytest.raises(ValueError, match="seed must be a non-negative integer or None"):
-        bc.BackpropClassifier(num_iterations=10, seed=seed).fit(X.T, Y[0])
+        lecture(max_iter=10, seed=seed).fit(X.T, Y[0])
 
 
 def test_cost_every_zero_is_named_everywhere(flower_data):
@@ -276,7 +277,7 @@ def test_cost_every_zero_is_named_everywhere(flower_data):
     with pytest.raises(ValueError, match=message):
         bc.nn_model(X, Y, 4, 10, cost_every=0)
     with pytest.raises(ValueError, match=message):
-        bc.BackpropClassifier(num_iterations=10, cost_every=0).fit(X.T, Y[0])
+        lecture(max_iter=10, cost_every=0).fit(X.T, Y[0])
     with pytest.raises(ValueError, match=message):
         bc.train(X, Y.astype(float), bc.initialize_parameters(2, 4, 1), activation=get_activation("tanh"),
                  learning_rate=1.2, num_iterations=10, backend=get_backend("numpy"), cost_every=0)
@@ -287,18 +288,18 @@ def test_the_estimator_refuses_a_masked_X_by_name(data):
     masked = np.ma.masked_array(X, mask=np.zeros_like(X, dtype=bool))
     masked.mask[0, 0] = True
     with pytest.raises(TypeError, match="masked array"):
-        bc.BackpropClassifier(num_iterations=5).fit(masked, y)
+        lecture(max_iter=5).fit(masked, y)
 
 
 def test_the_estimator_names_a_bad_seed_before_early_stopping_splits(data):
     X, y = data
     with pytest.raises(ValueError, match="seed must be a non-negative integer"):
-        bc.BackpropClassifier(num_iterations=5, early_stopping=True, seed=-1).fit(X, y)
+        bc.BackpropClassifier(batch_size=None, num_iterations=5, early_stopping=True, seed=-1).fit(X, y)
 
 
 def test_a_sparse_y_given_to_the_estimator_is_refused_naming_y(flower_data):
     sparse = pytest.importorskip("scipy.sparse", reason="scipy is not installed")
     X, Y = flower_data
     with pytest.raises(TypeError, match="Sparse data was passed for y, but dense data") as info:
-        bc.BackpropClassifier(num_iterations=10).fit(X.T, sparse.csr_matrix(Y.T))
+        lecture(max_iter=10).fit(X.T, sparse.csr_matrix(Y.T))
     assert isinstance(info.value, bc.BackpropCoreError)

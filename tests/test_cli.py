@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import backprop_core as bc
 from backprop_core.backends import register_backend, unregister_backend
 from backprop_core.backends.numpy_backend import NumpyBackend
 from backprop_core.datasets import blobs, flower
@@ -72,6 +73,16 @@ def test_train_prints_the_lectures_cost_lines_and_a_training_accuracy():
     assert float(accuracy.split()[2].rstrip("%")) >= 88
     assert any(line.startswith("final cost (all the data):") for line in lines)
     assert "examples/s (numpy on cpu, float64)" in lines[-1]
+
+
+def test_train_keeps_the_lectures_values_beside_the_estimators_practitioner_defaults(tmp_path):
+    from backprop_core.estimator import LECTURE
+
+    out = run("train", "--json", "--save", "m.npz", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["iterations"] == 10000
+    fitted = bc.BackpropClassifier.load(tmp_path / "m.npz").fitted_params_
+    assert {name: fitted[name] for name in LECTURE} == LECTURE
 
 
 def test_full_batch_examples_per_second_count_m_per_iteration():

@@ -12,6 +12,7 @@ import pytest
 
 import backprop_core as bc
 from backprop_core.datasets import flower
+from backprop_core.estimator import LECTURE
 from backprop_core.initialization import initial_parameters_host
 
 
@@ -72,5 +73,6 @@ def test_the_course_sweep_over_hidden_units_is_reproduced_exactly():
 
 def test_the_estimator_takes_the_course_start(flower_data):
     X, Y = flower(course=True)
-    model = bc.BackpropClassifier(init="course", random_state=2, max_iter=5000, cost_every=1000).fit(X.T, Y[0])
+    model = bc.BackpropClassifier(**(LECTURE | dict(init="course", random_state=2, max_iter=5000,
+                                                    cost_every=1000))).fit(X.T, Y[0])
     assert model.score(X.T, Y[0]) == pytest.approx(0.905)

@@ -13,7 +13,7 @@ from backprop_core.backends import get_backend
 from backprop_core.activations import get_activation
 from backprop_core.training import train
 
-from conftest import assert_close, skip_unusable
+from conftest import assert_close, lecture, skip_unusable
 from conftest import train_problem as _train
 
 da = pytest.importorskip("dask.array", reason="dask is not installed")
@@ -87,8 +87,8 @@ def test_a_cluster_named_by_its_scheduler_address(problem, reference, cluster):
 def test_estimator_takes_dask_arrays_and_answers_in_dask(cluster, flower_data):
     X, Y = flower_data
     Xd, yd = da.from_array(X.T, chunks=(100, 2)), da.from_array(Y[0].astype(float), chunks=100)
-    model = bc.BackpropClassifier(num_iterations=300).fit(Xd, yd)
-    plain = bc.BackpropClassifier(num_iterations=300).fit(X.T, Y[0])
+    model = lecture(max_iter=300).fit(Xd, yd)
+    plain = lecture(max_iter=300).fit(X.T, Y[0])
     assert_close(model.parameters_["W1"], plain.parameters_["W1"], get_backend("numpy"), "float64", rtol=1e-9)
     assert model.backend_.name == "dask" and model.plan_.mode == "dask"
     # Still lazy, in the caller's library.
@@ -188,7 +188,7 @@ def test_the_estimator_sets_the_iteration_timeout_and_keeps_what_a_first_fit_tra
             cluster.scale(0)
 
     failed_at = []
-    model = bc.BackpropClassifier(num_iterations=50, cost_every=5, backend="dask", device=client)
+    model = lecture(max_iter=50, cost_every=5, backend="dask", device=client)
     with pytest.raises(bc.DistributedTrainingError, match="iteration_timeout=2 s") as info, \
             bc.execution_context(iteration_timeout=2):
         model.fit(Xd, yd, callback=retire)
@@ -201,7 +201,7 @@ def test_the_estimator_sets_the_iteration_timeout_and_keeps_what_a_first_fit_tra
 def test_a_refit_that_loses_its_cluster_leaves_the_model_as_it_was(flower_data, small_cluster):
     _, client = small_cluster
     X, Y = flower_data
-    model = bc.BackpropClassifier(num_iterations=50, cost_every=5).fit(X.T, Y[0])
+    model = lecture(max_iter=50, cost_every=5).fit(X.T, Y[0])
     before = {k: v.copy() for k, v in model.parameters_.items()}
 
     def close(iteration, cost):
@@ -224,7 +224,7 @@ def test_a_model_trained_with_a_client_saves_the_schedulers_address(flower_data,
     X, Y = flower_data
     Xd, yd = da.from_array(X.T, chunks=(100, 2)), da.from_array(Y[0].astype(float), chunks=100)
     with bc.execution_context(iteration_timeout=7.0):
-        model = bc.BackpropClassifier(num_iterations=20, backend="dask", device=client).fit(Xd, yd)
+        model = lecture(max_iter=20, backend="dask", device=client).fit(Xd, yd)
     model.save(tmp_path / "model.npz")
     _, meta = load_parameters(tmp_path / "model.npz")
     assert meta["params"]["device"] == client.scheduler.address
@@ -318,9 +318,9 @@ def test_estimator_takes_dask_arrays_of_cupy_chunks(flower_data):
     X, Y = flower_data
     Xd = da.from_array(cupy.asarray(X.T), chunks=(100, 2), asarray=False)
     yd = da.from_array(cupy.asarray(Y[0].astype(float)), chunks=100, asarray=False)
-    assert bc.BackpropClassifier(num_iterations=1).fit(Xd, yd).dtype_ == "float32"  # never float64 silently
-    model = bc.BackpropClassifier(num_iterations=300, dtype="float64").fit(Xd, yd)
-    plain = bc.BackpropClassifier(num_iterations=300, dtype="float64").fit(X.T, Y[0])
+    assert lecture(max_iter=1).fit(Xd, yd).dtype_ == "float32"  # never float64 silently
+    model = lecture(max_iter=300, dtype="float64").fit(Xd, yd)
+    plain = lecture(max_iter=300, dtype="float64").fit(X.T, Y[0])
     assert isinstance(model.parameters_["W1"], cupy.ndarray)
     assert_close(model.parameters_["W1"], plain.parameters_["W1"], get_backend("cupy"), "float64", rtol=1e-9)
     assert_close(model.predict(Xd).compute(), plain.predict(X.T), get_backend("cupy"), "float64", rtol=0, atol=0)

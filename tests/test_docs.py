@@ -311,7 +311,7 @@ def test_estimator_page_quotes_the_committed_defaults_table():
     load = re.search(r"load average ([\d.]+) at the start and ([\d.]+) at the end", committed_text)
     page = " ".join((DOCS / "estimator.md").read_text().split())
     for quoted in (f"digits {digits[0]}% for both", f"200k x 20 {big[0]}% for both", f"fell from {load[1]} to {load[2]}",
-                   f"the lecture's defaults reach {digits[2]}% on digits", "`bench/results/cpu-2026-12-06/defaults.md`"):
+                   f"the lecture's settings reach {digits[2]}% on digits", "`bench/results/cpu-2026-12-06/defaults.md`"):
         assert quoted in page, quoted
 
 

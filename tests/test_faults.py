@@ -17,6 +17,7 @@ from backprop_core.backends import get_backend, register_backend, unregister_bac
 from backprop_core.backends.numpy_backend import NumpyBackend
 from backprop_core.datasets import blobs, noisy_moons
 from backprop_core.loop import diverged
+from conftest import lecture
 
 FITTED_ATTRIBUTES = ("classes_", "target_type_", "activation_", "output_", "n_features_in_", "n_outputs_",
                      "n_iter_", "cost_history_", "loss_curve_", "dtype_", "plan_")
@@ -59,8 +60,8 @@ def _ctrl_c_at(iteration):
 
 # id: (hyperparameters of the failing fit, its callback, the error it raises)
 FAILED_FITS = {
-    "diverged": ({"activation": "relu", "learning_rate": 1e12}, None, bc.TrainingDivergedError),
-    "diverged with a finite cost": ({"learning_rate": 1e6}, None, bc.TrainingDivergedError),
+    "diverged": ({"activation": "relu", "learning_rate_init": 1e12}, None, bc.TrainingDivergedError),
+    "diverged with a finite cost": ({"learning_rate_init": 1e6}, None, bc.TrainingDivergedError),
     "interrupted": ({}, _ctrl_c_at(50), bc.TrainingInterrupted),
     "out of device memory": ({"backend": "numpy-out-of-memory"}, None, bc.DeviceMemoryError),
 }
@@ -75,7 +76,7 @@ def _fitted_state(model):
 def test_a_failed_refit_leaves_the_fitted_model_exactly_as_it_was(flower_data, out_of_memory_backend, case):
     X, Y = flower_data
     settings, callback, error = FAILED_FITS[case]
-    model = bc.BackpropClassifier(num_iterations=300, cost_every=10).fit(X.T, Y[0])
+    model = lecture(max_iter=300, cost_every=10).fit(X.T, Y[0])
     parameters, attributes = _fitted_state(model)
     with pytest.raises(error):
         model.set_params(**settings).fit(X.T, Y[0], callback=callback)
@@ -90,12 +91,12 @@ def test_a_failed_refit_leaves_the_fitted_model_exactly_as_it_was(flower_data, o
 def test_the_error_of_a_failed_refit_carries_the_failed_runs_parameters(flower_data, out_of_memory_backend, case):
     X, Y = flower_data
     settings, callback, error = FAILED_FITS[case]
-    model = bc.BackpropClassifier(num_iterations=300, cost_every=10, seed=1).fit(X.T, Y[0])
+    model = lecture(max_iter=300, cost_every=10, seed=1).fit(X.T, Y[0])
     with pytest.raises(error) as info:
         model.set_params(seed=2, **settings).fit(X.T, Y[0], callback=callback)
     kept, iteration = info.value.parameters, info.value.iteration
     # The failed run's own: what a fresh run of the same settings holds after as many iterations.
-    fresh = bc.BackpropClassifier(**{**model.get_params(), "backend": "numpy", "num_iterations": iteration or 1})
+    fresh = bc.BackpropClassifier(**{**model.get_params(), "backend": "numpy", "max_iter": iteration or 1})
     expected = fresh.fit(X.T, Y[0]).parameters_ if iteration else \
         bc.initialize_parameters(2, 4, 1, seed=2)
     for k in expected:
@@ -106,7 +107,7 @@ def test_the_error_of_a_failed_refit_carries_the_failed_runs_parameters(flower_d
 def test_a_failed_first_fit_keeps_what_was_trained(flower_data, out_of_memory_backend, case):
     X, Y = flower_data
     settings, callback, error = FAILED_FITS[case]
-    model = bc.BackpropClassifier(num_iterations=300, cost_every=10, **settings)
+    model = lecture(max_iter=300, cost_every=10, **settings)
     with pytest.raises(error) as info:
         model.fit(X.T, Y[0], callback=callback)
     for k, kept in info.value.parameters.items():
@@ -213,7 +214,7 @@ def test_the_blobs_at_the_lectures_learning_rate_warn_naming_scale_rate_and_fix(
     X, Y = blobs()
     with pytest.warns(UserWarning, match=r"mean square of 51\.2 in the largest feature\) makes learning_rate=1\.2 "
                                          r"unsafe.*standardize=True on BackpropClassifier"):
-        bc.BackpropClassifier(num_iterations=50).fit(X.T, Y[0])
+        lecture(max_iter=50).fit(X.T, Y[0])
     with pytest.warns(bc.FeatureScaleWarning, match=r"learning_rate=1\.2 unsafe") as told:
         bc.nn_model(X, Y, 4, 50)
     (advice,) = [w.message.advice for w in told if isinstance(w.message, bc.FeatureScaleWarning)]
@@ -229,7 +230,7 @@ def test_features_of_a_safe_scale_do_not_warn(flower_data, data):
         X = (X - X.mean(axis=1, keepdims=True)) / X.std(axis=1, keepdims=True)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        bc.BackpropClassifier(num_iterations=50, learning_rate=1.2).fit(X.T, Y[0])
+        lecture(max_iter=50, learning_rate_init=1.2).fit(X.T, Y[0])
 
 
 def test_a_diverged_run_names_the_unsafe_scale_in_its_error_instead_of_warning(flower_data):
@@ -299,7 +300,7 @@ def test_the_record_survives_the_lectures_update_pickling_and_continued_training
 
 def test_a_model_kept_from_a_diverged_first_fit_saves_and_loads(flower_data, tmp_path):
     X, Y = flower_data
-    model = bc.BackpropClassifier(activation="relu", learning_rate=1e12, num_iterations=200, cost_every=1)
+    model = lecture(activation="relu", learning_rate_init=1e12, max_iter=200, cost_every=1)
     with pytest.raises(bc.TrainingDivergedError):
         model.fit(X.T, Y[0])
     assert not np.isfinite(model.cost_history_[-1][1])  # the record says what happened

@@ -34,6 +34,7 @@ except ImportError:  # the data-frame model is left out where pandas is missing,
 import backprop_core as bc
 from backprop_core.errors import InvalidInputError, ModelFileError
 from backprop_core.persistence import FORMAT, MAX_ARRAY_BYTES, load_parameters, save_parameters
+from conftest import lecture
 
 NAMES = ("W1", "b1", "W2", "b2")
 
@@ -563,8 +564,8 @@ def saved_models(tmp_path_factory):
     out = {}
     for kind in MADE_KINDS:
         X, y = fitted_data(kind)
-        model = bc.BackpropClassifier(num_iterations=30, learning_rate=0.5,
-                                      standardize=kind == "standardized").fit(X, y)
+        model = lecture(max_iter=30, learning_rate_init=0.5,
+                        standardize=kind == "standardized").fit(X, y)
         path = tmp_path_factory.mktemp(kind) / "good.npz"
         model.save(path)
         with zipfile.ZipFile(path) as z:

@@ -16,14 +16,14 @@ from backprop_core.errors import InvalidInputError, ModelFileError
 from backprop_core.backends import get_backend
 from backprop_core.persistence import FORMAT, load_parameters, save_parameters
 
-from conftest import assert_close
+from conftest import assert_close, lecture
 
 
 # -- the estimator's round trip ---------------------------------------------------------
 
 def test_save_then_load_predicts_identically(tmp_path, flower_data):
     X, Y = flower_data
-    model = bc.BackpropClassifier(hidden_units=5, num_iterations=500, seed=3).fit(X.T, Y[0])
+    model = lecture(hidden_units=5, max_iter=500, random_state=3).fit(X.T, Y[0])
     model.save(tmp_path / "model.npz")
     loaded = bc.BackpropClassifier.load(tmp_path / "model.npz")
     np.testing.assert_array_equal(loaded.predict_proba(X.T), model.predict_proba(X.T))
@@ -33,7 +33,7 @@ def test_save_then_load_predicts_identically(tmp_path, flower_data):
 
 def test_load_onto_every_backend(tmp_path, flower_data, backend):
     X, Y = flower_data
-    model = bc.BackpropClassifier(num_iterations=300).fit(X.T, Y[0])
+    model = lecture(max_iter=300).fit(X.T, Y[0])
     model.save(tmp_path / "model.npz")
     dtype = backend.default_dtype
     loaded = bc.BackpropClassifier.load(tmp_path / "model.npz", backend=backend.name,
@@ -47,8 +47,8 @@ def test_load_onto_every_backend(tmp_path, flower_data, backend):
 
 def test_trained_elsewhere_loads_on_numpy(tmp_path, flower_data, backend):
     X, Y = flower_data
-    model = bc.BackpropClassifier(num_iterations=200, backend=backend.name,
-                                  device=backend.requested_device).fit(X.T, Y[0])
+    model = lecture(max_iter=200, backend=backend.name,
+                    device=backend.requested_device).fit(X.T, Y[0])
     model.save(tmp_path / "model.npz")
     loaded = bc.BackpropClassifier.load(tmp_path / "model.npz", backend="numpy")
     assert_close(loaded.predict(X.T), model.predict(X.T), get_backend("numpy"), "uint8", rtol=0, atol=0)
@@ -58,7 +58,8 @@ def test_numpy_scalar_hyperparameters_are_saved_as_json_numbers(tmp_path, flower
     # As they come from a grid such as np.arange(1, 6) or np.linspace(0.1, 1.2, 12).
     X, Y = flower_data
     model = bc.BackpropClassifier(hidden_units=np.arange(1, 6)[3], learning_rate=np.float32(0.5),
-                                  num_iterations=np.int32(50), seed=np.uint8(3), cost_every=np.int64(10))
+                                  num_iterations=np.int32(50), seed=np.uint8(3), cost_every=np.int64(10),
+                                  batch_size=None, optimizer="gd")
     model.fit(X.T, Y[0]).save(tmp_path / "model.npz")
     with zipfile.ZipFile(tmp_path / "model.npz") as z, z.open("__meta__.npy") as f:
         text = str(np.lib.format.read_array(f, allow_pickle=False))
@@ -83,7 +84,7 @@ def test_files_that_are_not_models_are_refused_by_the_estimator(tmp_path):
 @pytest.mark.parametrize("dtype", ["int8", "int64", "uint8", "bool", "float16", "complex128", "f2py"])
 def test_load_casts_the_weights_only_to_float32_or_float64(tmp_path, flower_data, dtype):
     X, Y = flower_data
-    bc.BackpropClassifier(num_iterations=50).fit(X.T, Y[0]).save(tmp_path / "model.npz")
+    lecture(max_iter=50).fit(X.T, Y[0]).save(tmp_path / "model.npz")
     with pytest.raises(InvalidInputError, match="'float32', 'float64' or None") as info:
         bc.BackpropClassifier.load(tmp_path / "model.npz", dtype=dtype)
     assert not isinstance(info.value, ModelFileError)  # the caller's argument is wrong, not the file

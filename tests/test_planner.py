@@ -13,6 +13,7 @@ from backprop_core.backends import get_backend
 from backprop_core.backends.numpy_backend import NumpyBackend
 from backprop_core.initialization import initial_parameters_host
 from backprop_core.lowering import build_cache, cpu_fused
+from conftest import lecture
 
 TANH = bc.get_activation("tanh")
 
@@ -141,7 +142,7 @@ def test_every_entry_point_asks_the_planner(flower_data, caplog):
             bc.nn_model(X, Y, 4, 10)
     assert any("plan: chunks, chunks of 100, 2 threads" in r.getMessage() for r in caplog.records)
     with bc.execution_context(chunk_size=100, workers=2):
-        model = bc.BackpropClassifier(num_iterations=10).fit(X.T, Y[0])
+        model = lecture(max_iter=10).fit(X.T, Y[0])
     assert (model.plan_.mode, model.plan_.chunk_size, model.plan_.workers) == ("chunks", 100, 2)
 
 

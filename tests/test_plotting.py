@@ -31,6 +31,7 @@ from backprop_core.plotting import (  # noqa: E402
     plot_data,
     plot_decision_boundary,
 )
+from conftest import lecture  # noqa: E402
 
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 
@@ -44,7 +45,7 @@ def ax():
 def fitted(flower_data):
     """A BackpropClassifier fitted on the flower, samples as rows."""
     X, Y = flower_data
-    return bc.BackpropClassifier(num_iterations=1000).fit(X.T, Y[0])
+    return lecture(max_iter=1000).fit(X.T, Y[0])
 
 
 def contour_segments(ax):
@@ -208,7 +209,7 @@ def test_plotting_leaves_the_matplotlib_backend_alone(tmp_path):
         from backprop_core.datasets import flower
 
         X, Y = flower()
-        model = bc.BackpropClassifier(num_iterations=20).fit(X.T, Y[0])
+        model = bc.BackpropClassifier(max_iter=20).fit(X.T, Y[0])
         baseline = fit_logistic_regression(X, Y)
         plotting.pyplot()
         for ax in (None, Figure().subplots()):

@@ -16,13 +16,14 @@ from sklearn.utils.estimator_checks import check_estimator
 
 import backprop_core as bc
 from backprop_core.errors import InvalidInputError
-from backprop_core.estimator import PRACTITIONER
+from backprop_core.estimator import LECTURE, PRACTITIONER
+from conftest import lecture
 
 
 # -- scikit-learn's names ---------------------------------------------------------------------
 @pytest.mark.parametrize("old, new", [
     ({"seed": 3}, {"random_state": 3}),
-    ({"num_iterations": 300}, {"max_iter": 300}),
+    ({"num_iterations": 300, "batch_size": None}, {"max_iter": 300, "batch_size": None}),
     ({"learning_rate": 0.5}, {"learning_rate_init": 0.5}),
     ({"epochs": 7, "batch_size": 64}, {"max_iter": 7, "batch_size": 64}),
 ], ids=["seed", "num_iterations", "learning_rate", "epochs"])
@@ -37,14 +38,28 @@ def test_an_old_name_trains_as_the_new_one(moons, old, new):
 
 def test_where_both_names_are_set_the_new_one_wins_as_a_grid_sets_it(moons):
     X, y = moons
-    model = bc.BackpropClassifier(num_iterations=500).set_params(max_iter=40).fit(X, y)
+    model = bc.BackpropClassifier(batch_size=None, num_iterations=500).set_params(max_iter=40).fit(X, y)
     assert model.n_iter_ == 40
     with pytest.raises(InvalidInputError, match="learning_rate_init"):
         bc.BackpropClassifier(learning_rate="adaptive").fit(X, y)
 
 
+@pytest.mark.parametrize("old, message", [
+    ({"num_iterations": 30}, r"num_iterations counts full-batch iterations, but batch_size='auto' takes mini-batches: "
+                             r"give max_iter \(epochs\), or batch_size=None"),
+    ({"epochs": 3, "batch_size": None}, r"epochs counts mini-batch passes, but batch_size=None takes full-batch steps: "
+                                        r"give max_iter \(iterations\), or a batch_size"),
+])
+def test_an_old_count_in_the_other_mode_is_refused_not_ignored(moons, old, message):
+    # num_iterations was the lecture's full-batch count: beside the mini-batch defaults it would count nothing
+    X, y = moons
+    with pytest.raises(InvalidInputError, match=message):
+        bc.BackpropClassifier(**old).fit(X, y)
+
+
 def test_every_init_parameter_is_stored_as_given_so_clone_keeps_it():
-    model = bc.BackpropClassifier(seed=5, num_iterations=10, learning_rate="constant", random_state=None)
+    model = bc.BackpropClassifier(batch_size=None, seed=5, num_iterations=10, learning_rate="constant",
+                                  random_state=None)
     params = clone(model).get_params()
     assert (params["seed"], params["num_iterations"], params["learning_rate"], params["random_state"]) == \
         (5, 10, "constant", None)
@@ -69,7 +84,7 @@ def test_mini_batch_counts_epochs_and_records_a_cost_per_epoch(moons):
 
 def test_full_batch_records_a_cost_per_iteration_on_the_cpu(moons):
     X, y = moons
-    model = bc.BackpropClassifier(max_iter=30).fit(X, y)
+    model = lecture(max_iter=30).fit(X, y)
     assert model.n_iter_ == model.n_steps_ == 30
     assert [i for i, _ in model.cost_history_] == list(range(31))
 
@@ -103,12 +118,15 @@ def test_alpha_shrinks_the_weights(moons):
     {"class_weight": "balanced"},
     {"random_state": None, "init": "xavier"},
     {"init": "course"},
-    {"batch_size": "auto"},
+    {"batch_size": None},
+    {"n_iter_no_change": None},
     {"n_iter_no_change": 10, "tol": 1e-3},
-    PRACTITIONER,
-], ids=lambda o: "PRACTITIONER" if o is PRACTITIONER else ",".join(f"{k}={v}" for k, v in o.items()))
+    LECTURE | {"max_iter": 200},
+], ids=lambda o: "LECTURE,max_iter=200" if o == LECTURE | {"max_iter": 200}
+    else ",".join(f"{k}={v}" for k, v in o.items()))
 def test_check_estimator_passes_with_each_new_option(option):
-    results = check_estimator(bc.BackpropClassifier(**({"max_iter": 200} | option)), on_fail=None)
+    # Each option on top of the defaults (test_sklearn checks the defaults alone); the lecture's network too
+    results = check_estimator(bc.BackpropClassifier(**option), on_fail=None)
     failed = [(r["check_name"], str(r["exception"])[:300]) for r in results if r["status"] == "failed"]
     assert failed == []
 
@@ -163,8 +181,8 @@ def test_class_weight_is_saved_and_loaded_with_its_labels(moons, tmp_path):
 # -- resumed training ------------------------------------------------------------------------------
 def test_warm_start_continues_where_the_last_fit_ended(moons):
     X, y = moons
-    once = bc.BackpropClassifier(max_iter=400).fit(X, y)
-    twice = bc.BackpropClassifier(max_iter=200, warm_start=True).fit(X, y).fit(X, y)
+    once = lecture(max_iter=400).fit(X, y)  # gradient descent: no optimizer state that a warm start would reset
+    twice = lecture(max_iter=200, warm_start=True).fit(X, y).fit(X, y)
     np.testing.assert_allclose(twice.parameters_["W1"], once.parameters_["W1"], rtol=1e-10)
     assert twice.n_iter_ == 400 and len(twice.loss_curve_) == 2 * 201
 
@@ -179,7 +197,7 @@ def test_without_warm_start_a_refit_starts_anew(moons):
 
 def test_warm_start_refuses_other_classes_or_another_network(moons, iris):
     X, y = moons
-    model = bc.BackpropClassifier(max_iter=20, warm_start=True).fit(X, y)
+    model = lecture(max_iter=20, warm_start=True).fit(X, y)
     with pytest.raises(InvalidInputError, match="same classes"):
         model.fit(X, y + 1)
     with pytest.raises(InvalidInputError, match="hidden_units 4 -> 8"):
@@ -284,7 +302,7 @@ def test_standardized_features_get_no_advice_to_standardize(moons):
     X, y = moons
     X = StandardScaler().fit_transform(X)
     with pytest.warns(bc.FeatureScaleWarning) as said:
-        bc.BackpropClassifier(learning_rate_init=20.0, max_iter=20).fit(X, y)
+        lecture(learning_rate_init=20.0, max_iter=20).fit(X, y)  # the advice is gradient descent's
     text = str(said[0].message)
     assert "standard scale already" in text and "Standardize" not in text and "at most 8" in text
 
@@ -292,7 +310,7 @@ def test_standardized_features_get_no_advice_to_standardize(moons):
 def test_features_far_from_standard_scale_are_advised_to_be_standardized(moons):
     X, y = moons
     with pytest.warns(bc.FeatureScaleWarning, match="Standardize the features"):
-        bc.BackpropClassifier(max_iter=20).fit(X * 10, y)
+        lecture(max_iter=20).fit(X * 10, y)
 
 
 # -- settings a practitioner keeps ------------------------------------------------------------------
@@ -311,14 +329,41 @@ def test_a_plateau_of_the_training_cost_ends_the_run_as_mlps_rule_says(iris):
 
 def test_without_n_iter_no_change_every_iteration_runs(iris):
     X, y = iris
-    assert bc.BackpropClassifier(max_iter=300).fit(X, y).n_iter_ == 300
+    assert bc.BackpropClassifier(max_iter=300, n_iter_no_change=None).fit(X, y).n_iter_ == 300
+
+
+def test_max_iter_reached_before_the_plateau_warns_as_mlp_does(iris):
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.neural_network import MLPClassifier
+
+    X, y = iris
+    with pytest.warns(ConvergenceWarning, match=r"Maximum iterations \(5\) reached"):
+        MLPClassifier(max_iter=5, random_state=0).fit(X, y)
+    with pytest.warns(ConvergenceWarning, match=r"Maximum iterations \(5\) reached") as said:
+        bc.BackpropClassifier(max_iter=5).fit(X, y)
+    assert said[0].filename == __file__  # told at the caller's line
+
+
+@pytest.mark.parametrize("fit", [
+    lambda X, y: bc.BackpropClassifier(max_iter=5000, n_iter_no_change=5, tol=1e-3).fit(X, y),  # the plateau ended it
+    lambda X, y: bc.BackpropClassifier(max_iter=5, n_iter_no_change=None).fit(X, y),  # no rule to converge by
+    lambda X, y: lecture(max_iter=5).fit(X, y),  # the lecture's fixed count
+    lambda X, y: bc.BackpropClassifier().partial_fit(X, y, classes=[0, 1, 2]),  # one epoch, as MLP's
+], ids=["plateau", "no rule", "lecture", "partial_fit"])
+def test_no_convergence_warning_where_nothing_was_cut_short(iris, fit):
+    from sklearn.exceptions import ConvergenceWarning
+
+    X, y = iris
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        fit(X, y)
 
 
 def test_mini_batch_cost_reads_are_the_mean_of_the_epochs_batches(moons):
     X, y = moons  # 300 examples: batches of 200 and 100
     model = bc.BackpropClassifier(batch_size=200, max_iter=3, n_iter_no_change=50, random_state=0).fit(X, y)
     batches = []
-    reference = bc.BackpropClassifier(batch_size=200, max_iter=3, cost_every=1, random_state=0)
+    reference = bc.BackpropClassifier(batch_size=200, max_iter=3, cost_every=1, n_iter_no_change=None, random_state=0)
     reference.fit(X, y, callback=lambda i, J: batches.append(J))
     # epoch 1's read (at update 2) is the weighted mean of updates 0 and 1 of the same run
     assert model.cost_history_[1][0] == 2
@@ -333,14 +378,12 @@ def test_batch_size_auto_is_min_200_m(moons):
     assert small.plan_.batch_size == 50 and small.n_steps_ == 2
 
 
-def test_the_practitioner_settings_learn_digits():
+def test_the_defaults_learn_digits():
     from sklearn.datasets import load_digits
-
-    from backprop_core.estimator import PRACTITIONER
 
     X, y = load_digits(return_X_y=True)
     X = StandardScaler().fit_transform(X)
-    model = bc.BackpropClassifier(**(PRACTITIONER | {"max_iter": 30})).fit(X[:1200], y[:1200])
+    model = bc.BackpropClassifier(max_iter=30).fit(X[:1200], y[:1200])
     assert model.score(X[1200:], y[1200:]) > 0.9
 
 

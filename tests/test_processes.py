@@ -15,6 +15,7 @@ import backprop_core as bc
 from backprop_core import planner, processes
 from backprop_core.activations import ACTIVATIONS, get_activation
 from backprop_core.backends import get_backend
+from conftest import lecture
 from backprop_core.chunked import ChunkedGradients
 from backprop_core.equations import get_output
 from backprop_core.initialization import initial_parameters_host
@@ -136,7 +137,7 @@ def test_nn_model_on_processes_matches_threads(flower_data):
 @pytest.mark.slow  # 5 s or more (pytest --durations, a loaded 2-core machine)
 def test_the_estimator_on_processes_matches_threads(flower_data):
     X, Y = flower_data
-    on_threads, on_processes = bc.BackpropClassifier(num_iterations=40), bc.BackpropClassifier(num_iterations=40)
+    on_threads, on_processes = lecture(max_iter=40), lecture(max_iter=40)
     with bc.execution_context(chunk_size=64, workers=2, parallel="threads"):
         on_threads.fit(X.T, Y[0])
     with bc.execution_context(chunk_size=64, workers=2, parallel="processes"):

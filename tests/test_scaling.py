@@ -10,7 +10,7 @@ from backprop_core.backends import get_backend
 from backprop_core.backends.numpy_backend import NumpyBackend
 from backprop_core.chunked import chunk_bounds
 
-from conftest import assert_close, train_problem as _train
+from conftest import assert_close, lecture, train_problem as _train
 
 
 @pytest.mark.parametrize("chunk_size, workers, stream", [(1000, 1, False), (777, 2, False), (4096, 3, False),
@@ -41,10 +41,10 @@ def test_the_estimator_chunks_large_data_on_numpy_to_the_same_parameters(monkeyp
     rng = np.random.default_rng(2)
     X = rng.standard_normal((300_000, 2)).astype(np.float32)
     y = (X[:, 0] * X[:, 1] > 0).astype(np.float32)
-    auto = bc.BackpropClassifier(num_iterations=5, dtype="float32").fit(X, y)
+    auto = lecture(max_iter=5, dtype="float32").fit(X, y)
     assert auto.plan_.mode == "chunks" and auto.plan_.chunk_size < 300_000
     with bc.execution_context(chunk_size=None):
-        plain = bc.BackpropClassifier(num_iterations=5, dtype="float32").fit(X, y)
+        plain = lecture(max_iter=5, dtype="float32").fit(X, y)
     assert plain.plan_.mode == "whole batch"
     for k in plain.parameters_:
         np.testing.assert_allclose(auto.parameters_[k], plain.parameters_[k], rtol=1e-4, atol=1e-6)
@@ -74,9 +74,9 @@ def test_a_chunk_that_does_not_fit_is_named_and_parameters_are_kept(problem):
 
 def test_minibatch_reaches_the_lecture_accuracy_and_is_reproducible(flower_data):
     X, Y = flower_data
-    a = bc.BackpropClassifier(batch_size=64, epochs=300, learning_rate=0.5, seed=4).fit(X.T, Y[0])
-    b = bc.BackpropClassifier(batch_size=64, epochs=300, learning_rate=0.5, seed=4).fit(X.T, Y[0])
-    c = bc.BackpropClassifier(batch_size=64, epochs=300, learning_rate=0.5, seed=5).fit(X.T, Y[0])
+    a = lecture(batch_size=64, max_iter=300, learning_rate_init=0.5, random_state=4).fit(X.T, Y[0])
+    b = lecture(batch_size=64, max_iter=300, learning_rate_init=0.5, random_state=4).fit(X.T, Y[0])
+    c = lecture(batch_size=64, max_iter=300, learning_rate_init=0.5, random_state=5).fit(X.T, Y[0])
     assert a.score(X.T, Y[0]) >= 0.9
     assert a.n_iter_ == 300 and a.n_steps_ == 300 * 7  # epochs, and ceil(400 / 64) updates each
     np.testing.assert_array_equal(a.parameters_["W1"], b.parameters_["W1"])

@@ -23,7 +23,7 @@ import pytest
 import backprop_core as bc
 from backprop_core import termination
 from backprop_core.datasets import flower
-from conftest import COMMAND
+from conftest import COMMAND, lecture
 
 linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads the process list from /proc")
 
@@ -102,7 +102,7 @@ def _terminate_at(iteration):
 
 def test_sigterm_during_a_fit_stops_it_as_ctrl_c_does_and_the_default_comes_back():
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
-    model = bc.BackpropClassifier(num_iterations=100_000, cost_every=10)
+    model = lecture(max_iter=100_000, cost_every=10)
     X, Y = flower()
     with pytest.raises(bc.TrainingInterrupted, match=r"terminated \(SIGTERM\) after 30 ") as stop:
         model.fit(X.T, Y[0], callback=_terminate_at(30))
@@ -116,7 +116,7 @@ def test_a_program_that_handles_sigterm_keeps_its_handler():
     previous = signal.signal(signal.SIGTERM, lambda signum, frame: told.append(signum))
     try:
         X, Y = flower()
-        model = bc.BackpropClassifier(num_iterations=200, cost_every=10).fit(X.T, Y[0], callback=_terminate_at(30))
+        model = lecture(max_iter=200, cost_every=10).fit(X.T, Y[0], callback=_terminate_at(30))
         assert told, "the program's own handler was called"
         assert model.n_iter_ == 200, "and the fit went on, as the program's handler decided"
         assert signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL

@@ -27,7 +27,7 @@ from backprop_core.backends import register_backend, unregister_backend
 from backprop_core.backends.numpy_backend import NumpyBackend
 from backprop_core.equations import OUTPUTS
 
-from conftest import assert_close
+from conftest import assert_close, lecture
 
 
 # -- every check -----------------------------------------------------------------------------
@@ -44,7 +44,7 @@ CANNOT_APPLY = {
 @pytest.mark.slow  # 5 s or more (pytest --durations, a loaded 2-core machine)
 @pytest.mark.filterwarnings("ignore:The features' scale:UserWarning")
 def test_check_estimator_passes_every_check():
-    results = check_estimator(bc.BackpropClassifier(max_iter=200), on_fail=None)
+    results = check_estimator(bc.BackpropClassifier(), on_fail=None)  # the defaults, as a user keeps them
     failed = [(r["check_name"], str(r["exception"])[:300]) for r in results if r["status"] == "failed"]
     assert failed == []
     skipped = {r["check_name"] for r in results if r["status"] == "skipped"}
@@ -173,7 +173,7 @@ LABEL_KINDS = {
 def test_binary_labels_of_any_kind_come_back_as_they_went_in(moons, kind):
     X, k = moons
     y = LABEL_KINDS[kind](k)
-    model = bc.BackpropClassifier(num_iterations=2000).fit(X, y)
+    model = lecture(max_iter=2000).fit(X, y)
     np.testing.assert_array_equal(model.classes_, np.unique(y))
     pred = model.predict(X)
     assert pred.dtype == y.dtype
@@ -184,7 +184,7 @@ def test_binary_labels_of_any_kind_come_back_as_they_went_in(moons, kind):
 def test_predict_proba_columns_follow_classes_(iris):
     X, k = iris
     y = np.array(["virginica", "setosa", "versicolor"])[k]  # sorted order differs from the codes
-    model = bc.BackpropClassifier(num_iterations=1500, learning_rate=0.5).fit(X, y)
+    model = lecture(max_iter=1500, learning_rate_init=0.5).fit(X, y)
     assert list(model.classes_) == ["setosa", "versicolor", "virginica"]
     P = model.predict_proba(X)
     np.testing.assert_array_equal(model.predict(X), model.classes_[np.argmax(P, axis=1)])
@@ -197,7 +197,7 @@ def test_pandas_series_labels_and_data_frame_features(moons):
     X, k = moons
     frame = pd.DataFrame(X, columns=["width", "height"])
     y = pd.Series(np.array(["no", "yes"])[k])
-    model = bc.BackpropClassifier(num_iterations=1000).fit(frame, y)
+    model = lecture(max_iter=1000).fit(frame, y)
     assert list(model.feature_names_in_) == ["width", "height"]
     assert model.score(frame, y) > 0.9
     with pytest.raises(ValueError, match="missing 'width'; not in the model 'w'"):
@@ -213,14 +213,14 @@ def test_pandas_series_labels_and_data_frame_features(moons):
 ], ids=["binary", "multiclass", "indicator"])
 def test_target_type_is_decided_as_scikit_learn_decides(iris, y, target_type, output, n_outputs):
     X, k = iris
-    model = bc.BackpropClassifier(num_iterations=1500, learning_rate=0.5).fit(X, y(k))
+    model = lecture(max_iter=1500, learning_rate_init=0.5).fit(X, y(k))
     assert (model.target_type_, model.output_, model.n_outputs_) == (target_type, output, n_outputs)
 
 
 def test_one_hot_labels_train_as_independent_labels_that_are_learnt(iris):
     X, k = iris
     Y = np.eye(3, dtype=int)[k]
-    model = bc.BackpropClassifier(num_iterations=3000, learning_rate=0.5).fit(X, Y)
+    model = lecture(max_iter=3000, learning_rate_init=0.5).fit(X, Y)
     pred = model.predict(X)
     assert pred.dtype == Y.dtype and pred.shape == Y.shape
     assert model.score(X, Y) >= 0.9  # every label of a row right
@@ -229,8 +229,8 @@ def test_one_hot_labels_train_as_independent_labels_that_are_learnt(iris):
 def test_a_column_vector_y_warns_and_trains_as_a_1d_y(moons):
     X, k = moons
     with pytest.warns(DataConversionWarning, match="column-vector y"):
-        column = bc.BackpropClassifier(num_iterations=100).fit(X, k[:, None])
-    flat = bc.BackpropClassifier(num_iterations=100).fit(X, k)
+        column = lecture(max_iter=100).fit(X, k[:, None])
+    flat = lecture(max_iter=100).fit(X, k)
     np.testing.assert_array_equal(column.parameters_["W1"], flat.parameters_["W1"])
 
 
@@ -238,10 +238,10 @@ def test_labels_on_any_backend_predict_in_its_namespace(backend, iris):
     X, k = iris
     dtype = backend.default_dtype
     y = k + 1  # classes 1, 2, 3
-    model = bc.BackpropClassifier(num_iterations=300, learning_rate=0.5, backend=backend.name,
-                                  device=backend.requested_device)
+    model = lecture(max_iter=300, learning_rate_init=0.5, backend=backend.name,
+                    device=backend.requested_device)
     model.fit(backend.asarray(X, dtype), backend.asarray(y, "int32"))
-    reference = bc.BackpropClassifier(num_iterations=300, learning_rate=0.5, dtype=dtype).fit(X, y)
+    reference = lecture(max_iter=300, learning_rate_init=0.5, dtype=dtype).fit(X, y)
     np.testing.assert_array_equal(model.classes_, [1, 2, 3])
     assert model.output_ == "softmax"
     assert_close(model.predict(backend.asarray(X, dtype)), reference.predict(X).astype(np.int32), backend, "int32",
@@ -252,7 +252,7 @@ def test_labels_on_any_backend_predict_in_its_namespace(backend, iris):
 # -- multiclass by softmax -----------------------------------------------------------------------
 def test_softmax_learns_three_classes(iris):
     X, k = iris
-    model = bc.BackpropClassifier(num_iterations=2000, learning_rate=0.5).fit(X, k)
+    model = lecture(max_iter=2000, learning_rate_init=0.5).fit(X, k)
     P = model.predict_proba(X)
     np.testing.assert_allclose(P.sum(axis=1), 1.0)
     assert model.score(X, k) >= 0.97
@@ -280,8 +280,8 @@ def test_functional_softmax_refuses_labels_that_are_not_one_hot(iris):
 def test_integer_weights_equal_repeated_examples(iris):
     X, k = iris
     w = np.arange(len(k)) % 3  # 0, 1 or 2 copies of each example
-    weighted = bc.BackpropClassifier(num_iterations=300, learning_rate=0.5).fit(X, k, sample_weight=w)
-    repeated = bc.BackpropClassifier(num_iterations=300, learning_rate=0.5).fit(np.repeat(X, w, axis=0),
+    weighted = lecture(max_iter=300, learning_rate_init=0.5).fit(X, k, sample_weight=w)
+    repeated = lecture(max_iter=300, learning_rate_init=0.5).fit(np.repeat(X, w, axis=0),
                                                                                  np.repeat(k, w))
     for name in ("W1", "b1", "W2", "b2"):
         np.testing.assert_allclose(weighted.parameters_[name], repeated.parameters_[name], rtol=1e-9, atol=1e-12)
@@ -290,8 +290,8 @@ def test_integer_weights_equal_repeated_examples(iris):
 def test_weights_shift_the_decision(moons):
     X, k = moons
     heavy = np.where(k == 1, 20.0, 1.0)
-    plain = bc.BackpropClassifier(hidden_units=2, num_iterations=300).fit(X, k)
-    weighted = bc.BackpropClassifier(hidden_units=2, num_iterations=300).fit(X, k, sample_weight=heavy)
+    plain = lecture(hidden_units=2, max_iter=300).fit(X, k)
+    weighted = lecture(hidden_units=2, max_iter=300).fit(X, k, sample_weight=heavy)
     assert weighted.predict(X).mean() > plain.predict(X).mean() + 0.05
 
 
@@ -302,9 +302,9 @@ def test_weights_and_softmax_over_chunks_match_the_whole_batch(output):
     k = (X[:, 0] > 0).astype(int) + (X[:, 1] > 0) * (output == "softmax")
     w = rng.uniform(0.0, 2.0, len(k))
     with bc.execution_context(chunk_size=4096, workers=2):
-        chunked = bc.BackpropClassifier(num_iterations=20).fit(X, k, sample_weight=w)
+        chunked = lecture(max_iter=20).fit(X, k, sample_weight=w)
     with bc.execution_context(chunk_size=None):
-        whole = bc.BackpropClassifier(num_iterations=20).fit(X, k, sample_weight=w)
+        whole = lecture(max_iter=20).fit(X, k, sample_weight=w)
     assert chunked.plan_.mode == "chunks" and whole.plan_.mode == "whole batch"
     assert chunked.output_ == output
     for name in ("W1", "b1", "W2", "b2"):
@@ -322,8 +322,8 @@ def test_weights_follow_X_to_its_library(moons):
     torch = pytest.importorskip("torch", reason="torch is not installed")
     X, k = moons
     w = np.where(k == 1, 2.0, 1.0)
-    on_host = bc.BackpropClassifier(num_iterations=100).fit(X, k, sample_weight=w)
-    mixed = bc.BackpropClassifier(num_iterations=100).fit(X, torch.asarray(k), sample_weight=torch.asarray(w))
+    on_host = lecture(max_iter=100).fit(X, k, sample_weight=w)
+    mixed = lecture(max_iter=100).fit(X, torch.asarray(k), sample_weight=torch.asarray(w))
     np.testing.assert_array_equal(mixed.parameters_["W1"], on_host.parameters_["W1"])
 
 
@@ -332,8 +332,8 @@ def test_one_number_weighs_every_example_alike_on_a_device_too(moons):
     torch = pytest.importorskip("torch", reason="torch is not installed")
     X, k = moons
     Xt, kt = torch.asarray(X), torch.asarray(k)
-    plain = bc.BackpropClassifier(num_iterations=100, backend="torch", device="cpu").fit(Xt, kt)
-    weighted = bc.BackpropClassifier(num_iterations=100, backend="torch", device="cpu").fit(Xt, kt, sample_weight=3.0)
+    plain = lecture(max_iter=100, backend="torch", device="cpu").fit(Xt, kt)
+    weighted = lecture(max_iter=100, backend="torch", device="cpu").fit(Xt, kt, sample_weight=3.0)
     torch.testing.assert_close(weighted.parameters_["W1"], plain.parameters_["W1"])
 
 
@@ -362,18 +362,18 @@ def test_dask_trains_a_softmax_output_and_refuses_only_early_stopping(moons):
     X, k = moons
     three = np.arange(len(k)) % 3
     Xd, yd = da.from_array(X, chunks=(100, 2)), da.from_array(three, chunks=100)
-    on_dask = bc.BackpropClassifier(num_iterations=50).fit(Xd, yd)
+    on_dask = lecture(max_iter=50).fit(Xd, yd)
     assert on_dask.plan_.mode == "dask" and on_dask.output_ == "softmax"
-    on_host = bc.BackpropClassifier(num_iterations=50).fit(X, three)
+    on_host = lecture(max_iter=50).fit(X, three)
     assert_close(on_dask.parameters_["W1"], on_host.parameters_["W1"], bc.get_backend("numpy"), "float64", rtol=1e-9)
     with pytest.raises(ValueError, match="training on Dask does not support early stopping"):
-        bc.BackpropClassifier(num_iterations=5, early_stopping=True).fit(Xd, yd)
+        lecture(max_iter=5, early_stopping=True).fit(Xd, yd)
 
 
 # -- early stopping ------------------------------------------------------------------------------
 def test_early_stopping_stops_and_records_both_curves(moons):
     X, k = moons
-    model = bc.BackpropClassifier(num_iterations=100_000, cost_every=20, early_stopping=True).fit(X, k)
+    model = lecture(max_iter=100_000, cost_every=20, early_stopping=True).fit(X, k)
     assert model.n_iter_ < 100_000
     reads = len(model.validation_scores_)
     assert len(model.validation_loss_curve_) == reads and len(model.loss_curve_) == reads
@@ -384,7 +384,8 @@ def test_early_stopping_stops_and_records_both_curves(moons):
 @pytest.mark.parametrize("data", ["iris", "moons"])
 def test_early_stopping_keeps_the_best_parameters(request, data):
     X, k = request.getfixturevalue(data)
-    settings = dict(num_iterations=20_000, cost_every=50, learning_rate=0.5, seed=3)
+    settings = dict(num_iterations=20_000, cost_every=50, learning_rate=0.5, seed=3, batch_size=None, optimizer="gd",
+                    n_iter_no_change=None)  # the refit below runs to its end, as the lecture's
     model = bc.BackpropClassifier(early_stopping=True, validation_fraction=0.2, **settings).fit(X, k)
     train, held = train_test_split(np.arange(len(k)), test_size=0.2, random_state=3, stratify=k)
     assert model.score(X[held], k[held]) == pytest.approx(model.best_validation_score_)
@@ -395,28 +396,29 @@ def test_early_stopping_keeps_the_best_parameters(request, data):
         np.testing.assert_allclose(model.parameters_[name], again.parameters_[name], rtol=1e-12)
 
 
-@pytest.mark.parametrize("strategy, execution", [({}, {"chunk_size": 1024, "workers": 2}),
+@pytest.mark.parametrize("strategy, execution", [({"batch_size": None}, {"chunk_size": 1024, "workers": 2}),
                                                  ({"batch_size": 500, "epochs": 400}, {})],
                          ids=["chunks", "mini-batch"])
 def test_early_stopping_works_with_every_strategy(strategy, execution):
     rng = np.random.default_rng(5)
     X = rng.standard_normal((5000, 2))
     k = (X[:, 0] * X[:, 1] > 0).astype(int)
-    settings = dict(num_iterations=4000, cost_every=10, early_stopping=True, n_iter_no_change=5, learning_rate=0.5)
+    settings = dict(num_iterations=4000, cost_every=10, early_stopping=True, n_iter_no_change=5, learning_rate=0.5,
+                    optimizer="gd")
     with bc.execution_context(**execution):
         model = bc.BackpropClassifier(**settings, **strategy).fit(X, k)
     assert model.plan_.mode == ("chunks" if "chunk_size" in execution else "mini-batch")
     assert len(model.validation_scores_) == len(model.loss_curve_)
     if "chunk_size" in execution:  # the same steps as the whole batch, so the same checks and the same stop
         with bc.execution_context(chunk_size=None):
-            whole = bc.BackpropClassifier(**settings).fit(X, k)
+            whole = bc.BackpropClassifier(**settings, batch_size=None).fit(X, k)
         np.testing.assert_allclose(model.validation_loss_curve_, whole.validation_loss_curve_, rtol=1e-9)
         assert model.n_iter_ == whole.n_iter_ < 4000
 
 
 def test_without_early_stopping_there_is_no_validation_curve(moons):
     X, k = moons
-    model = bc.BackpropClassifier(num_iterations=100).fit(X, k)
+    model = lecture(max_iter=100).fit(X, k)
     assert model.validation_scores_ is None and model.validation_loss_curve_ is None
     assert model.n_iter_ == 100
 
@@ -424,8 +426,8 @@ def test_without_early_stopping_there_is_no_validation_curve(moons):
 def test_early_stopping_runs_on_every_backend(backend, moons):
     X, k = moons
     dtype = backend.default_dtype
-    model = bc.BackpropClassifier(num_iterations=3000, cost_every=10, early_stopping=True, n_iter_no_change=3,
-                                  backend=backend.name, device=backend.requested_device)
+    model = lecture(max_iter=3000, cost_every=10, early_stopping=True, n_iter_no_change=3,
+                    backend=backend.name, device=backend.requested_device)
     model.fit(backend.asarray(X, dtype), backend.asarray(k, "int32"))
     assert all(0.0 <= s <= 1.0 for s in model.validation_scores_)
     assert model.n_iter_ < 3000
@@ -434,7 +436,7 @@ def test_early_stopping_runs_on_every_backend(backend, moons):
 
 def test_verbose_prints_the_cost_and_the_validation_score(moons, capsys):
     X, k = moons
-    bc.BackpropClassifier(num_iterations=40, cost_every=20, early_stopping=True, verbose=True).fit(X, k)
+    lecture(max_iter=40, cost_every=20, early_stopping=True, verbose=True).fit(X, k)
     out = capsys.readouterr().out
     assert "Iteration 0, loss = " in out and "Iteration 20, loss = " in out
     assert out.count("Validation score: ") == 3  # iterations 0, 20 and the final 40
@@ -449,7 +451,7 @@ def test_verbose_prints_the_cost_and_the_validation_score(moons, capsys):
 def test_bad_early_stopping_settings_are_named(moons, params, message):
     X, k = moons
     with pytest.raises(ValueError, match=message):
-        bc.BackpropClassifier(num_iterations=5, early_stopping=True, **params).fit(X, k)
+        lecture(max_iter=5, early_stopping=True, **params).fit(X, k)
 
 
 # -- the protocol ---------------------------------------------------------------------------------
@@ -465,8 +467,8 @@ def test_a_fitted_model_round_trips_from_any_backend(backend, iris, tmp_path, ho
     X, k = iris
     dtype = backend.default_dtype
     Xd = backend.asarray(X, dtype)
-    model = bc.BackpropClassifier(num_iterations=200, learning_rate=0.5, backend=backend.name,
-                                  device=backend.requested_device).fit(Xd, backend.asarray(k, "int32"))
+    model = lecture(max_iter=200, learning_rate_init=0.5, backend=backend.name,
+                    device=backend.requested_device).fit(Xd, backend.asarray(k, "int32"))
     copied = ROUND_TRIPS[how](model, tmp_path)
     assert copied.backend_.name == backend.name  # back on the backend it trained on
     assert_close(copied.predict_proba(Xd), backend.to_numpy(model.predict_proba(Xd)), backend, dtype,
@@ -483,7 +485,8 @@ def test_under_array_api_dispatch_predict_takes_only_the_library_and_device_of_f
         X = np.random.default_rng(0).standard_normal((40, 2))
         y = (X[:, 0] > 0).astype(float)
         on = lambda device: xs.asarray(X, device=xs.Device(device))
-        model = bc.BackpropClassifier(num_iterations=5, backend="array_api_strict").fit(on("CPU_DEVICE"), y)
+        from backprop_core.estimator import LECTURE
+        model = bc.BackpropClassifier(**(LECTURE | dict(max_iter=5, backend="array_api_strict"))).fit(on("CPU_DEVICE"), y)
         with sklearn.config_context(array_api_dispatch=True):
             for fitted in (model, pickle.loads(pickle.dumps(model))):
                 assert type(fitted.predict(on("CPU_DEVICE"))) is type(on("CPU_DEVICE"))
@@ -505,7 +508,7 @@ def test_under_array_api_dispatch_predict_takes_only_the_library_and_device_of_f
 def test_unpickling_imports_no_array_library_until_the_model_is_used(tmp_path, moons):
     pytest.importorskip("torch", reason="torch is not installed")
     X, k = moons
-    model = bc.BackpropClassifier(num_iterations=50, backend="torch", device="cpu").fit(X, k)
+    model = lecture(max_iter=50, backend="torch", device="cpu").fit(X, k)
     joblib.dump(model, tmp_path / "m.joblib")
     script = textwrap.dedent(f"""
         import sys, joblib
@@ -529,7 +532,7 @@ def test_a_model_whose_backend_cannot_run_here_predicts_with_numpy(moons):
     X, k = moons
     register_backend("vanishing", _Vanishing)
     try:
-        model = bc.BackpropClassifier(num_iterations=100, backend="vanishing").fit(X, k)
+        model = lecture(max_iter=100, backend="vanishing").fit(X, k)
         expected = model.predict_proba(X)
         data = pickle.dumps(model)
     finally:
@@ -544,8 +547,8 @@ def test_a_model_whose_backend_cannot_run_here_predicts_with_numpy(moons):
 @pytest.mark.slow  # 5 s or more (pytest --durations, a loaded 2-core machine)
 def test_grid_search_over_numpy_scalars_in_two_processes_and_a_json_save(moons, tmp_path):
     X, k = moons
-    grid = {"hidden_units": np.arange(2, 5, 2), "learning_rate": np.arange(0.5, 1.3, 0.7)}
-    search = GridSearchCV(bc.BackpropClassifier(num_iterations=300), grid, cv=3, n_jobs=2).fit(X, k)
+    grid = {"hidden_units": np.arange(2, 5, 2), "learning_rate_init": np.arange(0.5, 1.3, 0.7)}
+    search = GridSearchCV(lecture(max_iter=300), grid, cv=3, n_jobs=2).fit(X, k)
     best = search.best_estimator_
     assert isinstance(best.hidden_units, np.integer)
     assert search.best_score_ > 0.8
@@ -560,11 +563,12 @@ def test_numpy_scalar_hyperparameters_are_accepted_everywhere(moons, tmp_path):
     scalars = dict(hidden_units=np.int64(5), learning_rate=np.float64(0.8), num_iterations=np.int32(300),
                    seed=np.int64(2), cost_every=np.int64(20), early_stopping=np.bool_(True),
                    validation_fraction=np.float32(0.2), n_iter_no_change=np.int64(4), tol=np.float64(1e-3))
+    full_batch = dict(batch_size=None, optimizer="gd")  # where num_iterations and the chunks count
     with bc.execution_context(chunk_size=np.int64(128), workers=np.int64(2)):  # taken there too
-        model = bc.BackpropClassifier(**scalars).fit(X, k)
+        model = bc.BackpropClassifier(**scalars, **full_batch).fit(X, k)
     assert (model.plan_.chunk_size, model.plan_.workers) == (128, 2)
     with bc.execution_context(chunk_size=128, workers=2):
-        plain = bc.BackpropClassifier(**{name: value.item() for name, value in scalars.items()}).fit(X, k)
+        plain = bc.BackpropClassifier(**{name: value.item() for name, value in scalars.items()}, **full_batch).fit(X, k)
     np.testing.assert_array_equal(model.parameters_["W1"], plain.parameters_["W1"])
     model.save(tmp_path / "m.npz")  # the hyperparameters are written as JSON numbers
     assert bc.BackpropClassifier.load(tmp_path / "m.npz").get_params() == plain.get_params()
@@ -573,7 +577,7 @@ def test_numpy_scalar_hyperparameters_are_accepted_everywhere(moons, tmp_path):
 def test_save_and_load_keep_the_fitted_labels_and_layers(iris, tmp_path):
     X, k = iris
     y = np.array(["a", "b", "c"])[k]
-    model = bc.BackpropClassifier(num_iterations=300, learning_rate=0.5, activation="relu").fit(X, y)
+    model = lecture(max_iter=300, learning_rate_init=0.5, activation="relu").fit(X, y)
     model.save(tmp_path / "m.npz")
     model.set_params(activation="sigmoid")  # not what the parameters were trained with
     loaded = bc.BackpropClassifier.load(tmp_path / "m.npz")
@@ -586,7 +590,7 @@ def test_a_file_saved_before_labels_were_fitted_still_loads(moons, tmp_path):
     from backprop_core.persistence import save_parameters
 
     X, k = moons
-    model = bc.BackpropClassifier(num_iterations=100).fit(X, k.astype(float))
+    model = lecture(max_iter=100).fit(X, k.astype(float))
     old = {"estimator": "BackpropClassifier", "params": {"num_iterations": 100}, "dtype": "float64",
            "y_ndim": 1, "n_iter": 100, "cost_history": model.cost_history_}
     save_parameters(tmp_path / "old.npz", {n: model.parameters_[n] for n in ("W1", "b1", "W2", "b2")}, old)
@@ -597,15 +601,17 @@ def test_a_file_saved_before_labels_were_fitted_still_loads(moons, tmp_path):
 
 def test_set_params_changes_nothing_until_the_next_fit(iris):
     X, k = iris
-    model = bc.BackpropClassifier(num_iterations=200, learning_rate=0.5).fit(X, k)
+    model = lecture(max_iter=200, learning_rate_init=0.5).fit(X, k)
     before = model.predict_proba(X)
-    model.set_params(activation="relu", hidden_units=9, learning_rate=0.1, dtype="float32", init="he")
+    model.set_params(activation="relu", hidden_units=9, learning_rate_init=0.1, dtype="float32", init="he")
     np.testing.assert_array_equal(model.predict_proba(X), before)
     model.fit(X, k)
     assert model.activation_ == "relu" and model.parameters_["W1"].shape == (9, 4)
 
 
-FITTED = dict(num_iterations=200, learning_rate=0.5, hidden_units=5, activation="relu", standardize=True, seed=4)
+# The old names, in the lecture's full-batch gradient descent they were written for
+FITTED = dict(num_iterations=200, learning_rate=0.5, hidden_units=5, activation="relu", standardize=True, seed=4,
+              batch_size=None, optimizer="gd")
 
 
 @pytest.mark.parametrize("changes", [
@@ -670,7 +676,7 @@ def test_labels_of_a_dtype_a_file_does_not_name_save_and_predict_alike(moons, tm
         y, predicted_dtype = pd.Series(np.array(["no", "yes"])[k], dtype=object), np.dtype("<U3")
     else:
         y, predicted_dtype = np.stack([k, 1 - k], axis=1).astype(np.longdouble), np.dtype("float32")
-    model = bc.BackpropClassifier(num_iterations=100).fit(X, y)
+    model = lecture(max_iter=100).fit(X, y)
     model.save(tmp_path / "m.npz")
     loaded = bc.BackpropClassifier.load(tmp_path / "m.npz")
     assert model.predict(X).dtype == loaded.predict(X).dtype == predicted_dtype
@@ -679,7 +685,7 @@ def test_labels_of_a_dtype_a_file_does_not_name_save_and_predict_alike(moons, tm
 
 def test_unfitted_use_raises_scikit_learns_not_fitted_error(moons, tmp_path):
     X, k = moons
-    model = bc.BackpropClassifier(num_iterations=20)
+    model = lecture(max_iter=20)
     for use in (model.predict, model.predict_proba, model.predict_log_proba):
         with pytest.raises(SklearnNotFittedError):
             use(X)
@@ -694,7 +700,7 @@ def test_no_warning_from_a_plain_fit_and_predict(moons):
     X, k = moons
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        bc.BackpropClassifier(num_iterations=20).fit(X, k).predict(X)
+        lecture(max_iter=20).fit(X, k).predict(X)
 
 
 # -- measured against the peer ----------------------------------------------------------------------

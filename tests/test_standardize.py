@@ -20,7 +20,7 @@ from backprop_core.errors import InvalidInputError, ModelFileError
 
 from backprop_core.backends import get_backend
 
-from conftest import assert_close, tolerance
+from conftest import assert_close, lecture, tolerance
 
 
 def spread_data(m=300, seed=0):
@@ -36,8 +36,8 @@ def spread_data(m=300, seed=0):
 def test_mean_and_scale_are_each_features_mean_and_standard_deviation(backend):
     X, y = spread_data()
     dtype = backend.default_dtype
-    model = bc.BackpropClassifier(standardize=True, num_iterations=20, backend=backend.name,
-                                  device=backend.requested_device)
+    model = lecture(standardize=True, max_iter=20, backend=backend.name,
+                    device=backend.requested_device)
     model.fit(backend.asarray(X, dtype), backend.asarray(y, "int32"))
     X_seen = X.astype(dtype)  # the statistics are computed where the data are, in their dtype
     # ... and come to the host as float64, whatever the backend.
@@ -50,8 +50,8 @@ def test_weighted_statistics_are_those_of_repeated_examples(backend):
     X, y = spread_data(m=60)
     repeats = np.arange(60) % 4  # 0 to 3 copies; weight 0 leaves an example out
     dtype = backend.default_dtype
-    model = bc.BackpropClassifier(standardize=True, num_iterations=20, backend=backend.name,
-                                  device=backend.requested_device)
+    model = lecture(standardize=True, max_iter=20, backend=backend.name,
+                    device=backend.requested_device)
     model.fit(backend.asarray(X, dtype), backend.asarray(y, "int32"), sample_weight=backend.asarray(repeats, dtype))
     X_repeated = np.repeat(X.astype(dtype), repeats, axis=0)
     host = get_backend("numpy")
@@ -63,14 +63,14 @@ def test_a_feature_constant_where_the_weight_is_not_zero_gets_scale_one():
     X, y = spread_data(m=60)
     weights = np.ones(60)
     X[:, 1], X[0, 1], weights[0] = 0.1, 5.0, 0.0  # the one different value has weight 0
-    model = bc.BackpropClassifier(standardize=True, num_iterations=20).fit(X, y, sample_weight=weights)
+    model = lecture(standardize=True, max_iter=20).fit(X, y, sample_weight=weights)
     assert model.feature_scale_[1] == 1.0
 
 
 def test_a_constant_feature_gets_scale_one():
     X, y = spread_data()
     X[:, 1] = 0.1  # 0.1 is not exact in binary: its computed spread is round-off, not 0
-    model = bc.BackpropClassifier(standardize=True, num_iterations=20).fit(X, y)
+    model = lecture(standardize=True, max_iter=20).fit(X, y)
     np.testing.assert_allclose(model.feature_mean_, [X[:, 0].mean(), 0.1])
     np.testing.assert_allclose(model.feature_scale_, [X[:, 0].std(), 1.0])
 
@@ -78,11 +78,11 @@ def test_a_constant_feature_gets_scale_one():
 @pytest.mark.parametrize("scale", [1e160, 1e300])  # the variance overflows float64; the spread does not
 def test_a_spread_whose_variance_overflows_is_still_measured(scale):
     X, y = spread_data()
-    plain = bc.BackpropClassifier(standardize=True, num_iterations=200).fit(X, y)
+    plain = lecture(standardize=True, max_iter=200).fit(X, y)
     X[:, 0] *= scale
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no overflow warning either
-        model = bc.BackpropClassifier(standardize=True, num_iterations=200).fit(X, y)
+        model = lecture(standardize=True, max_iter=200).fit(X, y)
     np.testing.assert_allclose(model.feature_mean_[0] / scale, plain.feature_mean_[0], rtol=1e-12)
     np.testing.assert_allclose(model.feature_scale_[0] / scale, plain.feature_scale_[0], rtol=1e-12)
     assert model.score(X, y) == plain.score(X[:, :] / [scale, 1.0], y)
@@ -91,7 +91,7 @@ def test_a_spread_whose_variance_overflows_is_still_measured(scale):
 def test_without_standardize_there_is_no_scaling():
     X, y = spread_data()
     with pytest.warns(UserWarning, match="features' scale"):  # such data are why standardize exists
-        model = bc.BackpropClassifier(num_iterations=20).fit(X, y)
+        model = lecture(max_iter=20).fit(X, y)
     assert model.feature_mean_ is None and model.feature_scale_ is None
 
 
@@ -105,7 +105,7 @@ def test_standardize_must_be_a_boolean():
 def test_a_standardizing_model_passes_check_estimator():
     from sklearn.utils.estimator_checks import check_estimator
 
-    results = check_estimator(bc.BackpropClassifier(num_iterations=200, standardize=True), on_fail=None)
+    results = check_estimator(lecture(max_iter=200, standardize=True), on_fail=None)
     assert [(r["check_name"], str(r["exception"])[:300]) for r in results if r["status"] == "failed"] == []
 
 
@@ -114,8 +114,8 @@ def test_a_standardizing_model_passes_check_estimator():
 def test_fit_and_predict_see_the_standardized_features():
     X, y = spread_data()
     Z = (X - X.mean(axis=0)) / X.std(axis=0)
-    scaled = bc.BackpropClassifier(standardize=True, num_iterations=300).fit(X, y)
-    by_hand = bc.BackpropClassifier(num_iterations=300).fit(Z, y)
+    scaled = lecture(standardize=True, max_iter=300).fit(X, y)
+    by_hand = lecture(max_iter=300).fit(Z, y)
     for name in ("W1", "b1", "W2", "b2"):
         np.testing.assert_allclose(scaled.parameters_[name], by_hand.parameters_[name], rtol=1e-9, atol=1e-12)
     X_new = X[::7] + 1.5
@@ -127,14 +127,14 @@ def test_blobs_train_well_only_standardized():
     """The README's advice: the built-in blobs (features spread over about +-10) need it."""
     X, Y = blobs()
     with pytest.warns(UserWarning, match="features' scale"):
-        plain = bc.BackpropClassifier().fit(X.T, Y[0]).score(X.T, Y[0])
-    scaled = bc.BackpropClassifier(standardize=True).fit(X.T, Y[0]).score(X.T, Y[0])
+        plain = lecture().fit(X.T, Y[0]).score(X.T, Y[0])  # the advice is gradient descent's
+    scaled = lecture(standardize=True).fit(X.T, Y[0]).score(X.T, Y[0])
     assert plain < 0.75 and scaled > 0.95, (plain, scaled)
 
 
 def test_a_failed_fit_keeps_the_scaling_it_had():
     X, y = spread_data()
-    model = bc.BackpropClassifier(standardize=True, num_iterations=20).fit(X, y)
+    model = lecture(standardize=True, max_iter=20).fit(X, y)
     mean, scale = model.feature_mean_.copy(), model.feature_scale_.copy()
     with pytest.raises(ValueError):
         model.fit(np.c_[X, X], y[:10])
@@ -144,7 +144,7 @@ def test_a_failed_fit_keeps_the_scaling_it_had():
 
 def test_a_pickled_model_keeps_its_scaling():
     X, y = spread_data()
-    model = bc.BackpropClassifier(standardize=True, num_iterations=200).fit(X, y)
+    model = lecture(standardize=True, max_iter=200).fit(X, y)
     again = pickle.loads(pickle.dumps(model))
     np.testing.assert_array_equal(again.predict_proba(X), model.predict_proba(X))
 
@@ -154,7 +154,7 @@ def test_a_pickled_model_keeps_its_scaling():
 def saved(tmp_path, **changes):
     """A standardized model saved, then its metadata edited with ``changes`` (None deletes a key)."""
     X, y = spread_data()
-    model = bc.BackpropClassifier(standardize=True, num_iterations=200).fit(X, y)
+    model = lecture(standardize=True, max_iter=200).fit(X, y)
     path = tmp_path / "model.npz"
     model.save(path)
     with np.load(path) as f:

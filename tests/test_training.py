@@ -8,6 +8,7 @@ import pytest
 import backprop_core as bc
 from backprop_core.activations import get_activation
 from backprop_core.backends import get_backend
+from conftest import lecture
 
 
 def _setup(flower_data, backend_name="numpy", device=None):
@@ -40,7 +41,7 @@ def test_divergence_stops_with_advice_and_keeps_finite_parameters(flower_data):
 
 def test_estimator_keeps_last_finite_parameters_after_divergence(flower_data):
     X, Y = flower_data
-    model = bc.BackpropClassifier(activation="relu", learning_rate=1e12, num_iterations=200, cost_every=1)
+    model = lecture(activation="relu", learning_rate_init=1e12, max_iter=200, cost_every=1)
     with pytest.raises(bc.TrainingDivergedError):
         model.fit(X.T, Y[0])
     assert all(np.all(np.isfinite(v)) for v in model.parameters_.values())
@@ -70,7 +71,7 @@ def test_interrupt_keeps_parameters_of_last_completed_iteration(flower_data):
 
 def test_estimator_keeps_parameters_when_interrupted(flower_data):
     X, Y = flower_data
-    model = bc.BackpropClassifier(num_iterations=1000, cost_every=10)
+    model = lecture(max_iter=1000, cost_every=10)
     with pytest.raises(KeyboardInterrupt):
         model.fit(X.T, Y[0], callback=_ctrl_c_at(10))
     assert model.n_iter_ == 10
@@ -101,8 +102,8 @@ def test_every_activation_learns_the_flower(flower_data, activation):
     X, Y = flower_data
     # Each below 8 / 4.26 = 1.88, the flower's limit under the features' scale rule.
     lr = {"tanh": 1.2, "sigmoid": 1.8, "relu": 0.5, "leaky_relu": 0.5}[activation]
-    model = bc.BackpropClassifier(hidden_units=10, activation=activation, learning_rate=lr,
-                                  num_iterations=4000, init="xavier").fit(X.T, Y[0])
+    model = lecture(hidden_units=10, activation=activation, learning_rate=lr,
+                    max_iter=4000, init="xavier").fit(X.T, Y[0])
     assert model.score(X.T, Y[0]) >= 0.85
 
 
@@ -110,7 +111,7 @@ def test_multilabel_outputs_train_independently():
     rng = np.random.default_rng(3)
     X = rng.standard_normal((300, 2))
     y = np.stack([X[:, 0] > 0, X[:, 1] > 0, X[:, 0] * X[:, 1] > 0], axis=1).astype(np.uint8)
-    model = bc.BackpropClassifier(hidden_units=8, num_iterations=3000, learning_rate=1.0).fit(X, y)
+    model = lecture(hidden_units=8, max_iter=3000, learning_rate_init=1.0).fit(X, y)
     assert model.predict(X).shape == (300, 3)
     assert model.predict_proba(X).shape == (300, 3)
     per_output = (model.predict(X) == y).mean(axis=0)

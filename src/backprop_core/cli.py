@@ -21,6 +21,7 @@ import numpy as np
 
 from .activations import ACTIVATIONS
 from .backends import backend_names, get_backend, make_backend
+from .data_io import PLAIN_NUMBER
 from .errors import (BackpropCoreError, DeviceMemoryError, DistributedTrainingError, FeatureScaleWarning,
                      TrainingDivergedError)
 from .errors import TrainingInterrupted
@@ -153,20 +154,17 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-#: Numbers as the CSV reader takes them: ASCII digits, a point, an exponent.  Python's int() and
-#: float() would also take "1_0" as 10 and digits of other scripts (Arabic-Indic, Devanagari, ...).
-_NUMBERS = {int: re.compile(r"[+-]?[0-9]+\Z"),
-            float: re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?\Z")}
-
-
 def _number(kind, what, positive=True):
-    """An argparse type: ``kind(text)`` written in ASCII digits (:data:`_NUMBERS`), > 0 where ``positive``."""
+    """An argparse type: ``kind(text)`` written as the CSV reader takes numbers (ASCII digits, a point,
+    an exponent: :data:`~backprop_core.data_io.PLAIN_NUMBER`; an integer in digits alone), > 0 where
+    ``positive``.  Python's int() and float() would also take "1_0" as 10 and digits of other scripts."""
     said = f"must be {'a positive' if positive else 'an'} {what} written with the digits 0-9"
 
     def parse(text):
-        if not _NUMBERS[kind].match(text.strip()):
+        written = text.strip()
+        if not PLAIN_NUMBER.fullmatch(written) or kind is int and not written.lstrip("+-").isdigit():
             raise argparse.ArgumentTypeError(f"{said}, got {text}")
-        value = kind(text.strip())
+        value = kind(written)
         if positive and not (value > 0 and (kind is int or math.isfinite(value))):
             raise argparse.ArgumentTypeError(f"{said}, got {text}")
         return value
@@ -833,15 +831,14 @@ def _cell(value) -> str:
 
 #: A cell starting with one of these is run as a formula by a spreadsheet (OWASP's rule for CSV injection).
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-#: ... unless it is a number, which a spreadsheet reads as one: -1.5, +2, 1e-3.
-_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+#: ... unless it is a number, which a spreadsheet reads as one: -1.5, +2, 1e-3 (:data:`PLAIN_NUMBER`).
 
 
 def _safe_cell(text: str) -> str:
     """A CSV cell that neither a spreadsheet nor a terminal runs: a text a spreadsheet would take
     for a formula gets a leading single quote (numbers such as -1.5 excepted), then whatever is
     not printable is escaped (:func:`_printable`)."""
-    if text.startswith(_FORMULA_STARTS) and not _NUMBER.fullmatch(text):
+    if text.startswith(_FORMULA_STARTS) and not PLAIN_NUMBER.fullmatch(text):
         text = "'" + text
     return _printable(text)
 

@@ -245,15 +245,16 @@ def _column_name(j, names) -> str:
     return f"column {j + 1} (index {j})"
 
 
-# A number as CSV writers write it.  float() reads more: "1_000" (Python's digit
-# separators) and digits of other scripts ("\u0661\u0662"), which no writer means as a number.
-_PLAIN_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?", re.ASCII)
+#: A number as CSV writers write it, in ASCII digits.  float() reads more: "1_000" (Python's digit
+#: separators) and digits of other scripts ("\u0661\u0662"), which no writer means as a number.
+#: The command line reads its options' numbers, and finds its cells' numbers, by this one rule.
+PLAIN_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?", re.ASCII)
 
 
 def _number(cell: str):
     """The finite number written in ``cell`` (blanks around it allowed), or None."""
     text = cell.strip()
-    if not _PLAIN_NUMBER.fullmatch(text):
+    if not PLAIN_NUMBER.fullmatch(text):
         return None
     value = float(text)
     return value if math.isfinite(value) else None

@@ -238,11 +238,11 @@ def feature_scale_advice(X, learning_rate: float, xp) -> ScaleAdvice | None:
     return advice if learning_rate * max(1.0, advice.largest) > STABLE_RATE_TIMES_MEAN_SQUARE else None
 
 
-def check_seed(seed) -> None:
+def check_seed(seed, what: str = "seed") -> None:
     """None or a non-negative integer: what seeds the NumPy Generators of initialisation and shuffles."""
     if seed is not None and (isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer))
                              or seed < 0):
-        raise InvalidInputError(f"seed must be a non-negative integer or None, got {seed!r}")
+        raise InvalidInputError(f"{what} must be a non-negative integer or None, got {seed!r}")
 
 
 def check_binary(Y, xp, what: str = "Y") -> None:
