@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import inspect
 import math
 import warnings
 from dataclasses import dataclass
@@ -861,7 +862,7 @@ class BackpropClassifier(ClassifierMixin, BaseEstimator, _NamesWhereExecutionWen
 #: The estimator's defaults for the settings :data:`LECTURE` sets, by name: ``BackpropClassifier(**PRACTITIONER)``
 #: is ``BackpropClassifier()``.  Kept from when the defaults were the lecture's, so that code written then
 #: still means what it meant; read from the signature, so the two cannot differ.
-PRACTITIONER = {name: BackpropClassifier().get_params()[name] for name in LECTURE}
+PRACTITIONER = {name: inspect.signature(BackpropClassifier).parameters[name].default for name in LECTURE}
 
 
 def _warn_if_unconverged(steps_run: int, steps_planned: int, max_iter: int) -> None:
