@@ -19,6 +19,7 @@ from backprop_core import lowering, measuring, planner, processes
 from backprop_core.activations import get_activation
 from backprop_core.backends import get_backend
 from backprop_core.errors import TrainingInterrupted
+from backprop_core.execution import execution_context
 from backprop_core.planner import Plan
 from backprop_core.training import train
 
@@ -147,6 +148,22 @@ def test_the_planner_gives_chunks_one_blas_thread_per_worker_without_measuring(k
     monkeypatch.setattr(planner, "cpu_cores", lambda: 2)
     p, _ = PLANS[kind]  # on a network whose one pass would be measured: 2.1e9 multiply-adds
     assert planner.blas_plan(p, get_backend("numpy"), (128, 256, 1, 1 << 16), "float64", TANH)[0] == 1
+
+
+@pytest.mark.parametrize("optimizer", ["gd", "adam"])
+def test_a_planned_pass_over_one_chunk_of_m_runs_on_the_cores_its_plan_measured(optimizer, seen, monkeypatch):
+    """The reviewer's case from the planner itself: one chunk of m, every core measured faster."""
+    monkeypatch.setattr(planner, "cpu_cores", lambda: 2)
+    monkeypatch.setattr(planner, "blas_calibration", lambda *a: {1: measuring.Timing((2e-3,) * 9),
+                                                                   2: measuring.Timing((1e-3,) * 9)})
+    rng = np.random.default_rng(0)
+    X, Y = rng.standard_normal((64, M)), np.ones((1, M))  # 256 * 64 * 512: 8.4e6 multiply-adds
+    backend = get_backend("numpy")
+    params = backend.parameters_from_host(bc.initialize_parameters(64, 256, 1, seed=0), "float64")
+    with threadpool_limits(1, user_api="blas"), execution_context(chunk_size=M):
+        train(X, Y, params, activation=TANH, learning_rate=1e-3, num_iterations=2, backend=backend,
+              optimizer=optimizer)
+    assert seen and set(seen) == {2}
 
 
 def test_the_calibration_times_chunks_on_one_blas_thread_per_worker(monkeypatch):
