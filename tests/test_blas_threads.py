@@ -82,23 +82,29 @@ def _plan(kind: str, threads) -> tuple[Plan, str]:
 
 @pytest.fixture
 def seen(monkeypatch):
-    """BLAS's threads at each step of the strategies built while the test runs; ``seen.fail`` set to
-    an exception makes the second step raise it (after computing)."""
+    """BLAS's threads at each step of the strategy built last while the test runs (a fit's: the
+    planner's own timings build theirs before it), and its plan (``seen.plan``).  ``seen.fail`` set
+    to an exception makes that strategy's second step raise it (after computing)."""
 
     class Seen(list):
-        fail = None
+        fail = plan = None
 
     record = Seen()
     build = planner.build
 
-    def spied(*args, **kwargs):
-        strategy = build(*args, **kwargs)
+    def spied(p, *args, **kwargs):
+        strategy = build(p, *args, **kwargs)
+        steps = []
+        record.clear()
+        record.plan = p
         step = strategy.step
 
         def spy(params, i, with_cost):
-            record.append(_blas_threads())
+            steps.append(_blas_threads())
+            if record.plan is p:
+                record.append(steps[-1])
             result = step(params, i, with_cost)
-            if record.fail is not None and len(record) == 2:
+            if record.fail is not None and record.plan is p and len(steps) == 2:
                 raise record.fail
             return result
 
@@ -164,6 +170,17 @@ def test_a_planned_pass_over_one_chunk_of_m_runs_on_the_cores_its_plan_measured(
         train(X, Y, params, activation=TANH, learning_rate=1e-3, num_iterations=2, backend=backend,
               optimizer=optimizer)
     assert seen and set(seen) == {2}
+
+
+def test_a_planned_fit_on_any_backend_runs_its_plans_threads_or_the_callers(backend, seen):
+    """NumPy and array-api-strict compute with NumPy's BLAS, pinned; the others thread their own."""
+    rng = np.random.default_rng(0)
+    X, Y = rng.standard_normal((5, M)), (rng.random((1, M)) > 0.5).astype(np.float64)
+    params = backend.parameters_from_host(bc.initialize_parameters(5, 8, 1, seed=0), "float32")
+    with threadpool_limits(2, user_api="blas"), execution_context(chunk_size=None):
+        train(backend.asarray(X, "float32"), backend.asarray(Y, "float32"), params, activation=TANH,
+              learning_rate=0.1, num_iterations=2, backend=backend)
+    assert seen and set(seen) == {2 if seen.plan.blas_threads is None else seen.plan.blas_threads}
 
 
 def test_the_calibration_times_chunks_on_one_blas_thread_per_worker(monkeypatch):
