@@ -8,6 +8,7 @@ always the other of 1 and 2 than the plan's, so a path that leaves it, or pins i
 
 from __future__ import annotations
 
+import signal
 from dataclasses import replace
 
 import numpy as np
@@ -84,7 +85,8 @@ def _plan(kind: str, threads) -> tuple[Plan, str]:
 def seen(monkeypatch):
     """BLAS's threads at each step of the strategy built last while the test runs (a fit's: the
     planner's own timings build theirs before it), and its plan (``seen.plan``).  ``seen.fail`` set
-    to an exception makes that strategy's second step raise it (after computing)."""
+    to a function makes that strategy's second step call it (after computing): one that raises, or
+    sends a signal."""
 
     class Seen(list):
         fail = plan = None
@@ -105,7 +107,7 @@ def seen(monkeypatch):
                 record.append(steps[-1])
             result = step(params, i, with_cost)
             if record.fail is not None and record.plan is p and len(steps) == 2:
-                raise record.fail
+                record.fail()
             return result
 
         strategy.step = spy
@@ -212,17 +214,26 @@ def test_the_callers_threads_come_back_after_a_fit(kind, seen):
 @pytest.mark.parametrize("kind", list(PLANS))
 def test_the_callers_threads_come_back_after_an_exception(kind, seen):
     p, optimizer = _plan(kind, 1 if kind in PINNED else None)
-    seen.fail = RuntimeError("raised by the test's spy")
+    def fail():
+        raise RuntimeError("raised by the test's spy")
+
+    seen.fail = fail
     with threadpool_limits(2, user_api="blas"):
         with pytest.raises(RuntimeError, match="the test's spy"):
             _fit(p, optimizer)
         assert _blas_threads() == 2
 
 
+def _interrupt():
+    raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("ctrl_c", [_interrupt, lambda: signal.raise_signal(signal.SIGINT)],
+                         ids=["KeyboardInterrupt", "SIGINT"])
 @pytest.mark.parametrize("kind", list(PLANS))
-def test_the_callers_threads_come_back_after_ctrl_c(kind, seen):
+def test_the_callers_threads_come_back_after_ctrl_c(kind, ctrl_c, seen):
     p, optimizer = _plan(kind, 1 if kind in PINNED else None)
-    seen.fail = KeyboardInterrupt()
+    seen.fail = ctrl_c
     with threadpool_limits(2, user_api="blas"):
         with pytest.raises(TrainingInterrupted):
             _fit(p, optimizer)
