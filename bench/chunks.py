@@ -54,7 +54,7 @@ def measure(shape, m, chunk_counts, repeats, dtype="float32"):
     for k in chunk_counts:
         size = -(-m // k)
         chunked = planner.Plan("chunks", executor=planner.default_executor(numpy), chunk_size=size,
-                               workers=numpy.default_workers)
+                               workers=numpy.default_workers, blas_threads=1)  # as the planner's chunks run
         rows.append({"mode": "numpy, chunked", "m": m, "chunks": k,
                      "seconds": timed(planner.build(chunked, X, Y, params, g, 0.1, numpy, dtype))})
         on_dask = DaskFullBatch(da.from_array(X, chunks=(-1, size)), da.from_array(Y, chunks=(-1, size)),

@@ -236,14 +236,6 @@ def test_the_plans_blas_threads_hold_while_a_fit_runs_and_the_callers_come_back(
         assert _blas_threads() == 2
 
 
-def test_a_single_chunked_worker_runs_blas_on_one_thread():
-    chunked = ChunkedGradients(lambda with_cost: None, 100, backend=get_backend("numpy"), dtype="float64")
-    with threadpool_limits(2, user_api="blas"):
-        with chunked.running():
-            assert _blas_threads() == 1
-        assert _blas_threads() == 2
-
-
 # -- the products' orientation --------------------------------------------------------------------
 def test_rows_transposed_are_laid_out_once_per_fit_as_the_products_run_fastest():
     rows = np.random.default_rng(0).standard_normal((569, 30))

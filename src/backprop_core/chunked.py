@@ -16,7 +16,6 @@ import warnings
 from concurrent.futures import ThreadPoolExecutor
 
 from .backends._base import cpu_cores
-from .blas import one_blas_thread
 from .parameters import add_parts
 
 
@@ -127,12 +126,12 @@ class ChunkedGradients:
 
     @contextlib.contextmanager
     def running(self):
-        """Pin BLAS to one thread per worker while the workers run, for one worker as for many: a
-        worker's threads would oversubscribe the cores, and a lone worker's wait for a busy core."""
-        limits = contextlib.nullcontext() if self.backend.on_gpu else one_blas_thread()
+        """The workers' pool while they run, shut down however the run ends.  BLAS's threads are not
+        set here: they are the plan's (:attr:`~backprop_core.planner.Plan.blas_threads`), held by the
+        strategy :func:`~backprop_core.planner.build` made; a limit of its own here would override the
+        plan's (a whole batch in one chunk of m ran on one thread where its plan chose every core)."""
         try:
-            with limits:
-                yield self
+            yield self
         finally:
             if self._pool is not None:
                 self._pool.shutdown(wait=True)

@@ -28,7 +28,9 @@ The candidates, targets included, are timed interleaved and read by one noise
 rule (:mod:`backprop_core.measuring`): the safe plan stays unless another is
 measured faster beyond a margin, and stable.
 Every plan also says how many threads BLAS runs on (:func:`blas_plan`), which
-the strategy :func:`build` makes holds while it runs.
+the strategy :func:`build` makes holds while it runs: :func:`build` is the one
+place a fit's BLAS threads are pinned, for every plan kind (its docstring says
+where each path pins).
 """
 
 from __future__ import annotations
@@ -495,15 +497,17 @@ def blas_plan(p: Plan, backend, shape, dtype, activation) -> tuple:
     not NumPy's (a GPU, Dask, torch and jax thread their own).
 
     The rule: chunks run one BLAS thread per worker (the workers are the
-    threads); a one-pass step (the whole batch, or a mini-batch) runs one
-    thread where its largest product has fewer than :data:`ONE_THREAD_MACS`
-    multiply-adds, and otherwise every core only where that was measured
-    faster under the noise rule (:mod:`backprop_core.measuring`).
+    threads); a one-pass step (the whole batch, a mini-batch, or chunks of
+    which m makes one) runs one thread where its largest product has fewer
+    than :data:`ONE_THREAD_MACS` multiply-adds, and otherwise every core only
+    where that was measured faster under the noise rule
+    (:mod:`backprop_core.measuring`).  Who holds the threads decided here:
+    :func:`build`, and only it (see there).
     """
     target = lowering.find(p.executor)
     if not _numpy_blas(backend) or (target is not None and not target.blas):
         return None, ""  # the target's step computes without NumPy's BLAS
-    if p.mode == "chunks" and p.chunk_size is not None and p.chunk_size < shape[3]:
+    if p.mode in ("chunks", "streamed chunks") and p.chunk_size is not None and p.chunk_size < shape[3]:
         return 1, f"one for each of the {p.workers} {p.parallel}" if p.workers > 1 else "one worker"
     n0, n1, n2, m = shape
     if p.mode == "mini-batch":
@@ -704,10 +708,10 @@ def _measure(backend, n0, n1, n2, activation, dtype, budget_s):
     steps = {}
     with contextlib.ExitStack() as alive:
         alive.enter_context(backend.context())
+        alive.enter_context(one_blas_thread())  # as blas_plan pins a chunked fit: one per worker
         for w in threads:
             for c in sizes:
                 make = make_gradients(backend, executor, activation, (n0, n1, n2), dtype, c)
-                # running(): BLAS on one thread per worker, as a fit of this plan runs it
                 chunked = alive.enter_context(ChunkedGradients(make, c, backend=backend, dtype=dtype,
                                                                workers=w).running())
                 m = c * w  # a chunk per thread
@@ -818,6 +822,18 @@ def build(p: Plan, X, Y, parameters, activation, learning_rate, backend, dtype, 
           weighted: bool = False, rule=None, state=None):
     """The strategy that runs plan ``p`` on X (n0, m) and Y (n2, m), BLAS on ``p.blas_threads``
     while it runs (the caller's setting restored after).
+
+    Where each path's BLAS threads are pinned: here, once, for every plan kind (the whole
+    batch by the equations or a lowered step, chunks on threads or in the calling process
+    of several, one chunk of m, mini-batches): the strategy's ``running()`` enters
+    :func:`~backprop_core.blas.blas_threads` (``p.blas_threads``) before the strategy's own
+    context, and leaves it however the run ends (an exception, Ctrl-C), which gives the
+    caller's setting back.  Nothing inside pins again (:class:`ChunkedGradients` does not), so
+    the plan's number is what runs.  Two other places pin, outside a fit's strategy: worker
+    processes pin one thread each for their life (:mod:`backprop_core.processes`, as
+    :func:`blas_plan` plans processes), and the calibrations pin as the plan they time would
+    run.  ``p.blas_threads`` None (a GPU, Dask, torch, jax, the fused CPU step's own threads)
+    leaves the caller's setting as it is.
 
     A ``weighted`` fit's Y carries the weights as its last row (n2 + 1, m).
     ``rule``: the :class:`~backprop_core.optimizers.UpdateRule` (None: the lecture's
