@@ -180,7 +180,8 @@ class Chunked(Strategy):
     def __init__(self, X, Y, learning_rate: float, backend, gradients: ChunkedGradients, rule=None, state=None):
         self.X, self.Y, self.learning_rate, self.backend = X, Y, learning_rate, backend
         self.gradients = gradients
-        self.memory_advice = f"use a smaller chunk_size than {gradients.chunk_size}"
+        self.memory_advice = (f"use a smaller chunk_size than {gradients.chunk_size} "
+                              f"(execution_context(chunk_size=...) around the fit)")
         self.rule = None if rule is None or rule.lecture else rule
         self.optimizer_state = state if self.rule is not None else None
 
