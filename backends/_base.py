@@ -73,7 +73,7 @@ class Backend:
     distributed: bool = False
     #: The planner may run full batches over chunks, sized and threaded by its calibration here.
     chunks_by_default: bool = False
-    #: Can run the equations compiled into one kernel (backprop_core.fused).
+    #: Runs kernels this library compiles: the fused kernel and the CuPy kernels (backprop_core.lowering).
     fuses_kernels: bool = False
     #: Is ``x`` an array of this library?  (array-api-compat's ``is_*_array``)
     is_array = staticmethod(lambda x: False)

@@ -40,7 +40,6 @@ def measure(shape: str, m: int, samples: int, dtype="float32") -> dict:
     n0, n1, n2 = (int(n) for n in shape.split("-"))
     numpy, g = get_backend("numpy"), get_activation("tanh")
     rates = {(c, w, "threads"): r for (c, w), r in planner.calibration(numpy, n0, n1, n2, g, dtype).items()}
-    timings = {(c, w, "threads"): t for (c, w), t in planner.calibration_timings(numpy, n0, n1, n2, g, dtype).items()}
     processes = planner.process_calibration(numpy, n0, n1, n2, g, dtype)
     rates.update({(c, w, "processes"): r for (c, w), r in processes.rates.items()})
     kinds = {}  # the calibration's best chunk size for each way of running, by its predicted step

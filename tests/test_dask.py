@@ -177,6 +177,25 @@ def test_a_failing_cluster_stops_within_the_timeout_and_keeps_the_completed_iter
 
 
 @pytest.mark.slow  # starts a Dask cluster
+def test_train_takes_the_iteration_timeout_of_the_execution_over_the_adapters(problem, small_cluster):
+    from backprop_core.backends.dask_backend import DaskBackend
+
+    cluster, client = small_cluster
+    X, Y, p = problem
+    failed_at = []
+
+    def retire(iteration, cost):
+        if iteration == 5:
+            failed_at.append(time.monotonic())
+            cluster.scale(0)
+
+    with pytest.raises(bc.DistributedTrainingError, match="iteration_timeout=2 s"), \
+            bc.execution_context(iteration_timeout=2):
+        _train_dask(DaskBackend(client, iteration_timeout=20), *_dask(X, Y), p, callback=retire)
+    assert time.monotonic() - failed_at[0] < 1.5 * 2
+
+
+@pytest.mark.slow  # starts a Dask cluster
 def test_the_estimator_sets_the_iteration_timeout_and_keeps_what_a_first_fit_trained(flower_data, small_cluster):
     cluster, client = small_cluster
     X, Y = flower_data

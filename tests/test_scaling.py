@@ -66,7 +66,8 @@ def test_a_chunk_that_does_not_fit_is_named_and_parameters_are_kept(problem):
     tiny = _TinyDevice()
     ok = _train(tiny, X, Y, p, "float64", chunk_size=1000, stream=True)  # 3,000 numbers per chunk
     assert ok.n_iter == 20
-    with pytest.raises(bc.DeviceMemoryError, match="smaller chunk_size than 4000") as info:
+    advice = r"smaller chunk_size than 4000 \(execution_context\(chunk_size=\.\.\.\) around the fit\)"
+    with pytest.raises(bc.DeviceMemoryError, match=advice) as info:
         _train(tiny, X, Y, p, "float64", chunk_size=4000, stream=True)  # 12,000
     assert info.value.iteration == 0
     np.testing.assert_array_equal(info.value.parameters["W1"], p["W1"])

@@ -62,20 +62,20 @@ from multiprocessing.shared_memory import SharedMemory
 
 import numpy as np
 
-from .activations import ACTIVATIONS, get_activation
 from . import owners
+from .activations import ACTIVATIONS, get_activation
 from .blas import one_blas_thread
 from .chunked import ChunkedGradients, chunk_bounds, share_sums
 from .equations import OUTPUTS, get_output
 from .errors import DistributedTrainingError, InvalidInputError
-from .parameters import add_parts, pack, unpack
 from .lowering import numpy_buffers
+from .parameters import add_parts, pack, unpack
 from .strategies import Chunked
 
-#: Seconds a worker may take to answer beyond what the calling process's own share took
-#: (a worker's share is about as long): longer, and it is taken for hung.
 #: The executor the worker processes compute their chunks by (they rebuild it by name: :class:`Network`).
 EXECUTOR = numpy_buffers.NAME
+#: Seconds a worker may take to answer beyond what the calling process's own share took
+#: (a worker's share is about as long): longer, and it is taken for hung.
 ROUND_TRIP_TIMEOUT_S = 60.0
 #: A timeout grows with the step: at least this many times the calling process's share.
 TIMEOUT_SHARES = 20
@@ -136,8 +136,8 @@ class Network:
         from .backends import get_backend
 
         return numpy_buffers.make_gradients(get_backend("numpy"), get_activation(self.activation),
-                                       (self.n0, self.n1, self.n2), self.dtype, columns, get_output(self.output),
-                                       self.weighted)
+                                            (self.n0, self.n1, self.n2), self.dtype, columns,
+                                            get_output(self.output), self.weighted)
 
 
 def _views(buffer, shapes, dtype, offset=0) -> list:
@@ -592,7 +592,7 @@ class ProcessChunked(Chunked):
                  state=None):
         super().__init__(X, Y, learning_rate, backend, gradients, rule, state)
         self.memory_advice = (f"use parallel='threads' (shared memory holds a copy of the data) or a smaller "
-                              f"chunk_size than {gradients.chunk_size}")
+                              f"chunk_size than {gradients.chunk_size}, set around the fit by execution_context")
 
     def failure(self, exc, params, iteration, history):
         if isinstance(exc, WorkerProcessError):

@@ -180,7 +180,8 @@ class Chunked(Strategy):
     def __init__(self, X, Y, learning_rate: float, backend, gradients: ChunkedGradients, rule=None, state=None):
         self.X, self.Y, self.learning_rate, self.backend = X, Y, learning_rate, backend
         self.gradients = gradients
-        self.memory_advice = f"use a smaller chunk_size than {gradients.chunk_size}"
+        self.memory_advice = (f"use a smaller chunk_size than {gradients.chunk_size} "
+                              f"(execution_context(chunk_size=...) around the fit)")
         self.rule = None if rule is None or rule.lecture else rule
         self.optimizer_state = state if self.rule is not None else None
 
@@ -205,7 +206,8 @@ class Chunked(Strategy):
 
 class Lowered(Strategy):
     """The whole batch's step as a lowering target compiled it (:mod:`backprop_core.lowering`):
-    ``step(params, X, Y, with_cost) -> (params, J)``, X and Y as ``step.prepare`` laid them out."""
+    ``step(params, X, Y, with_cost) -> (params, J)`` on X (n0, m) and Y (n2, m) (a weighted fit:
+    (n2 + 1, m), the weights last), as ``step.prepare`` laid them out; J None unless ``with_cost``."""
 
     def __init__(self, X, Y, step, backend):
         self.X, self.Y, self.lowered, self.backend = X, Y, step, backend

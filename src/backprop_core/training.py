@@ -71,14 +71,18 @@ def train(X, Y, parameters: dict, *, activation, learning_rate: float, num_itera
     ``optimizer``, ``alpha``, ``optimizer_state``: as for :func:`fit` (the
     state already on the backend's device, in the parameters' dtype).
     Start parameters that are not finite are refused by name.
-    Without ``plan``, :func:`backprop_core.planner.plan` makes one under the
-    current execution (:func:`backprop_core.execution.get_execution`, read
-    once here), with ``batch_size`` and ``epochs`` for mini-batches.
+    The current execution (:func:`backprop_core.execution.get_execution`) is
+    read once here: its ``iteration_timeout`` replaces a cluster adapter's own,
+    as in :func:`fit`, and without ``plan``, :func:`backprop_core.planner.plan`
+    makes one under it, with ``batch_size`` and ``epochs`` for mini-batches.
     Errors: see :func:`backprop_core.loop.run`.
     """
     output = get_output(output)
     check_positive(learning_rate, "learning_rate")
     check_finite_parameters(parameters)
+    execution = get_execution()
+    if backend.distributed and execution.iteration_timeout is not None:
+        backend = backend.with_iteration_timeout(execution.iteration_timeout)
     rule = _update_rule(optimizer, learning_rate, alpha)
     if optimizer_state is None:
         optimizer_state = rule.optimizer.init(parameters)
@@ -86,7 +90,6 @@ def train(X, Y, parameters: dict, *, activation, learning_rate: float, num_itera
         check_state(rule.optimizer, optimizer_state, parameters)
     dtype = dtype_name(parameters["W1"].dtype)
     if plan is None:
-        execution = get_execution()
         n1 = parameters["W1"].shape[0]
         plan = planner.plan(backend, (X.shape[0], n1, Y.shape[0], X.shape[1]), dtype, activation, execution,
                             host_data=execution.stream is True, output=output, weighted=sample_weight is not None,

@@ -563,8 +563,9 @@ def gradients(fit, columns: int):
 class BufferedStep:
     """One whole-batch iteration: the buffered gradients of all m examples, then the lecture's update.
 
-    ``step(params, X, Y, with_cost) -> (params, J)`` (the target's call shape);
-    the buffers are made on the first call for its m (again if a larger batch comes).
+    ``step(params, X, Y, with_cost) -> (params, J)`` (the target's call shape): X (n0, m),
+    Y (n2, m) (a weighted fit: (n2 + 1, m), the weights last); the buffers are made on the
+    first call for its m (again if a larger batch comes).
     """
 
     def __init__(self, fit, learning_rate: float):

@@ -17,6 +17,7 @@ graphs are off (the strategy's levers say why).  Nothing here syncs the host.
 from __future__ import annotations
 
 import ctypes
+import importlib
 
 import numpy as np
 
@@ -36,7 +37,7 @@ BLOCKS_PER_MULTIPROCESSOR = 32
 
 def _load_cublas():
     """The cuBLAS library CuPy uses, as a ctypes library."""
-    from cupy_backends.cuda.libs import cublas  # noqa: F401  (CuPy loads the library first)
+    importlib.import_module("cupy_backends.cuda.libs.cublas")  # CuPy loads the library first
 
     try:
         from cuda.pathfinder import load_nvidia_dynamic_lib
