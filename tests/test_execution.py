@@ -11,6 +11,7 @@ import pytest
 import backprop_core as bc
 from backprop_core import cli, training
 from backprop_core.execution import Execution, execution_context, get_execution
+from conftest import lecture
 
 TANH = bc.get_activation("tanh")
 
@@ -152,11 +153,11 @@ def planned(monkeypatch):
 def test_the_estimator_runs_under_the_block_and_records_it(flower_data, planned):
     X, Y = flower_data
     with execution_context(chunk_size=100, workers=2) as chosen:
-        model = bc.BackpropClassifier(max_iter=5).fit(X.T, Y[0])
+        model = lecture(max_iter=5).fit(X.T, Y[0])  # full batch: what chunks cut
     assert planned["plans"] == [chosen] and planned["reads"] == 1
     assert model.execution_ is chosen
     assert (model.plan_.mode, model.plan_.chunk_size, model.plan_.workers) == ("chunks", 100, 2)
-    again = bc.BackpropClassifier(max_iter=5).fit(X.T, Y[0])  # outside: the defaults
+    again = lecture(max_iter=5).fit(X.T, Y[0])  # outside: the defaults
     assert again.execution_ == Execution() and again.plan_.chunk_size != 100
 
 
