@@ -333,3 +333,14 @@ def test_home_page_sets_up_with_the_readmes_two_commands():
         return [body.strip() for lang, body in blocks(section) if lang == "sh"]
 
     assert set_up((DOCS / "index.md").read_text()) == set_up((ROOT / "README.md").read_text())
+
+
+def test_performance_page_quotes_the_committed_cpu_fused_run():
+    # The fused CPU step's and the numpy plan's throughputs on 2 threads are cpu_fused_ab.txt's table's.
+    text = (RESULTS / "cpu-2026-12-06" / "cpu_fused_ab.txt").read_text()
+    rows = {row[0]: row for row in _rows(text, "| m | numpy plan |")}
+    page = " ".join((DOCS / "performance.md").read_text().split())
+    big, small = rows["2^21"], rows["2^16"]
+    for quoted in (f"it did {big[5].removesuffix(' M/s')} M examples/s at m = 2^21 against {big[1]}",
+                   f"and {small[5].removesuffix(' M/s')} against {small[1]} at 2^16"):
+        assert quoted in page, quoted
