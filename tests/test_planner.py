@@ -399,6 +399,54 @@ def test_a_target_is_timed_against_its_fallback_on_the_blas_threads_the_fallback
     assert after == [planner.cpu_cores()] * len(after)  # the caller's setting back once planned
 
 
+@needs_compiler
+def test_each_sample_of_a_target_and_its_fallback_follows_a_step_of_its_own_as_in_a_fit(with_targets, monkeypatch):
+    """The bench worker's sequence (bench/worker.py): a plan and its steps at a small m, then the plan
+    at a larger m, whose fallback runs here between the target's samples.  Timed first after another
+    candidate, the fused step woke its pool's threads from sleep, which a fit's steps, one after
+    another, never pay: 2-4-1 at 2^16 on 2 threads measured "unstable" so (1 sample in 3 slow)."""
+    events = []  # each step that ran ("fallback", or the fused step's thread count), each sample's start
+    fused_call = cpu_fused.CpuFusedStep.__call__
+    monkeypatch.setattr(cpu_fused.CpuFusedStep, "__call__",
+                        lambda self, *args: (events.append(self.threads), fused_call(self, *args))[1])
+    build = planner.build
+
+    def recorded_build(*args, **kwargs):
+        strategy = build(*args, **kwargs)
+        step = strategy.step
+        strategy.step = lambda *a, **k: (events.append("fallback"), step(*a, **k))[1]
+        return strategy
+
+    monkeypatch.setattr(planner, "build", recorded_build)
+    time_interleaved = planner.measuring.time_interleaved
+
+    def spy(candidates, **kw):
+        if None not in candidates:  # not the target against its fallback
+            return time_interleaved(candidates, **kw)
+        marked = {key: (lambda key, f: lambda: (events.append(("sample", key)), f())[1])(key, f)
+                  for key, f in candidates.items()}
+        return time_interleaved(marked, **kw)
+
+    monkeypatch.setattr(planner.measuring, "time_interleaved", spy)
+    planner._target_timings.clear()
+    backend = get_backend("numpy")
+    X, Y = np.random.default_rng(0).standard_normal((2, 256)), np.ones((1, 256))
+    params = backend.parameters_from_host(initial_parameters_host(2, 4, 1, "xavier", seed=0), "float32")
+    first = _plan(shape=(2, 4, 1, 256), dtype="float32")
+    strategy = build(first, backend.asarray(X, "float32"), backend.asarray(Y, "float32"), params, TANH, 0.1,
+                     backend, "float32")
+    with strategy.running():
+        for i in range(3):
+            params, _ = strategy.step(params, i, False)
+    events.clear()  # the second plan's timings: below the calibration's m, its fallback runs here
+    _plan(shape=(2, 4, 1, 4096), dtype="float32")
+    samples = [(i, event[1]) for i, event in enumerate(events) if isinstance(event, tuple)]
+    assert {key for _, key in samples} == {None, *sorted({1, planner.cpu_cores()})}, events
+    before = [(key, next((e for e in reversed(events[:i]) if not isinstance(e, tuple)), "nothing"))
+              for i, key in samples]
+    assert all(last == ("fallback" if key is None else key) for key, last in before), before
+
+
 def test_the_reason_names_a_faster_candidate_refused_because_it_measured_unstable():
     from backprop_core.measuring import Timing
 

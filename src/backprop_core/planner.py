@@ -434,15 +434,22 @@ def _time_target(target, fit: Fit, m, workers, fallback: Plan) -> tuple:
     repeat = min(max(1, (1 << 16) // count), 64)  # a sample of 65,536 examples, or of 64 small steps
     examples = count * repeat
     samples = {k: (lambda f: lambda: [f() for _ in range(repeat)])(f) for k, f in steps.items()}
+    # Each sample follows one untimed step of its own candidate, as a fit's steps follow each other.
+    # Timed first after another candidate, the fused step's pool threads wake from sleep and its data
+    # come back into cache: 2-4-1 at 2^16 on 2 threads (one call a sample) took 1.2x as long after the
+    # fallback's step as after a fused one, which made it "unstable" whenever the fallback ran here
+    # (threads) and not when it was processes (not run): the bench worker's plan after its 2^12 one.
+    warm = dict(steps)
     calibrated = fallback.measured.get((fallback.chunk_size, fallback.workers, fallback.parallel))
     if fallback.parallel == "processes" and calibrated:  # not started again: their calibrated rate
-        timings = measuring.time_interleaved(samples, budget_s=TARGET_CALIBRATION_S)
+        timings = measuring.time_interleaved(samples, prepare=lambda k: warm[k](), budget_s=TARGET_CALIBRATION_S)
         timings[None] = _Calibrated(examples / calibrated)
     else:
         strategy = build(fallback, X, Y, params, activation, 0.01, backend, dtype, output=output)
-        samples[None] = lambda: [strategy.step(params, 0, False) for _ in range(repeat)]
+        warm[None] = partial(strategy.step, params, 0, False)
+        samples[None] = lambda: [warm[None]() for _ in range(repeat)]
         with strategy.running():
-            timings = measuring.time_interleaved(samples, budget_s=TARGET_CALIBRATION_S)
+            timings = measuring.time_interleaved(samples, prepare=lambda k: warm[k](), budget_s=TARGET_CALIBRATION_S)
     _target_timings[key] = (examples, timings)
     log.debug("%s on %s: %s", target.name, key,
               {k: f"{examples / t.median / 1e6:.3g} M/s" for k, t in timings.items()})
