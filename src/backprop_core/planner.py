@@ -414,7 +414,8 @@ def _target_plan(fit: Fit, m: int, workers, fallback: Plan) -> Plan:
 def _time_target(target, fit: Fit, m, workers, fallback: Plan) -> tuple:
     """``(examples, {threads: Timing})``: the seconds ``target`` takes for ``examples`` examples by its
     thread count, and ``fallback``'s (key None), timed interleaved (:func:`measuring.time_interleaved`) on
-    min(m, MAX_TARGET_CALIBRATION) examples; once per fit's shape, m, dtype and fallback in a process.
+    min(m, MAX_TARGET_CALIBRATION) examples, each sample right after an untimed step of its own (as in
+    a fit); once per fit's shape, m, dtype and fallback in a process.
     The fallback runs with BLAS on its ``blas_threads`` (as :func:`build` pins them): timed on the
     caller's threads instead, a busy machine's slow split products would count against it."""
     backend, shape, activation, dtype, output = fit.backend, fit.shape, fit.activation, fit.dtype, fit.output
@@ -436,9 +437,10 @@ def _time_target(target, fit: Fit, m, workers, fallback: Plan) -> tuple:
     samples = {k: (lambda f: lambda: [f() for _ in range(repeat)])(f) for k, f in steps.items()}
     # Each sample follows one untimed step of its own candidate, as a fit's steps follow each other.
     # Timed first after another candidate, the fused step's pool threads wake from sleep and its data
-    # come back into cache: 2-4-1 at 2^16 on 2 threads (one call a sample) took 1.2x as long after the
-    # fallback's step as after a fused one, which made it "unstable" whenever the fallback ran here
-    # (threads) and not when it was processes (not run): the bench worker's plan after its 2^12 one.
+    # come back into cache.  With the fallback run here (threads; calibrated processes are not run),
+    # the rotation puts the 2-thread sample right after the fallback's in 1 round of 3: at 2-4-1, 2^16
+    # (one call a sample) those took 1.04-1.23x as long on a busy 2-core VM, and on the quiet 2-core
+    # EPYC enough for a spread of 32-38%, "unstable" (the bench worker's plan after its 2^12 one).
     warm = dict(steps)
     calibrated = fallback.measured.get((fallback.chunk_size, fallback.workers, fallback.parallel))
     if fallback.parallel == "processes" and calibrated:  # not started again: their calibrated rate
