@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
+import threading
 
 import numpy as np
 import pytest
@@ -134,6 +136,32 @@ def test_the_same_inputs_and_threads_give_the_same_bits_wherever_the_data_lie(dt
                                   m=M_WHOLE))
     for name in first:
         assert first[name].tobytes() == again[name].tobytes(), name
+
+
+def _sleeps_of_other_threads() -> int:
+    """How often this process's threads other than the calling one went to sleep (Linux's count)."""
+    me, total = threading.get_native_id(), 0
+    for task in os.listdir("/proc/self/task"):
+        if int(task) != me:
+            with contextlib.suppress(FileNotFoundError), open(f"/proc/self/task/{task}/status") as f:
+                total += next(int(line.split()[1]) for line in f if line.startswith("voluntary_ctxt_switches"))
+    return total
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="counts the threads' sleeps in /proc (Linux)")
+def test_steps_on_one_thread_leave_the_pools_threads_asleep():
+    """A plan on one thread after a timing on two (the planner times both): the pool's thread, started
+    by the step on two, must not be woken by each step on one, which needs it not."""
+    X, Y, p = _problem(2, 4, 1, 4096)
+    two = cpu_fused.CpuFusedStep(2, 4, 1, "tanh", LEARNING_RATE, "float64", threads=2)
+    one = cpu_fused.CpuFusedStep(2, 4, 1, "tanh", LEARNING_RATE, "float64", threads=1)
+    X, Y = two.prepare(X), two.prepare(Y)
+    for step, wakes in ((two, lambda n: n >= 50), (one, lambda n: n < 10)):  # two: the count sees the pool
+        step(p, X, Y, False)
+        before = _sleeps_of_other_threads()
+        for _ in range(200):
+            step(p, X, Y, False)
+        assert wakes(_sleeps_of_other_threads() - before), (step.threads, _sleeps_of_other_threads() - before)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])

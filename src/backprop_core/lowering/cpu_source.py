@@ -105,6 +105,10 @@ static void bc_forget_workers(void) { bc_pool.workers = 0; }
 // Where a worker cannot be started, its parts run here.
 static void bc_run(bc_job job, void* context, int parts)
 {
+    if (parts <= 1) {  // here alone: a broadcast would wake the pool's threads (a step on more started them) for nothing
+        job(context, 0);
+        return;
+    }
     pthread_mutex_lock(&bc_pool.running);
     pthread_mutex_lock(&bc_pool.lock);
     static int registered = 0;
