@@ -439,8 +439,8 @@ def _time_target(target, fit: Fit, m, workers, fallback: Plan) -> tuple:
     # Timed first after another candidate, the fused step's pool threads wake from sleep and its data
     # come back into cache.  With the fallback run here (threads; calibrated processes are not run),
     # the rotation puts the 2-thread sample right after the fallback's in 1 round of 3: at 2-4-1, 2^16
-    # (one call a sample) those took 1.04-1.23x as long on a busy 2-core VM, and on the quiet 2-core
-    # EPYC enough for a spread of 32-38%, "unstable" (the bench worker's plan after its 2^12 one).
+    # (one call a sample) those took 1.03x as long on the busy 2-core VM (bench/sample_order.py), and
+    # on it quiet a spread of 32-38% came out, "unstable" (the bench worker's plan after its 2^12 one).
     warm = dict(steps)
     calibrated = fallback.measured.get((fallback.chunk_size, fallback.workers, fallback.parallel))
     if fallback.parallel == "processes" and calibrated:  # not started again: their calibrated rate
