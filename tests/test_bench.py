@@ -16,6 +16,7 @@ BENCH = Path(__file__).resolve().parents[1] / "bench"
 sys.path.insert(0, str(BENCH))
 
 import worker  # noqa: E402
+from backprop_core.lowering import build_cache  # noqa: E402
 
 
 def test_harness_runs_end_to_end(tmp_path):
@@ -117,6 +118,19 @@ def test_step_anatomy_times_the_step_its_products_and_the_peer(tmp_path):
     assert [r["m"] for r in rows] == [64, 128]
     assert all(r[key] > 0 for r in rows for key in ("numpy step", "its two products", "torch nn.Linear step (peer)"))
     assert "| 2^7 |" in (tmp_path / "step.md").read_text()
+
+
+@pytest.mark.skipif(build_cache.c_compiler() is None, reason="no C compiler (gcc or cc) here for the fused CPU step")
+def test_the_sample_order_study_times_the_fused_step_after_each_predecessor(tmp_path):
+    done = subprocess.run([sys.executable, str(BENCH / "sample_order.py"), "--m", "2**8", "--rounds", "5"],
+                          capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "BACKPROP_CORE_CACHE": str(tmp_path / "cache")})
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("2-4-1, m = 256, float32") and "5 rounds" in lines[0]
+    assert [line.split("  ")[0].strip() for line in lines[1:]] == [
+        "after the fallback's step (cold)", "after it and one untimed step of its own (warm)",
+        "after it and a step on 1 thread"]
 
 
 @pytest.mark.parametrize("device", [None, "cpu", 0, "0", "gpu", "cuda:0"])
