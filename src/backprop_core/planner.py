@@ -435,12 +435,11 @@ def _time_target(target, fit: Fit, m, workers, fallback: Plan) -> tuple:
     repeat = min(max(1, (1 << 16) // count), 64)  # a sample of 65,536 examples, or of 64 small steps
     examples = count * repeat
     samples = {k: (lambda f: lambda: [f() for _ in range(repeat)])(f) for k, f in steps.items()}
-    # Each sample follows one untimed step of its own candidate, as a fit's steps follow each other.
-    # Timed first after another candidate, the fused step's pool threads wake from sleep and its data
-    # come back into cache.  With the fallback run here (threads; calibrated processes are not run),
-    # the rotation puts the 2-thread sample right after the fallback's in 1 round of 3: at 2-4-1, 2^16
-    # (one call a sample) those took 1.03x as long on the busy 2-core VM (bench/sample_order.py), and
-    # on it quiet a spread of 32-38% came out, "unstable" (the bench worker's plan after its 2^12 one).
+    # Each sample follows one untimed step of its own candidate, as a fit's steps follow each other:
+    # timed right after another candidate, the fused step's pool threads wake from sleep and its data
+    # come back into cache.  That costs little (2-4-1, 2^16, 2 threads: 1.03x busy, 1.05x quiet in
+    # bench/sample_order.py), and it is not the whole cause of the 32-40% spreads the bench worker's
+    # plan at 2^16 measured on the quiet 2-core machine, which a full bench/run.py still shows.
     warm = dict(steps)
     calibrated = fallback.measured.get((fallback.chunk_size, fallback.workers, fallback.parallel))
     if fallback.parallel == "processes" and calibrated:  # not started again: their calibrated rate
