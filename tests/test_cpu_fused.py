@@ -314,25 +314,38 @@ def vector_math(tmp_path_factory):
         pytest.skip("glibc's libmvec does not link here (the step then calls the scalar functions)")
 
 
+def _mapped(library, function_name: str, x):
+    """y = f(x) element by element, by the C function ``void f(const T* x, T* y, long n)`` of ``library``."""
+    import ctypes
+
+    y = np.empty_like(x)
+    function = getattr(library, function_name)
+    function.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_long]
+    function(x.ctypes.data, y.ctypes.data, x.size)
+    return y
+
+
+def _ulps_from_exact(name: str, x, y, wider):
+    """``(rounded, finite, ulps)``: NumPy's ``name`` of x in the ``wider`` dtype, rounded to x's dtype
+    (beyond the dtype's range: infinity, as the scalar function gives), where that is finite, and y's
+    distance from the wider value there, in units of the rounded value's last place."""
+    with np.errstate(all="ignore"):
+        want = getattr(np, name)(x.astype(wider))
+        rounded = want.astype(x.dtype)
+    finite = np.isfinite(rounded)
+    return rounded, finite, np.abs(y[finite] - want[finite]) / np.spacing(np.abs(rounded[finite]))
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("name,low,high", [("exp", -100, 100), ("log", 1e-30, 1e30), ("log1p", -0.999, 1e6),
                                            ("tanh", -20, 20)])
 def test_vector_math_is_within_4_ulp_and_keeps_nan_and_infinity(vector_math, name, low, high, dtype):
-    import ctypes
-
     rng = np.random.default_rng(1)
     wide = np.exp(rng.uniform(np.log(1e-30), np.log(max(abs(low), high)), 100_000)) * rng.choice([-1, 1], 100_000)
     x = np.concatenate([rng.uniform(low, high, 100_000), np.clip(wide, low, high),
                         [np.nan, np.inf, -np.inf, 0.0, -0.0]]).astype(dtype)
-    y = np.empty_like(x)
-    function = getattr(vector_math, f"bc_map_{name}{'f' if dtype == 'float32' else ''}")
-    function.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_long]
-    function(x.ctypes.data, y.ctypes.data, x.size)
-    with np.errstate(all="ignore"):
-        want = getattr(np, name)(x.astype(np.longdouble))
-        rounded = want.astype(dtype)  # beyond the dtype's range: infinity, as the scalar function gives
-    finite = np.isfinite(rounded)
-    ulps = np.abs(y[finite] - want[finite]) / np.spacing(np.abs(rounded[finite]))
+    y = _mapped(vector_math, f"bc_map_{name}{'f' if dtype == 'float32' else ''}", x)
+    rounded, finite, ulps = _ulps_from_exact(name, x, y, np.longdouble)
     assert float(np.max(ulps)) <= 4.0
     np.testing.assert_array_equal(y[~finite], rounded[~finite])
 
@@ -359,20 +372,11 @@ def _every_61st_float32(low, high):
                                            ("log", 3.4e38, 0.0),  # every exponent, the subnormals too
                                            ("log1p", 3.4e38, -1.0)])
 def test_the_written_out_float32_math_is_within_its_bound_and_keeps_nan_and_infinity(name, high, low):
-    import ctypes
-
     library = build_cache.load(WRITTEN_MATH_C, cpu_fused.FLAGS, ("m",))
     special = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, -1.0, -2.0, 1e-45], np.float32)
     x = np.concatenate([_every_61st_float32(0.0, high), -_every_61st_float32(0.0, -low), special])
-    y = np.empty_like(x)
-    function = getattr(library, f"bc_map_{name}")
-    function.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_long]
-    function(x.ctypes.data, y.ctypes.data, x.size)
-    with np.errstate(all="ignore"):
-        want = getattr(np, name)(x.astype(np.float64))
-        rounded = want.astype(np.float32)
-    finite = np.isfinite(rounded)
-    ulps = np.abs(y[finite] - want[finite]) / np.spacing(np.abs(rounded[finite]))
+    y = _mapped(library, f"bc_map_{name}", x)
+    rounded, finite, ulps = _ulps_from_exact(name, x, y, np.float64)
     assert float(np.max(ulps)) <= MATH_ULPS[name], x[finite][np.argmax(ulps)]
     np.testing.assert_array_equal(y[~finite], rounded[~finite])  # NaN, infinities, overflow
     assert np.array_equal(np.signbit(y[x == 0]), np.signbit(rounded[x == 0]))

@@ -29,6 +29,7 @@ from .backends.dask_backend import chunk_library_of, library_of
 from .equations import SIGMOID
 from .errors import DistributedTrainingError, InvalidTypeError
 from .loop import Strategy
+from .optimizers import beyond_lecture
 from .parameters import add_parts, unpack, updated
 from .strategies import split_weights
 
@@ -174,7 +175,7 @@ class DaskFullBatch(Strategy):
                 f"DaskBackend with chunk_library={chunks!r}) and its parameters_from_host")
         self.gradients = DaskGradientSum(X, Y, activation, backend, output, weighted)
         self.learning_rate = learning_rate
-        self.rule = None if rule is None or rule.lecture else rule
+        self.rule = beyond_lecture(rule)
         self.optimizer_state = state if self.rule is not None else None
 
     def step(self, params, i, with_cost):

@@ -266,3 +266,9 @@ class UpdateRule:
 
     def __str__(self):
         return f"optimizer {self.optimizer}" + (f", alpha {self.alpha:g}" if self.alpha else "")
+
+
+def beyond_lecture(rule: UpdateRule | None) -> UpdateRule | None:
+    """``rule`` where a step must apply it, None where it is the lecture's (or not given): the
+    steps that fuse the lecture's update compute it themselves."""
+    return None if rule is None or rule.lecture else rule

@@ -55,6 +55,7 @@ from .errors import InvalidInputError
 from .execution import FIELDS as EXECUTION_FIELDS
 from .execution import Execution
 from .lowering.target import ASKED, EXECUTOR, MEASURED, Fit
+from .optimizers import beyond_lecture
 from .strategies import Chunked, Lowered, MiniBatch, WholeBatch, make_equations_gradients
 
 log = logging.getLogger("backprop_core")
@@ -882,7 +883,7 @@ def _pinned(strategy, threads):
 
 def _strategy(p: Plan, X, Y, parameters, activation, learning_rate, backend, dtype, seed, output, weighted,
               rule, state):
-    lecture = rule is None or rule.lecture
+    lecture = beyond_lecture(rule) is None
     if p.mode == "dask":
         from .dask_training import DaskFullBatch
 

@@ -21,6 +21,7 @@ from . import equations
 from .chunked import ChunkedGradients, chunk_bounds
 from .equations import SIGMOID
 from .loop import Strategy
+from .optimizers import beyond_lecture
 from .parameters import pack, split_weights, unpack, updated
 
 
@@ -130,7 +131,7 @@ class RuleSteps:
     """
 
     def _compile_steps(self, g, learning_rate, backend, output, weighted, rule, state):
-        self.rule = None if rule is None or rule.lecture else rule
+        self.rule = beyond_lecture(rule)
         self.optimizer_state = state if self.rule is not None else None
         if self.rule is None:
             self._step = backend.compile(make_step(g, learning_rate, False, output, weighted))
@@ -182,7 +183,7 @@ class Chunked(Strategy):
         self.gradients = gradients
         self.memory_advice = (f"use a smaller chunk_size than {gradients.chunk_size} "
                               f"(execution_context(chunk_size=...) around the fit)")
-        self.rule = None if rule is None or rule.lecture else rule
+        self.rule = beyond_lecture(rule)
         self.optimizer_state = state if self.rule is not None else None
 
     def step(self, params, i, with_cost):

@@ -27,6 +27,7 @@ from typing import Callable
 from array_api_compat import is_numpy_namespace
 
 from ..equations import SIGMOID
+from ..optimizers import beyond_lecture
 
 #: How the planner chooses a target.
 #: EXECUTOR: the first that applies computes the chunks' gradients of the backend's plans.
@@ -68,8 +69,8 @@ class Fit:
     @property
     def optimizer(self) -> str | None:
         """The update rule in words, None for the lecture's gradient descent."""
-        rule = self.rule
-        if rule is None or rule.lecture:
+        rule = beyond_lecture(self.rule)
+        if rule is None:
             return None
         return rule.optimizer.name if not rule.alpha else \
             f"{rule.optimizer.name} with the L2 penalty alpha={rule.alpha:g}"
