@@ -202,6 +202,21 @@ def test_an_execution_setting_given_to_the_estimator_says_where_it_went(name, va
     assert name not in bc.BackpropClassifier().get_params()
 
 
+@pytest.mark.parametrize("entry", ["nn_model", "train", "fit"])
+def test_an_execution_setting_given_to_a_function_says_where_it_went(entry, flower_data):
+    X, Y = flower_data
+    call = {"nn_model": lambda **kw: bc.nn_model(X, Y, 4, 2, **kw),
+            "train": lambda **kw: training.train(X, Y, {}, activation=TANH, learning_rate=1.2,
+                                                 num_iterations=2, backend=bc.get_backend("numpy"), **kw),
+            "fit": lambda **kw: training.fit(X, Y, hidden_units=4, activation=TANH, learning_rate=1.2,
+                                             num_iterations=2, **kw)}[entry]
+    with pytest.raises(TypeError, match=rf"chunk_size: not a keyword of {entry}: .*"
+                                        rf"execution_context\(chunk_size=1024\): {entry}\(\.\.\.\)"):
+        call(chunk_size=1024)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'chunks'"):  # any other stays Python's
+        call(chunks=1024)
+
+
 def test_a_model_file_written_with_execution_settings_loads_without_them(flower_data, tmp_path):
     from backprop_core.persistence import load_parameters, save_parameters
 

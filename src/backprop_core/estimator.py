@@ -31,7 +31,7 @@ from .activations import get_activation
 from .backends import BackendUnavailableError, backend_for_array, get_backend
 from .errors import BackpropCoreError, DeviceMemoryError, DistributedTrainingError, InvalidInputError
 from .errors import InvalidTypeError, TrainingDivergedError, TrainingInterrupted
-from .execution import FIELDS as EXECUTION_FIELDS
+from .execution import FIELDS as EXECUTION_FIELDS, refuse_settings
 from .execution import Execution
 from .initialization import INITS
 from .parameters import unpack
@@ -172,7 +172,7 @@ class _NamesWhereExecutionWent:
     A base of its own, so that the signature scikit-learn reads stays ``__init__``'s."""
 
     def __new__(cls, *args, **kwargs):
-        _refuse_execution_settings(cls, kwargs, InvalidTypeError)
+        refuse_settings(cls.__name__, kwargs, InvalidTypeError)
         return super().__new__(cls)
 
 
@@ -330,7 +330,7 @@ class BackpropClassifier(ClassifierMixin, BaseEstimator, _NamesWhereExecutionWen
 
     def set_params(self, **params):
         """scikit-learn's ``set_params``; the execution's settings are refused, naming ``execution_context``."""
-        _refuse_execution_settings(type(self), params, InvalidInputError)
+        refuse_settings(type(self).__name__, params, InvalidInputError)
         return super().set_params(**params)
 
     # -- fitted attributes: all read from the one state a fit assigns ------------------
@@ -1017,16 +1017,6 @@ def _kept_state(rule, state, backend):
     if not state:
         return None
     return rule, {k: backend.to_numpy(v) for k, v in state.items()}
-
-
-def _refuse_execution_settings(cls, given: dict, error) -> None:
-    """Refuse, as ``error``, the settings of the execution (chunk_size, workers, ...) given as the
-    estimator's parameters, saying where they are set now."""
-    moved = [name for name in EXECUTION_FIELDS if name in given]
-    if moved:
-        settings = ", ".join(f"{name}={given[name]!r}" for name in moved)
-        raise error(f"{', '.join(moved)}: not a parameter of {cls.__name__}: how a fit runs is set around the "
-                    f"fit, not in the model: `with backprop_core.execution_context({settings}): model.fit(X, y)`")
 
 
 def _params_from_json(params: dict) -> dict:

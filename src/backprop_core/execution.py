@@ -30,13 +30,14 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import math
 from contextvars import ContextVar
 from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import InvalidInputError
+from .errors import InvalidInputError, InvalidTypeError
 
 #: How the chunks' workers run: "auto" (the planner's calibration decides), threads, or processes.
 PARALLEL = ("auto", "threads", "processes")
@@ -154,3 +155,26 @@ def execution_context(execution: Execution | None = None, /, **changes):
         yield chosen
     finally:
         _current.reset(token)
+
+
+def refuse_settings(where: str, given: dict, error=InvalidTypeError, *, of: str = "a parameter",
+                    call: str = "model.fit(X, y)") -> None:
+    """Refuse, as ``error``, the execution's settings (chunk_size, workers, ...) found among ``given``,
+    the keywords passed to ``where``, showing ``call`` inside the block that sets them now."""
+    moved = [name for name in FIELDS if name in given]
+    if moved:
+        settings = ", ".join(f"{name}={given[name]!r}" for name in moved)
+        raise error(f"{', '.join(moved)}: not {of} of {where}: how a fit runs is set around the fit: "
+                    f"`with backprop_core.execution_context({settings}): {call}`")
+
+
+def set_around(func):
+    """``func``, whose callers may pass the execution's settings out of habit: they are refused naming
+    :func:`execution_context`, instead of Python's bare "unexpected keyword argument"."""
+
+    @functools.wraps(func)
+    def checked(*args, **kwargs):
+        refuse_settings(func.__name__, kwargs, of="a keyword", call=f"{func.__name__}(...)")
+        return func(*args, **kwargs)
+
+    return checked

@@ -27,6 +27,7 @@ from .backends import get_backend
 from .equations import get_output
 from .initialization import initial_parameters_host
 from .errors import InvalidInputError
+from .execution import set_around
 from .training import fit
 from .validation import as_array, check_parameters, check_positive
 
@@ -153,6 +154,7 @@ def predict(parameters: dict, X, *, activation=None, output=None):
     return xp.astype(A2 > 0.5, A2.dtype)
 
 
+@set_around
 def nn_model(X, Y, n_h: int, num_iterations: int = 10000, print_cost: bool = False, *,
              learning_rate: float = 1.2, activation=None, init: str = "normal", seed=0,
              parameters: dict | None = None, backend="numpy", device=None,

@@ -17,7 +17,7 @@ from . import planner
 from .backends import backend_for_array, get_backend
 from .equations import SIGMOID, get_output
 from .errors import FeatureScaleWarning, TrainingDivergedError
-from .execution import Execution, get_execution
+from .execution import Execution, get_execution, set_around
 from .initialization import initial_parameters_host
 from .loop import EarlyStopping, Plateau, TrainResult, run
 from .optimizers import GradientDescent, UpdateRule, check_state, check_state_keys, get_optimizer
@@ -56,6 +56,7 @@ def with_weights(Y, weights):
     return xp.concat([Y, weights * (Y.shape[1] / xp.sum(weights))], axis=0)
 
 
+@set_around
 def train(X, Y, parameters: dict, *, activation, learning_rate: float, num_iterations: int, backend,
           cost_every: int = 100, callback=None, plan: planner.Plan | None = None, seed=0,
           output=SIGMOID, sample_weight=None, monitor: EarlyStopping | None = None,
@@ -156,6 +157,7 @@ def _placed_and_checked(X, Y, sample_weight, place, dtype, output, what=""):
     return X, Y, sample_weight
 
 
+@set_around
 def fit(X, Y, *, hidden_units: int, activation, learning_rate: float, num_iterations: int,
         backend="numpy", device=None, dtype=None, parameters=None, init="normal", seed=0,
         cost_every=100, callback=None, batch_size=None, epochs=None, on_plan=None, output="sigmoid",
