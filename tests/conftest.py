@@ -237,14 +237,14 @@ def train_problem(backend, X, Y, p, dtype, **kw):
 # -- child processes: signals as a terminal leaves them, and none outlives its test -------------
 
 @contextlib.contextmanager
-def _signals_not_ignored():
+def _signals_not_ignored(signals=(signal.SIGINT, signal.SIGTERM)):
     """While a child starts: SIGINT and SIGTERM not ignored here, so that the child starts with them at
     their default actions.  A POSIX shell starts its background jobs with SIGINT ignored, the
     children of a test run started so inherit it, and Python keeps an ignored SIGINT ignored: a
     test's Ctrl-C would reach a child that goes on training (how the suite's Ctrl-C tests once
     hung, issue 32).  A handler of this process's own is reset to the default by the child's exec;
     no preexec_fn, which would make subprocess fork a multithreaded process."""
-    ignored = [s for s in (signal.SIGINT, signal.SIGTERM) if signal.getsignal(s) is signal.SIG_IGN]
+    ignored = [s for s in signals if signal.getsignal(s) is signal.SIG_IGN]
     for signum in ignored:
         signal.signal(signum, signal.default_int_handler)
     try:
@@ -252,6 +252,15 @@ def _signals_not_ignored():
     finally:
         for signum in ignored:
             signal.signal(signum, signal.SIG_IGN)
+
+
+@pytest.fixture
+def ctrl_c_raises():
+    """SIGINT raises KeyboardInterrupt in this process for the test, as at a terminal, also in a run
+    started with SIGINT ignored (a shell's background job, some CI runners): there a SIGINT the test
+    sends itself would be dropped, and the test would fail for how the suite was started."""
+    with _signals_not_ignored((signal.SIGINT,)):
+        yield
 
 
 @pytest.fixture

@@ -231,7 +231,7 @@ def _interrupt():
 @pytest.mark.parametrize("ctrl_c", [_interrupt, lambda: signal.raise_signal(signal.SIGINT)],
                          ids=["KeyboardInterrupt", "SIGINT"])
 @pytest.mark.parametrize("kind", list(PLANS))
-def test_the_callers_threads_come_back_after_ctrl_c(kind, ctrl_c, seen):
+def test_the_callers_threads_come_back_after_ctrl_c(kind, ctrl_c, seen, ctrl_c_raises):
     p, optimizer = _plan(kind, 1 if kind in PINNED else None)
     seen.fail = ctrl_c
     with threadpool_limits(2, user_api="blas"):
