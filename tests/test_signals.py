@@ -57,6 +57,15 @@ def _ends_empty(group: int, seconds: float = 20.0) -> bool:
     return True
 
 
+def _interrupted_while_python_starts(status: int, err: str) -> bool:
+    """Ctrl-C after the interpreter took SIGINT over but before it finished starting (importing
+    ``site``, which runs the venv's path files): CPython itself ends with status 1 and "Fatal Python
+    error: init_import_site", before the first line of the program.  Seen once in a suite run on a
+    loaded machine (load 5, startup slowed to tens of milliseconds); no code of ours can run there."""
+    return status == 1 and err.startswith("Fatal Python error: init_import_site") and \
+        err.rstrip().endswith("KeyboardInterrupt")
+
+
 @linux_only
 @pytest.mark.parametrize("signum, moments", [
     pytest.param(signal.SIGINT, MOMENTS, id="ctrl-c"),
@@ -79,7 +88,8 @@ def test_a_signal_at_any_moment_ends_the_run_with_its_status_and_nothing_left(tm
         except subprocess.TimeoutExpired:
             pytest.fail(f"{signal.Signals(signum).name} {when} was lost: the run went on")
         # -signum: the signal came before Python took it over, and ended the process as it should
-        assert run.returncode in (128 + signum, -signum), f"{when}: status {run.returncode}: {err}"
+        assert run.returncode in (128 + signum, -signum) or _interrupted_while_python_starts(run.returncode, err), \
+            f"{when}: status {run.returncode}: {err}"
         assert _ends_empty(run.pid), f"{when}: a worker process outlived the run"
         if "training " in err and " after " in err:  # stopped in training: the kept parameters were saved
             assert "model saved to" in out, f"{when}: {out} {err}"
