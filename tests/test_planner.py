@@ -326,6 +326,7 @@ def test_a_targets_threads_follow_the_noise_rule_with_one_thread_the_safe_choice
     threads, why = planner.target_threads({1: one, 2: two})
     assert threads == chosen, why
     assert ("kept 1" in why) == (chosen == 1)
+    assert ("0.50x as fast" in why) == (two.median > one.median)  # slower is said so, not called a tie
 
 
 def test_a_pool_measured_unstable_leaves_the_target_on_one_thread_where_that_wins(with_targets, monkeypatch):
@@ -508,3 +509,45 @@ def test_a_faster_candidate_refused_for_a_tie_is_not_called_unstable():
     key, why = planner.choose_chunking(rates, 1 << 20, timings={(4096, 1, "threads"): steady,
                                                                 (4096, 2, "threads"): steady})
     assert key == (4096, 1, "threads") and "noise rule kept it" not in why
+
+
+def _cpu_by_thread() -> dict:
+    """Nanoseconds each live thread of this process has run (Linux's schedstat)."""
+    import os
+
+    ran = {}
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/schedstat") as f:
+                ran[int(tid)] = int(f.read().split()[0])
+        except OSError:
+            continue
+    return ran
+
+
+@needs_compiler
+@pytest.mark.skipif(not __import__("os").path.exists("/proc/self/task"), reason="reads Linux's /proc")
+def test_nothing_a_finished_plan_measured_with_keeps_a_core_busy(with_targets):
+    """The bench worker plans m after m in one process: the calibrations' threads and worker processes,
+    the targets' pools and BLAS's threads must all be idle once a plan is made, or the next m's timings
+    share their cores with them."""
+    import os
+    import threading
+    import time
+
+    planner._target_timings.clear()
+    _plan(shape=(2, 4, 1, 1 << 12), dtype="float32")
+    _plan(shape=(2, 4, 1, 1 << 16), dtype="float32", parallel="auto")  # calibrates threads and processes
+    before = _cpu_by_thread()
+    time.sleep(0.3)
+    after = _cpu_by_thread()
+    me = threading.get_native_id()
+    busy = {tid: (after[tid] - before.get(tid, 0)) / 1e6 for tid in after if tid != me}
+    assert all(ms < 5.0 for ms in busy.values()), busy  # ms of CPU in 300 ms of idling
+    children = []
+    for tid in os.listdir("/proc/self/task"):
+        with open(f"/proc/self/task/{tid}/children") as f:
+            children += f.read().split()
+    for pid in children:  # only multiprocessing's resource tracker may outlive the processes' calibration
+        with open(f"/proc/{pid}/cmdline") as f:
+            assert "resource_tracker" in f.read(), pid

@@ -437,7 +437,7 @@ def _time_target(target, fit: Fit, m, workers, fallback: Plan) -> tuple:
         step = target.compile(fit, 0.01, threads=t)
         Xt, Yt = step.prepare(backend.to_numpy(X)), step.prepare(backend.to_numpy(Y))
         steps[t] = partial(step, params, Xt, Yt, False)
-    repeat = min(max(1, (1 << 16) // count), 64)  # a sample of 65,536 examples, or of 64 small steps
+    repeat = target_repeat(count)
     examples = count * repeat
     samples = {k: (lambda f: lambda: [f() for _ in range(repeat)])(f) for k, f in steps.items()}
     # Each sample follows one untimed step of its own candidate, as a fit's steps follow each other:
@@ -462,6 +462,12 @@ def _time_target(target, fit: Fit, m, workers, fallback: Plan) -> tuple:
     return examples, dict(timings)
 
 
+def target_repeat(count: int) -> int:
+    """Steps of ``count`` examples in one sample of a target's timing: a sample of 65,536 examples, or of 64
+    small steps."""
+    return min(max(1, (1 << 16) // count), 64)
+
+
 def target_threads(timings: dict) -> tuple[int, str]:
     """``(threads, why)``: the thread count a target runs on, from its timings by thread count
     (``{threads: Timing}``), by the noise rule (:func:`measuring.replaces`) as among chunk plans.
@@ -479,6 +485,8 @@ def target_threads(timings: dict) -> tuple[int, str]:
         if threads == safe:
             continue
         ok, rule = measuring.replaces(timings[threads], timings[safe])
+        if not ok and timings[threads].median >= timings[safe].median:  # not "a tie": slower
+            rule = f"{timings[safe].median / timings[threads].median:.2f}x as fast"
         if ok and timings[threads].pessimistic < timings[best].pessimistic:
             best, why = threads, f"{threads} threads against {safe}: {rule}"
         elif not ok:
