@@ -85,23 +85,28 @@ def _children() -> dict:
     return out
 
 
-def _machine_busy_s() -> float:
+def _machine_s() -> tuple:
+    """``(busy, stolen)`` seconds of every core: busy (all but idle, iowait and steal), and stolen:
+    a core this machine's kernel wanted to run while the host (a VM's) ran something else."""
     cpu = [int(v) for v in _read("/proc/stat").splitlines()[0].split()[1:]]
-    return (sum(cpu) - cpu[3] - cpu[4]) / TICK  # all but idle and iowait, every core
+    steal = cpu[7] if len(cpu) > 7 else 0
+    return (sum(cpu[:8]) - cpu[3] - cpu[4] - steal) / TICK, steal / TICK
 
 
 def _snapshot():
-    return time.perf_counter(), _threads(), _cpu_s(), _children(), _machine_busy_s(), _cpu_s(ended_children=True)
+    return time.perf_counter(), _threads(), _cpu_s(), _children(), _machine_s(), _cpu_s(ended_children=True)
 
 
 def _account(label: str, before, after) -> None:
     wall = after[0] - before[0]
     ours, ended = after[2] - before[2], after[5] - before[5]
     children = sum(c - before[3].get(pid, (None, 0.0))[1] for pid, (_, c) in after[3].items())
-    others = after[4] - before[4] - ours - ended - children
+    others = after[4][0] - before[4][0] - ours - ended - children
+    stolen = after[4][1] - before[4][1]
     print(f"{label}: {wall * 1e3:.0f} ms; CPU: this process {ours * 1e3:.0f} ms, its children that ended "
           f"{ended * 1e3:.0f} ms and that live {children * 1e3:.0f} ms, the rest of the machine about "
-          f"{max(0.0, others) * 1e3:.0f} ms (of {os.cpu_count() * wall * 1e3:.0f}); "
+          f"{max(0.0, others) * 1e3:.0f} ms (of {os.cpu_count() * wall * 1e3:.0f}), stolen by the host "
+          f"{stolen * 1e3:.0f} ms; "
           f"{len(after[1])} threads and {len(after[3])} children alive after")
     for tid, (name, ran, waited, slices) in sorted(after[1].items()):
         _, ran0, waited0, slices0 = before[1].get(tid, (name, 0.0, 0.0, 0))

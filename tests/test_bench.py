@@ -130,7 +130,8 @@ def test_the_sample_order_study_times_the_fused_step_after_each_predecessor(tmp_
     assert lines[0].startswith("2-4-1, m = 256, float32") and "5 rounds" in lines[0]
     assert [line.split("  ")[0].strip() for line in lines[1:]] == [
         "after the fallback's step (cold)", "after it and one untimed step of its own (warm)",
-        "after it and a step on 1 thread"]
+        "after it and a step on 1 thread", "after it and 3 untimed steps of its own",
+        "after a step of its own, nothing else (a fit)"]
 
 
 @pytest.mark.parametrize("device", [None, "cpu", 0, "0", "gpu", "cuda:0"])
