@@ -278,3 +278,18 @@ def test_the_cpu_account_names_a_thread_left_running(capsys):
     plan_cpu._account("a phase", before, after)
     lines = [line for line in capsys.readouterr().out.splitlines() if f"thread {spinner.native_id} " in line]
     assert lines and float(lines[0].split("ran ")[1].split(" ms")[0]) >= 50, lines  # it spun, whatever the load
+
+
+def test_the_next_m_is_predicted_with_the_planners_time_once_not_scaled_with_m():
+    # The numpy entry at 2^16 on the 2-core machine: 0.4 ms steps, 2.75 s loading of which 2.7 s planning.
+    record = {"m": 1 << 16, "step_median_s": 4e-4, "transfer_s": 2.75, "plan_s": 2.7}
+    predicted = worker.next_seconds(record, 1 << 21, repeats=7, warmup=2)
+    assert predicted == pytest.approx(32 * (4e-4 * 11 + 0.05) + 2.7)  # steps and data scale, planning does not
+    assert worker.next_seconds({**record, "plan_s": 0.0}, 1 << 21, 7, 2) == pytest.approx(32 * (4e-4 * 11 + 2.75))
+
+
+def test_a_measurement_says_how_long_the_planner_took(tmp_path):
+    done, records = _run(tmp_path, "--backends", "numpy", "--peers", "none", "--ms", "2**8")
+    assert done.returncode == 0, done.stdout + done.stderr
+    (record,) = [r for r in records if r["kind"] == "measurement"]
+    assert 0.0 < record["plan_s"] <= record["transfer_s"]
