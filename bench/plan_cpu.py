@@ -15,7 +15,8 @@ Then, ``--rounds`` times, the fused CPU step's thread counts are timed as the pl
 (interleaved, each sample right after an untimed step of its own), and the samples during which a
 thread of this process waited for a core beyond a wake-up are told apart from the others: their
 times and spreads say whether the machine's other work, or the step itself, makes a timing
-unstable.  Linux only.
+unstable, and the samples in which another thread ran on the calling thread's core are counted (a
+step's worker queued behind its caller).  Linux only.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import os
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from functools import partial
 from pathlib import Path
@@ -59,6 +61,24 @@ def _threads() -> dict:
         except OSError:  # ended between the listing and the read
             continue
     return out
+
+
+def _placed() -> dict:
+    """``{tid: (ran_ns, last core)}`` of this process's live threads."""
+    out = {}
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            ran = int(_read(f"/proc/self/task/{tid}/schedstat").split()[0])
+            out[int(tid)] = (ran, int(_read(f"/proc/self/task/{tid}/stat").rsplit(")", 1)[1].split()[36]))
+        except OSError:
+            continue
+    return out
+
+
+def _shared_core(before: dict, after: dict, me: int) -> bool:
+    """Did a thread other than ``me`` that ran between the two :func:`_placed` last run on ``me``'s core?"""
+    return any(core == after[me][1] for tid, (ran, core) in after.items()
+               if tid != me and ran != before.get(tid, (None, None))[0])
 
 
 def _cpu_s(pid="self", ended_children=False) -> float:
@@ -145,19 +165,20 @@ def attribute(n0, n1, n2, m, rounds: int = 31) -> None:
         step = cpu_fused.compile((n0, n1, n2), "tanh", "float32", 0.01, threads=t)
         steps[t] = partial(step, params, step.prepare(X), step.prepare(Y), False)
     repeat = planner.target_repeat(m)  # steps in a sample, as the planner times them
-    samples = {t: [] for t in steps}
+    samples, shared, me = {t: [] for t in steps}, dict.fromkeys(steps, 0), threading.get_native_id()
     for t in steps:
         steps[t]()
     for r in range(rounds):
         for i in range(len(steps)):
             t = list(steps)[(r + i) % len(steps)]
             steps[t]()  # the untimed step of its own, as the planner's prepare
-            waited = _waited_s()
+            waited, placed = _waited_s(), _placed()
             t0 = time.perf_counter()
             for _ in range(repeat):
                 steps[t]()
             seconds = time.perf_counter() - t0
             samples[t].append((seconds, _waited_s() - waited))
+            shared[t] += _shared_core(placed, _placed(), me)
     for t, pairs in samples.items():
         timing = measuring.Timing(tuple(s for s, _ in pairs))
         line = f"    {t} thread(s): {m * repeat / timing.median / 1e6:.0f} M/s, spread {timing.spread:.0%} over {len(pairs)} samples"
@@ -168,7 +189,8 @@ def attribute(n0, n1, n2, m, rounds: int = 31) -> None:
                 line += (f"; {len(part)} whose threads {name} {WAKE_S * 1e6:.0f} us for a core: median "
                          f"{statistics.median(part) * 1e6:.0f} us{spread}")
         waits = sorted(w for _, w in pairs)
-        print(line + f" (waits: median {statistics.median(waits) * 1e6:.0f} us, largest {waits[-1] * 1e6:.0f} us)")
+        print(line + f" (waits: median {statistics.median(waits) * 1e6:.0f} us, largest {waits[-1] * 1e6:.0f} us); "
+              f"{shared[t]} in which another thread of this process ran on the calling thread's core")
     sys.stdout.flush()
 
 
