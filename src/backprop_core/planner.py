@@ -443,8 +443,9 @@ def _time_target(target, fit: Fit, m, workers, fallback: Plan) -> tuple:
     # Each sample follows one untimed step of its own candidate, as a fit's steps follow each other:
     # timed right after another candidate, the fused step's pool threads wake from sleep and its data
     # come back into cache.  That costs little (2-4-1, 2^16, 2 threads: 1.03x busy, 1.05x quiet in
-    # bench/sample_order.py), and it is not the whole cause of the 32-40% spreads the bench worker's
-    # plan at 2^16 measured on the quiet 2-core machine, which a full bench/run.py still shows.
+    # bench/sample_order.py).  The 32-40% spreads the bench worker's plan at 2^16 measured came from the
+    # pool's worker queued behind its caller on one core (the pool now pins its threads: cpu_source.POOL)
+    # and, on a busy machine, from a core held by other work (bench/plan_cpu.py tells the two apart).
     warm = dict(steps)
     calibrated = fallback.measured.get((fallback.chunk_size, fallback.workers, fallback.parallel))
     if fallback.parallel == "processes" and calibrated:  # not started again: their calibrated rate
