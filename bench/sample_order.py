@@ -5,9 +5,11 @@
 The planner times a lowering target in turns with the plan it would replace (its fallback), one
 call a sample at m = 2^16.  In one process, in turns, the fused step on every core is timed right
 after: the fallback's step (cold: its pool's threads slept through it), the fallback's step and one
-untimed step of its own (warm: what the planner now times, as a fit's steps follow each other), and
-the fallback's step and one on 1 thread.  Prints the median, quartiles and spread (interquartile
-range over the median, the planner's noise rule refuses above 25%) of each, and ``uptime``'s load.
+untimed step of its own (warm: what the planner now times, as a fit's steps follow each other), the
+fallback's step and one on 1 thread, and the fallback's step and three of its own; then in a run of
+its own steps with nothing between, as a fit runs them (the rate the others stand for).  Prints the
+median, quartiles and spread (interquartile range over the median, the planner's noise rule refuses
+above 25%) of each, and ``uptime``'s load.
 """
 
 from __future__ import annotations
@@ -66,7 +68,8 @@ def main(argv=None) -> None:
 
     before = {"after the fallback's step (cold)": lambda: None,
               "after it and one untimed step of its own (warm)": timed,
-              "after it and a step on 1 thread": lambda: one(params, X, Y, False)}
+              "after it and a step on 1 thread": lambda: one(params, X, Y, False),
+              "after it and 3 untimed steps of its own": lambda: [timed() for _ in range(3)]}
     times = {name: [] for name in before}
     with fallback.running():
         for name, call in before.items():  # each once untimed: builds, buffers, threads started
@@ -76,6 +79,8 @@ def main(argv=None) -> None:
                 fallback.step(params, 0, False)
                 call()
                 times[name].append(_seconds(timed))
+    # A fit's steps, one after another with nothing between: the rate the timings above stand for.
+    times["after a step of its own, nothing else (a fit)"] = [_seconds(timed) for _ in range(args.rounds)]
     print(f"{args.shape}, m = {m:,}, float32, fused step on {planner.cpu_cores()} threads, {args.rounds} rounds; "
           f"load {os.getloadavg()[0]:.2f}")
     for name, samples in times.items():

@@ -96,6 +96,7 @@ class LibraryEntry:
         self.g = get_activation("tanh")
         self.running = None
         self.plan = None
+        self.plan_s = 0.0  # seconds the planner took to choose (its calibrations), within transfer_s
 
     def load(self, X, Y, params):
         from backprop_core import planner
@@ -105,6 +106,7 @@ class LibraryEntry:
         self.backend.synchronize(self.X)
         n1, n0 = params["W1"].shape
         shape = (n0, n1, Y.shape[0], X.shape[1])
+        planning = time.perf_counter()
         if self.mode == "kernels":
             self.plan = planner.Plan("whole batch", executor="kernels", chunk_size=X.shape[1],
                                      reason="the kernels executor, asked for by the entry")
@@ -124,6 +126,7 @@ class LibraryEntry:
             self.plan = planner.Plan("whole batch", reason="the equations array by array")
         else:
             self.plan = planner.plan(self.backend, shape, self.dtype, self.g)
+        self.plan_s = time.perf_counter() - planning
         self.strategy = planner.build(self.plan, self.X, self.Y, self.params, self.g, self.lr, self.backend,
                                       self.dtype)
         self.running = self.strategy.running()
@@ -351,6 +354,7 @@ def measure(entry, n0, n1, n2, m, dtype, repeats, warmup):
     t0 = time.perf_counter()
     entry.load(X, Y, params)
     transfer_s = time.perf_counter() - t0
+    plan_s = getattr(entry, "plan_s", 0.0)
     device, gpu = ran_on(entry)
     del X, Y
     for _ in range(warmup):
@@ -363,9 +367,19 @@ def measure(entry, n0, n1, n2, m, dtype, repeats, warmup):
     median = statistics.median(times)
     return {"m": m, "device": device, "gpu": gpu,
             "step_median_s": median, "step_min_s": min(times), "step_max_s": max(times),
-            "examples_per_s": m / median, "transfer_s": transfer_s, "repeats": repeats,
+            "examples_per_s": m / median, "transfer_s": transfer_s, "plan_s": plan_s, "repeats": repeats,
             "cost_before": cost_before, "cost_after": cost_after,
             "trained": trained(before, after, cost_before, cost_after), **described}
+
+
+def next_seconds(record: dict, next_m: int, repeats: int, warmup: int) -> float:
+    """What measuring ``next_m`` is predicted to take after ``record`` (the last m's): its steps and
+    data scale with m; the planner's choice (``plan_s``: calibrations of a bounded size, at most a few
+    seconds) does not, and scaled with the rest it stopped the numpy entry before 2^21 (2.7 s at 2^16
+    predicted 87 s at 2^21)."""
+    scale = next_m / record["m"]
+    plan_s = record.get("plan_s", 0.0)
+    return scale * (record["step_median_s"] * (repeats + warmup + 2) + record["transfer_s"] - plan_s) + plan_s
 
 
 def sweep(entry, name, shape, a) -> bool:
@@ -401,9 +415,7 @@ def sweep(entry, name, shape, a) -> bool:
             break
         print(json.dumps({"entry": name, "shape": shape, "dtype": a.dtype, **record}), flush=True)
         elapsed = time.perf_counter() - start
-        # The next m costs next_m / m times this one: stop before the budget would be overrun.
-        if next_m is not None and elapsed + next_m / m * (
-                record["step_median_s"] * (a.repeats + a.warmup + 2) + record["transfer_s"]) > a.budget:
+        if next_m is not None and elapsed + next_seconds(record, next_m, a.repeats, a.warmup) > a.budget:
             print(json.dumps({"entry": name, "shape": shape, "m": next_m, "stopped": "time budget"}), flush=True)
             break
     return True

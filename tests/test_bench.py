@@ -130,7 +130,8 @@ def test_the_sample_order_study_times_the_fused_step_after_each_predecessor(tmp_
     assert lines[0].startswith("2-4-1, m = 256, float32") and "5 rounds" in lines[0]
     assert [line.split("  ")[0].strip() for line in lines[1:]] == [
         "after the fallback's step (cold)", "after it and one untimed step of its own (warm)",
-        "after it and a step on 1 thread"]
+        "after it and a step on 1 thread", "after it and 3 untimed steps of its own",
+        "after a step of its own, nothing else (a fit)"]
 
 
 @pytest.mark.parametrize("device", [None, "cpu", 0, "0", "gpu", "cuda:0"])
@@ -243,3 +244,52 @@ def test_a_run_measures_only_the_ms_asked_for(tmp_path):
     done, records = _run(tmp_path, "--backends", "numpy", "--peers", "none", "--ms", "2**8,1<<10")
     assert done.returncode == 0, done.stdout + done.stderr
     assert [r["m"] for r in records if r["kind"] == "measurement"] == [256, 1024]
+
+
+@pytest.mark.skipif(build_cache.c_compiler() is None, reason="no C compiler (gcc or cc) here for the fused CPU step")
+@pytest.mark.skipif(not os.path.exists("/proc/self/task"), reason="the CPU accounting reads Linux's /proc")
+def test_the_plan_cpu_study_accounts_each_planner_measurement_and_the_idle_time_after(tmp_path):
+    done = subprocess.run([sys.executable, str(BENCH / "plan_cpu.py"), "--ms", "2**9", "--rounds", "1"],
+                          capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "BACKPROP_CORE_CACHE": str(tmp_path / "cache")})
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    for m in ("64", "512"):
+        assert f"cpu-fused timed against the fallback at m = {m}: " in out
+        assert f"m = {m}: 0.5 s after, idle: " in out and f"plan at m = {m}: " in out
+    assert "the fused step's thread counts timed as the planner times them at m = 512, round 1:" in out
+    assert "    1 thread(s): " in out
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/task"), reason="the CPU accounting reads Linux's /proc")
+def test_the_cpu_account_names_a_thread_left_running(capsys):
+    import threading
+    import time
+
+    import plan_cpu
+
+    before, stop = plan_cpu._snapshot(), threading.Event()
+    spinner = threading.Thread(target=lambda: [None for _ in iter(stop.is_set, True)], name="left-running")
+    spinner.start()  # what a plan might leave behind: a thread that keeps a core busy
+    time.sleep(0.25)
+    after = plan_cpu._snapshot()
+    stop.set()
+    spinner.join()
+    plan_cpu._account("a phase", before, after)
+    lines = [line for line in capsys.readouterr().out.splitlines() if f"thread {spinner.native_id} " in line]
+    assert lines and float(lines[0].split("ran ")[1].split(" ms")[0]) >= 50, lines  # it spun, whatever the load
+
+
+def test_the_next_m_is_predicted_with_the_planners_time_once_not_scaled_with_m():
+    # The numpy entry at 2^16 on the 2-core machine: 0.4 ms steps, 2.75 s loading of which 2.7 s planning.
+    record = {"m": 1 << 16, "step_median_s": 4e-4, "transfer_s": 2.75, "plan_s": 2.7}
+    predicted = worker.next_seconds(record, 1 << 21, repeats=7, warmup=2)
+    assert predicted == pytest.approx(32 * (4e-4 * 11 + 0.05) + 2.7)  # steps and data scale, planning does not
+    assert worker.next_seconds({**record, "plan_s": 0.0}, 1 << 21, 7, 2) == pytest.approx(32 * (4e-4 * 11 + 2.75))
+
+
+def test_a_measurement_says_how_long_the_planner_took(tmp_path):
+    done, records = _run(tmp_path, "--backends", "numpy", "--peers", "none", "--ms", "2**8")
+    assert done.returncode == 0, done.stdout + done.stderr
+    (record,) = [r for r in records if r["kind"] == "measurement"]
+    assert 0.0 < record["plan_s"] <= record["transfer_s"]

@@ -439,10 +439,7 @@ def test_without_vector_math_the_scalar_functions_give_the_same_results(monkeypa
 
 
 AFFINITY_CHILD = """
-import os, sys, threading
 import os
-import subprocess
-import sys
 
 import numpy as np
 from backprop_core.lowering import cpu_fused
@@ -453,20 +450,68 @@ step = cpu_fused.CpuFusedStep(2, 4, 1, "tanh", 0.1, "float64", threads=2)
 X = np.zeros((2, 1000)); Y = np.zeros((1, 1000))
 step.run({"W1": np.ones((4, 2)), "b1": np.zeros((4, 1)), "W2": np.ones((1, 4)), "b2": np.zeros((1, 1))}, X, Y, True)
 started = set(os.listdir("/proc/self/task")) - before
-assert started, "the step started no thread"
-for tid in started:
-    assert os.sched_getaffinity(int(tid)) == allowed, (tid, os.sched_getaffinity(int(tid)), allowed)
+cores = [os.sched_getaffinity(int(tid)) for tid in started]
+assert all(len(c) == 1 for c in cores) and set().union(*cores) == allowed and len(cores) == len(allowed), (
+    cores, allowed)
 print("ok", len(started))
 """
 
 
 @pytest.mark.skipif(not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2,
                     reason="needs Linux and two cores, to tell one pinned core from all of them")
-def test_the_pools_threads_may_use_every_core_though_started_from_a_pinned_thread(tmp_path):
-    """In a fresh interpreter (a new pool): started from a thread pinned to one core, the workers get all."""
+def test_the_pools_threads_are_one_on_each_core_though_started_from_a_pinned_thread(tmp_path):
+    """In a fresh interpreter (a new pool): started from a thread pinned to one core, the workers are one
+    on each of the process's cores."""
     done = subprocess.run([sys.executable, "-c", AFFINITY_CHILD], capture_output=True, text=True, timeout=300,
                           env={**os.environ, "BACKPROP_CORE_CACHE": str(tmp_path)})
     assert done.returncode == 0 and done.stdout.startswith("ok"), done.stderr[-2000:]
+
+
+PLACEMENT_CHILD = """
+import os
+import threading
+
+import numpy as np
+from backprop_core.lowering import cpu_fused
+
+me, (first, second) = threading.get_native_id(), sorted(cpu_fused.CORES)[:2]
+step = cpu_fused.CpuFusedStep(2, 4, 1, "tanh", 0.1, "float32", threads=2)
+rng = np.random.default_rng(0)
+X, Y = rng.standard_normal((2, 1 << 16)).astype(np.float32), np.ones((1, 1 << 16), np.float32)
+p = {"W1": np.ones((4, 2)), "b1": np.zeros((4, 1)), "W2": np.ones((1, 4)), "b2": np.zeros((1, 1))}
+
+
+def ran():  # {thread: (nanoseconds run, last core)} of this process's threads but this one
+    out = {}
+    for tid in map(int, os.listdir("/proc/self/task")):
+        if tid != me:
+            with open(f"/proc/self/task/{tid}/schedstat") as f, open(f"/proc/self/task/{tid}/stat") as g:
+                out[tid] = (int(f.read().split()[0]), int(g.read().rsplit(")", 1)[1].split()[36]))
+    return out
+
+
+step.run(p, X, Y, False)  # the pool's threads start (each runs once on its own core as it does)
+shared = 0
+for core in (second, first):  # the caller moves, as the planner's calibrations move it
+    os.sched_setaffinity(0, {core})
+    for _ in range(40):
+        before = ran()
+        step.run(p, X, Y, False)
+        shared += any(t[1] == core for tid, t in ran().items() if t[0] != before.get(tid, (0, 0))[0])
+print("shared", shared)
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2
+                    or not os.path.isdir("/proc/self/task"), reason="needs Linux and two cores")
+def test_a_step_on_two_threads_never_runs_its_other_part_on_the_callers_core(tmp_path):
+    """The bench worker's plan at 2-4-1, 2^16: after the calibrations had moved the calling thread to the
+    core its worker last ran on, every step woke the worker there, behind its caller, and two threads were
+    no faster than one.  The caller is moved here as they moved it; no part may run on its core but its own."""
+    done = subprocess.run([sys.executable, "-c", PLACEMENT_CHILD], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "BACKPROP_CORE_CACHE": str(tmp_path)})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["shared", "0"], done.stdout
 
 
 @pytest.mark.parametrize("output", sorted(OUTPUTS))

@@ -301,10 +301,51 @@ def test_a_target_that_applies_is_chosen_exactly_where_the_noise_rule_says_it_is
     ((examples, timings),) = [t for key, t in planner._target_timings.items()
                               if key[0] == cpu_fused.NAME and key[3] == m]
     safe = timings.pop(None)
-    _, best = min(timings.items(), key=lambda item: item[1].median)
-    faster, verdict = planner.target_replaces(best, safe)  # safe: processes' calibrated time, or samples
+    threads, _ = planner.target_threads(timings)
+    faster, verdict = planner.target_replaces(timings[threads], safe)  # safe: processes' calibrated time, or samples
     assert (p.executor == cpu_fused.NAME) == faster, p
-    assert verdict in p.reason
+    assert verdict in p.reason and f"on {threads} thread(s)" in p.reason
+    assert p.executor != cpu_fused.NAME or p.workers == threads
+
+
+def _timing(seconds, noisy=False):
+    from backprop_core.measuring import Timing
+
+    # noisy: the median's seconds, and a spread (interquartile range) far above the noise rule's
+    return Timing((seconds,) * 5 + (3 * seconds,) * 4 if noisy else (seconds,) * 9)
+
+
+@pytest.mark.parametrize("one, two, chosen", [
+    (_timing(1.0), _timing(0.5), 2),  # measured faster beyond the margin, both stable
+    (_timing(1.0), _timing(0.95), 1),  # a tie: the fewer threads
+    (_timing(1.0), _timing(0.5, noisy=True), 1),  # a pool measured unstable does not replace one thread
+    (_timing(1.0, noisy=True), _timing(0.5), 1),  # the safe choice's noise counts too
+    (_timing(0.5), _timing(1.0), 1),
+])
+def test_a_targets_threads_follow_the_noise_rule_with_one_thread_the_safe_choice(one, two, chosen):
+    threads, why = planner.target_threads({1: one, 2: two})
+    assert threads == chosen, why
+    assert ("kept 1" in why) == (chosen == 1)
+    assert ("0.50x as fast" in why) == (two.median > one.median)  # slower is said so, not called a tie
+
+
+def test_a_pool_measured_unstable_leaves_the_target_on_one_thread_where_that_wins(with_targets, monkeypatch):
+    """The full bench's numpy plan at 2-4-1, 2^16: the fused step on 2 threads measured fastest but
+    unstable, and the target lost to a plan at half its rate, though 1 thread measured stable and faster."""
+    timings = {1: _timing(1.0), 2: _timing(0.6, noisy=True), None: _timing(2.0)}
+    monkeypatch.setattr(planner, "_time_target", lambda *args: (1000, dict(timings)))
+    p = _plan(shape=(2, 4, 1, 1 << 12), dtype="float32")
+    assert p.executor == cpu_fused.NAME and p.workers == 1, p
+    assert "by threads 1: 0.001 M/s (spread 0%), 2: " in p.reason and "measured unstable" in p.reason
+
+
+def test_a_kept_plan_says_what_each_thread_count_of_the_target_measured(with_targets, monkeypatch):
+    timings = {1: _timing(1.0), 2: _timing(0.8), None: _timing(0.5)}
+    monkeypatch.setattr(planner, "_time_target", lambda *args: (1000, dict(timings)))
+    p = _plan(shape=(2, 4, 1, 1 << 12), dtype="float32")
+    assert p.executor != cpu_fused.NAME
+    assert "cpu-fused: measured 0.00125 M/s on 2 thread(s) (2 threads against 1: 1.25x faster" in p.reason
+    assert "by threads 1: 0.001 M/s (spread 0%), 2: 0.00125 M/s (spread 0%)" in p.reason
 
 
 def test_a_target_replaces_processes_unless_they_are_predicted_faster_by_their_margin():
@@ -468,3 +509,45 @@ def test_a_faster_candidate_refused_for_a_tie_is_not_called_unstable():
     key, why = planner.choose_chunking(rates, 1 << 20, timings={(4096, 1, "threads"): steady,
                                                                 (4096, 2, "threads"): steady})
     assert key == (4096, 1, "threads") and "noise rule kept it" not in why
+
+
+def _cpu_by_thread() -> dict:
+    """Nanoseconds each live thread of this process has run (Linux's schedstat)."""
+    import os
+
+    ran = {}
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/schedstat") as f:
+                ran[int(tid)] = int(f.read().split()[0])
+        except OSError:
+            continue
+    return ran
+
+
+@needs_compiler
+@pytest.mark.skipif(not __import__("os").path.exists("/proc/self/task"), reason="reads Linux's /proc")
+def test_nothing_a_finished_plan_measured_with_keeps_a_core_busy(with_targets):
+    """The bench worker plans m after m in one process: the calibrations' threads and worker processes,
+    the targets' pools and BLAS's threads must all be idle once a plan is made, or the next m's timings
+    share their cores with them."""
+    import os
+    import threading
+    import time
+
+    planner._target_timings.clear()
+    _plan(shape=(2, 4, 1, 1 << 12), dtype="float32")
+    _plan(shape=(2, 4, 1, 1 << 16), dtype="float32", parallel="auto")  # calibrates threads and processes
+    before = _cpu_by_thread()
+    time.sleep(0.3)
+    after = _cpu_by_thread()
+    me = threading.get_native_id()
+    busy = {tid: (after[tid] - before.get(tid, 0)) / 1e6 for tid in after if tid != me}
+    assert all(ms < 5.0 for ms in busy.values()), busy  # ms of CPU in 300 ms of idling
+    children = []
+    for tid in os.listdir("/proc/self/task"):
+        with open(f"/proc/self/task/{tid}/children") as f:
+            children += f.read().split()
+    for pid in children:  # only multiprocessing's resource tracker may outlive the processes' calibration
+        with open(f"/proc/{pid}/cmdline") as f:
+            assert "resource_tracker" in f.read(), pid

@@ -394,19 +394,23 @@ def _target_plan(fit: Fit, m: int, workers, fallback: Plan) -> Plan:
             notes.append(f"{target.name}: not timed ({type(exc).__name__}: {str(exc)[:100]})")
             continue
         fallback_timing = timings.pop(None)
-        threads, timing = min(timings.items(), key=lambda item: item[1].median)
+        threads, on_threads = target_threads(timings)
+        timing = timings[threads]
         rate, fallback_rate = examples / timing.median, examples / fallback_timing.median
         faster, verdict = target_replaces(timing, fallback_timing)
+        by_threads = ", ".join(f"{t}: {examples / s.median / 1e6:.3g} M/s (spread {s.spread:.0%})"
+                               for t, s in sorted(timings.items()))
         if faster and rate > (best_rate or 0.0):
             best_rate = rate
             best = Plan("whole batch", executor=target.name, workers=threads,
-                        reason=f"{why}; measured here {rate / 1e6:.3g} M examples/s on {threads} thread(s), "
-                               f"against {fallback_rate / 1e6:.3g} M/s for {fallback.mode} by {fallback.executor}: "
-                               f"{verdict}",
+                        reason=f"{why}; measured here {rate / 1e6:.3g} M examples/s on {threads} thread(s) "
+                               f"({on_threads}; by threads {by_threads}), against {fallback_rate / 1e6:.3g} M/s "
+                               f"for {fallback.mode} by {fallback.executor}: {verdict}",
                         measured={k: examples / t.median for k, t in timings.items()})
         else:
-            notes.append(f"{target.name}: measured {rate / 1e6:.3g} M/s against {fallback_rate / 1e6:.3g} M/s "
-                         f"here, kept the plan: {verdict}")
+            notes.append(f"{target.name}: measured {rate / 1e6:.3g} M/s on {threads} thread(s) ({on_threads}; by "
+                         f"threads {by_threads}) against {fallback_rate / 1e6:.3g} M/s here, kept the plan: "
+                         f"{verdict}")
     if best is fallback and notes:
         best = replace(fallback, reason="; ".join([fallback.reason, *notes]) if fallback.reason else "; ".join(notes))
     return best
@@ -433,14 +437,15 @@ def _time_target(target, fit: Fit, m, workers, fallback: Plan) -> tuple:
         step = target.compile(fit, 0.01, threads=t)
         Xt, Yt = step.prepare(backend.to_numpy(X)), step.prepare(backend.to_numpy(Y))
         steps[t] = partial(step, params, Xt, Yt, False)
-    repeat = min(max(1, (1 << 16) // count), 64)  # a sample of 65,536 examples, or of 64 small steps
+    repeat = target_repeat(count)
     examples = count * repeat
     samples = {k: (lambda f: lambda: [f() for _ in range(repeat)])(f) for k, f in steps.items()}
     # Each sample follows one untimed step of its own candidate, as a fit's steps follow each other:
     # timed right after another candidate, the fused step's pool threads wake from sleep and its data
     # come back into cache.  That costs little (2-4-1, 2^16, 2 threads: 1.03x busy, 1.05x quiet in
-    # bench/sample_order.py), and it is not the whole cause of the 32-40% spreads the bench worker's
-    # plan at 2^16 measured on the quiet 2-core machine, which a full bench/run.py still shows.
+    # bench/sample_order.py).  The 32-40% spreads the bench worker's plan at 2^16 measured came from the
+    # pool's worker queued behind its caller on one core (the pool now pins its threads: cpu_source.POOL)
+    # and, on a busy machine, from a core held by other work (bench/plan_cpu.py tells the two apart).
     warm = dict(steps)
     calibrated = fallback.measured.get((fallback.chunk_size, fallback.workers, fallback.parallel))
     if fallback.parallel == "processes" and calibrated:  # not started again: their calibrated rate
@@ -456,6 +461,40 @@ def _time_target(target, fit: Fit, m, workers, fallback: Plan) -> tuple:
     log.debug("%s on %s: %s", target.name, key,
               {k: f"{examples / t.median / 1e6:.3g} M/s" for k, t in timings.items()})
     return examples, dict(timings)
+
+
+def target_repeat(count: int) -> int:
+    """Steps of ``count`` examples in one sample of a target's timing: a sample of 65,536 examples, or of 64
+    small steps."""
+    return min(max(1, (1 << 16) // count), 64)
+
+
+def target_threads(timings: dict) -> tuple[int, str]:
+    """``(threads, why)``: the thread count a target runs on, from its timings by thread count
+    (``{threads: Timing}``), by the noise rule (:func:`measuring.replaces`) as among chunk plans.
+
+    The fewest threads are the safe choice: no pool thread to wake, no second core to wait for,
+    which a busy machine may not give.  More threads replace them only where measured faster
+    beyond the margin, both stable; of those, the fastest.  So a pool measured unstable leaves
+    the target on one thread, where that was measured stable, instead of taking the whole
+    target down with it (the bench worker's plan at 2-4-1, 2^16 kept processes at 163 M/s so).
+    """
+    safe = min(timings)
+    best, why = safe, "the one count timed" if len(timings) == 1 else ""
+    refused = []
+    for threads in sorted(timings):
+        if threads == safe:
+            continue
+        ok, rule = measuring.replaces(timings[threads], timings[safe])
+        if not ok and timings[threads].median >= timings[safe].median:  # not "a tie": slower
+            rule = f"{timings[safe].median / timings[threads].median:.2f}x as fast"
+        if ok and timings[threads].pessimistic < timings[best].pessimistic:
+            best, why = threads, f"{threads} threads against {safe}: {rule}"
+        elif not ok:
+            refused.append(f"{threads} against {safe}: {rule}")
+    if best == safe and refused:
+        why = f"kept {safe}: " + "; ".join(refused)
+    return best, why
 
 
 def target_replaces(timing, fallback_timing) -> tuple[bool, str]:

@@ -202,8 +202,8 @@ def _row_stride(a: np.ndarray) -> int:
 
 _LIBRARIES = {}
 #: The cores this process may use, read when this module is first imported (the planner imports it
-#: before any plan runs): the pool's threads get these, not those of the thread that starts them,
-#: which a processes plan's running() pins to one core.
+#: before any plan runs): the pool's threads are one on each of these, pinned (:data:`.cpu_source.POOL`),
+#: not on those of the thread that starts them, which a processes plan's running() pins to one core.
 CORES = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
 
 

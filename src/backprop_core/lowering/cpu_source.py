@@ -44,68 +44,105 @@ from .cuda_fused.scalar import Program, lower_step
 LANES = 16
 #: How each per-example line reads row ``row`` of an input: rows are contiguous.
 CONTIGUOUS_LOAD = "{name}[{row} * {name}_s0 + e]"
-#: A pool of threads started on first use and kept: part 0 of a step runs on the calling
-#: thread, part i on worker i.  Workers wait on a condition variable, never spin, so a
-#: machine whose other core is busy loses no more than that core (an OpenMP barrier's
-#: spinning lost two orders of magnitude there).  One step at a time per library.
+#: A pool of threads started on first use and kept, one per core of the process, each pinned to its
+#: own: part 0 of a step runs on the calling thread, parts 1.. on workers of the other cores.  Pinned,
+#: because the scheduler does not undo two threads on one core: once a step's worker had been woken on
+#: its caller's core (after the planner's calibrations had moved the threads about), every later step
+#: woke it there again, queued behind its caller while the other core idled, and the step on two
+#: threads took as long as on one (bench/plan_cpu.py; docs/performance.md).  Workers wait on a
+#: condition variable of their own, never spin, so a machine whose other core is busy loses no more
+#: than that core (an OpenMP barrier's spinning lost two orders of magnitude there), and only those
+#: given a part are woken.  One step at a time per library.
 POOL = r"""
 typedef void (*bc_job)(void* context, int part);
+#define BC_MAX_WORKERS 256
 static struct {
     pthread_mutex_t lock, running;
-    pthread_cond_t start, done;
-    int workers, pending, parts;
-    long long generation, born;  // born: the generation before the first job of workers started now
+    pthread_cond_t done;
+    int workers, pending;
     bc_job job;
     void* context;
-} bc_pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER,
-             PTHREAD_COND_INITIALIZER, 0, 0, 0, 0, 0, 0, 0};
+    pthread_cond_t wake[BC_MAX_WORKERS];
+    long long ticket[BC_MAX_WORKERS];  // raised each time the worker is given a part
+    int part[BC_MAX_WORKERS], core[BC_MAX_WORKERS];  // core: where the worker is pinned, or -1
+} bc_pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0};
 
 static void* bc_worker(void* arg)
 {
-    const int index = (int)(long)arg;
+    const int slot = (int)(long)arg;
     pthread_mutex_lock(&bc_pool.lock);
-    long long seen = bc_pool.born;  // not generation: the first job may be posted already
+    long long seen = 0;
     for (;;) {
-        while (bc_pool.generation == seen) pthread_cond_wait(&bc_pool.start, &bc_pool.lock);
-        seen = bc_pool.generation;
-        if (index >= bc_pool.parts) continue;
+        while (bc_pool.ticket[slot] == seen) pthread_cond_wait(&bc_pool.wake[slot], &bc_pool.lock);
+        seen = bc_pool.ticket[slot];
+        const int part = bc_pool.part[slot];
         const bc_job job = bc_pool.job;
         void* const context = bc_pool.context;
         pthread_mutex_unlock(&bc_pool.lock);
-        job(context, index);
+        job(context, part);
         pthread_mutex_lock(&bc_pool.lock);
         if (--bc_pool.pending == 0) pthread_cond_signal(&bc_pool.done);
     }
     return 0;
 }
 
-#ifdef __linux__
-// The cores the pool's threads may use: the process's (bc_set_cores).  A new thread would
-// otherwise take its creator's, and a processes plan pins its calling thread to one core.
-static cpu_set_t bc_cores;
-static int bc_cores_given = 0;
+// The cores the pool's threads run on, one each: the process's (bc_set_cores), in order.
+static int bc_cores[BC_MAX_WORKERS];
+static int bc_core_count = 0;
 
 void bc_set_cores(const int* const cores, const int count)
 {
     pthread_mutex_lock(&bc_pool.lock);
-    CPU_ZERO(&bc_cores);
-    for (int i = 0; i < count; ++i)
-        if (0 <= cores[i] && cores[i] < CPU_SETSIZE) CPU_SET(cores[i], &bc_cores);
-    bc_cores_given = CPU_COUNT(&bc_cores) > 0;
+    bc_core_count = 0;
+    for (int i = 0; i < count && bc_core_count < BC_MAX_WORKERS; ++i)
+#ifdef __linux__
+        if (0 <= cores[i] && cores[i] < CPU_SETSIZE) bc_cores[bc_core_count++] = cores[i];
+#else
+        (void)cores;
+#endif
     pthread_mutex_unlock(&bc_pool.lock);
 }
-#else
-void bc_set_cores(const int* const cores, const int count) { (void)cores, (void)count; }
-#endif
 
 // A child of fork() has none of its parent's threads: it starts its own.
 static void bc_forget_workers(void) { bc_pool.workers = 0; }
 
+// Starts worker `slot`, pinned to `core` where one is given and may be used, else where the scheduler puts it.
+static int bc_start(const int slot, const int core)
+{
+    pthread_cond_init(&bc_pool.wake[slot], 0);
+    bc_pool.ticket[slot] = 0, bc_pool.core[slot] = -1;
+    pthread_t thread;
+    pthread_attr_t attr;
+    int ok = 0;
+#ifdef __linux__
+    if (core >= 0) {
+        cpu_set_t one;
+        CPU_ZERO(&one);
+        CPU_SET(core, &one);
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        if (pthread_attr_setaffinity_np(&attr, sizeof one, &one) == 0)
+            ok = pthread_create(&thread, &attr, bc_worker, (void*)(long)slot) == 0;
+        pthread_attr_destroy(&attr);
+        if (ok) bc_pool.core[slot] = core;
+    }
+#else
+    (void)core;
+#endif
+    if (!ok) {  // no core given, or refused (a core gone offline, the process's cores changed since)
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        ok = pthread_create(&thread, &attr, bc_worker, (void*)(long)slot) == 0;
+        pthread_attr_destroy(&attr);
+    }
+    return ok;
+}
+
 // Runs job(context, part) for part 0..parts-1, part 0 here; returns when all are done.
-// Where a worker cannot be started, its parts run here.
+// Parts no worker of another core takes (more parts than cores, a worker that could not start) run here.
 static void bc_run(bc_job job, void* context, int parts)
 {
-    if (parts <= 1) {  // here alone: a broadcast would wake the pool's threads (a step on more started them) for nothing
+    if (parts <= 1) {  // here alone: no worker is woken
         job(context, 0);
         return;
     }
@@ -113,38 +150,27 @@ static void bc_run(bc_job job, void* context, int parts)
     pthread_mutex_lock(&bc_pool.lock);
     static int registered = 0;
     if (!registered) registered = pthread_atfork(0, 0, bc_forget_workers) == 0;
-    bc_pool.born = bc_pool.generation;
-    while (bc_pool.workers < parts - 1) {
-        pthread_t thread;
-        pthread_attr_t attr;
-        pthread_attr_init(&attr);
-        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-        void* const index = (void*)(long)(bc_pool.workers + 1);
-#ifdef __linux__
-        int ok = 0;
-        if (bc_cores_given && pthread_attr_setaffinity_np(&attr, sizeof bc_cores, &bc_cores) == 0)
-            ok = pthread_create(&thread, &attr, bc_worker, index) == 0;
-        if (!ok) {  // no cores given, or refused (a core gone offline): the creating thread's, as before
-            pthread_attr_destroy(&attr);
-            pthread_attr_init(&attr);
-            pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-            ok = pthread_create(&thread, &attr, bc_worker, index) == 0;
-        }
-#else
-        const int ok = pthread_create(&thread, &attr, bc_worker, index) == 0;
-#endif
-        pthread_attr_destroy(&attr);
-        if (!ok) break;
+    // one worker per core where the cores are known, else as many as the parts beside this one
+    const int wanted = bc_core_count > 0 ? bc_core_count : (parts - 1 < BC_MAX_WORKERS ? parts - 1 : BC_MAX_WORKERS);
+    while (bc_pool.workers < wanted && bc_start(bc_pool.workers, bc_core_count > 0 ? bc_cores[bc_pool.workers] : -1))
         bc_pool.workers++;
+#ifdef __linux__
+    const int here = sched_getcpu();  // its worker would queue behind this thread: it gets no part
+#else
+    const int here = -1;
+#endif
+    int given = 1;
+    bc_pool.job = job, bc_pool.context = context;
+    for (int k = 0; k < bc_pool.workers && given < parts; ++k) {
+        if (bc_pool.core[k] >= 0 && bc_pool.core[k] == here) continue;
+        bc_pool.part[k] = given++;
+        bc_pool.ticket[k]++;
+        pthread_cond_signal(&bc_pool.wake[k]);
     }
-    const int spread = parts - 1 < bc_pool.workers ? parts : bc_pool.workers + 1;
-    bc_pool.job = job, bc_pool.context = context, bc_pool.parts = spread;
-    bc_pool.pending = spread - 1;
-    bc_pool.generation++;
-    pthread_cond_broadcast(&bc_pool.start);
+    bc_pool.pending = given - 1;
     pthread_mutex_unlock(&bc_pool.lock);
     job(context, 0);
-    for (int part = spread; part < parts; ++part) job(context, part);
+    for (int part = given; part < parts; ++part) job(context, part);
     pthread_mutex_lock(&bc_pool.lock);
     while (bc_pool.pending > 0) pthread_cond_wait(&bc_pool.done, &bc_pool.lock);
     pthread_mutex_unlock(&bc_pool.lock);
