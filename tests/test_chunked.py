@@ -115,3 +115,29 @@ def test_a_failing_thread_fails_the_step_and_the_others_take_no_more_blocks():
     # 64 chunks in 32 blocks: without the stop, the other thread would take all 31 left.
     assert len(taken) < 10, f"{len(taken)} chunks taken: the other thread went on taking blocks"
     assert not [t for t in threading.enumerate() if t.name.startswith("backprop-chunk")]
+
+
+def test_one_worker_streams_the_next_chunk_before_using_the_current_one_across_blocks():
+    events = []  # X's uploads and uses (X has 3 rows, Y 1)
+
+    class Recording(type(NUMPY)):
+        def upload(self, host, dtype):
+            if host.shape[0] == 3:
+                events.append("upload")
+            ready = super().upload(host, dtype)
+            if host.shape[0] == 3:
+                get = ready.get
+                ready.get = lambda: (events.append("use"), get())[1]
+            return ready
+
+    backend = Recording.__new__(Recording)
+    backend.__dict__.update(NUMPY.__dict__)
+    X, Y, params = _problem(m=64 * 40)  # 40 chunks in 32 blocks
+    make = planner.make_gradients(NUMPY, "buffered", TANH, (3, 5, 1), "float64", 64)
+    chunked = ChunkedGradients(make, 64, backend=backend, dtype="float64", stream=True)
+    with chunked.running():
+        got = chunked(params, X, Y, True)
+    uploads_before_use = [events[:i].count("upload") for i, e in enumerate(events) if e == "use"]
+    assert uploads_before_use == [min(40, j + 2) for j in range(40)], "chunk j + 1 is on its way when j is used"
+    for name, a, b in zip(NAMES, got, _gradients(X, Y, params, 64, 1)):
+        assert np.array_equal(a, b), name

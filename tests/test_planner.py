@@ -200,11 +200,15 @@ def test_the_round_trip_of_processes_keeps_small_batches_on_threads():
     assert planner.choose_chunking(RATES, 1 << 20, process_step_s=100e-6)[0] == (4096, 2, "processes")
 
 
-def test_the_process_with_the_most_chunks_sets_the_pace():
-    # Three chunks on two processes: one does two, so a step takes two chunks' time.
+def test_the_process_with_the_most_blocks_sets_the_pace():
+    # Three chunks (three blocks) on two processes: one does two, so a step takes two chunks' time.
     assert planner.step_seconds((4096, 2, "processes"), 200e6, 3 * 4096) == pytest.approx(2 * 8192 / 200e6)
     assert planner.step_seconds((4096, 2, "processes"), 200e6, 4 * 4096, 1e-4) == pytest.approx(2 * 8192 / 200e6 + 1e-4)
     assert planner.step_seconds((4096, 1, "threads"), 100e6, 3 * 4096) == pytest.approx(3 * 4096 / 100e6)
+    # 64 chunks in 32 blocks of two: 16 blocks each, the work split evenly.
+    assert planner.step_seconds((4096, 2, "processes"), 200e6, 64 * 4096) == pytest.approx(64 * 4096 / 200e6)
+    # 66 chunks in 32 blocks (two of three chunks): one process does 16 blocks, 33 chunks' worth on average.
+    assert planner.step_seconds((4096, 2, "processes"), 200e6, 66 * 4096) == pytest.approx(2 * 33 * 4096 / 200e6)
 
 
 def test_processes_must_win_by_a_margin():

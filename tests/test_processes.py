@@ -494,3 +494,14 @@ def test_segments_of_makers_that_run_or_of_other_namespaces_are_kept():
             segment.close()
             with contextlib.suppress(FileNotFoundError):
                 segment.unlink()
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2,
+                    reason="the calling thread is pinned only where there is a core for it and each worker")
+def test_unpinned_frees_the_calling_thread_for_the_block_and_pins_it_again():
+    cores = os.sched_getaffinity(0)
+    with processes.WorkerProcesses(processes.Network(2, 3, 1, "tanh"), 2) as workers:
+        pinned = os.sched_getaffinity(0)
+        with workers.unpinned():
+            assert os.sched_getaffinity(0) == cores
+        assert os.sched_getaffinity(0) == pinned and len(pinned) == 1

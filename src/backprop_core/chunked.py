@@ -12,6 +12,7 @@ and the intermediates of a large batch never stay in cache).
 from __future__ import annotations
 
 import contextlib
+import itertools
 import threading
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -154,8 +155,10 @@ class ChunkedGradients:
         blocks = block_bounds(m, self.chunk_size, sum_bytes(W1.shape[1], W1.shape[0], W2.shape[0],
                                                             np.dtype(self.dtype).itemsize))
         functions = self._functions(with_cost)
-        if self.workers == 1 or len(blocks) == 1:
-            return in_order(self._share(functions[0], block, params, X, Y, m) for block in blocks)
+        if self.workers == 1 or len(blocks) == 1:  # one stream of chunks, so uploads overlap across blocks too
+            chunks = self._chunks(X, Y, [chunk for block in blocks for chunk in block])
+            return in_order(share_sums(functions[0], itertools.islice(chunks, len(block)), params, m)
+                            for block in blocks)
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="backprop-chunk")
         sums, claims, claiming = [None] * len(blocks), iter(range(len(blocks))), threading.Lock()

@@ -49,7 +49,7 @@ from . import lowering, measuring, processes
 from .activations import get_activation
 from .backends._base import cpu_cores
 from .blas import blas_threads, one_blas_thread, switch
-from .chunked import ChunkedGradients, cap_workers, working_bytes_per_example
+from .chunked import MAX_BLOCKS, ChunkedGradients, cap_workers, working_bytes_per_example
 from .equations import SIGMOID, get_output
 from .errors import InvalidInputError
 from .execution import FIELDS as EXECUTION_FIELDS
@@ -592,13 +592,15 @@ def _cpu_plan(backend, shape, dtype, activation, workers, executor, parallel, it
 
 def step_seconds(key, rate: float, m: int, process_step_s: float = 0.0) -> float:
     """Seconds of one step over m examples by ``key = (chunk_size, workers, parallel)``, calibrated
-    at ``rate`` examples/s.  Worker processes each take every workers-th chunk (the slowest
-    finishes last) and pay ``process_step_s`` per step for their round trip."""
+    at ``rate`` examples/s.  Worker processes take blocks of chunks as they free up
+    (:func:`~backprop_core.chunked.block_bounds`): on cores of their own, the one that takes the
+    last block finishes last; and they pay ``process_step_s`` per step for their round trip."""
     c, w, how = key
     if how != "processes":
         return m / rate
     chunks = -(-m // c)
-    slowest = -(-chunks // w)  # chunks of the process with the most
+    blocks = min(chunks, MAX_BLOCKS)
+    slowest = -(-blocks // w) * chunks / blocks  # chunks of the process with the most blocks
     return slowest * c * w / rate + process_step_s
 
 
@@ -815,16 +817,19 @@ def _measure_processes(backend, n0, n1, n2, activation, dtype, budget_s, referen
         alive.enter_context(backend.context())
         alive.enter_context(one_blas_thread())
         alone = None
-        if reference is not None:  # the safe plan's pass, on one chunk: as the threads' calibration ran it
-            make = make_gradients(backend, default_executor(backend), activation, (n0, n1, n2), dtype, reference)
-            chunked = alive.enter_context(ChunkedGradients(make, reference, backend=backend, dtype=dtype).running())
-            alone = partial(chunked, params, X[:, :reference], Y[:, :reference])
         t0 = time.perf_counter()
         workers = processes.WorkerProcesses(network, count)
         try:
             started = time.perf_counter()
             workers.share(X, Y)
             shared = time.perf_counter()
+            if reference is not None:  # the safe plan's pass on one chunk, on any core, as a fit would run it
+                make = make_gradients(backend, default_executor(backend), activation, (n0, n1, n2), dtype, reference)
+                chunked = alive.enter_context(ChunkedGradients(make, reference, backend=backend, dtype=dtype).running())
+
+                def alone():
+                    with workers.unpinned():
+                        chunked(params, X[:, :reference], Y[:, :reference])
             for c in sizes:
                 if time.perf_counter() - shared > budget_s:
                     break

@@ -512,6 +512,20 @@ class WorkerProcesses:
                          for dW1, db1, dW2, db2, J in self._slots[:len(blocks)])
         return tuple(None if t is None else np.array(t) for t in total)  # not views of the slots
 
+    @contextlib.contextmanager
+    def unpinned(self):
+        """The calling thread free to run on all the cores it had while the block runs, as a pass
+        without the workers runs (a calibration times one beside them)."""
+        if self._pinned is None or self._pinned[0] != threading.get_native_id():
+            yield
+            return
+        pinned = os.sched_getaffinity(0)
+        os.sched_setaffinity(0, self._pinned[1])
+        try:
+            yield
+        finally:
+            os.sched_setaffinity(0, pinned)
+
     def close(self):
         """Stop the workers, release the shared memory, and free the calling thread to run on
         any of its cores again (idempotent)."""
