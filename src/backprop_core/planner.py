@@ -26,7 +26,8 @@ faster runs, and the plan's reason says why a target did not (:func:`_target_pla
 
 The candidates, targets included, are timed interleaved and read by one noise
 rule (:mod:`backprop_core.measuring`): the safe plan stays unless another is
-measured faster beyond a margin, and stable.
+measured faster beyond a margin, and stable, or faster in every round it was
+timed in beside the safe plan (a busy machine's samples spread, but alike).
 Every plan also says how many threads BLAS runs on (:func:`blas_plan`), which
 the strategy :func:`build` makes holds while it runs: :func:`build` is the one
 place a fit's BLAS threads are pinned, for every plan kind (its docstring says
@@ -827,9 +828,10 @@ def _measure_processes(backend, n0, n1, n2, activation, dtype, budget_s, referen
                 make = make_gradients(backend, default_executor(backend), activation, (n0, n1, n2), dtype, reference)
                 chunked = alive.enter_context(ChunkedGradients(make, reference, backend=backend, dtype=dtype).running())
 
-                def alone():
+                def one_thread():
                     with workers.unpinned():
                         chunked(params, X[:, :reference], Y[:, :reference])
+                alone = one_thread
             for c in sizes:
                 if time.perf_counter() - shared > budget_s:
                     break
