@@ -24,9 +24,9 @@ samples spread with the load, so stability alone would keep the safe plan
 there always, even against a plan twice as fast; but a burst of load falls on
 all candidates of a round alike, so round by round the faster one still
 wins.  A plan no faster than the safe one wins all of 9 rounds by luck once
-in 512 (each round a coin toss), and must then also win by the margin in the
-median round; a machine too noisy for that keeps the safe plan rather than a
-lucky one.
+in 512 (each round a coin toss; with a dozen candidates, about once in 40 for
+one of them), and must then also win by the margin in the median and the mean
+round; a machine too noisy for that keeps the safe plan rather than a lucky one.
 """
 
 from __future__ import annotations
