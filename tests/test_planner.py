@@ -502,3 +502,18 @@ def test_a_faster_candidate_refused_for_a_tie_is_not_called_unstable():
     key, why = planner.choose_chunking(rates, 1 << 20, timings={(4096, 1, "threads"): steady,
                                                                 (4096, 2, "threads"): steady})
     assert key == (4096, 1, "threads") and "noise rule kept it" not in why
+
+
+def test_processes_refused_because_their_reference_measured_unstable_are_named_so():
+    # The processes measured steady, the safe plan's pass beside them not: they won only the rounds
+    # in which the load fell on that pass.
+    alone, on_processes = Timing((1.0, 3.0, 1.0, 2.5, 1.2, 3.5, 1.0, 2.0, 3.0), 42), Timing((1.0,) * 9, 42)
+    rates = {(4096, 1, "threads"): 100e6, (4096, 2, "processes"): 50e6 / 0.7}
+    key, why = planner.choose_chunking(
+        rates, 1 << 20, iterations=1000, process_start_s=0.3,
+        timings={(4096, 1, "threads"): Timing((1.0,) * 9), (4096, 2, "processes"): on_processes},
+        references={(4096, 2, "processes"): ((4096, 1, "threads"), alone, 50e6)})
+    assert key == (4096, 1, "threads")
+    assert "the noise rule kept it over chunks of 4,096 on 2 processes: the safe choice measured unstable" in why
+    assert "faster in 5 of 9" in why
+    assert "not enough to pay for their start" not in why

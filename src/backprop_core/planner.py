@@ -675,21 +675,20 @@ def choose_chunking(rates: dict, m: int, *, workers=None, iterations=None, proce
         alone = [step[k] for k in feasible if k[2] == "threads" and (k[1] == 1 or best[2] == "processes")]
         if alone:
             why += f" (best on {'one thread' if best[2] == 'threads' else 'threads'} {m / min(alone) / 1e6:.3g} M/s)"
-    faster = [step[k] for k in feasible if k[2] == "processes" and step[k] < step[best]]
-    if faster and all(timings.get(k) is None or timings[k].stable for k in feasible
-                      if k[2] == "processes" and step[k] < step[best]):
-        why += (f"; processes would reach {m / min(faster) / 1e6:.3g} M/s, not enough to pay for "
+    def judged_stable(key):  # both sides, as measuring.replaces judged them (a time without samples is not judged)
+        versus = references[key][0] if key in references else timings.get(safe)
+        return all(t is None or t.stable for t in (timings.get(key), versus))
+
+    faster = [k for k in feasible if k[2] == "processes" and step[k] < step[best]]
+    if faster and best[2] != "processes" and all(judged_stable(k) for k in faster):
+        why += (f"; processes would reach {m / min(step[k] for k in faster) / 1e6:.3g} M/s, not enough to pay for "
                 + ("their round trips" if iterations is None else
                    f"their start ({process_start_s:.2g} s) over {iterations:,} iterations"))
     if best != safe:
         on = "one thread" if safe[1] == 1 else f"{safe[1]} {safe[2]}"
         why += f"; against chunks of {safe[0]:,} on {on}: {rules[best]}"
 
-    def measured_stable(key):  # as measuring.replaces judges it: a time without samples is not judged
-        return timings.get(key) is None or timings[key].stable
-
-    unstable = [(k, rule) for k, rule in refused
-                if seconds(k) < seconds(best) and not (measured_stable(k) and measured_stable(safe))]
+    unstable = [(k, rule) for k, rule in refused if seconds(k) < seconds(best) and not judged_stable(k)]
     if unstable:
         (c, w, how), rule = min(unstable, key=lambda kr: seconds(kr[0]))
         why += f"; the noise rule kept it over chunks of {c:,} on {w} {how}: {rule}"
