@@ -44,3 +44,34 @@ def test_a_small_run_writes_its_table_and_records(tmp_path):
     records = (tmp_path / "busy.jsonl").read_text().splitlines()
     assert len(records) == 1 + len(busy.CONDITIONS)  # the environment, then a fit per condition
     assert "busy / quiet" in (tmp_path / "busy.md").read_text()
+
+
+import busy_ab  # noqa: E402
+
+
+def test_the_ab_table_gives_each_codes_busy_over_quiet():
+    fits = [{"kind": "fit", "case": "160k", "code": code, "busy": loaded, "round": r, "seconds": s, "plan": "p",
+             "load_at_start": 0.5}
+            for code, loaded, samples in (("baseline", False, [20, 21, 19]), ("baseline", True, [40, 38, 39]),
+                                          ("this", False, [20, 20, 22]), ("this", True, [28, 27, 30]))
+            for r, s in enumerate(samples)]
+    text = busy_ab.table(fits)
+    assert "| make_classification, 160,000 x 20 | baseline | 20 (19-21) | 39 (38-40) | 1.95x |" in text
+    assert "| make_classification, 160,000 x 20 | this | 20 (20-22) | 28 (27-30) | 1.40x |" in text
+
+
+@pytest.mark.slow  # four fresh interpreters
+def test_a_small_ab_run_against_this_trees_own_code_writes_its_table(tmp_path):
+    source = Path(__file__).resolve().parents[1] / "src"
+    out = subprocess.run([sys.executable, str(BENCH / "busy_ab.py"), "--baseline", str(source), "--cases",
+                          "breast-cancer", "--repeats", "1", "--iterations", "5", "--out", str(tmp_path)],
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert len((tmp_path / "busy_ab.jsonl").read_text().splitlines()) == 1 + 4  # the environment, 2 codes x 2
+    assert "| breast cancer, 569 x 30 | this |" in (tmp_path / "busy_ab.md").read_text()
+
+
+def test_a_baseline_without_the_package_is_refused(tmp_path):
+    out = subprocess.run([sys.executable, str(BENCH / "busy_ab.py"), "--baseline", str(tmp_path)],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "holds no backprop_core package" in out.stderr

@@ -258,3 +258,81 @@ def test_a_plan_is_a_frozen_record_with_blas_threads():
     p = planner.Plan("whole batch", blas_threads=1)
     with pytest.raises(dataclasses.FrozenInstanceError):
         p.blas_threads = 2
+
+
+# -- a busy machine: unstable for everyone, and still one candidate faster round by round ----------
+def _paired(candidate, safe, rounds=7):
+    return Timing(tuple(candidate), rounds), Timing(tuple(safe), rounds)
+
+
+LOAD = (1.0, 3.0, 1.0, 2.5, 1.2, 3.5, 1.0, 2.0, 3.0)  # another process's load, round by round
+
+
+def test_a_candidate_faster_in_every_round_by_the_margin_dominates():
+    candidate, safe = _paired([0.6 * x for x in LOAD], LOAD)
+    won, why = measuring.dominates(candidate, safe)
+    assert won and "faster in 9 of 9 interleaved rounds, 1.67x in the median round (1.67x on the mean ratio)" in why
+
+
+def test_one_round_lost_is_no_dominance():
+    slower_once = [0.6 * x for x in LOAD[:-1]] + [LOAD[-1] * 1.01]
+    won, why = measuring.dominates(*_paired(slower_once, LOAD))
+    assert not won and why.startswith("faster in 8 of 9 interleaved rounds, 1.67x in the median round")
+
+
+def test_every_round_won_within_the_margin_is_no_dominance():
+    assert not measuring.dominates(*_paired([0.95 * x for x in LOAD], LOAD))[0]
+
+
+def test_samples_of_different_rounds_or_too_few_rounds_are_not_compared():
+    candidate, safe = Timing(tuple(0.6 * x for x in LOAD), 1), Timing(LOAD, 2)
+    assert measuring.dominates(candidate, safe) == (False, "not timed in the same rounds")
+    assert not measuring.dominates(*_paired([0.6 * x for x in LOAD[:5]], LOAD[:5]))[0]
+
+
+def test_an_unstable_candidate_that_dominates_replaces_the_safe_choice_and_says_why():
+    candidate, safe = _paired([0.6 * x for x in LOAD], LOAD)
+    assert not candidate.stable and not safe.stable
+    ok, why = measuring.replaces(candidate, safe)
+    assert ok and "measured unstable" in why and "but faster in 9 of 9 interleaved rounds" in why
+    unpaired = Timing(candidate.samples)
+    ok, why = measuring.replaces(unpaired, safe)
+    assert not ok and "not timed in the same rounds: the machine is too busy to tell" in why
+
+
+def test_dominance_is_judged_on_the_fits_seconds():
+    # The candidate timed twice the examples in each sample: per fit, it is 1.2x slower, not 1.67x faster.
+    candidate, safe = _paired([1.2 * x for x in LOAD], LOAD)
+    ok, why = measuring.replaces(candidate, safe, candidate_s=candidate.median * 2, safe_s=safe.median)
+    assert not ok and "faster in 0 of 9" in why
+
+
+def _rounds_of_load(levels, candidates_per_round):
+    """Noise for _fake_machine: a load that changes from round to round and holds within one."""
+    calls = iter(range(10**9))
+    return lambda rng, w: levels[(next(calls) // candidates_per_round) % len(levels)] * (1.0 + 0.02 * rng.random())
+
+
+def _calibrated_candidates():
+    return len(planner._candidates(2, 4, 1, 4)) * 2  # chunk sizes of a 2-4-1 network in float32, 1 and 2 threads
+
+
+@pytest.mark.parametrize("speedup, expected", [(1.6, (8192, 2)), (1.05, (8192, 1)), (1.0, (8192, 1))],
+                         ids=["two threads clearly faster", "a tie within the margin", "no faster"])
+def test_a_busy_machine_plans_what_is_faster_in_every_round_the_same_way_twice(monkeypatch, speedup, expected):
+    plans = []
+    for seed in (1, 2, 3):
+        load = _rounds_of_load(np.random.default_rng(seed).choice([1.0, 2.0, 4.0], 40), _calibrated_candidates())
+        plans.append(_planned(monkeypatch, _two_threads(speedup), load, seed))
+    assert {p for p, _ in plans} == {("chunks", *expected, "threads")}
+    if speedup > 1.5:
+        assert all("measured unstable" in why and "but faster in" in why for _, why in plans), plans
+
+
+def test_a_plan_lucky_in_most_rounds_does_not_win_on_a_busy_machine(monkeypatch):
+    def lucky(rng, w):  # two threads 1.25x faster on the medians, but each call's load is its own:
+        return (0.8 if w == 2 else 1.0) * rng.choice([1.0, 3.0])  # they win most rounds, not all
+
+    for seed in (0, 3):
+        (mode, _, workers, _), reason = _planned(monkeypatch, _two_threads(1.0), lucky, seed=seed)
+        assert workers == 1 and "on 2 threads: it measured unstable" in reason and "too busy to tell" in reason

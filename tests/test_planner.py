@@ -13,6 +13,7 @@ from backprop_core.backends import get_backend
 from backprop_core.backends.numpy_backend import NumpyBackend
 from backprop_core.initialization import initial_parameters_host
 from backprop_core.lowering import build_cache, cpu_fused
+from backprop_core.measuring import Timing
 from conftest import lecture
 
 TANH = bc.get_activation("tanh")
@@ -199,11 +200,15 @@ def test_the_round_trip_of_processes_keeps_small_batches_on_threads():
     assert planner.choose_chunking(RATES, 1 << 20, process_step_s=100e-6)[0] == (4096, 2, "processes")
 
 
-def test_the_process_with_the_most_chunks_sets_the_pace():
-    # Three chunks on two processes: one does two, so a step takes two chunks' time.
+def test_the_process_with_the_most_blocks_sets_the_pace():
+    # Three chunks (three blocks) on two processes: one does two, so a step takes two chunks' time.
     assert planner.step_seconds((4096, 2, "processes"), 200e6, 3 * 4096) == pytest.approx(2 * 8192 / 200e6)
     assert planner.step_seconds((4096, 2, "processes"), 200e6, 4 * 4096, 1e-4) == pytest.approx(2 * 8192 / 200e6 + 1e-4)
     assert planner.step_seconds((4096, 1, "threads"), 100e6, 3 * 4096) == pytest.approx(3 * 4096 / 100e6)
+    # 64 chunks in 32 blocks of two: 16 blocks each, the work split evenly.
+    assert planner.step_seconds((4096, 2, "processes"), 200e6, 64 * 4096) == pytest.approx(64 * 4096 / 200e6)
+    # 66 chunks in 32 blocks (two of three chunks): one process does 16 blocks, 33 chunks' worth on average.
+    assert planner.step_seconds((4096, 2, "processes"), 200e6, 66 * 4096) == pytest.approx(2 * 33 * 4096 / 200e6)
 
 
 def test_processes_must_win_by_a_margin():
@@ -226,6 +231,31 @@ def test_the_choice_keeps_to_the_workers_asked_for_and_to_m():
     assert planner.choose_chunking(RATES, 100) is None
 
 
+def _busy_processes(reference_key=(4096, 1, "threads")):
+    """A busy machine: one thread calibrated at 100 M/s at a quiet moment; processes timed later,
+    round by round beside the safe plan again (at 50 M/s then), and 1/0.7 times as fast as it in
+    every round of a load that rises and falls."""
+    load = (1.0, 3.0, 1.0, 2.5, 1.2, 3.5, 1.0, 2.0, 3.0)
+    alone, on_processes = Timing(load, 41), Timing(tuple(0.7 * x for x in load), 41)
+    rates = {(4096, 1, "threads"): 100e6, (4096, 2, "processes"): 50e6 / 0.7}
+    timings = {(4096, 1, "threads"): Timing((1.0,) * 9), (4096, 2, "processes"): on_processes}
+    return planner.choose_chunking(rates, 1 << 20, timings=timings,
+                                   references={(4096, 2, "processes"): (reference_key, alone, 50e6)})
+
+
+def test_processes_faster_than_the_safe_plan_in_every_round_beside_it_run_on_a_busy_machine():
+    (c, w, how), why = _busy_processes()
+    assert (c, w, how) == (4096, 2, "processes")
+    assert "143 M examples/s" in why, "the safe plan's rate times the ratio of the rounds"
+    assert "against chunks of 4,096 on one thread: it measured unstable" in why
+    assert "but faster in 9 of 9 interleaved rounds, 1.43x in the median round" in why
+
+
+def test_a_reference_that_is_not_the_safe_plan_is_not_compared():
+    key, why = _busy_processes(reference_key=(8192, 1, "threads"))
+    assert key == (4096, 1, "threads")
+
+
 def test_a_plan_says_whether_processes_or_threads_share_the_chunks():
     p = _plan(chunk_size=100, workers=2, parallel="processes")
     assert (p.parallel, p.workers) == ("processes", 2) and "2 processes" in str(p)
@@ -238,6 +268,10 @@ def test_a_plan_says_whether_processes_or_threads_share_the_chunks():
 def test_large_data_on_numpy_calibrate_processes_beside_threads():
     shape = (2, 4, 1, 1 << 18)
     assert {k[2] for k in _plan(shape=shape, dtype="float32").measured} == {"threads", "processes"}
+    measured = [c for key, c in planner._process_calibrations.items() if key[1:4] == (2, 4, 1) and c is not None]
+    assert any(c.reference is not None and set(c.references) == set(c.timings)
+               and all(c.references[k].rounds == c.timings[k].rounds for k in c.timings) for c in measured), \
+        "the processes were timed in rounds beside the safe plan's pass"
     only = _plan(shape=shape, dtype="float32", parallel="threads")
     assert {k[2] for k in only.measured} == {"threads"} and only.parallel == "threads"
     only = _plan(shape=shape, dtype="float32", parallel="processes")
@@ -551,3 +585,18 @@ def test_nothing_a_finished_plan_measured_with_keeps_a_core_busy(with_targets):
     for pid in children:  # only multiprocessing's resource tracker may outlive the processes' calibration
         with open(f"/proc/{pid}/cmdline") as f:
             assert "resource_tracker" in f.read(), pid
+
+
+def test_processes_refused_because_their_reference_measured_unstable_are_named_so():
+    # The processes measured steady, the safe plan's pass beside them not: they won only the rounds
+    # in which the load fell on that pass.
+    alone, on_processes = Timing((1.0, 3.0, 1.0, 2.5, 1.2, 3.5, 1.0, 2.0, 3.0), 42), Timing((1.0,) * 9, 42)
+    rates = {(4096, 1, "threads"): 100e6, (4096, 2, "processes"): 50e6 / 0.7}
+    key, why = planner.choose_chunking(
+        rates, 1 << 20, iterations=1000, process_start_s=0.3,
+        timings={(4096, 1, "threads"): Timing((1.0,) * 9), (4096, 2, "processes"): on_processes},
+        references={(4096, 2, "processes"): ((4096, 1, "threads"), alone, 50e6)})
+    assert key == (4096, 1, "threads")
+    assert "the noise rule kept it over chunks of 4,096 on 2 processes: the safe choice measured unstable" in why
+    assert "faster in 5 of 9" in why
+    assert "not enough to pay for their start" not in why

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -103,6 +104,62 @@ def test_processes_sum_what_threads_sum_for_the_same_plan():
     threads = _on_one_thread(X, Y, params, "tanh", chunk_size=50, workers=3)
     for name, a, b in zip(("dW1", "db1", "dW2", "db2", "J"), got, threads):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=0, err_msg=name)
+
+
+def _slowed(make, calls, seconds=0.01):
+    """``make`` whose functions sleep ``seconds`` before each chunk and count the chunks in ``calls``."""
+    def slowed(with_cost):
+        gradients = make(with_cost)
+
+        def run(*args):
+            calls.append(1)
+            time.sleep(seconds)
+            return gradients(*args)
+        return run
+    return slowed
+
+
+def _blocks_on_processes(X, Y, params, chunk_size, workers, make_wrapper=None, duplicate=False):
+    """Gradients on worker processes, the calling process's chunks computed by ``make_wrapper(make)``;
+    with ``duplicate``, the calling process ignores the workers' claims (computing every block again)."""
+    shape = (X.shape[0], params["W1"].shape[0], params["W2"].shape[0])
+    make = planner.make_gradients(NUMPY, "buffered", TANH, shape, "float64", chunk_size)
+    gradients = processes.ProcessChunkedGradients(
+        make if make_wrapper is None else make_wrapper(make), chunk_size, backend=NUMPY, dtype="float64",
+        workers=workers, network=processes.Network.of(shape, TANH, "sigmoid", False, "float64"))
+    with gradients.running():
+        result = gradients(params, X, Y, True)
+        if duplicate:  # the workers see every block unclaimed, and so does this process, on its own copy
+            shared = gradients._processes._claims
+            gradients._processes._claims = np.zeros_like(shared)
+            shared[:] = 0
+            result = gradients(params, X, Y, True)
+    return result
+
+
+@pytest.mark.parametrize("workers", [2, 3])
+def test_processes_give_the_bits_threads_give_for_the_same_chunks(workers):
+    X, Y, params = _problem(1, m=3000)
+    got = _blocks_on_processes(X, Y, params, 64, workers)
+    for name, a, b in zip(("dW1", "db1", "dW2", "db2", "J"), got, _on_one_thread(X, Y, params, "tanh",
+                                                                                  chunk_size=64)):
+        assert np.array_equal(a, b), name
+
+
+def test_a_slow_calling_process_takes_fewer_blocks_and_the_bits_stay_the_same():
+    X, Y, params = _problem(1, m=4096)
+    calls = []
+    slowed = _blocks_on_processes(X, Y, params, 64, 2, make_wrapper=lambda make: _slowed(make, calls))
+    assert len(calls) < 16, f"the slow calling process computed {len(calls)} of the 64 chunks (a static split: 32)"
+    for name, a, b in zip(("dW1", "db1", "dW2", "db2", "J"), slowed, _blocks_on_processes(X, Y, params, 64, 2)):
+        assert np.array_equal(a, b), name
+
+
+def test_a_block_computed_twice_is_harmless():
+    X, Y, params = _problem(1, m=4096)
+    twice = _blocks_on_processes(X, Y, params, 64, 2, duplicate=True)
+    for name, a, b in zip(("dW1", "db1", "dW2", "db2", "J"), twice, _blocks_on_processes(X, Y, params, 64, 2)):
+        assert np.array_equal(a, b), name
 
 
 def _fit(parallel, X, Y, params, **options):
@@ -437,3 +494,14 @@ def test_segments_of_makers_that_run_or_of_other_namespaces_are_kept():
             segment.close()
             with contextlib.suppress(FileNotFoundError):
                 segment.unlink()
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2,
+                    reason="the calling thread is pinned only where there is a core for it and each worker")
+def test_unpinned_frees_the_calling_thread_for_the_block_and_pins_it_again():
+    cores = os.sched_getaffinity(0)
+    with processes.WorkerProcesses(processes.Network(2, 3, 1, "tanh"), 2) as workers:
+        pinned = os.sched_getaffinity(0)
+        with workers.unpinned():
+            assert os.sched_getaffinity(0) == cores
+        assert os.sched_getaffinity(0) == pinned and len(pinned) == 1

@@ -12,8 +12,12 @@ and the intermediates of a large batch never stay in cache).
 from __future__ import annotations
 
 import contextlib
+import itertools
+import threading
 import warnings
 from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
 
 from .backends._base import cpu_cores
 from .parameters import add_parts
@@ -33,8 +37,43 @@ def chunk_bounds(m: int, chunk_size: int) -> list[tuple[int, int]]:
     return [(a, min(a + chunk_size, m)) for a in range(0, m, chunk_size)]
 
 
+#: Most blocks a batch is cut into (:func:`block_bounds`): enough that a worker on a core it shares
+#: with other work holds the others up by at most one block of a step's 32.
+MAX_BLOCKS = 32
+#: Bytes the blocks' sums may hold together (one gradient-sized slot per block): a wide network
+#: gets fewer blocks (784-512-1 in float64: 5 slots of 3.2 MB), never more memory.
+BLOCK_SUMS_BYTES = 16 << 20
+
+
+def sum_bytes(n0: int, n1: int, n2: int, itemsize: int) -> int:
+    """Bytes of one block's sums: dW1 (n1, n0), db1 (n1, 1), dW2 (n2, n1), db2 (n2, 1) and the cost."""
+    return itemsize * (n1 * n0 + n1 + n2 * n1 + n2 + 1)
+
+
+def block_bounds(m: int, chunk_size: int, slot_bytes: int) -> list[list[tuple[int, int]]]:
+    """The chunks of range(m) (:func:`chunk_bounds`) grouped, in order, into blocks of consecutive chunks.
+
+    Workers take blocks as they free up, and each block's sums have a slot of
+    their own, added to the others in block order: so the bits depend on m,
+    the chunk size and ``slot_bytes`` (one block's sums, :func:`sum_bytes`),
+    never on how many workers ran or which took which block.  The count is at
+    most :data:`MAX_BLOCKS`, and at most what fits in :data:`BLOCK_SUMS_BYTES`.
+    """
+    chunks = chunk_bounds(m, chunk_size)
+    count = max(1, min(len(chunks), MAX_BLOCKS, BLOCK_SUMS_BYTES // max(1, slot_bytes)))
+    return [chunks[len(chunks) * i // count:len(chunks) * (i + 1) // count] for i in range(count)]
+
+
+def in_order(block_sums):
+    """The blocks' sums added in block order (the one order every plan adds them in)."""
+    total = None
+    for part in block_sums:
+        total = add_parts(total, part)
+    return total
+
+
 def share_sums(gradients, chunks, params, m: int):
-    """One worker's share: the gradients of its ``chunks`` (pairs Xc, Yc) added in order.
+    """One block's sums: the gradients of its ``chunks`` (pairs Xc, Yc) added in order.
 
     Threads and worker processes both sum this way, so a plan gives the same
     bits whichever runs it.
@@ -112,17 +151,35 @@ class ChunkedGradients:
 
     def __call__(self, params, X, Y, with_cost=False):
         m = X.shape[1]
-        bounds = chunk_bounds(m, self.chunk_size)
+        W1, W2 = params["W1"], params["W2"]
+        blocks = block_bounds(m, self.chunk_size, sum_bytes(W1.shape[1], W1.shape[0], W2.shape[0],
+                                                            np.dtype(self.dtype).itemsize))
         functions = self._functions(with_cost)
-        if self.workers == 1 or len(bounds) == 1:
-            return self._share(functions[0], bounds, params, X, Y, m)
+        if self.workers == 1 or len(blocks) == 1:  # one stream of chunks, so uploads overlap across blocks too
+            chunks = self._chunks(X, Y, [chunk for block in blocks for chunk in block])
+            return in_order(share_sums(functions[0], itertools.islice(chunks, len(block)), params, m)
+                            for block in blocks)
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="backprop-chunk")
-        shares = [(fn, bounds[i::self.workers]) for i, fn in enumerate(functions) if bounds[i::self.workers]]
-        total = None
-        for part in self._pool.map(lambda share: self._share(*share, params, X, Y, m), shares):
-            total = add_parts(total, part)
-        return total
+        sums, claims, claiming = [None] * len(blocks), iter(range(len(blocks))), threading.Lock()
+        stopped = threading.Event()  # the step failed or was interrupted: take no more blocks
+
+        def work(gradients):
+            while not stopped.is_set():
+                with claiming:
+                    b = next(claims, None)
+                if b is None:
+                    return
+                sums[b] = self._share(gradients, blocks[b], params, X, Y, m)
+
+        running = [self._pool.submit(work, fn) for fn in functions[:len(blocks)]]
+        try:
+            for done in running:
+                done.result()  # a thread's exception is raised here
+        except BaseException:
+            stopped.set()
+            raise
+        return in_order(sums)
 
     @contextlib.contextmanager
     def running(self):

@@ -9,20 +9,32 @@ of them alike, not on whichever was being timed), and each gets at least
 
 **the noise rule.** A candidate replaces the safe choice only if its time
 is shorter than the safe choice's median by more than a margin
-(:data:`MARGIN`, or a larger one the caller gives) *and* both measurements
-are stable: their interquartile range is at most :data:`MAX_SPREAD` of their
-median.  A candidate's time is the larger of its median and its mean: a fit
-pays every stall, and a few lucky samples must not hide them.  Otherwise the
-safe choice stays.  Two candidates within the margin of each other are a tie, which the
-safe choice wins; a machine too noisy to tell keeps the safe plan rather
-than a lucky one.
+(:data:`MARGIN`, or a larger one the caller gives) *and* either both
+measurements are stable (their interquartile range is at most
+:data:`MAX_SPREAD` of their median) or the candidate **dominates**: timed in
+the same rounds as the safe choice, it was faster in every one of them (at
+least :data:`ROUNDS`), and the median of its round-by-round ratios is beyond
+the margin too (and their mean: a fit pays every stall).  A candidate's time is the larger of its median and its mean:
+a fit pays every stall, and a few lucky samples must not hide them.
+Otherwise the safe choice stays.  Two candidates within the margin of each
+other are a tie, which the safe choice wins.
+
+Why dominance: on a machine that other work shares, every candidate's
+samples spread with the load, so stability alone would keep the safe plan
+there always, even against a plan twice as fast; but a burst of load falls on
+all candidates of a round alike, so round by round the faster one still
+wins.  A plan no faster than the safe one wins all of 9 rounds by luck once
+in 512 (each round a coin toss; with a dozen candidates, about once in 40 for
+one of them), and must then also win by the margin in the median and the mean
+round; a machine too noisy for that keeps the safe plan rather than a lucky one.
 """
 
 from __future__ import annotations
 
+import itertools
 import statistics
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 #: Samples each candidate gets at least (enough for a median and quartiles that one outlier cannot move).
 ROUNDS = 9
@@ -36,9 +48,14 @@ MAX_SPREAD = 0.25
 
 @dataclass(frozen=True)
 class Timing:
-    """The seconds one candidate took, sample by sample."""
+    """The seconds one candidate took, sample by sample.
+
+    ``rounds``: which call of :func:`time_interleaved` took the samples (None: not known),
+    sample i in its round i; two timings of the same call can be compared round by round.
+    """
 
     samples: tuple
+    rounds: int | None = field(default=None, compare=False)
 
     @property
     def median(self) -> float:
@@ -95,7 +112,32 @@ def time_interleaved(candidates: dict, *, prepare=None, budget_s: float = 0.0, r
             candidates[key]()
             samples[key].append(clock() - t0)
         done += 1
-    return {key: Timing(tuple(s)) for key, s in samples.items()}
+    rounds = next(_calls)
+    return {key: Timing(tuple(s), rounds) for key, s in samples.items()}
+
+
+_calls = itertools.count()
+
+
+def dominates(candidate: Timing, safe: Timing, *, candidate_scale: float = 1.0, safe_scale: float = 1.0,
+              margin: float = MARGIN) -> tuple[bool, str]:
+    """Whether ``candidate``, timed in the same rounds as ``safe``, was faster in every round (at least
+    :data:`ROUNDS`) and by more than ``margin`` in the median round and on the mean of the rounds'
+    ratios (a fit pays every stall); and what the rounds said.
+
+    Each sample is first multiplied by its scale (the candidates may have timed different
+    work: ``*_scale`` turn a sample into the seconds of a fit).
+    """
+    if candidate.rounds is None or candidate.rounds != safe.rounds or len(candidate.samples) != len(safe.samples):
+        return False, "not timed in the same rounds"
+    if len(candidate.samples) < ROUNDS:
+        return False, f"{len(candidate.samples)} rounds, fewer than {ROUNDS}"
+    ratios = [c * candidate_scale / (s * safe_scale) for c, s in zip(candidate.samples, safe.samples)]
+    wins, median, mean = sum(r < 1.0 for r in ratios), statistics.median(ratios), statistics.fmean(ratios)
+    said = (f"faster in {wins} of {len(ratios)} interleaved rounds, {1.0 / median:.2f}x in the median round "
+            f"({1.0 / mean:.2f}x on the mean ratio)")
+    return wins == len(ratios) and max(median, mean) < 1.0 - margin, said
+
 
 
 def replaces(candidate: Timing | None, safe: Timing | None, *, candidate_s: float | None = None,
@@ -106,16 +148,26 @@ def replaces(candidate: Timing | None, safe: Timing | None, *, candidate_s: floa
     work of a fit (default: the medians themselves); the candidate's is
     raised by its mean over its median where that is larger.  The stability
     of each is judged on its own samples (a Timing of None, a time given
-    without samples, is not judged).
+    without samples, is not judged); where either is unstable, a candidate
+    timed in the same rounds as the safe choice may still replace it by
+    dominating it (:func:`dominates`).
     """
+    scale = 1.0 if candidate is None or candidate_s is None else candidate_s / candidate.median
     if candidate is not None:
-        candidate_s = candidate.pessimistic * (1.0 if candidate_s is None else candidate_s / candidate.median)
+        candidate_s = candidate.pessimistic * scale
+    safe_scale = 1.0 if safe is None or safe_s is None else safe_s / safe.median
     if safe is not None and safe_s is None:
         safe_s = safe.median
     for name, timing in (("it", candidate), ("the safe choice", safe)):
         if timing is not None and not timing.stable:
-            return False, (f"{name} measured unstable (spread {timing.spread:.0%} of the median over "
-                           f"{len(timing.samples)} samples, above {MAX_SPREAD:.0%}): the machine is too busy to tell")
+            unstable = (f"{name} measured unstable (spread {timing.spread:.0%} of the median over "
+                        f"{len(timing.samples)} samples, above {MAX_SPREAD:.0%})")
+            if candidate is None or safe is None:
+                return False, f"{unstable}: the machine is too busy to tell"
+            won, rounds = dominates(candidate, safe, candidate_scale=scale, safe_scale=safe_scale, margin=margin)
+            if won:  # the rounds' ratios, not the two medians: a busy moment slowed both alike
+                return True, f"{unstable}, but {rounds}, beyond the {margin:.0%} margin"
+            return False, f"{unstable}, and {rounds}: the machine is too busy to tell"
     if candidate_s >= safe_s * (1.0 - margin):
         return False, f"{safe_s / candidate_s:.2f}x is within the {margin:.0%} margin (a tie)"
     return True, f"{safe_s / candidate_s:.2f}x faster, beyond the {margin:.0%} margin, measured stable"

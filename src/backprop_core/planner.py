@@ -26,7 +26,8 @@ faster runs, and the plan's reason says why a target did not (:func:`_target_pla
 
 The candidates, targets included, are timed interleaved and read by one noise
 rule (:mod:`backprop_core.measuring`): the safe plan stays unless another is
-measured faster beyond a margin, and stable.
+measured faster beyond a margin, and stable, or faster in every round it was
+timed in beside the safe plan (a busy machine's samples spread, but alike).
 Every plan also says how many threads BLAS runs on (:func:`blas_plan`), which
 the strategy :func:`build` makes holds while it runs: :func:`build` is the one
 place a fit's BLAS threads are pinned, for every plan kind (its docstring says
@@ -49,7 +50,7 @@ from . import lowering, measuring, processes
 from .activations import get_activation
 from .backends._base import cpu_cores
 from .blas import blas_threads, one_blas_thread, switch
-from .chunked import ChunkedGradients, cap_workers, working_bytes_per_example
+from .chunked import MAX_BLOCKS, ChunkedGradients, cap_workers, working_bytes_per_example
 from .equations import SIGMOID, get_output
 from .errors import InvalidInputError
 from .execution import FIELDS as EXECUTION_FIELDS
@@ -608,15 +609,19 @@ def _cpu_plan(backend, shape, dtype, activation, workers, executor, parallel, it
                                                                           dtype).items()})
         timings.update({(c, w, "threads"): t for (c, w), t in calibration_timings(backend, n0, n1, n2, activation,
                                                                                     dtype).items()})
-    measured = None
+    measured, references = None, {}
     if network is not None and executor == processes.EXECUTOR:
-        measured = process_calibration(backend, n0, n1, n2, activation, dtype)
+        alone = [c for (c, w, _), r in rates.items() if w == 1 and c <= m]
+        reference = max(alone, key=lambda c: rates[(c, 1, "threads")]) if alone else None
+        measured = process_calibration(backend, n0, n1, n2, activation, dtype, reference=reference)
     if measured is not None:
         rates.update({(c, w, "processes"): r for (c, w), r in measured.rates.items()})
         timings.update({(c, w, "processes"): t for (c, w), t in measured.timings.items()})
         start_s, step_s = measured.start_seconds(m), measured.step_s
+        references = {(c, w, "processes"): ((measured.reference, 1, "threads"), t, measured.reference / t.median)
+                      for (c, w), t in measured.references.items()}
     choice = choose_chunking(rates, m, workers=workers, iterations=iterations, process_start_s=start_s,
-                             process_step_s=step_s, timings=timings)
+                             process_step_s=step_s, timings=timings, references=references)
     if choice is None:
         return Plan("whole batch", executor=executor, chunk_size=m if executor != "equations" else None,
                     workers=1, reason="no calibrated chunking fits this m", measured=rates, timings=timings)
@@ -627,18 +632,20 @@ def _cpu_plan(backend, shape, dtype, activation, workers, executor, parallel, it
 
 def step_seconds(key, rate: float, m: int, process_step_s: float = 0.0) -> float:
     """Seconds of one step over m examples by ``key = (chunk_size, workers, parallel)``, calibrated
-    at ``rate`` examples/s.  Worker processes each take every workers-th chunk (the slowest
-    finishes last) and pay ``process_step_s`` per step for their round trip."""
+    at ``rate`` examples/s.  Worker processes take blocks of chunks as they free up
+    (:func:`~backprop_core.chunked.block_bounds`): on cores of their own, the one that takes the
+    last block finishes last; and they pay ``process_step_s`` per step for their round trip."""
     c, w, how = key
     if how != "processes":
         return m / rate
     chunks = -(-m // c)
-    slowest = -(-chunks // w)  # chunks of the process with the most
+    blocks = min(chunks, MAX_BLOCKS)
+    slowest = -(-blocks // w) * chunks / blocks  # chunks of the process with the most blocks
     return slowest * c * w / rate + process_step_s
 
 
 def choose_chunking(rates: dict, m: int, *, workers=None, iterations=None, process_start_s: float = 0.0,
-                    process_step_s: float = 0.0, timings=None):
+                    process_step_s: float = 0.0, timings=None, references=None):
     """The fastest calibrated way to run ``iterations`` steps over m examples, and why:
     ``((chunk_size, workers, parallel), reason)``, or None when no candidate fits.
 
@@ -655,13 +662,26 @@ def choose_chunking(rates: dict, m: int, *, workers=None, iterations=None, proce
     faster by more than :data:`~backprop_core.measuring.MARGIN` (processes: by
     more than 1 - :data:`PROCESS_MARGIN`) and, where ``timings`` (a
     :class:`~backprop_core.measuring.Timing` by candidate) are given, both
-    were measured stable.  Of those that qualify, the one fastest after its
-    margin wins.
+    were measured stable, or the candidate dominated the safe choice round by
+    round (:func:`~backprop_core.measuring.dominates`).  Of those that qualify,
+    the one fastest after its margin wins.
+
+    ``references``: for a candidate timed apart from the safe choice (worker
+    processes, which hold one split at a time), ``(safe key, Timing, rate)`` of
+    the safe choice timed again in the same rounds, at ``rate`` examples/s.
+    Where its key is the safe choice's, the candidate's time is the safe
+    choice's times the ratio measured in those rounds (a busy moment slows
+    both alike, and cancels), and it is judged against those samples.
     """
     feasible = [key for key in rates if key[0] * key[1] <= m and (workers is None or key[1] == workers)]
     if not feasible:
         return None
     step = {key: step_seconds(key, rates[key], m, process_step_s) for key in feasible}
+    alone = [k for k in feasible if k[1] == 1]
+    safe = min(alone or feasible, key=lambda k: step[k])  # as below: one worker pays no start
+    references = {k: (t, r) for k, (ref, t, r) in (references or {}).items() if k in step and ref == safe}
+    for key, (_, rate) in references.items():
+        step[key] *= step[safe] / (m / rate)
 
     def seconds(key):  # the fit's time, or a step's where the number of steps is unknown
         start = process_start_s if key[2] == "processes" and iterations is not None else 0.0
@@ -670,16 +690,20 @@ def choose_chunking(rates: dict, m: int, *, workers=None, iterations=None, proce
     def margin(key):
         return 0.0 if key == safe else (1.0 - PROCESS_MARGIN) if key[2] == "processes" else measuring.MARGIN
 
-    alone = [k for k in feasible if k[1] == 1]
     safe = min(alone or feasible, key=seconds)
     timings = timings or {}
-    qualified, refused = [safe], []
+    qualified, refused, rules = [safe], [], {}
     for key in feasible:
         if key == safe:
             continue
-        ok, rule = measuring.replaces(timings.get(key), timings.get(safe), candidate_s=seconds(key),
+        versus = references[key][0] if key in references else timings.get(safe)
+        ok, rule = measuring.replaces(timings.get(key), versus, candidate_s=seconds(key),
                                       safe_s=seconds(safe), margin=margin(key))
-        (qualified.append(key) if ok else refused.append((key, rule)))
+        if ok:
+            qualified.append(key)
+            rules[key] = rule
+        else:
+            refused.append((key, rule))
     best = min(qualified, key=lambda k: seconds(k) / (1.0 - margin(k)))
     why = f"calibrated here: {m / step[best] / 1e6:.3g} M examples/s at this m"
     if best[2] == "processes":
@@ -690,17 +714,20 @@ def choose_chunking(rates: dict, m: int, *, workers=None, iterations=None, proce
         alone = [step[k] for k in feasible if k[2] == "threads" and (k[1] == 1 or best[2] == "processes")]
         if alone:
             why += f" (best on {'one thread' if best[2] == 'threads' else 'threads'} {m / min(alone) / 1e6:.3g} M/s)"
-    faster = [step[k] for k in feasible if k[2] == "processes" and step[k] < step[best]]
-    if faster and all(timings.get(k) is None or timings[k].stable for k in feasible
-                      if k[2] == "processes" and step[k] < step[best]):
-        why += (f"; processes would reach {m / min(faster) / 1e6:.3g} M/s, not enough to pay for "
+    def judged_stable(key):  # both sides, as measuring.replaces judged them (a time without samples is not judged)
+        versus = references[key][0] if key in references else timings.get(safe)
+        return all(t is None or t.stable for t in (timings.get(key), versus))
+
+    faster = [k for k in feasible if k[2] == "processes" and step[k] < step[best]]
+    if faster and best[2] != "processes" and all(judged_stable(k) for k in faster):
+        why += (f"; processes would reach {m / min(step[k] for k in faster) / 1e6:.3g} M/s, not enough to pay for "
                 + ("their round trips" if iterations is None else
                    f"their start ({process_start_s:.2g} s) over {iterations:,} iterations"))
-    def measured_stable(key):  # as measuring.replaces judges it: a time without samples is not judged
-        return timings.get(key) is None or timings[key].stable
+    if best != safe:
+        on = "one thread" if safe[1] == 1 else f"{safe[1]} {safe[2]}"
+        why += f"; against chunks of {safe[0]:,} on {on}: {rules[best]}"
 
-    unstable = [(k, rule) for k, rule in refused
-                if seconds(k) < seconds(best) and not (measured_stable(k) and measured_stable(safe))]
+    unstable = [(k, rule) for k, rule in refused if seconds(k) < seconds(best) and not judged_stable(k)]
     if unstable:
         (c, w, how), rule = min(unstable, key=lambda kr: seconds(kr[0]))
         why += f"; the noise rule kept it over chunks of {c:,} on {w} {how}: {rule}"
@@ -781,6 +808,9 @@ class ProcessCalibration:
     stopping them, and ``share_s_per_example``: copying an example's X and Y
     into shared memory, both paid once per fit.  ``timings``: the samples of
     each rate's step (:class:`~backprop_core.measuring.Timing`).
+    ``reference``: the chunk size of one thread's pass timed in the same rounds
+    as each rate's step, on one chunk (None: none was); ``references``: its
+    samples, by the same keys as ``timings``.
     """
 
     rates: dict
@@ -788,6 +818,8 @@ class ProcessCalibration:
     start_s: float
     share_s_per_example: float
     timings: dict = field(default_factory=dict, compare=False)
+    reference: int | None = None
+    references: dict = field(default_factory=dict, compare=False)
 
     def start_seconds(self, m: int) -> float:
         """What a fit over m examples pays once for its worker processes."""
@@ -797,17 +829,21 @@ class ProcessCalibration:
 _process_calibrations: dict = {}
 
 
-def process_calibration(backend, n0, n1, n2, activation, dtype,
-                        budget_s: float = PROCESS_CALIBRATION_S) -> ProcessCalibration | None:
+def process_calibration(backend, n0, n1, n2, activation, dtype, budget_s: float = PROCESS_CALIBRATION_S,
+                        reference: int | None = None) -> ProcessCalibration | None:
     """Worker processes on this machine (one per core, :mod:`backprop_core.processes`), measured
-    once per (backend, shape, activation, dtype) in a process; None where they cannot run."""
-    key = (backend.name, n0, n1, n2, activation.name, dtype)
+    once per (backend, shape, activation, dtype, reference) in a process; None where they cannot run.
+
+    ``reference``: a chunk size whose pass on one thread is timed in the same rounds as
+    the processes (the safe plan :func:`choose_chunking` weighs them against), so that
+    the noise rule can compare them round by round on a machine that other work shares."""
+    key = (backend.name, n0, n1, n2, activation.name, dtype, reference)
     if key not in _process_calibrations:
-        _process_calibrations[key] = _measure_processes(backend, n0, n1, n2, activation, dtype, budget_s)
+        _process_calibrations[key] = _measure_processes(backend, n0, n1, n2, activation, dtype, budget_s, reference)
     return _process_calibrations[key]
 
 
-def _measure_processes(backend, n0, n1, n2, activation, dtype, budget_s):
+def _measure_processes(backend, n0, n1, n2, activation, dtype, budget_s, reference=None):
     count = cpu_cores()
     network = processes.Network.of((n0, n1, n2), activation, SIGMOID, False, dtype)
     if count < 2 or network is None or not processes.available():
@@ -815,25 +851,40 @@ def _measure_processes(backend, n0, n1, n2, activation, dtype, budget_s):
     sizes = _candidates(n0, n1, n2, np.dtype(dtype).itemsize)
     m = sizes[-1] * count
     X, Y, params = _calibration_data(backend, n0, n1, n2, dtype, m)
-    many, fixed = {}, []
-    with backend.context(), one_blas_thread():
+    many, fixed, references = {}, [], {}
+    with contextlib.ExitStack() as alive:
+        alive.enter_context(backend.context())
+        alive.enter_context(one_blas_thread())
+        alone = None
         t0 = time.perf_counter()
         workers = processes.WorkerProcesses(network, count)
         try:
             started = time.perf_counter()
             workers.share(X, Y)
             shared = time.perf_counter()
+            if reference is not None:  # the safe plan's pass on one chunk, on any core, as a fit would run it
+                make = make_gradients(backend, default_executor(backend), activation, (n0, n1, n2), dtype, reference)
+                chunked = alive.enter_context(ChunkedGradients(make, reference, backend=backend, dtype=dtype).running())
+
+                def one_thread():
+                    with workers.unpinned():
+                        chunked(params, X[:, :reference], Y[:, :reference])
+                alone = one_thread
             for c in sizes:
                 if time.perf_counter() - shared > budget_s:
                     break
                 make = make_gradients(backend, processes.EXECUTOR, activation, (n0, n1, n2), dtype, c)
                 # One step of a chunk per process (a + b) and one of n chunks each (a + n b):
                 # b is a chunk's time, a what every step pays beside its chunks.  The workers hold
-                # one split at a time, so each chunk size is timed on its own (the noise rule's
-                # samples, not interleaved with the others).
+                # one split at a time, so each chunk size is timed apart from the others, in rounds
+                # with the safe plan's pass (the reference) where one is given.
                 n = m // (c * count)
                 workers.split(c, m, make)
-                many[c] = (measuring.time_interleaved({c: partial(workers, params)})[c], n)
+                timed = measuring.time_interleaved({c: partial(workers, params)} | ({} if alone is None
+                                                                                     else {"alone": alone}))
+                many[c] = (timed[c], n)
+                if alone is not None:
+                    references[(c, count)] = timed["alone"]
                 if n > 1:
                     workers.split(c, c * count, make)
                     one = measuring.time_interleaved({c: partial(workers, params)})[c].median
@@ -845,7 +896,8 @@ def _measure_processes(backend, n0, n1, n2, activation, dtype, budget_s):
     step_s = max(0.0, float(np.median(fixed))) if fixed else 0.0
     rates = {(c, count): m / max(t.median - step_s, t.median / 2) for c, (t, n) in many.items()}  # t/2: noise ate it
     timings = {(c, count): t for c, (t, n) in many.items()}
-    measured = ProcessCalibration(rates, step_s, (started - t0) + (closed - closing), (shared - started) / m, timings)
+    measured = ProcessCalibration(rates, step_s, (started - t0) + (closed - closing), (shared - started) / m, timings,
+                                  reference if references else None, references)
     log.debug("calibration of %d-%d-%d %s %s on %d processes: %s; a step's round trip %.3g ms, their start "
               "%.3g s", n0, n1, n2, activation.name, dtype, count, {k: f"{v / 1e6:.3g} M/s" for k, v in rates.items()},
               1e3 * measured.step_s, measured.start_s)

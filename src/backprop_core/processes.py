@@ -7,14 +7,21 @@ GIL of its own.
 
 Once per fit, X and Y (with the weights row under Y) are copied into shared
 memory, as data move to a device once per fit.  With k workers, the calling
-process is worker 0 and k - 1 worker processes are the others; worker i sums
-the gradients of chunks i, i + k, i + 2k, ... with buffers of its own, traced
-in that process from the network's shape and its activation's and output's
-names (only names and numbers cross).  Each iteration the parameters are
-written into a shared buffer, one byte per worker over a pipe says "go", and
-each worker writes its share's sums into its slot of a shared result buffer
-and answers.  The calling process adds the shares in worker order: a plan
-gives the same bits on every run, and the sums threads give to float rounding.
+process is worker 0 and k - 1 worker processes are the others, each with
+buffers of its own, traced in that process from the network's shape and its
+activation's and output's names (only names and numbers cross).  Each
+iteration the parameters are written into a shared buffer, one byte per
+worker over a pipe says "go", and every worker, the calling process among
+them, takes the batch's blocks of chunks (:func:`~backprop_core.chunked.block_bounds`)
+as it frees up: it skips a block whose claim byte is set, sets it, and writes
+the block's sums into the block's own slot of a shared result buffer; then it
+answers.  A worker on a core that other work shares does fewer blocks instead
+of holding the others up.  Checking and setting a claim byte are two steps, so
+two workers may both compute a block: harmless, as both write the same bits
+into the same slot; none is lost, as every worker visits every block and
+skips only those another has claimed (and a worker that fails fails the
+step).  The calling process adds the slots in block order: a plan gives the
+same bits on every run, whoever took which block, and the bits threads give.
 
 A worker is a fresh interpreter, started as multiprocessing's "spawn" starts
 one (never a fork of this process, whose threads, BLAS's among them, a fork
@@ -65,11 +72,11 @@ import numpy as np
 from . import owners
 from .activations import ACTIVATIONS, get_activation
 from .blas import one_blas_thread
-from .chunked import ChunkedGradients, chunk_bounds, share_sums
+from .chunked import BLOCK_SUMS_BYTES, MAX_BLOCKS, ChunkedGradients, block_bounds, in_order, share_sums, sum_bytes
 from .equations import OUTPUTS, get_output
 from .errors import DistributedTrainingError, InvalidInputError
 from .lowering import numpy_buffers
-from .parameters import add_parts, pack, unpack
+from .parameters import pack, unpack
 from .strategies import Chunked
 
 #: The executor the worker processes compute their chunks by (they rebuild it by name: :class:`Network`).
@@ -158,7 +165,40 @@ def _params_bytes(network: Network) -> int:
 
 
 def _slot_bytes(network: Network) -> int:
-    return sum(math.prod(s) for s in _sum_shapes(network)) * np.dtype(network.dtype).itemsize
+    return sum_bytes(network.n0, network.n1, network.n2, np.dtype(network.dtype).itemsize)
+
+
+def _slot_count(network: Network) -> int:
+    """Slots for the most blocks a batch is cut into (:func:`~backprop_core.chunked.block_bounds`)."""
+    return max(1, min(MAX_BLOCKS, BLOCK_SUMS_BYTES // _slot_bytes(network)))
+
+
+def _control_views(buffer, network: Network) -> tuple:
+    """The control segment's parts: the parameters, a slot of sums per block, a claim byte per block."""
+    dtype, params_bytes, slot_bytes = np.dtype(network.dtype), _params_bytes(network), _slot_bytes(network)
+    count = _slot_count(network)
+    params = _views(buffer, network.parameter_shapes, dtype)
+    slots = [_views(buffer, _sum_shapes(network), dtype, offset=params_bytes + b * slot_bytes) for b in range(count)]
+    claims = np.ndarray((count,), np.uint8, buffer=buffer, offset=params_bytes + count * slot_bytes)
+    return params, slots, claims
+
+
+def _control_bytes(network: Network) -> int:
+    return _params_bytes(network) + _slot_count(network) * (_slot_bytes(network) + 1)
+
+
+def take_blocks(first: int, blocks, claims, slots, gradients, X, Y, params, m: int):
+    """Compute every block of ``blocks`` whose claim is not set, from block ``first`` round to the
+    one before it, each block's sums (:func:`~backprop_core.chunked.share_sums`) into its slot."""
+    for i in range(len(blocks)):
+        b = (first + i) % len(blocks)
+        if claims[b]:
+            continue  # another worker has it
+        claims[b] = 1
+        sums = share_sums(gradients, ((X[:, a:z], Y[:, a:z]) for a, z in blocks[b]), params, m)
+        for view, value in zip(slots[b], sums):
+            if value is not None:
+                np.copyto(view, value)
 
 
 def _command(sys_path, fd: int, tracker_fd: int, index: int, count: int, network: Network, control: str) -> list:
@@ -270,17 +310,16 @@ def _attach(name: str) -> SharedMemory:
 
 
 class _Server:
-    """Worker ``index`` of ``count``: the shared parameters, its slot for the sums, the data, its chunks."""
+    """Worker ``index`` of ``count``: the shared parameters, the blocks' slots and claims, the data, the blocks."""
 
     def __init__(self, index: int, count: int, network: Network, control: str):
         self.index, self.count, self.network = index, count, network
         self.dtype = np.dtype(network.dtype)
         self.control = _attach(control)
-        self.params = pack(_views(self.control.buf, network.parameter_shapes, self.dtype))
-        self.slot = _views(self.control.buf, _sum_shapes(network), self.dtype,
-                           offset=_params_bytes(network) + (index - 1) * _slot_bytes(network))
+        params, self.slots, self.claims = _control_views(self.control.buf, network)
+        self.params = pack(params)
         self.segment = self.X = self.Y = None
-        self.make, self.functions, self.bounds, self.m = None, {}, [], 0
+        self.make, self.functions, self.blocks, self.m = None, {}, [], 0
 
     def data(self, name: str, x_shape, y_shape):
         """Map the batch the calling process shared (and unmap the one before)."""
@@ -290,18 +329,16 @@ class _Server:
         self.X, self.Y = _views(self.segment.buf, (tuple(x_shape), tuple(y_shape)), self.dtype)
 
     def split(self, chunk_size: int, m: int):
-        """Chunks of ``chunk_size`` over the first m examples; this worker's are every count-th."""
+        """Blocks of chunks of ``chunk_size`` over the first m examples."""
         self.make, self.functions = self.network.make_gradients(chunk_size), {}
-        self.bounds, self.m = chunk_bounds(m, chunk_size)[self.index::self.count], m
+        self.blocks, self.m = block_bounds(m, chunk_size, _slot_bytes(self.network)), m
 
     def step(self, with_cost: bool):
-        """This worker's share of the sums, written into its slot."""
+        """The blocks no other worker has claimed, starting this worker's index-th share of the way in."""
         if with_cost not in self.functions:
             self.functions[with_cost] = self.make(with_cost)
-        chunks = ((self.X[:, a:b], self.Y[:, a:b]) for a, b in self.bounds)
-        for view, value in zip(self.slot, share_sums(self.functions[with_cost], chunks, self.params, self.m)):
-            if value is not None:
-                np.copyto(view, value)
+        take_blocks(len(self.blocks) * self.index // self.count, self.blocks, self.claims, self.slots,
+                    self.functions[with_cost], self.X, self.Y, self.params, self.m)
 
 
 def _close(segment):
@@ -389,15 +426,12 @@ class WorkerProcesses:
         self._held = _Held()
         self._finalizer = weakref.finalize(self, self._held.release)
         self._broken = None
-        params_bytes = _params_bytes(network)
         remove_dead_segments()  # what fits killed outright left
-        control = _new_segment(params_bytes + (count - 1) * _slot_bytes(network))
+        control = _new_segment(_control_bytes(network))
         self._held.segments.append(control)
-        self._params = _views(control.buf, network.parameter_shapes, self.dtype)
-        self._slots = [_views(control.buf, _sum_shapes(network), self.dtype,
-                              offset=params_bytes + i * _slot_bytes(network)) for i in range(count - 1)]
+        self._params, self._slots, self._claims = _control_views(control.buf, network)
         self._data = self.X = self.Y = None
-        self._bounds, self._m, self._make, self._functions = [], 0, None, {}
+        self._blocks, self._m, self._make, self._functions = [], 0, None, {}
         self._pinned = None
         try:
             tracker_fd = resource_tracker.getfd() if sys.version_info < (3, 13) else -1
@@ -443,7 +477,7 @@ class WorkerProcesses:
             self._held.segments.remove(old)
             _close(old)
             old.unlink()
-        self._bounds = []
+        self._blocks = []
 
     def split(self, chunk_size: int, m: int, make_gradients):
         """From now on: chunks of ``chunk_size`` over the first ``m`` shared examples, this process's
@@ -451,36 +485,51 @@ class WorkerProcesses:
         if self.X is None or not 0 < m <= self.X.shape[1]:
             raise InvalidInputError(f"split {m} examples: share at least that many first")
         self._tell_all(["split", int(chunk_size), int(m)])
-        self._bounds, self._m = chunk_bounds(m, chunk_size), int(m)
+        self._blocks, self._m = block_bounds(m, chunk_size, _slot_bytes(self.network)), int(m)
         self._make, self._functions = make_gradients, {}
 
     def __call__(self, params: dict, with_cost: bool = False):
         if self._broken:
             raise WorkerProcessError(self._broken)
-        if not self._bounds:
+        if not self._blocks:
             raise InvalidInputError("share the data and split them before computing gradients")
         for view, value in zip(self._params, unpack(params)):
             np.copyto(view, value)
-        k, bounds = self.count, self._bounds
-        busy = [w for w in self._held.workers if bounds[w.index::k]]
-        for w in busy:
+        blocks = self._blocks
+        self._claims[:len(blocks)] = 0  # the workers are idle: no one reads them now
+        for w in self._held.workers:
             self._send(w, _GO_WITH_COST if with_cost else _GO)
         if with_cost not in self._functions:
             self._functions[with_cost] = self._make(with_cost)
         t0 = time.perf_counter()
-        total = share_sums(self._functions[with_cost],
-                           ((self.X[:, a:b], self.Y[:, a:b]) for a, b in bounds[0::k]), params, self._m)
+        take_blocks(0, blocks, self._claims, self._slots, self._functions[with_cost], self.X, self.Y, params,
+                    self._m)
+        # When this process runs out of blocks, each worker has at most the one it took last to finish.
         timeout = max(self.timeout, TIMEOUT_SHARES * (time.perf_counter() - t0))
-        for w in busy:  # in worker order: the same sum every run
+        for w in self._held.workers:
             self._answer(w, timeout)
-            dW1, db1, dW2, db2, J = self._slots[w.index - 1]
-            total = add_parts(total, (dW1, db1, dW2, db2, J if with_cost else None))
-        return total
+        total = in_order((dW1, db1, dW2, db2, J if with_cost else None)
+                         for dW1, db1, dW2, db2, J in self._slots[:len(blocks)])
+        return tuple(None if t is None else np.array(t) for t in total)  # not views of the slots
+
+    @contextlib.contextmanager
+    def unpinned(self):
+        """The calling thread free to run on all the cores it had while the block runs, as a pass
+        without the workers runs (a calibration times one beside them)."""
+        if self._pinned is None or self._pinned[0] != threading.get_native_id():
+            yield
+            return
+        pinned = os.sched_getaffinity(0)
+        os.sched_setaffinity(0, self._pinned[1])
+        try:
+            yield
+        finally:
+            os.sched_setaffinity(0, pinned)
 
     def close(self):
         """Stop the workers, release the shared memory, and free the calling thread to run on
         any of its cores again (idempotent)."""
-        self._params = self._slots = self.X = self.Y = None
+        self._params = self._slots = self._claims = self.X = self.Y = None
         self._finalizer()
         if self._pinned is not None and self._pinned[0] == threading.get_native_id():
             os.sched_setaffinity(0, self._pinned[1])
