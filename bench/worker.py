@@ -16,6 +16,7 @@ import sys
 import time
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from backprop_core.errors import is_out_of_memory
 
@@ -63,7 +64,8 @@ def make_data(n0, n2, m, seed=0):
     rng = np.random.default_rng(seed)
     X = rng.standard_normal((n0, m), dtype=np.float32)
     w = rng.standard_normal((n2, n0)).astype(np.float32)
-    Y = ((w @ X) * (X[0:1] + 0.5) > 0).astype(np.float32)  # a learnable, non-linear labelling
+    with threadpool_limits(1, user_api="blas"):  # see quiet_blas_cost
+        Y = ((w @ X) * (X[0:1] + 0.5) > 0).astype(np.float32)  # a learnable, non-linear labelling
     return X, Y
 
 
@@ -346,6 +348,17 @@ def make_entry(entry, device, dtype, lr, precision="float32"):
     return LibraryEntry(entry, device, dtype, lr, precision)
 
 
+def quiet_blas_cost(entry) -> float:
+    """The entry's cost, a check that it trains, not a measurement, with NumPy's BLAS on one thread,
+    as the data's labels are made.  A product that OpenBLAS splits (from about 2.6e5 multiply-adds)
+    leaves its threads spinning for about 0.1 s after it, on the cores that what comes next is timed
+    on: the labels of 2-4-1 at m = 2^18 and 2^19, made just before the planner timed the fused step,
+    made its two-thread samples stall (the worker's threads preempted about 30 to 50 times, none with
+    OpenBLAS's spin cut to nothing by OPENBLAS_THREAD_TIMEOUT=4), and the plan kept one thread."""
+    with threadpool_limits(1, user_api="blas"):
+        return entry.cost()
+
+
 def measure(entry, n0, n1, n2, m, dtype, repeats, warmup):
     from backprop_core.initialization import initial_parameters_host
 
@@ -359,9 +372,9 @@ def measure(entry, n0, n1, n2, m, dtype, repeats, warmup):
     del X, Y
     for _ in range(warmup):
         entry.step()
-    before, cost_before = entry.host_params(), entry.cost()
+    before, cost_before = entry.host_params(), quiet_blas_cost(entry)
     times = repeat_times(entry.step, repeats, warmup=0)  # each step ends with a synchronise
-    after, cost_after = entry.host_params(), entry.cost()
+    after, cost_after = entry.host_params(), quiet_blas_cost(entry)
     described = entry.describe() if hasattr(entry, "describe") else {}
     entry.release()
     median = statistics.median(times)
