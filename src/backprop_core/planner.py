@@ -611,15 +611,12 @@ def _cpu_plan(backend, shape, dtype, activation, workers, executor, parallel, it
                                                                                     dtype).items()})
     measured, references = None, {}
     if network is not None and executor == processes.EXECUTOR:
-        alone = [c for (c, w, _), r in rates.items() if w == 1 and c <= m]
-        reference = max(alone, key=lambda c: rates[(c, 1, "threads")]) if alone else None
-        measured = process_calibration(backend, n0, n1, n2, activation, dtype, reference=reference)
+        measured = process_calibration(backend, n0, n1, n2, activation, dtype, reference=reference_chunk(rates, m))
     if measured is not None:
         rates.update({(c, w, "processes"): r for (c, w), r in measured.rates.items()})
         timings.update({(c, w, "processes"): t for (c, w), t in measured.timings.items()})
         start_s, step_s = measured.start_seconds(m), measured.step_s
-        references = {(c, w, "processes"): ((measured.reference, 1, "threads"), t, measured.reference / t.median)
-                      for (c, w), t in measured.references.items()}
+        references = process_references(measured)
     choice = choose_chunking(rates, m, workers=workers, iterations=iterations, process_start_s=start_s,
                              process_step_s=step_s, timings=timings, references=references)
     if choice is None:
@@ -628,6 +625,20 @@ def _cpu_plan(backend, shape, dtype, activation, workers, executor, parallel, it
     (c, w, how), why = choice
     return Plan("chunks", executor=executor, chunk_size=c, workers=w, parallel=how, reason=why, measured=rates,
                 timings=timings)
+
+
+def reference_chunk(rates: dict, m: int) -> int | None:
+    """The chunk size of the fastest one-thread pass of ``rates`` (the chunk calibration's, by
+    ``(chunk_size, workers, "threads")``) that fits in m: the pass worker processes are timed beside."""
+    alone = [c for (c, w, how) in rates if w == 1 and how == "threads" and c <= m]
+    return max(alone, key=lambda c: rates[(c, 1, "threads")]) if alone else None
+
+
+def process_references(measured) -> dict:
+    """``references`` for :func:`choose_chunking` from a :class:`ProcessCalibration`: each process
+    candidate's reference pass, its timing in the same rounds, and the pass's rate."""
+    return {(c, w, "processes"): ((measured.reference, 1, "threads"), t, measured.reference / t.median)
+            for (c, w), t in measured.references.items()}
 
 
 def step_seconds(key, rate: float, m: int, process_step_s: float = 0.0) -> float:
