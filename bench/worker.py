@@ -16,8 +16,8 @@ import sys
 import time
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 
+from backprop_core.blas import one_blas_thread
 from backprop_core.errors import is_out_of_memory
 
 PEERS = ("torch-nn", "sklearn-mlp")
@@ -64,7 +64,7 @@ def make_data(n0, n2, m, seed=0):
     rng = np.random.default_rng(seed)
     X = rng.standard_normal((n0, m), dtype=np.float32)
     w = rng.standard_normal((n2, n0)).astype(np.float32)
-    with threadpool_limits(1, user_api="blas"):  # see quiet_blas_cost
+    with one_blas_thread():  # see quiet_blas_cost
         Y = ((w @ X) * (X[0:1] + 0.5) > 0).astype(np.float32)  # a learnable, non-linear labelling
     return X, Y
 
@@ -353,9 +353,9 @@ def quiet_blas_cost(entry) -> float:
     as the data's labels are made.  A product that OpenBLAS splits (from about 2.6e5 multiply-adds)
     leaves its threads spinning for about 0.1 s after it, on the cores that what comes next is timed
     on: the labels of 2-4-1 at m = 2^18 and 2^19, made just before the planner timed the fused step,
-    made its two-thread samples stall (the worker's threads preempted about 30 to 50 times, none with
-    OpenBLAS's spin cut to nothing by OPENBLAS_THREAD_TIMEOUT=4), and the plan kept one thread."""
-    with threadpool_limits(1, user_api="blas"):
+    made its two-thread samples stall (its threads preempted, as they were not with OpenBLAS's spin
+    cut to nothing by OPENBLAS_THREAD_TIMEOUT=4), and the plan kept one thread."""
+    with one_blas_thread():
         return entry.cost()
 
 

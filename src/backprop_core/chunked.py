@@ -50,6 +50,12 @@ def sum_bytes(n0: int, n1: int, n2: int, itemsize: int) -> int:
     return itemsize * (n1 * n0 + n1 + n2 * n1 + n2 + 1)
 
 
+def most_blocks(slot_bytes: int) -> int:
+    """The most blocks any batch is cut into when one block's sums take ``slot_bytes``: at most
+    :data:`MAX_BLOCKS`, and at most what fits in :data:`BLOCK_SUMS_BYTES` (at least one)."""
+    return max(1, min(MAX_BLOCKS, BLOCK_SUMS_BYTES // max(1, slot_bytes)))
+
+
 def block_bounds(m: int, chunk_size: int, slot_bytes: int) -> list[list[tuple[int, int]]]:
     """The chunks of range(m) (:func:`chunk_bounds`) grouped, in order, into blocks of consecutive chunks.
 
@@ -60,7 +66,7 @@ def block_bounds(m: int, chunk_size: int, slot_bytes: int) -> list[list[tuple[in
     most :data:`MAX_BLOCKS`, and at most what fits in :data:`BLOCK_SUMS_BYTES`.
     """
     chunks = chunk_bounds(m, chunk_size)
-    count = max(1, min(len(chunks), MAX_BLOCKS, BLOCK_SUMS_BYTES // max(1, slot_bytes)))
+    count = min(len(chunks), most_blocks(slot_bytes))
     return [chunks[len(chunks) * i // count:len(chunks) * (i + 1) // count] for i in range(count)]
 
 

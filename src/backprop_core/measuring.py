@@ -14,8 +14,8 @@ measurements are stable (their interquartile range is at most
 :data:`MAX_SPREAD` of their median) or the candidate **dominates**: timed in
 the same rounds as the safe choice, it was faster in every one of them (at
 least :data:`ROUNDS`), and the median of its round-by-round ratios is beyond
-the margin too (and their mean: a fit pays every stall).  A candidate's time is the larger of its median and its mean:
-a fit pays every stall, and a few lucky samples must not hide them.
+the margin too, and so is their mean.  A candidate's time is the larger of its median and its
+mean: a fit pays every stall, and a few lucky samples must not hide them.
 Otherwise the safe choice stays.  Two candidates within the margin of each
 other are a tie, which the safe choice wins.
 
@@ -44,6 +44,9 @@ MAX_ROUNDS = 31
 MARGIN = 0.10
 #: A measurement is stable when its interquartile range is at most this share of its median.
 MAX_SPREAD = 0.25
+
+#: Numbers each call of :func:`time_interleaved`, so that timings of the same rounds are known as such.
+_calls = itertools.count()
 
 
 @dataclass(frozen=True)
@@ -116,9 +119,6 @@ def time_interleaved(candidates: dict, *, prepare=None, budget_s: float = 0.0, r
     return {key: Timing(tuple(s), rounds) for key, s in samples.items()}
 
 
-_calls = itertools.count()
-
-
 def dominates(candidate: Timing, safe: Timing, *, candidate_scale: float = 1.0, safe_scale: float = 1.0,
               margin: float = MARGIN) -> tuple[bool, str]:
     """Whether ``candidate``, timed in the same rounds as ``safe``, was faster in every round (at least
@@ -137,7 +137,6 @@ def dominates(candidate: Timing, safe: Timing, *, candidate_scale: float = 1.0, 
     said = (f"faster in {wins} of {len(ratios)} interleaved rounds, {1.0 / median:.2f}x in the median round "
             f"({1.0 / mean:.2f}x on the mean ratio)")
     return wins == len(ratios) and max(median, mean) < 1.0 - margin, said
-
 
 
 def replaces(candidate: Timing | None, safe: Timing | None, *, candidate_s: float | None = None,

@@ -688,11 +688,6 @@ def choose_chunking(rates: dict, m: int, *, workers=None, iterations=None, proce
     if not feasible:
         return None
     step = {key: step_seconds(key, rates[key], m, process_step_s) for key in feasible}
-    alone = [k for k in feasible if k[1] == 1]
-    safe = min(alone or feasible, key=lambda k: step[k])  # as below: one worker pays no start
-    references = {k: (t, r) for k, (ref, t, r) in (references or {}).items() if k in step and ref == safe}
-    for key, (_, rate) in references.items():
-        step[key] *= step[safe] / (m / rate)
 
     def seconds(key):  # the fit's time, or a step's where the number of steps is unknown
         start = process_start_s if key[2] == "processes" and iterations is not None else 0.0
@@ -701,7 +696,13 @@ def choose_chunking(rates: dict, m: int, *, workers=None, iterations=None, proce
     def margin(key):
         return 0.0 if key == safe else (1.0 - PROCESS_MARGIN) if key[2] == "processes" else measuring.MARGIN
 
+    alone = [k for k in feasible if k[1] == 1]
     safe = min(alone or feasible, key=seconds)
+    # a reference is a one-worker pass, so only a safe choice of one worker has any, and the
+    # processes' times they rescale never move which one-worker candidate is the safe choice
+    references = {k: (t, r) for k, (ref, t, r) in (references or {}).items() if k in step and ref == safe}
+    for key, (_, rate) in references.items():
+        step[key] *= step[safe] / (m / rate)
     timings = timings or {}
     qualified, refused, rules = [safe], [], {}
     for key in feasible:

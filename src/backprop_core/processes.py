@@ -72,7 +72,7 @@ import numpy as np
 from . import owners
 from .activations import ACTIVATIONS, get_activation
 from .blas import one_blas_thread
-from .chunked import BLOCK_SUMS_BYTES, MAX_BLOCKS, ChunkedGradients, block_bounds, in_order, share_sums, sum_bytes
+from .chunked import ChunkedGradients, block_bounds, in_order, most_blocks, share_sums, sum_bytes
 from .equations import OUTPUTS, get_output
 from .errors import DistributedTrainingError, InvalidInputError
 from .lowering import numpy_buffers
@@ -170,7 +170,7 @@ def _slot_bytes(network: Network) -> int:
 
 def _slot_count(network: Network) -> int:
     """Slots for the most blocks a batch is cut into (:func:`~backprop_core.chunked.block_bounds`)."""
-    return max(1, min(MAX_BLOCKS, BLOCK_SUMS_BYTES // _slot_bytes(network)))
+    return most_blocks(_slot_bytes(network))
 
 
 def _control_views(buffer, network: Network) -> tuple:
