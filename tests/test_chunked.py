@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
@@ -90,6 +91,32 @@ def test_a_slow_thread_takes_fewer_blocks_and_the_bits_stay_the_same():
     assert sum(calls) == 2048 // 64
     for name, a, b in zip(NAMES, slowed, _gradients(X, Y, params, 64, 2)):
         assert np.array_equal(a, b), name
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
+                    reason="needs a way to pin threads and two cores")
+def test_each_thread_runs_on_a_core_of_its_own():
+    """Unpinned, the scheduler woke both of a step's threads on one core, where they took turns."""
+    cores = sorted(os.sched_getaffinity(0))
+    X, Y, params = _problem(m=4096)
+    make = planner.make_gradients(NUMPY, "buffered", TANH, (3, 5, 1), "float64", 64)
+    seen = {}
+
+    def recorded(with_cost):
+        gradients = make(with_cost)
+
+        def run(*args):
+            seen[threading.get_native_id()] = os.sched_getaffinity(0)
+            time.sleep(0.001)  # a block outlasts the other threads' start: each takes some
+            return gradients(*args)
+        return run
+
+    chunked = ChunkedGradients(recorded, 64, backend=NUMPY, dtype="float64", workers=len(cores))
+    with chunked.running():
+        for _ in range(3):
+            chunked(params, X, Y, True)
+    assert threading.get_native_id() not in seen, "the caller computed a block beside its threads"
+    assert sorted(seen.values(), key=min) == [{core} for core in cores], seen
 
 
 def test_a_failing_thread_fails_the_step_and_the_others_take_no_more_blocks():
