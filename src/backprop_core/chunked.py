@@ -112,10 +112,11 @@ def pinned_in_turn():
     starting thread may use, and on no other (None where there is one core, or no way to pin).
 
     The caller waits while the pool computes, so each thread has a core of its own.  Unpinned, the
-    scheduler often woke both of a step's threads on one core, where they took turns: in the chunk
-    calibration of 784-512-1 (2 cores), chunks of 512 on two threads measured 61 to 75 k examples/s
-    with spreads up to 49%, and 98 to 106 k/s with spreads of 2 to 7% pinned (the fused step's
-    pool and the worker processes are pinned for the same reason)."""
+    scheduler often woke both of a step's threads on one core, where they took turns: at 784-512-1,
+    m = 2^10, on 2 cores, the chunk calibration measured chunks of 512 on two threads at 93 k
+    examples/s with a spread of 40%, too unstable to choose, and 102 to 109 k/s pinned, stable in
+    two runs of three (the bench's plans, docs/performance.md).  The fused step's pool and the
+    worker processes are pinned for the same reason."""
     if not hasattr(os, "sched_setaffinity"):
         return None
     cores = sorted(os.sched_getaffinity(0))
