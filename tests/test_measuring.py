@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -83,6 +86,79 @@ def test_prepare_runs_untimed_before_each_call():
 
     timings = measuring.time_interleaved({1: lambda: None}, prepare=prepare, rounds=4, clock=clock)
     assert prepared == [1] * 5 and timings[1].samples == (0.0,) * 4
+
+
+# -- the other threads at rest before the rounds ----------------------------------------------------
+LINUX_THREADS = pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="needs Linux's /proc/self/task")
+
+
+@pytest.fixture
+def patient(monkeypatch):
+    """No earlier wait that ran out holds this test's waits back."""
+    monkeypatch.setattr(measuring, "_restless_since", None)
+
+
+def _spinning(seconds):
+    """A thread of this process that runs without rest for ``seconds``; its ``done`` is set after."""
+    done = threading.Event()
+
+    def spin():
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            pass
+        done.set()
+    thread = threading.Thread(target=spin, daemon=True)
+    thread.start()
+    return thread, done
+
+
+@LINUX_THREADS
+def test_a_timing_starts_only_after_a_spinning_thread_rests(patient):
+    thread, done = _spinning(0.1)
+    assert measuring.settled(limit_s=5.0)
+    assert done.is_set()
+    thread.join()
+
+
+@LINUX_THREADS
+def test_a_thread_that_never_rests_is_waited_for_once(patient):
+    thread, done = _spinning(1.0)
+    assert not measuring.settled(limit_s=0.05)
+    waited = time.monotonic()
+    assert not measuring.settled(limit_s=5.0)  # within RESTLESS_S of the last wait: none
+    assert not done.is_set(), "the second call waited for the thread"
+    assert time.monotonic() - waited < 0.5
+    thread.join()
+
+
+@LINUX_THREADS
+def test_blas_threads_rest_once_settled(patient):
+    """A product OpenBLAS split leaves its threads spinning; once settled, none of them runs."""
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("needs two cores for BLAS to split a product")
+
+    def ran():
+        out = {}
+        for tid in os.listdir("/proc/self/task"):
+            with contextlib.suppress(OSError), open(f"/proc/self/task/{tid}/schedstat") as f:
+                out[tid] = int(f.read().split()[0])
+        return out
+    a = np.ones((1500, 1500), np.float32)
+    with threadpool_limits(2, user_api="blas"):
+        a @ a
+    assert measuring.settled(limit_s=5.0)
+    before = ran()
+    time.sleep(0.05)
+    after = ran()
+    me = str(threading.get_native_id())
+    assert sum(t - before.get(tid, t) for tid, t in after.items() if tid != me) < 1e6, "a thread ran 1 ms or more"
+
+
+def test_each_timing_waits_for_the_other_threads_after_its_first_calls(monkeypatch):
+    order = []
+    monkeypatch.setattr(measuring, "settled", lambda: order.append("settled"))
+    measuring.time_interleaved({"a": lambda: order.append("a")}, rounds=2, clock=FakeClock())
+    assert order == ["a", "settled", "a", "a"]
 
 
 # -- the noise rule ------------------------------------------------------------------------------

@@ -27,12 +27,18 @@ wins.  A plan no faster than the safe one wins all of 9 rounds by luck once
 in 512 (each round a coin toss; with a dozen candidates, about once in 40 for
 one of them), and must then also win by the margin in the median and the mean
 round; a machine too noisy for that keeps the safe plan rather than a lucky one.
+
+Before its rounds, a timing waits for the process's other threads to rest
+(:func:`settled`): BLAS libraries keep their threads spinning after a product
+they split, OpenBLAS for about 0.1 s, and samples timed in that window stall.
 """
 
 from __future__ import annotations
 
 import itertools
+import os
 import statistics
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -44,6 +50,57 @@ MAX_ROUNDS = 31
 MARGIN = 0.10
 #: A measurement is stable when its interquartile range is at most this share of its median.
 MAX_SPREAD = 0.25
+
+#: Longest a timing waits for the process's other threads to rest (:func:`settled`): OpenBLAS's spin
+#: after a split product ended 0.1 s after it on the 2-core AMD EPYC of 2026-12-07.
+SETTLE_S = 0.25
+#: After a wait that ran out, how long no timing waits again: threads that never rest are the
+#: program's own work, which waiting does not end, and a plan's many timings would each pay the wait.
+RESTLESS_S = 10.0
+_restless_since = None
+
+
+def _others_running() -> bool:
+    """Whether a thread of this process other than the caller is running or ready to run (Linux)."""
+    me = threading.get_native_id()
+    for tid in os.listdir("/proc/self/task"):
+        if int(tid) == me:
+            continue
+        try:
+            with open(f"/proc/self/task/{tid}/stat") as f:
+                state = f.read().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):  # the thread ended meanwhile
+            continue
+        if state == "R":
+            return True
+    return False
+
+
+def settled(limit_s: float = SETTLE_S, pause_s: float = 0.01) -> bool:
+    """Wait until no other thread of this process is running, at most ``limit_s`` seconds; whether they rest.
+
+    A product OpenBLAS split leaves its threads spinning for about 0.1 s; a
+    timing that starts inside that window has its samples stall, on the
+    cores its own threads need (a bench worker's labelling product, just
+    before the planner timed the fused step, kept a plan on one thread at
+    half the rate: docs/performance.md).  Where no other thread runs, it
+    returns at once.  Where the wait runs out, no timing waits again for
+    :data:`RESTLESS_S` seconds.  Where threads cannot be read (not Linux),
+    it returns True at once.
+    """
+    global _restless_since
+    if not os.path.isdir("/proc/self/task"):
+        return True
+    start = time.monotonic()
+    if _restless_since is not None and start - _restless_since < RESTLESS_S:
+        return not _others_running()
+    while _others_running():
+        if time.monotonic() - start >= limit_s:
+            _restless_since = time.monotonic()
+            return False
+        time.sleep(pause_s)
+    return True
+
 
 #: Numbers each call of :func:`time_interleaved`, so that timings of the same rounds are known as such.
 _calls = itertools.count()
@@ -95,7 +152,8 @@ def time_interleaved(candidates: dict, *, prepare=None, budget_s: float = 0.0, r
     the r-th candidate; at least ``rounds`` rounds, and more, up to
     ``max_rounds``, while ``budget_s`` seconds from the start are not spent.
     ``prepare(key)``, where given, runs untimed before each of key's calls (to
-    set what the candidate runs under, such as BLAS's threads).  ``clock``
+    set what the candidate runs under, such as BLAS's threads).  The rounds
+    start once the process's other threads rest (:func:`settled`).  ``clock``
     reads seconds (a fake one makes a test deterministic).
     """
     keys = list(candidates)
@@ -105,6 +163,7 @@ def time_interleaved(candidates: dict, *, prepare=None, budget_s: float = 0.0, r
         if prepare is not None:
             prepare(key)
         candidates[key]()
+    settled()  # a first call's split products leave BLAS's threads spinning into the rounds
     done = 0
     while done < rounds or (done < max_rounds and clock() - start < budget_s):
         for i in range(len(keys)):
