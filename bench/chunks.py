@@ -33,7 +33,7 @@ def _median_time(fn, repeats):
 def measure(shape, m, chunk_counts, repeats, dtype="float32"):
     import dask.array as da
 
-    from backprop_core import planner
+    from backprop_core import building, planner
     from backprop_core.activations import get_activation
     from backprop_core.backends import get_backend
     from backprop_core.dask_training import DaskFullBatch
@@ -49,14 +49,14 @@ def measure(shape, m, chunk_counts, repeats, dtype="float32"):
         with strategy.running():
             return _median_time(lambda: strategy.step(params, 1, False), repeats)
 
-    whole = planner.build(planner.Plan("whole batch"), X, Y, params, g, 0.1, numpy, dtype)
+    whole = building.build(planner.Plan("whole batch"), X, Y, params, g, 0.1, numpy, dtype)
     rows = [{"mode": "numpy, whole batch", "m": m, "chunks": 1, "seconds": timed(whole)}]
     for k in chunk_counts:
         size = -(-m // k)
-        chunked = planner.Plan("chunks", executor=planner.default_executor(numpy), chunk_size=size,
+        chunked = planner.Plan("chunks", executor=building.default_executor(numpy), chunk_size=size,
                                workers=numpy.default_workers, blas_threads=1)  # as the planner's chunks run
         rows.append({"mode": "numpy, chunked", "m": m, "chunks": k,
-                     "seconds": timed(planner.build(chunked, X, Y, params, g, 0.1, numpy, dtype))})
+                     "seconds": timed(building.build(chunked, X, Y, params, g, 0.1, numpy, dtype))})
         on_dask = DaskFullBatch(da.from_array(X, chunks=(-1, size)), da.from_array(Y, chunks=(-1, size)),
                                 params, g, 0.1, dask_backend)
         rows.append({"mode": "dask, threads", "m": m, "chunks": k, "seconds": timed(on_dask)})

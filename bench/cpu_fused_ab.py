@@ -89,7 +89,7 @@ def main(argv=None):
         if lever not in ("flags", "math"):
             parser.error(f"--lever: no lever {lever!r} (flags, math)")
 
-    from backprop_core import planner
+    from backprop_core import building, planner
     from backprop_core.activations import get_activation
     from backprop_core.backends import get_backend
     from backprop_core.backends._base import cpu_cores
@@ -106,7 +106,7 @@ def main(argv=None):
         params = {k: v.astype(args.dtype) for k, v in initial_parameters_host(n0, n1, n2, "xavier", 0).items()}
         with mock.patch.dict(os.environ, {cpu_fused.ENVIRONMENT: "0"}):
             today = planner.plan(backend, (n0, n1, n2, m), args.dtype, g)
-        strategy = planner.build(today, X, Y, params, g, 0.01, backend, args.dtype)
+        strategy = building.build(today, X, Y, params, g, 0.01, backend, args.dtype)
         entries = {"numpy plan": lambda with_cost: strategy.step(params, 0, with_cost)}
         for threads in sorted({1, cpu_cores()}):
             step = cpu_fused.compile((n0, n1, n2), g, args.dtype, 0.01, threads=threads)

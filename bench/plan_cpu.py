@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import worker  # noqa: E402  (bench/worker.py: the entry and its sweep, as bench/run.py runs them)
 from sample_order import _int_expr  # noqa: E402
 
-from backprop_core import measuring, planner  # noqa: E402
+from backprop_core import calibrations, measuring  # noqa: E402
 from backprop_core.backends import get_backend  # noqa: E402
 from backprop_core.lowering import cpu_fused  # noqa: E402
 
@@ -159,12 +159,12 @@ def _waited_s() -> float:
 def attribute(n0, n1, n2, m, rounds: int = 31) -> None:
     """The fused step's thread counts timed as the planner times them, the samples whose threads waited
     for a core beyond a wake-up (:data:`WAKE_S`) apart from the others."""
-    X, Y, params = planner._calibration_data(get_backend("numpy"), n0, n1, n2, "float32", m)
+    X, Y, params = calibrations._calibration_data(get_backend("numpy"), n0, n1, n2, "float32", m)
     steps = {}
-    for t in sorted({1, planner.cpu_cores()}):
+    for t in sorted({1, calibrations.cpu_cores()}):
         step = cpu_fused.compile((n0, n1, n2), "tanh", "float32", 0.01, threads=t)
         steps[t] = partial(step, params, step.prepare(X), step.prepare(Y), False)
-    repeat = planner.target_repeat(m)  # steps in a sample, as the planner times them
+    repeat = calibrations.target_repeat(m)  # steps in a sample, as the planner times them
     samples, shared, me = {t: [] for t in steps}, dict.fromkeys(steps, 0), threading.get_native_id()
     for t in steps:
         steps[t]()
@@ -202,10 +202,10 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     ms = [_int_expr(v) for v in args.ms.split(",")]
     print(subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip(), flush=True)
-    _accounted(planner, "_measure", lambda a: "  the chunk calibration")
-    _accounted(planner, "_measure_processes", lambda a: "  the worker processes' calibration")
-    _accounted(planner, "blas_calibration", lambda a: f"  BLAS's threads at m = {a[4]:,}")
-    _accounted(planner, "_time_target", lambda a: f"  {a[0].name} timed against the fallback at m = {a[2]:,}")
+    _accounted(calibrations, "_measure", lambda a: "  the chunk calibration")
+    _accounted(calibrations, "_measure_processes", lambda a: "  the worker processes' calibration")
+    _accounted(calibrations, "blas_calibration", lambda a: f"  BLAS's threads at m = {a[4]:,}")
+    _accounted(calibrations, "time_target", lambda a: f"  {a[0].name} timed against the fallback at m = {a[2]:,}")
     measure = worker.measure
 
     def measured(entry, n0, n1, n2, m, *rest):
@@ -225,7 +225,7 @@ def main(argv=None) -> None:
     n0, n1, n2 = (int(v) for v in args.shape.split("-"))
     for r in range(args.rounds):
         print(f"the fused step's thread counts timed as the planner times them at m = {max(ms):,}, round {r + 1}:")
-        attribute(n0, n1, n2, min(max(ms), planner.MAX_TARGET_CALIBRATION))
+        attribute(n0, n1, n2, min(max(ms), calibrations.MAX_TARGET_CALIBRATION))
     print(subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip())
 
 

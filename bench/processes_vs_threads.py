@@ -32,15 +32,15 @@ MS = {"2-4-1": [2 ** 14, 2 ** 16, 2 ** 18, 2 ** 20], "64-64-1": [2 ** 12, 2 ** 1
 
 
 def measure(shape: str, m: int, samples: int, dtype="float32") -> dict:
-    from backprop_core import measuring, planner
+    from backprop_core import building, calibrations, measuring, planner
     from backprop_core.activations import get_activation
     from backprop_core.backends import get_backend
     from backprop_core.initialization import initial_parameters_host
 
     n0, n1, n2 = (int(n) for n in shape.split("-"))
     numpy, g = get_backend("numpy"), get_activation("tanh")
-    rates = {(c, w, "threads"): r for (c, w), r in planner.calibration(numpy, n0, n1, n2, g, dtype).items()}
-    processes = planner.process_calibration(numpy, n0, n1, n2, g, dtype)
+    rates = {(c, w, "threads"): r for (c, w), r in calibrations.calibration(numpy, n0, n1, n2, g, dtype).items()}
+    processes = calibrations.process_calibration(numpy, n0, n1, n2, g, dtype)
     rates.update({(c, w, "processes"): r for (c, w), r in processes.rates.items()})
     kinds = {}  # the calibration's best chunk size for each way of running, by its predicted step
     for key in rates:
@@ -58,7 +58,7 @@ def measure(shape: str, m: int, samples: int, dtype="float32") -> dict:
         # Threads first: their pools start before the processes pin the calling thread to a core.
         for (w, how), (c, _) in sorted(kinds.items(), key=lambda kv: kv[0][1] == "processes"):
             p = planner.Plan("chunks", executor="buffered", chunk_size=c, workers=w, parallel=how, blas_threads=1)
-            strategy = planner.build(p, X, Y, params, g, 0.1, numpy, dtype)
+            strategy = building.build(p, X, Y, params, g, 0.1, numpy, dtype)
             alive.enter_context(strategy.running())
             step = partial(strategy.step, params, 1, False)
             step()

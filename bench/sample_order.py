@@ -22,7 +22,7 @@ import time
 import numpy as np
 
 import backprop_core as bc
-from backprop_core import planner
+from backprop_core import building, planner
 from backprop_core.backends import get_backend
 from backprop_core.initialization import initial_parameters_host
 from backprop_core.lowering import cpu_fused
@@ -57,8 +57,8 @@ def main(argv=None) -> None:
     params = {k: v.astype(np.float32) for k, v in initial_parameters_host(n0, n1, n2, "xavier", seed=0).items()}
     backend, g = get_backend("numpy"), bc.get_activation("tanh")
     # The fallback the bench worker's plan at 2^16 timed against: one chunk, buffered, BLAS on 1 thread.
-    fallback = planner.build(planner.Plan("chunks", chunk_size=m, executor="buffered", blas_threads=1),
-                             X, Y, params, g, 0.01, backend, "float32")
+    fallback = building.build(planner.Plan("chunks", chunk_size=m, executor="buffered", blas_threads=1),
+                              X, Y, params, g, 0.01, backend, "float32")
     every = cpu_fused.compile((n0, n1, n2), "tanh", "float32", 0.01, threads=planner.cpu_cores())
     one = cpu_fused.compile((n0, n1, n2), "tanh", "float32", 0.01, threads=1)
     X, Y = every.prepare(X), every.prepare(Y)

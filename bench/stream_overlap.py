@@ -45,7 +45,7 @@ def main(argv=None):
 
     from backprop_core.activations import get_activation
     from backprop_core.backends import Ready, get_backend
-    from backprop_core import planner
+    from backprop_core import building, planner
     from backprop_core.initialization import initial_parameters_host
 
     backend = get_backend(a.backend, a.device)
@@ -72,7 +72,7 @@ def main(argv=None):
             backend.upload = upload  # the plain copy, for comparison
         plan = planner.Plan("streamed chunks" if stream else "chunks", chunk_size=a.chunk_size)
         Xs, Ys = (X, Y) if stream else (backend.asarray(X, "float32"), backend.asarray(Y, "float32"))
-        strategy = planner.build(plan, Xs, Ys, params, g, 0.1, backend, "float32")
+        strategy = building.build(plan, Xs, Ys, params, g, 0.1, backend, "float32")
         with strategy.running():
             seconds, out = timed(strategy)
         results[mode] = out

@@ -101,7 +101,7 @@ class LibraryEntry:
         self.plan_s = 0.0  # seconds the planner took to choose (its calibrations), within transfer_s
 
     def load(self, X, Y, params):
-        from backprop_core import planner
+        from backprop_core import building, planner
 
         self.X, self.Y = self.backend.asarray(X, self.dtype), self.backend.asarray(Y, self.dtype)
         self.params = self.backend.parameters_from_host(params, self.dtype)
@@ -129,8 +129,8 @@ class LibraryEntry:
         else:
             self.plan = planner.plan(self.backend, shape, self.dtype, self.g)
         self.plan_s = time.perf_counter() - planning
-        self.strategy = planner.build(self.plan, self.X, self.Y, self.params, self.g, self.lr, self.backend,
-                                      self.dtype)
+        self.strategy = building.build(self.plan, self.X, self.Y, self.params, self.g, self.lr, self.backend,
+                                       self.dtype)
         self.running = self.strategy.running()
         self.running.__enter__()
 

@@ -16,7 +16,7 @@ import pytest
 from threadpoolctl import threadpool_info, threadpool_limits
 
 import backprop_core as bc
-from backprop_core import lowering, measuring, planner, processes
+from backprop_core import building, calibrations, lowering, measuring, planner, processes
 from backprop_core.activations import get_activation
 from backprop_core.backends import get_backend
 from backprop_core.errors import TrainingInterrupted
@@ -92,7 +92,7 @@ def seen(monkeypatch):
         fail = plan = None
 
     record = Seen()
-    build = planner.build
+    build = building.build
 
     def spied(p, *args, **kwargs):
         strategy = build(p, *args, **kwargs)
@@ -113,7 +113,7 @@ def seen(monkeypatch):
         strategy.step = spy
         return strategy
 
-    monkeypatch.setattr(planner, "build", spied)
+    monkeypatch.setattr(building, "build", spied)
     return record
 
 
@@ -152,7 +152,7 @@ def test_the_planner_gives_chunks_one_blas_thread_per_worker_without_measuring(k
     def measured(*args):
         raise AssertionError("a one-pass measurement for a plan of several chunks")
 
-    monkeypatch.setattr(planner, "blas_calibration", measured)
+    monkeypatch.setattr(calibrations, "blas_calibration", measured)
     monkeypatch.setattr(planner, "cpu_cores", lambda: 2)
     p, _ = PLANS[kind]  # on a network whose one pass would be measured: 2.1e9 multiply-adds
     assert planner.blas_plan(p, get_backend("numpy"), (128, 256, 1, 1 << 16), "float64", TANH)[0] == 1
@@ -161,9 +161,10 @@ def test_the_planner_gives_chunks_one_blas_thread_per_worker_without_measuring(k
 @pytest.mark.parametrize("optimizer", ["gd", "adam"])
 def test_a_planned_pass_over_one_chunk_of_m_runs_on_the_cores_its_plan_measured(optimizer, seen, monkeypatch):
     """The reviewer's case from the planner itself: one chunk of m, every core measured faster."""
-    monkeypatch.setattr(planner, "cpu_cores", lambda: 2)
-    monkeypatch.setattr(planner, "blas_calibration", lambda *a: {1: measuring.Timing((2e-3,) * 9),
-                                                                   2: measuring.Timing((1e-3,) * 9)})
+    for module in (planner, calibrations):  # the cores the plan and its timings count
+        monkeypatch.setattr(module, "cpu_cores", lambda: 2)
+    monkeypatch.setattr(calibrations, "blas_calibration", lambda *a: {1: measuring.Timing((2e-3,) * 9),
+                                                                        2: measuring.Timing((1e-3,) * 9)})
     rng = np.random.default_rng(0)
     X, Y = rng.standard_normal((64, M)), np.ones((1, M))  # 256 * 64 * 512: 8.4e6 multiply-adds
     backend = get_backend("numpy")
@@ -195,9 +196,9 @@ def test_the_calibration_times_chunks_on_one_blas_thread_per_worker(monkeypatch)
         return {key: measuring.Timing((1e-3,)) for key in candidates}
 
     monkeypatch.setattr(measuring, "time_interleaved", timed)
-    monkeypatch.setattr(planner, "_calibrations", {})
+    monkeypatch.setattr(calibrations, "_calibrations", {})
     with threadpool_limits(2, user_api="blas"):
-        planner.calibration(get_backend("numpy"), 5, 8, 1, TANH, "float64")
+        calibrations.calibration(get_backend("numpy"), 5, 8, 1, TANH, "float64")
         assert _blas_threads() == 2
     assert seen and set(seen) == {1}
 

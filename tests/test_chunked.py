@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pytest
 
-from backprop_core import planner
+from backprop_core import building
 from backprop_core.activations import get_activation
 from backprop_core.backends import get_backend
 from backprop_core.chunked import (BLOCK_SUMS_BYTES, MAX_BLOCKS, ChunkedGradients, block_bounds, chunk_bounds,
@@ -31,7 +31,7 @@ def _problem(n0=3, n1=5, m=1000, seed=0):
 def _gradients(X, Y, params, chunk_size, workers, slow=None, calls=None):
     """The chunked gradients on ``workers`` threads; the ``slow`` one (an index) sleeps before each
     chunk, and ``calls[i]`` counts the chunks the i-th thread's function computed."""
-    make = planner.make_gradients(NUMPY, "buffered", TANH, (X.shape[0], params["W1"].shape[0], 1), "float64",
+    make = building.make_gradients(NUMPY, "buffered", TANH, (X.shape[0], params["W1"].shape[0], 1), "float64",
                                   chunk_size)
     made = []
 
@@ -99,7 +99,7 @@ def test_each_thread_runs_on_a_core_of_its_own():
     """Unpinned, the scheduler woke both of a step's threads on one core, where they took turns."""
     cores = sorted(os.sched_getaffinity(0))
     X, Y, params = _problem(m=4096)
-    make = planner.make_gradients(NUMPY, "buffered", TANH, (3, 5, 1), "float64", 64)
+    make = building.make_gradients(NUMPY, "buffered", TANH, (3, 5, 1), "float64", 64)
     seen = {}
 
     def recorded(with_cost):
@@ -121,7 +121,7 @@ def test_each_thread_runs_on_a_core_of_its_own():
 
 def test_a_failing_thread_fails_the_step_and_the_others_take_no_more_blocks():
     X, Y, params = _problem(m=4096)
-    make = planner.make_gradients(NUMPY, "buffered", TANH, (3, 5, 1), "float64", 64)
+    make = building.make_gradients(NUMPY, "buffered", TANH, (3, 5, 1), "float64", 64)
     taken, made = [], []
 
     def failing(with_cost):
@@ -160,7 +160,7 @@ def test_one_worker_streams_the_next_chunk_before_using_the_current_one_across_b
     backend = Recording.__new__(Recording)
     backend.__dict__.update(NUMPY.__dict__)
     X, Y, params = _problem(m=64 * 40)  # 40 chunks in 32 blocks
-    make = planner.make_gradients(NUMPY, "buffered", TANH, (3, 5, 1), "float64", 64)
+    make = building.make_gradients(NUMPY, "buffered", TANH, (3, 5, 1), "float64", 64)
     chunked = ChunkedGradients(make, 64, backend=backend, dtype="float64", stream=True)
     with chunked.running():
         got = chunked(params, X, Y, True)

@@ -15,7 +15,7 @@ import pytest
 from array_api_compat import array_namespace
 
 import backprop_core as bc
-from backprop_core import equations, planner, training
+from backprop_core import building, equations, planner, training
 from backprop_core.lowering import cupy_kernels as gpu_lowering
 from backprop_core.activations import ACTIVATIONS, Activation
 from backprop_core.backends import BackendUnavailableError, get_backend
@@ -392,17 +392,17 @@ class _KernelRunning(ArrayApiStrictBackend):
 def test_cupy_keeps_the_equations_until_the_kernels_are_proven(monkeypatch):
     monkeypatch.delenv(gpu_lowering.ENVIRONMENT, raising=False)
     assert gpu_lowering.PROVEN is False
-    assert planner.default_executor(_KernelRunning()) == "equations"
+    assert building.default_executor(_KernelRunning()) == "equations"
     monkeypatch.setattr(gpu_lowering, "PROVEN", True)
-    assert planner.default_executor(_KernelRunning()) == "kernels"
+    assert building.default_executor(_KernelRunning()) == "kernels"
     monkeypatch.setenv(gpu_lowering.ENVIRONMENT, "equations")  # a user may still opt out
-    assert planner.default_executor(_KernelRunning()) == "equations"
+    assert building.default_executor(_KernelRunning()) == "equations"
 
 
 def test_numpy_and_other_backends_never_get_the_kernels(monkeypatch):
     monkeypatch.setenv(gpu_lowering.ENVIRONMENT, "kernels")
-    assert planner.default_executor(get_backend("numpy")) == "buffered"
-    assert planner.default_executor(get_backend("array_api_strict")) == "equations"
+    assert building.default_executor(get_backend("numpy")) == "buffered"
+    assert building.default_executor(get_backend("array_api_strict")) == "equations"
 
 
 def test_the_environment_asks_for_the_kernels_and_the_plan_builds_them(monkeypatch):
@@ -412,17 +412,17 @@ def test_the_environment_asks_for_the_kernels_and_the_plan_builds_them(monkeypat
     assert (p.mode, p.executor, p.chunk_size) == ("whole batch", "kernels", 1000)
     X, Y, params = _problem(2, 4, 1, 1000)
     xp = backend.xp
-    strategy = planner.build(p, xp.asarray(X), xp.asarray(Y), backend.parameters_from_host(params, "float64"),
+    strategy = building.build(p, xp.asarray(X), xp.asarray(Y), backend.parameters_from_host(params, "float64"),
                              ACTIVATIONS["tanh"], 0.5, backend, "float64")
     assert isinstance(strategy, Lowered) and isinstance(strategy.lowered, GraphStep)
-    make = planner.make_gradients(backend, "kernels", ACTIVATIONS["tanh"], (2, 4, 1), "float32", 256)
+    make = building.make_gradients(backend, "kernels", ACTIVATIONS["tanh"], (2, 4, 1), "float32", 256)
     assert callable(make)
 
 
 def test_an_unknown_executor_in_the_environment_is_named(monkeypatch):
     monkeypatch.setenv(gpu_lowering.ENVIRONMENT, "fastest")
     with pytest.raises(bc.InvalidInputError, match="BACKPROP_CORE_CUPY_EXECUTOR='fastest'"):
-        planner.default_executor(_KernelRunning())
+        building.default_executor(_KernelRunning())
 
 
 def test_the_levers_are_reported_before_any_gpu_is_touched():

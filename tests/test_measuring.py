@@ -14,7 +14,7 @@ import pytest
 from threadpoolctl import threadpool_info, threadpool_limits
 
 import backprop_core as bc
-from backprop_core import measuring, planner
+from backprop_core import building, calibrations, measuring, planner
 from backprop_core.backends import get_backend
 from backprop_core.backends.numpy_backend import NumpyBackend
 from backprop_core.chunked import ChunkedGradients
@@ -207,9 +207,10 @@ def _fake_machine(monkeypatch, seconds_per_example, noise, seed):
         def running(self):
             yield self
 
-    monkeypatch.setattr(planner, "ChunkedGradients", Chunked)
-    monkeypatch.setattr(planner, "cpu_cores", lambda: 2)
-    monkeypatch.setattr(planner, "_calibrations", {})
+    monkeypatch.setattr(calibrations, "ChunkedGradients", Chunked)
+    for module in (planner, calibrations):  # the cores the plan and its timings count
+        monkeypatch.setattr(module, "cpu_cores", lambda: 2)
+    monkeypatch.setattr(calibrations, "_calibrations", {})
     monkeypatch.setattr(measuring, "time_interleaved", lambda *a, **k: TIME_INTERLEAVED(*a, **k, clock=clock))
 
 
@@ -248,7 +249,7 @@ def test_a_noisy_machine_falls_back_to_the_safe_plan_and_says_why(monkeypatch):
 def test_with_a_real_clock_each_plan_follows_the_rule(monkeypatch):
     # Speed is not checked (this machine may be busy), only that the decision is the rule's.
     for _ in range(2):
-        monkeypatch.setattr(planner, "_calibrations", {})
+        monkeypatch.setattr(calibrations, "_calibrations", {})
         p = planner.plan(get_backend("numpy"), (2, 4, 1, 1 << 18), "float32", TANH, parallel="threads")
         chosen = (p.chunk_size, p.workers, p.parallel)
         alone = [k for k in p.measured if k[1] == 1 and k[0] <= 1 << 18]
@@ -278,12 +279,13 @@ def test_chunks_run_one_blas_thread_per_worker():
 
 
 def test_a_large_one_pass_product_uses_every_core_only_where_measured_faster(monkeypatch):
-    monkeypatch.setattr(planner, "cpu_cores", lambda: 2)
+    for module in (planner, calibrations):  # the cores the plan and its timings count
+        monkeypatch.setattr(module, "cpu_cores", lambda: 2)
     fast = {1: STEADY, 2: _scaled(STEADY, 0.6)}
-    monkeypatch.setattr(planner, "blas_calibration", lambda *a: fast)
+    monkeypatch.setattr(calibrations, "blas_calibration", lambda *a: fast)
     p = _numpy_plan((784, 512, 1, 4096), chunk_size=None)
     assert p.blas_threads == 2 and "2 threads measured 1.67x faster" in p.reason
-    monkeypatch.setattr(planner, "blas_calibration", lambda *a: {1: STEADY, 2: _scaled(STEADY, 0.95)})
+    monkeypatch.setattr(calibrations, "blas_calibration", lambda *a: {1: STEADY, 2: _scaled(STEADY, 0.95)})
     p = _numpy_plan((784, 512, 1, 4096), chunk_size=None)
     assert p.blas_threads == 1 and "a tie" in p.reason
 
@@ -305,7 +307,7 @@ def test_the_plans_blas_threads_hold_while_a_fit_runs_and_the_callers_come_back(
     backend = get_backend("numpy")
     plan = _numpy_plan((30, 32, 1, 569))
     with threadpool_limits(2, user_api="blas"):
-        strategy = planner.build(plan, X, Y, backend.parameters_from_host(p, "float64"), TANH, 0.1, backend,
+        strategy = building.build(plan, X, Y, backend.parameters_from_host(p, "float64"), TANH, 0.1, backend,
                                  "float64")
         with strategy.running():
             assert _blas_threads() == 1
@@ -315,10 +317,10 @@ def test_the_plans_blas_threads_hold_while_a_fit_runs_and_the_callers_come_back(
 # -- the products' orientation --------------------------------------------------------------------
 def test_rows_transposed_are_laid_out_once_per_fit_as_the_products_run_fastest():
     rows = np.random.default_rng(0).standard_normal((569, 30))
-    X = planner.row_major(rows.T)
+    X = building.row_major(rows.T)
     assert X.flags.c_contiguous and np.array_equal(X, rows.T)
     already = np.ascontiguousarray(rows.T)
-    assert planner.row_major(already) is already
+    assert building.row_major(already) is already
 
 
 def test_a_fit_on_transposed_rows_gives_the_parameters_of_one_on_their_copy():
@@ -390,7 +392,7 @@ def _rounds_of_load(levels, candidates_per_round):
 
 
 def _calibrated_candidates():
-    return len(planner._candidates(2, 4, 1, 4)) * 2  # chunk sizes of a 2-4-1 network in float32, 1 and 2 threads
+    return len(calibrations._candidates(2, 4, 1, 4)) * 2  # chunk sizes of a 2-4-1 network in float32, 1 and 2 threads
 
 
 @pytest.mark.parametrize("speedup, expected", [(1.6, (8192, 2)), (1.05, (8192, 1)), (1.0, (8192, 1))],

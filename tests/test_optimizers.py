@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import backprop_core as bc
-from backprop_core import equations, optimizers, planner
+from backprop_core import building, equations, optimizers, planner
 from backprop_core.activations import get_activation
 from backprop_core.execution import execution_context
 from backprop_core.initialization import initial_parameters_host
@@ -437,10 +437,10 @@ def test_the_kernels_whole_batch_step_hands_its_gradients_to_another_rule(monkey
     X, Y = backend.asarray(np.zeros((3, 1000)), "float64"), backend.asarray(np.zeros((2, 1000)), "float64")
     params = backend.parameters_from_host(initial_parameters_host(3, 6, 2, "xavier", 0), "float64")
     rule = UpdateRule(Adam(), 0.01)
-    strategy = planner.build(p, X, Y, params, TANH, 0.01, backend, "float64", rule=rule,
+    strategy = building.build(p, X, Y, params, TANH, 0.01, backend, "float64", rule=rule,
                              state=rule.optimizer.init(params))
     assert isinstance(strategy, Chunked) and strategy.rule is rule
-    lecture = planner.build(p, X, Y, params, TANH, 0.01, backend, "float64")
+    lecture = building.build(p, X, Y, params, TANH, 0.01, backend, "float64")
     assert isinstance(lecture, Lowered) and isinstance(lecture.lowered, GraphStep)
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import backprop_core as bc
-from backprop_core import chunked, planner, processes
+from backprop_core import building, calibrations, chunked, measuring, planner, processes
 from backprop_core.backends import get_backend
 from backprop_core.backends.numpy_backend import NumpyBackend
 from backprop_core.initialization import initial_parameters_host
@@ -67,7 +67,7 @@ def test_large_data_on_the_cpu_follow_the_calibration():
     assert p.mode == "chunks" and p.measured
     # the processes' calibration the plan used (cached), and the same inputs the plan chose from: without
     # the references, processes that won by dominance beside their reference pass came out refused here
-    measured = planner.process_calibration(get_backend("numpy"), 2, 4, 1, TANH, "float32",
+    measured = calibrations.process_calibration(get_backend("numpy"), 2, 4, 1, TANH, "float32",
                                            reference=planner.reference_chunk(p.measured, 1 << 18))
     step_s = 0.0 if measured is None else measured.step_s
     references = {} if measured is None else planner.process_references(measured)
@@ -79,8 +79,8 @@ def test_large_data_on_the_cpu_follow_the_calibration():
 
 def test_calibration_is_measured_once_per_network_and_dtype():
     backend = get_backend("numpy")
-    first = planner.calibration(backend, 3, 5, 1, TANH, "float32")
-    assert planner.calibration(backend, 3, 5, 1, TANH, "float32") is first
+    first = calibrations.calibration(backend, 3, 5, 1, TANH, "float32")
+    assert calibrations.calibration(backend, 3, 5, 1, TANH, "float32") is first
     assert all(c & (c - 1) == 0 and w >= 1 and rate > 0 for (c, w), rate in first.items())
 
 
@@ -272,7 +272,7 @@ def test_a_plan_says_whether_processes_or_threads_share_the_chunks():
 def test_large_data_on_numpy_calibrate_processes_beside_threads():
     shape = (2, 4, 1, 1 << 18)
     assert {k[2] for k in _plan(shape=shape, dtype="float32").measured} == {"threads", "processes"}
-    measured = [c for key, c in planner._process_calibrations.items() if key[1:4] == (2, 4, 1) and c is not None]
+    measured = [c for key, c in calibrations._process_calibrations.items() if key[1:4] == (2, 4, 1) and c is not None]
     assert any(c.reference is not None and set(c.references) == set(c.timings)
                and all(c.references[k].rounds == c.timings[k].rounds for k in c.timings) for c in measured), \
         "the processes were timed in rounds beside the safe plan's pass"
@@ -286,7 +286,7 @@ def test_large_data_on_numpy_calibrate_processes_beside_threads():
                     reason="worker processes are calibrated on two cores or more")
 @pytest.mark.skipif(not processes.available(), reason="worker processes need a POSIX system")
 def test_the_process_calibration_measures_what_starting_them_costs():
-    measured = planner.process_calibration(get_backend("numpy"), 2, 4, 1, TANH, "float32")
+    measured = calibrations.process_calibration(get_backend("numpy"), 2, 4, 1, TANH, "float32")
     assert measured.rates and all(w == get_backend("numpy").default_workers for _, w in measured.rates)
     assert measured.start_s > 0 and measured.share_s_per_example > 0 and measured.step_s >= 0
     assert measured.start_seconds(1 << 20) > measured.start_seconds(1)
@@ -334,9 +334,9 @@ needs_compiler = pytest.mark.skipif(build_cache.c_compiler() is None, reason="no
 @needs_compiler
 @pytest.mark.parametrize("m", [400, 1 << 16])
 def test_a_target_that_applies_is_chosen_exactly_where_the_noise_rule_says_it_is_faster(m, with_targets):
-    planner._target_timings.clear()
+    calibrations._target_timings.clear()
     p = _plan(shape=(2, 4, 1, m), dtype="float32")
-    ((examples, timings),) = [t for key, t in planner._target_timings.items()
+    ((examples, timings),) = [t for key, t in calibrations._target_timings.items()
                               if key[0] == cpu_fused.NAME and key[3] == m]
     safe = timings.pop(None)
     threads, _ = planner.target_threads(timings)
@@ -371,7 +371,7 @@ def test_a_pool_measured_unstable_leaves_the_target_on_one_thread_where_that_win
     """The full bench's numpy plan at 2-4-1, 2^16: the fused step on 2 threads measured fastest but
     unstable, and the target lost to a plan at half its rate, though 1 thread measured stable and faster."""
     timings = {1: _timing(1.0), 2: _timing(0.6, noisy=True), None: _timing(2.0)}
-    monkeypatch.setattr(planner, "_time_target", lambda *args: (1000, dict(timings)))
+    monkeypatch.setattr(calibrations, "time_target", lambda *args: (1000, dict(timings)))
     p = _plan(shape=(2, 4, 1, 1 << 12), dtype="float32")
     assert p.executor == cpu_fused.NAME and p.workers == 1, p
     assert "by threads 1: 0.001 M/s (spread 0%), 2: " in p.reason and "measured unstable" in p.reason
@@ -379,7 +379,7 @@ def test_a_pool_measured_unstable_leaves_the_target_on_one_thread_where_that_win
 
 def test_a_kept_plan_says_what_each_thread_count_of_the_target_measured(with_targets, monkeypatch):
     timings = {1: _timing(1.0), 2: _timing(0.8), None: _timing(0.5)}
-    monkeypatch.setattr(planner, "_time_target", lambda *args: (1000, dict(timings)))
+    monkeypatch.setattr(calibrations, "time_target", lambda *args: (1000, dict(timings)))
     p = _plan(shape=(2, 4, 1, 1 << 12), dtype="float32")
     assert p.executor != cpu_fused.NAME
     assert "cpu-fused: measured 0.00125 M/s on 2 thread(s) (2 threads against 1: 1.25x faster" in p.reason
@@ -391,11 +391,11 @@ def test_a_target_replaces_processes_unless_they_are_predicted_faster_by_their_m
 
     steady = Timing((1.0,) * 9)  # a target's samples, stable: one second
     margin = 1.0 - planner.PROCESS_MARGIN
-    assert planner.target_replaces(steady, planner._Calibrated(2.0))[0]  # processes twice as slow
+    assert planner.target_replaces(steady, calibrations.Calibrated(2.0))[0]  # processes twice as slow
     # A tie, or processes a little faster by their (optimistic) calibration: the target, measured here, runs.
-    assert planner.target_replaces(steady, planner._Calibrated(1.0))[0]
-    assert planner.target_replaces(steady, planner._Calibrated(1.0 - margin / 2))[0]
-    stay, why = planner.target_replaces(steady, planner._Calibrated(1.0 - 2 * margin))
+    assert planner.target_replaces(steady, calibrations.Calibrated(1.0))[0]
+    assert planner.target_replaces(steady, calibrations.Calibrated(1.0 - margin / 2))[0]
+    stay, why = planner.target_replaces(steady, calibrations.Calibrated(1.0 - 2 * margin))
     assert not stay and "processes must win by" in why
 
 
@@ -403,7 +403,7 @@ def test_a_target_measured_unstable_does_not_replace_processes():
     from backprop_core.measuring import Timing
 
     noisy = Timing((1.0, 3.0) * 5)  # a spread far above the noise rule's
-    stay, why = planner.target_replaces(noisy, planner._Calibrated(10.0))
+    stay, why = planner.target_replaces(noisy, calibrations.Calibrated(10.0))
     assert not stay and "unstable" in why
 
 
@@ -431,8 +431,8 @@ def test_a_target_plan_trains_as_the_equations_do(with_targets):
     rng = np.random.default_rng(0)
     X = rng.standard_normal((2, 300))
     Y = (X[:1] * X[1:] > 0).astype(np.float64)
-    fused = planner.build(p, X, Y, params, TANH, 0.5, backend, "float64")
-    whole = planner.build(planner.Plan("whole batch"), X, Y, params, TANH, 0.5, backend, "float64")
+    fused = building.build(p, X, Y, params, TANH, 0.5, backend, "float64")
+    whole = building.build(planner.Plan("whole batch"), X, Y, params, TANH, 0.5, backend, "float64")
     a, b = params, params
     for i in range(50):
         a, Ja = fused.step(a, i, True)
@@ -456,18 +456,18 @@ def test_a_target_is_timed_against_its_fallback_on_the_blas_threads_the_fallback
     from backprop_core.blas import blas_threads
 
     seen = []
-    time_interleaved = planner.measuring.time_interleaved
+    time_interleaved = measuring.time_interleaved
 
     def spy(candidates, **kw):
         if None in candidates:  # the target against its fallback
             seen.append(_blas_threads_now())
         return time_interleaved(candidates, **kw)
 
-    monkeypatch.setattr(planner.measuring, "time_interleaved", spy)
+    monkeypatch.setattr(measuring, "time_interleaved", spy)
     # The fallback is the equations' whole batch, whose strategy leaves BLAS as it finds it (the
     # buffered chunks pin one thread of their own, which would hide what the planner sets).
-    monkeypatch.setattr(planner, "default_executor", lambda backend: "equations")
-    planner._target_timings.clear()
+    monkeypatch.setattr(building, "default_executor", lambda backend: "equations")
+    calibrations._target_timings.clear()
     with blas_threads(planner.cpu_cores()):  # the caller leaves BLAS on every core
         p = _plan(shape=(2, 4, 1, 400), dtype="float32")
         after = _blas_threads_now()
@@ -488,7 +488,7 @@ def test_each_sample_of_a_target_and_its_fallback_follows_a_step_of_its_own_as_i
     fused_call = cpu_fused.CpuFusedStep.__call__
     monkeypatch.setattr(cpu_fused.CpuFusedStep, "__call__",
                         lambda self, *args: (events.append(self.threads), fused_call(self, *args))[1])
-    build = planner.build
+    build = building.build
 
     def recorded_build(*args, **kwargs):
         strategy = build(*args, **kwargs)
@@ -496,8 +496,8 @@ def test_each_sample_of_a_target_and_its_fallback_follows_a_step_of_its_own_as_i
         strategy.step = lambda *a, **k: (events.append("fallback"), step(*a, **k))[1]
         return strategy
 
-    monkeypatch.setattr(planner, "build", recorded_build)
-    time_interleaved = planner.measuring.time_interleaved
+    monkeypatch.setattr(building, "build", recorded_build)
+    time_interleaved = measuring.time_interleaved
 
     def spy(candidates, **kw):
         if None not in candidates:  # not the target against its fallback
@@ -506,8 +506,8 @@ def test_each_sample_of_a_target_and_its_fallback_follows_a_step_of_its_own_as_i
                   for key, f in candidates.items()}
         return time_interleaved(marked, **kw)
 
-    monkeypatch.setattr(planner.measuring, "time_interleaved", spy)
-    planner._target_timings.clear()
+    monkeypatch.setattr(measuring, "time_interleaved", spy)
+    calibrations._target_timings.clear()
     backend = get_backend("numpy")
     X, Y = np.random.default_rng(0).standard_normal((2, 256)), np.ones((1, 256))
     params = backend.parameters_from_host(initial_parameters_host(2, 4, 1, "xavier", seed=0), "float32")
@@ -573,7 +573,7 @@ def test_nothing_a_finished_plan_measured_with_keeps_a_core_busy(with_targets):
     import threading
     import time
 
-    planner._target_timings.clear()
+    calibrations._target_timings.clear()
     _plan(shape=(2, 4, 1, 1 << 12), dtype="float32")
     _plan(shape=(2, 4, 1, 1 << 16), dtype="float32", parallel="auto")  # calibrates threads and processes
     before = _cpu_by_thread()

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import backprop_core as bc
-from backprop_core import planner, processes
+from backprop_core import building, planner, processes
 from backprop_core.activations import ACTIVATIONS, get_activation
 from backprop_core.backends import get_backend
 from conftest import lecture
@@ -50,7 +50,7 @@ def _on_processes(X, Y, params, activation, output="sigmoid", weighted=False, ch
     """The gradients on ``workers`` processes, and the workers' ids while they ran."""
     shape = (X.shape[0], params["W1"].shape[0], params["W2"].shape[0])
     g, out = get_activation(activation), get_output(output)
-    make = planner.make_gradients(NUMPY, "buffered", g, shape, "float64", chunk_size, out, weighted)
+    make = building.make_gradients(NUMPY, "buffered", g, shape, "float64", chunk_size, out, weighted)
     network = processes.Network.of(shape, g, out, weighted, "float64")
     gradients = processes.ProcessChunkedGradients(make, chunk_size, backend=NUMPY, dtype="float64",
                                                   workers=workers, network=network, **options)
@@ -63,7 +63,7 @@ def _on_processes(X, Y, params, activation, output="sigmoid", weighted=False, ch
 def _on_one_thread(X, Y, params, activation, output="sigmoid", weighted=False, chunk_size=None, workers=1):
     shape = (X.shape[0], params["W1"].shape[0], params["W2"].shape[0])
     size = chunk_size or X.shape[1]
-    make = planner.make_gradients(NUMPY, "buffered", get_activation(activation), shape, "float64", size,
+    make = building.make_gradients(NUMPY, "buffered", get_activation(activation), shape, "float64", size,
                                   get_output(output), weighted)
     gradients = ChunkedGradients(make, size, backend=NUMPY, dtype="float64", workers=workers)
     with gradients.running():
@@ -123,7 +123,7 @@ def _blocks_on_processes(X, Y, params, chunk_size, workers, make_wrapper=None, d
     """Gradients on worker processes, the calling process's chunks computed by ``make_wrapper(make)``;
     with ``duplicate``, the calling process ignores the workers' claims (computing every block again)."""
     shape = (X.shape[0], params["W1"].shape[0], params["W2"].shape[0])
-    make = planner.make_gradients(NUMPY, "buffered", TANH, shape, "float64", chunk_size)
+    make = building.make_gradients(NUMPY, "buffered", TANH, shape, "float64", chunk_size)
     gradients = processes.ProcessChunkedGradients(
         make if make_wrapper is None else make_wrapper(make), chunk_size, backend=NUMPY, dtype="float64",
         workers=workers, network=processes.Network.of(shape, TANH, "sigmoid", False, "float64"))
@@ -320,7 +320,7 @@ def test_a_worker_that_does_not_answer_is_named_after_the_timeout_and_then_stopp
     X, Y, params = _problem(1)
     before = _segments()
     shape = (3, 5, 1)
-    make = planner.make_gradients(NUMPY, "buffered", TANH, shape, "float64", 100)
+    make = building.make_gradients(NUMPY, "buffered", TANH, shape, "float64", 100)
     gradients = processes.ProcessChunkedGradients(make, 100, backend=NUMPY, dtype="float64", workers=2,
                                                   network=processes.Network.of(shape, TANH, "sigmoid", False,
                                                                                "float64"), timeout=2.0)

@@ -76,7 +76,7 @@ def test_targets_are_found_by_name_and_names_are_unique():
     assert lowering.find("no such target") is None
 
 
-@pytest.mark.parametrize("module", ["planner.py", "strategies.py"])
+@pytest.mark.parametrize("module", ["planner.py", "calibrations.py", "building.py", "strategies.py"])
 def test_no_string_picks_a_target(module):
     """The planner asks the targets; their names appear only in the targets' own modules."""
     text = (PACKAGE.parent / module).read_text()

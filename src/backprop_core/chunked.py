@@ -219,7 +219,7 @@ class ChunkedGradients:
     def running(self):
         """The workers' pool while they run, shut down however the run ends.  BLAS's threads are not
         set here: they are the plan's (:attr:`~backprop_core.planner.Plan.blas_threads`), held by the
-        strategy :func:`~backprop_core.planner.build` made; a limit of its own here would override the
+        strategy :func:`~backprop_core.building.build` made; a limit of its own here would override the
         plan's (a whole batch in one chunk of m ran on one thread where its plan chose every core)."""
         try:
             yield self

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from array_api_compat import array_namespace
 
-from . import planner
+from . import building, planner
 from .backends import backend_for_array, get_backend
 from .equations import SIGMOID, get_output
 from .errors import FeatureScaleWarning, TrainingDivergedError
@@ -109,8 +109,8 @@ def _update_rule(optimizer, learning_rate, alpha) -> UpdateRule:
 def _run(plan, X, Y, parameters, activation, rule, optimizer_state, num_iterations, backend, dtype, *, cost_every,
          callback, seed, output, sample_weight, monitor, plateau) -> TrainResult:
     """Build ``plan``'s strategy and run it: X, Y, the parameters and their state already checked and placed."""
-    strategy = planner.build(plan, X, with_weights(Y, sample_weight), parameters, activation, rule.learning_rate,
-                             backend, dtype, seed, output, sample_weight is not None, rule, optimizer_state)
+    strategy = building.build(plan, X, with_weights(Y, sample_weight), parameters, activation, rule.learning_rate,
+                              backend, dtype, seed, output, sample_weight is not None, rule, optimizer_state)
     if plan.mode == "mini-batch":
         num_iterations = plan.epochs * strategy.updates_per_epoch
     return run(strategy, parameters, num_iterations=num_iterations, learning_rate=rule.learning_rate,
