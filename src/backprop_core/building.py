@@ -12,7 +12,6 @@ build what they time here too (:mod:`backprop_core.calibrations`), so a plan is 
 from __future__ import annotations
 
 import contextlib
-from typing import TYPE_CHECKING
 
 import numpy as np
 from array_api_compat import is_numpy_namespace
@@ -26,9 +25,6 @@ from .errors import InvalidInputError
 from .lowering.target import EXECUTOR, Fit
 from .optimizers import beyond_lecture
 from .strategies import Chunked, Lowered, MiniBatch, WholeBatch, make_equations_gradients
-
-if TYPE_CHECKING:
-    from .planner import Plan
 
 
 # -- what computes the chunks ------------------------------------------------------------
@@ -61,10 +57,10 @@ def make_gradients(backend, executor: str, activation, shape, dtype, columns: in
 
 
 # -- from a plan to the strategy the loop runs ------------------------------------------
-def build(p: Plan, X, Y, parameters, activation, learning_rate, backend, dtype, seed=0, output=SIGMOID,
+def build(p, X, Y, parameters, activation, learning_rate, backend, dtype, seed=0, output=SIGMOID,
           weighted: bool = False, rule=None, state=None):
-    """The strategy that runs plan ``p`` on X (n0, m) and Y (n2, m), BLAS on ``p.blas_threads``
-    while it runs (the caller's setting restored after).
+    """The strategy that runs plan ``p`` (a :class:`~backprop_core.planner.Plan`) on X (n0, m) and
+    Y (n2, m), BLAS on ``p.blas_threads`` while it runs (the caller's setting restored after).
 
     Where each path's BLAS threads are pinned: here, once, for every plan kind (the whole
     batch by the equations or a lowered step, chunks on threads or in the calling process
@@ -116,7 +112,7 @@ def _pinned(strategy, threads):
     return strategy
 
 
-def _strategy(p: Plan, X, Y, parameters, activation, learning_rate, backend, dtype, seed, output, weighted,
+def _strategy(p, X, Y, parameters, activation, learning_rate, backend, dtype, seed, output, weighted,
               rule, state):
     lecture = beyond_lecture(rule) is None
     if p.mode == "dask":

@@ -21,7 +21,6 @@ import logging
 import time
 from dataclasses import dataclass, field
 from functools import partial
-from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -31,10 +30,7 @@ from .backends._base import cpu_cores
 from .blas import one_blas_thread, switch
 from .chunked import ChunkedGradients, working_bytes_per_example
 from .equations import SIGMOID
-
-if TYPE_CHECKING:
-    from .lowering.target import Fit
-    from .planner import Plan
+from .lowering.target import Fit
 
 log = logging.getLogger("backprop_core")
 
@@ -55,11 +51,12 @@ TARGET_CALIBRATION_S = 0.5
 _target_timings: dict = {}
 
 
-def time_target(target, fit: Fit, m, workers, fallback: Plan) -> tuple:
+def time_target(target, fit: Fit, m, workers, fallback) -> tuple:
     """``(examples, {threads: Timing})``: the seconds ``target`` takes for ``examples`` examples by its
-    thread count, and ``fallback``'s (key None), timed interleaved (:func:`measuring.time_interleaved`) on
-    min(m, MAX_TARGET_CALIBRATION) examples, each sample right after an untimed step of its own (as in
-    a fit); once per fit's shape, m, dtype and fallback in a process.
+    thread count, and ``fallback``'s (a :class:`~backprop_core.planner.Plan`; key None), timed
+    interleaved (:func:`measuring.time_interleaved`) on min(m, MAX_TARGET_CALIBRATION) examples,
+    each sample right after an untimed step of its own (as in a fit); once per fit's shape, m,
+    dtype and fallback in a process.
     The fallback runs with BLAS on its ``blas_threads`` (as :func:`~backprop_core.building.build` pins
     them): timed on the caller's threads instead, a busy machine's slow split products would count
     against it."""
