@@ -207,6 +207,7 @@ def _measure(backend, n0, n1, n2, activation, dtype, budget_s):
     return rates, timings
 
 
+# -- worker processes: their rates, round trip and start --------------------------------
 @dataclass(frozen=True)
 class ProcessCalibration:
     """What worker processes measured on this machine.
