@@ -466,7 +466,7 @@ def test_a_target_is_timed_against_its_fallback_on_the_blas_threads_the_fallback
     monkeypatch.setattr(measuring, "time_interleaved", spy)
     # The fallback is the equations' whole batch, whose strategy leaves BLAS as it finds it (the
     # buffered chunks pin one thread of their own, which would hide what the planner sets).
-    monkeypatch.setattr(building, "default_executor", lambda backend: "equations")
+    monkeypatch.setattr(building, "executor_for", lambda fit: "equations")
     calibrations._target_timings.clear()
     with blas_threads(planner.cpu_cores()):  # the caller leaves BLAS on every core
         p = _plan(shape=(2, 4, 1, 400), dtype="float32")
