@@ -89,53 +89,74 @@ def test_prepare_runs_untimed_before_each_call():
 
 
 # -- the other threads at rest before the rounds ----------------------------------------------------
+# A thread spinning in Python is no witness: it waits for the GIL, asleep, whenever the test holds it.
+# BLAS's threads spin in C, as the planner meets them; the rule itself is tested on a fake clock.
 LINUX_THREADS = pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="needs Linux's /proc/self/task")
+TWO_CORES = pytest.mark.skipif(not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
+                               reason="needs two cores for BLAS to split a product")
 
 
-@pytest.fixture
-def patient(monkeypatch):
-    """No earlier wait that ran out holds this test's waits back."""
-    monkeypatch.setattr(measuring, "_restless_since", None)
+class Restless:
+    """Other threads that run for the first ``busy`` checks (None: always), on a fake clock."""
+
+    def __init__(self, monkeypatch, busy=None):
+        self.now, self.busy, self.checks, self.pauses = 0.0, busy, 0, 0
+        monkeypatch.setattr(measuring, "_restless_since", None)
+        monkeypatch.setattr(measuring, "_others_running", self.running)
+        monkeypatch.setattr(time, "monotonic", lambda: self.now)
+        monkeypatch.setattr(time, "sleep", self.sleep)
+
+    def running(self):
+        self.checks += 1
+        return self.busy is None or self.checks <= self.busy
+
+    def sleep(self, seconds):
+        self.pauses += 1
+        self.now += seconds
 
 
-def _spinning(seconds):
-    """A thread of this process that runs without rest for ``seconds``; its ``done`` is set after."""
-    done = threading.Event()
-
-    def spin():
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
-            pass
-        done.set()
-    thread = threading.Thread(target=spin, daemon=True)
-    thread.start()
-    return thread, done
+def _split_product():
+    a = np.ones((1500, 1500), np.float32)
+    with threadpool_limits(2, user_api="blas"):
+        a @ a
 
 
-@LINUX_THREADS
-def test_a_timing_starts_only_after_a_spinning_thread_rests(patient):
-    thread, done = _spinning(0.1)
+def test_a_timing_starts_once_the_other_threads_rest(monkeypatch):
+    threads = Restless(monkeypatch, busy=3)
     assert measuring.settled(limit_s=5.0)
-    assert done.is_set()
-    thread.join()
+    assert threads.pauses == 3
+
+
+def test_nothing_running_costs_no_wait(monkeypatch):
+    threads = Restless(monkeypatch, busy=0)
+    assert measuring.settled()
+    assert threads.pauses == 0
+
+
+def test_threads_that_never_rest_are_waited_for_once(monkeypatch):
+    threads = Restless(monkeypatch)
+    assert not measuring.settled(limit_s=0.05, pause_s=0.01)
+    first = threads.pauses
+    assert 0 < first <= 6
+    assert not measuring.settled(limit_s=5.0)  # within RESTLESS_S of the wait that ran out
+    assert threads.pauses == first
+    threads.now += measuring.RESTLESS_S
+    assert not measuring.settled(limit_s=0.05, pause_s=0.01)  # later, waited for again
+    assert threads.pauses > first
 
 
 @LINUX_THREADS
-def test_a_thread_that_never_rests_is_waited_for_once(patient):
-    thread, done = _spinning(1.0)
-    assert not measuring.settled(limit_s=0.05)
-    waited = time.monotonic()
-    assert not measuring.settled(limit_s=5.0)  # within RESTLESS_S of the last wait: none
-    assert not done.is_set(), "the second call waited for the thread"
-    assert time.monotonic() - waited < 0.5
-    thread.join()
+@TWO_CORES
+def test_blas_threads_are_seen_running_right_after_a_product_they_split():
+    _split_product()
+    assert measuring._others_running()
 
 
 @LINUX_THREADS
-def test_blas_threads_rest_once_settled(patient):
+@TWO_CORES
+def test_blas_threads_rest_once_settled(monkeypatch):
     """A product OpenBLAS split leaves its threads spinning; once settled, none of them runs."""
-    if len(os.sched_getaffinity(0)) < 2:
-        pytest.skip("needs two cores for BLAS to split a product")
+    monkeypatch.setattr(measuring, "_restless_since", None)
 
     def ran():
         out = {}
@@ -143,9 +164,7 @@ def test_blas_threads_rest_once_settled(patient):
             with contextlib.suppress(OSError), open(f"/proc/self/task/{tid}/schedstat") as f:
                 out[tid] = int(f.read().split()[0])
         return out
-    a = np.ones((1500, 1500), np.float32)
-    with threadpool_limits(2, user_api="blas"):
-        a @ a
+    _split_product()
     assert measuring.settled(limit_s=5.0)
     before = ran()
     time.sleep(0.05)
