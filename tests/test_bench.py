@@ -134,6 +134,18 @@ def test_the_sample_order_study_times_the_fused_step_after_each_predecessor(tmp_
         "after a step of its own, nothing else (a fit)"]
 
 
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="needs Linux's /proc/self/task")
+def test_the_blas_spin_study_reports_each_round_after_the_product_and_after_settling(tmp_path):
+    out = tmp_path / "spin.txt"
+    done = subprocess.run([sys.executable, str(BENCH / "blas_spin.py"), "--size", "300", "--rounds", "2",
+                           "--out", str(out)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    lines = out.read_text().splitlines()
+    assert lines[0].startswith("BLAS on ") and len(lines) == 5
+    assert all("after the product" in line for line in lines[1:3])
+    assert all("settled waited" in line and "in 50 ms" in line for line in lines[3:])
+
+
 @pytest.mark.parametrize("device", [None, "cpu", 0, "0", "gpu", "cuda:0"])
 def test_the_plain_pytorch_peer_takes_the_device_vocabulary_of_the_library(device):
     """run.py passes --device to every GPU entry alike: the peer resolves it as the torch backend does."""

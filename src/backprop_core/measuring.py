@@ -52,7 +52,8 @@ MARGIN = 0.10
 MAX_SPREAD = 0.25
 
 #: Longest a timing waits for the process's other threads to rest (:func:`settled`): OpenBLAS's spin
-#: after a split product ended 0.1 s after it on the 2-core AMD EPYC of 2026-12-07.
+#: after a split product ended 0.103 to 0.113 s after it on the 2-core AMD EPYC of 2026-12-07
+#: (bench/blas_spin.py; bench/results/cpu-2026-12-07/blas_spin.txt).
 SETTLE_S = 0.25
 #: After a wait that ran out, how long no timing waits again: threads that never rest are the
 #: program's own work, which waiting does not end, and a plan's many timings would each pay the wait.
